@@ -1,0 +1,113 @@
+// GGUF v2/v3 reading (mmap, every metadata type, full validation) and writing. Layout facts:
+// shared/reference/formats-and-baselines.md. Every check failure is an error naming the problem and the offset;
+// the reader never reads outside the file.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace spider {
+
+enum gguf_type : int32_t {
+    GGUF_TYPE_UINT8 = 0,
+    GGUF_TYPE_INT8 = 1,
+    GGUF_TYPE_UINT16 = 2,
+    GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4,
+    GGUF_TYPE_INT32 = 5,
+    GGUF_TYPE_FLOAT32 = 6,
+    GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8,
+    GGUF_TYPE_ARRAY = 9,
+    GGUF_TYPE_UINT64 = 10,
+    GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12,
+};
+
+// One metadata value. Scalars are held widened (ints in i64/u64, floats in f64); arrays keep their element type.
+struct gguf_value {
+    gguf_type type = GGUF_TYPE_UINT8;
+    gguf_type arr_type = GGUF_TYPE_UINT8;  // element type when type == GGUF_TYPE_ARRAY
+    int64_t i = 0;
+    uint64_t u = 0;
+    double f = 0;
+    bool b = false;
+    std::string str;
+    // arrays: exactly one of these is filled, by element type
+    std::vector<int64_t> arr_int;      // any signed/unsigned integer or bool element type
+    std::vector<double> arr_float;     // float32/float64 elements
+    std::vector<std::string> arr_str;  // string elements
+    size_t arr_size() const;
+};
+
+struct gguf_tensor_info {
+    std::string name;
+    dtype type = DTYPE_F32;
+    int n_dims = 0;
+    int64_t ne[MAX_DIMS] = {1, 1, 1, 1};
+    uint64_t offset = 0;  // relative to the data section
+    size_t nbytes = 0;
+};
+
+class gguf_file {
+public:
+    // Opens and validates a file (mmap). On failure returns nullptr and sets *err to a message naming the problem.
+    static std::unique_ptr<gguf_file> open(const std::string & path, std::string * err);
+    // Same checks on a buffer in memory (used by the fuzzer); the buffer must outlive the object.
+    static std::unique_ptr<gguf_file> open_buffer(const void * data, size_t size, std::string * err);
+    ~gguf_file();
+
+    uint32_t version() const;
+    size_t alignment() const;
+    const std::vector<std::string> & keys() const;  // in file order
+    const gguf_value * find(const std::string & key) const;  // nullptr if absent
+
+    // Typed getters: return false (and leave *out alone) if absent or of an incompatible type.
+    bool get_string(const std::string & key, std::string * out) const;
+    bool get_int(const std::string & key, int64_t * out) const;    // any integer type or bool
+    bool get_float(const std::string & key, double * out) const;   // float32/64 or any integer
+    bool get_bool(const std::string & key, bool * out) const;
+
+    const std::vector<gguf_tensor_info> & tensors() const;
+    const gguf_tensor_info * find_tensor(const std::string & name) const;
+    // A view of a tensor's data in the mapping (shape from the file, contiguous strides).
+    tensor view(const gguf_tensor_info & info) const;
+    const uint8_t * data_section() const;
+
+private:
+    gguf_file();
+    struct impl;
+    std::unique_ptr<impl> p_;
+};
+
+// Builds a GGUF file in memory description and writes it atomically (temp file + rename).
+class gguf_writer {
+public:
+    gguf_writer();
+    ~gguf_writer();
+    void set_alignment(uint32_t a);
+    void set_u32(const std::string & key, uint32_t v);
+    void set_i32(const std::string & key, int32_t v);
+    void set_u64(const std::string & key, uint64_t v);
+    void set_f32(const std::string & key, float v);
+    void set_bool(const std::string & key, bool v);
+    void set_string(const std::string & key, const std::string & v);
+    void set_value(const std::string & key, const gguf_value & v);  // any type, including arrays
+    void set_array_str(const std::string & key, const std::vector<std::string> & v);
+    void set_array_f32(const std::string & key, const std::vector<float> & v);
+    void set_array_i32(const std::string & key, const std::vector<int32_t> & v);
+    // Adds a tensor; data (nbytes = dtype_row_bytes(type, ne[0]) * rows) is copied.
+    bool add_tensor(const std::string & name, dtype type, const int64_t * ne, int n_dims, const void * data,
+                    std::string * err);
+    bool write(const std::string & path, std::string * err) const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> p_;
+};
+
+}  // namespace spider

@@ -1,0 +1,102 @@
+// LLM weights: hyperparameters, the tensors of every block (views into the mmapped GGUF), Spider's added-token
+// rows, and loading + validation. A loaded llm_model is immutable and may be shared by many contexts.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/tensor.h"
+#include "io/gguf.h"
+#include "llm/arch.h"
+
+namespace spider {
+
+struct llm_hparams {
+    int64_t n_vocab = 0;  // base vocabulary (rows of token_embd.weight)
+    int64_t n_added = 0;  // Spider added tokens (rows of token_embd_extra.weight), ids n_vocab + i
+    int64_t n_ctx_train = 0;
+    int64_t n_embd = 0;
+    int64_t n_layer = 0;
+    int64_t n_head = 0;
+    int64_t n_head_kv = 0;
+    int64_t head_dim = 0;  // key_length (= value_length: both are required equal)
+    int64_t n_ff = 0;
+    int64_t n_rot = 0;  // rope.dimension_count (defaults to head_dim)
+    float rms_eps = 1e-5f;
+    float rope_freq_base = 10000.0f;
+    float rope_freq_scale = 1.0f;  // 1 / linear scaling factor (global layers)
+    float rope_freq_base_swa = 10000.0f;
+    rope_mode rope_type = ROPE_MODE_NORMAL;
+    int64_t n_swa = 0;            // sliding window in tokens; 0 = none
+    int64_t swa_pattern = 0;      // layer il is sliding-window unless (il + 1) % swa_pattern == 0; 0 = none
+    float attn_scale = 0.0f;      // logits multiplier; 0 = 1/sqrt(head_dim)
+    float embd_scale = 1.0f;      // multiplier of token embeddings (gemma: sqrt(n_embd))
+    act_type ffn_act = ACT_SILU;  // gated FFN activation
+
+    int64_t n_vocab_total() const { return n_vocab + n_added; }
+    bool is_swa(int64_t il) const { return n_swa > 0 && swa_pattern > 0 && (il + 1) % swa_pattern != 0; }
+};
+
+// One transformer block. Optional tensors have data == nullptr.
+struct llm_layer {
+    tensor attn_norm;       // {n_embd} F32
+    tensor wq;              // {n_embd, n_head * head_dim}
+    tensor wk;              // {n_embd, n_head_kv * head_dim}
+    tensor wv;              // {n_embd, n_head_kv * head_dim}
+    tensor wo;              // {n_head * head_dim, n_embd}
+    tensor attn_q_norm;     // {head_dim} F32 (gemma3)
+    tensor attn_k_norm;     // {head_dim} F32 (gemma3)
+    tensor attn_post_norm;  // {n_embd} F32 (gemma3)
+    tensor ffn_norm;        // {n_embd} F32
+    tensor ffn_gate;        // {n_embd, n_ff}
+    tensor ffn_up;          // {n_embd, n_ff}
+    tensor ffn_down;        // {n_ff, n_embd}
+    tensor ffn_post_norm;   // {n_embd} F32 (gemma3)
+};
+
+struct llm_model_params {
+    int n_threads = 0;
+    bool use_mmap = true;
+};
+
+struct llm_model {
+    llm_arch arch = LLM_ARCH_UNKNOWN;
+    const llm_arch_impl* impl = nullptr;
+    llm_hparams hparams;
+    std::unique_ptr<gguf_file> file;
+    std::string path;
+    std::string name;  // general.name, if any
+
+    tensor tok_embd;     // {n_embd, n_vocab}
+    tensor output_norm;  // {n_embd} F32
+    tensor output;       // {n_embd, n_vocab}; == tok_embd when tied
+    bool output_tied = false;
+    tensor tok_embd_extra;  // {n_embd, n_added} F32 or empty
+    tensor output_extra;    // {n_embd, n_added} F32 or empty (then == tok_embd_extra)
+    std::vector<std::string> added_tokens;
+    std::vector<llm_layer> layers;
+
+    uint64_t n_params = 0;   // elements of all weight tensors
+    uint64_t n_bytes = 0;    // bytes of all weight tensors
+    std::string ftype_name;  // "Q4_K_M", "F16", ... from general.file_type, or the dominant tensor type
+
+    // Loads and validates; on failure returns nullptr with *err naming the problem (file, key, tensor, shape).
+    static std::unique_ptr<llm_model> load(const std::string& path, const llm_model_params& params, std::string* err);
+
+    // Binds a tensor by its table name and checks its shape (ne beyond the given dims must be 1). A missing
+    // optional tensor leaves *out empty and returns true. 1-D norm weights must be F32 (converted if F16).
+    bool bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor* out, std::string* err);
+    std::string desc() const;
+
+    // F32 copies of small tensors stored as F16/BF16 in the file (norm weights); kept alive with the model.
+    std::vector<std::unique_ptr<std::vector<float>>> owned;
+};
+
+// Status kinds for the C API (see spider.h) carried with an error message.
+enum llm_error_kind { LLM_ERR_IO = 2, LLM_ERR_FORMAT = 3, LLM_ERR_UNSUPPORTED = 4 };
+// Kind of the last llm_model::load failure on this thread (for mapping to spider_status).
+llm_error_kind llm_model_last_error_kind();
+
+}  // namespace spider

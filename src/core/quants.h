@@ -1,7 +1,10 @@
 // Quantization and dequantization of rows, reference (plain C++) implementations. Block structs mirror the
 // GGUF / ggml layouts byte for byte; optimised dot products live in matmul_*.cpp and are tested against these.
 #pragma once
+#include <string>
+
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace spider {
 
@@ -12,13 +15,43 @@ constexpr int QK_K = 256;
 constexpr int K_SCALE_SIZE = 12;
 
 #pragma pack(push, 1)
-struct block_q4_0 { uint16_t d; uint8_t qs[QK4_0 / 2]; };
-struct block_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; };
-struct block_q8_0 { uint16_t d; int8_t qs[QK8_0]; };
-struct block_q4_K { uint16_t d; uint16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; };
-struct block_q5_K { uint16_t d; uint16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; };
-struct block_q6_K { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; };
-struct block_q8_K { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; };
+struct block_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+};
+struct block_q5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+};
+struct block_q8_0 {
+    uint16_t d;
+    int8_t qs[QK8_0];
+};
+struct block_q4_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+};
+struct block_q5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+struct block_q6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+struct block_q8_K {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
 #pragma pack(pop)
 static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
@@ -30,8 +63,16 @@ static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
 
 // x: n floats -> dst: dtype_row_bytes(t, n) bytes. n must be a multiple of the block size. Returns false for an
 // unsupported type or a bad n. Quantizers follow llama.cpp's reference rounding so our files match theirs.
-bool quantize_row(dtype t, const float * x, void * dst, int64_t n);
+bool quantize_row(dtype t, const float* x, void* dst, int64_t n);
 // src: one row of type t with n elements -> y: n floats.
-bool dequantize_row(dtype t, const void * src, float * y, int64_t n);
+bool dequantize_row(dtype t, const void* src, float* y, int64_t n);
+
+// matmul / get_rows (ops.h) return void and treat their arguments as invariants; a caller holding weights from a
+// file checks them once with these (at load time) and reports the message. They name the tensor and the bad value.
+// matmul_check: W is a 2-D (ne[2] = ne[3] = 1) view of a float or quantized type with contiguous rows whose
+// ne[0] is a multiple of the block size, data non-null, n_tok >= 0.
+bool matmul_check(const tensor& W, int64_t n_tok, std::string* err);
+// get_rows_check: table as for matmul_check and every ids[i] in [0, table.ne[1]).
+bool get_rows_check(const tensor& table, const int32_t* ids, int64_t n_ids, std::string* err);
 
 }  // namespace spider

@@ -199,3 +199,50 @@ TEST(quants, q8_K_bsums_match_quants) {
         }
     }
 }
+
+// ---- goldens from gguf-py (tests/reference/make_quant_goldens.py) ----
+
+TEST(quants, match_gguf_py_goldens) {
+    const char *names[] = {"f16", "bf16", "q4_0", "q5_0", "q8_0", "q4_K", "q5_K", "q6_K"};
+    for (const char *name : names) {
+        const std::string path = std::string(SPIDER_SOURCE_DIR) + "/tests/data/quants/" + name + ".bin";
+        std::vector<uint8_t> buf;
+        ASSERT_TRUE(read_file(path, &buf)) << "missing golden " << path;
+        ASSERT_GE(buf.size(), 20u);
+        ASSERT_EQ(std::memcmp(buf.data(), "SPQG", 4), 0) << path;
+        uint32_t hdr[4];
+        std::memcpy(hdr, buf.data() + 4, sizeof(hdr));
+        const dtype t = static_cast<dtype>(hdr[0]);
+        const int64_t n = hdr[1];
+        const size_t nbytes = hdr[2];
+        const bool has_quant = hdr[3] != 0;
+        ASSERT_EQ(buf.size(), 20 + static_cast<size_t>(n) * 8 + nbytes) << path;
+        ASSERT_EQ(dtype_row_bytes(t, n), nbytes) << path;
+        std::vector<float> x(static_cast<size_t>(n)), deq(static_cast<size_t>(n));
+        std::vector<uint8_t> q(buf.begin() + 20 + n * 4, buf.begin() + 20 + n * 4 + static_cast<long>(nbytes));
+        std::memcpy(x.data(), buf.data() + 20, static_cast<size_t>(n) * 4);
+        std::memcpy(deq.data(), buf.data() + 20 + n * 4 + nbytes, static_cast<size_t>(n) * 4);
+
+        if (has_quant) {  // our quantizer must write the same bytes as llama.cpp's reference
+            const std::vector<uint8_t> ours = quantize(t, x);
+            size_t first_diff = nbytes;
+            for (size_t i = 0; i < nbytes; ++i) {
+                if (ours[i] != q[i]) {
+                    first_diff = i;
+                    break;
+                }
+            }
+            EXPECT_EQ(first_diff, nbytes) << name << ": quantized bytes differ first at byte " << first_diff;
+        }
+        // ... and our dequantizer must reproduce gguf-py's floats exactly (bit for bit).
+        const std::vector<float> ours = dequantize(t, q, n);
+        int64_t n_bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            if (std::memcmp(&ours[static_cast<size_t>(i)], &deq[static_cast<size_t>(i)], 4) != 0 && n_bad++ < 3) {
+                ADD_FAILURE() << name << " element " << i << ": ours " << ours[static_cast<size_t>(i)] << " gguf-py "
+                              << deq[static_cast<size_t>(i)];
+            }
+        }
+        EXPECT_EQ(n_bad, 0) << name;
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+# Cross-checks Spider's GGUF I/O against gguf-py, the Python GGUF library maintained with llama.cpp.
+#
+# Pins: gguf==0.19.0 (and numpy, which it depends on)
+#
+# 1. Writes tests/data/gguf/gguf_py_all_types.gguf with gguf-py: every metadata type and f32/f16/q8_0 tensors.
+#    tests/test_gguf.cpp (gguf.reads_file_written_by_gguf_py) reads it with our reader and checks every value.
+# 2. Reads tests/data/gguf/spider_written.gguf (written by our gguf_writer: run
+#    `SPIDER_WRITE_GOLDENS=1 test_gguf --gtest_filter=*golden*` first) with gguf-py's GGUFReader and checks that
+#    every key, type and tensor is what our writer meant to write.
+#
+# Usage: python3 tests/reference/make_gguf_goldens.py   (from the repository root)
+import os
+import sys
+
+import numpy as np
+import gguf
+from gguf import GGUFReader, GGUFValueType, GGUFWriter, GGMLQuantizationType
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT_DIR = os.path.join(ROOT, "tests", "data", "gguf")
+
+
+def write_py_golden(path):
+    w = GGUFWriter(path, "llama")
+    w.add_uint8("test.u8", 200)
+    w.add_int8("test.i8", -100)
+    w.add_uint16("test.u16", 60000)
+    w.add_int16("test.i16", -30000)
+    w.add_uint32("test.u32", 4000000000)
+    w.add_int32("test.i32", -2000000000)
+    w.add_uint64("test.u64", 18000000000000000000)
+    w.add_int64("test.i64", -9000000000000000000)
+    w.add_float32("test.f32", 0.25)
+    w.add_float64("test.f64", -1.0e100)
+    w.add_bool("test.bool", True)
+    w.add_string("test.str", "h\u00e9llo, world")
+    w.add_array("test.arr_str", ["a", "bb", ""])
+    w.add_key_value("test.arr_i32", [1, -2, 3], GGUFValueType.ARRAY, sub_type=GGUFValueType.INT32)
+    w.add_key_value("test.arr_f32", [0.5, -1.5], GGUFValueType.ARRAY, sub_type=GGUFValueType.FLOAT32)
+    w.add_key_value("test.arr_u8", [1, 2, 255], GGUFValueType.ARRAY, sub_type=GGUFValueType.UINT8)
+    w.add_key_value("test.arr_bool", [True, False], GGUFValueType.ARRAY, sub_type=GGUFValueType.BOOL)
+    w.add_tensor("t.f32", np.arange(12, dtype=np.float32).reshape(3, 4))
+    w.add_tensor("t.f16", (np.arange(8, dtype=np.float32) / 2).astype(np.float16))
+    x = np.sin(0.1 * np.arange(128, dtype=np.float32)).reshape(2, 64)
+    q = gguf.quants.quantize(x, GGMLQuantizationType.Q8_0)
+    w.add_tensor("t.q8_0", q, raw_dtype=GGMLQuantizationType.Q8_0)  # q has the byte shape (2, 68)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def field_value(f):
+    t = f.types[0]
+    if t == GGUFValueType.ARRAY:
+        return f.types[1], f.contents()
+    return t, f.contents()
+
+
+def check_spider_golden(path):
+    r = GGUFReader(path)
+    want = {
+        "general.architecture": (GGUFValueType.STRING, "llama"),
+        "general.name": (GGUFValueType.STRING, "spider golden"),
+        "test.u32": (GGUFValueType.UINT32, 7),
+        "test.i64": (GGUFValueType.INT64, -5),
+        "test.f64": (GGUFValueType.FLOAT64, 2.5),
+        "test.bool": (GGUFValueType.BOOL, False),
+        "test.arr_str": (GGUFValueType.STRING, ["x", "yz"]),
+        "test.arr_f32": (GGUFValueType.FLOAT32, [1.0, 2.0, 3.0]),
+    }
+    got = {}
+    for name, f in r.fields.items():
+        if name.startswith("GGUF."):
+            continue  # reader's pseudo-fields for the header
+        got[name] = field_value(f)
+    assert got == want, f"metadata mismatch:\n got  {got}\n want {want}"
+    assert len(r.tensors) == 1, r.tensors
+    t = r.tensors[0]
+    assert t.name == "t.a" and t.tensor_type == GGMLQuantizationType.F32, (t.name, t.tensor_type)
+    assert list(t.shape) == [3, 2], t.shape  # GGUF order: ne[0] first
+    np.testing.assert_array_equal(np.asarray(t.data).reshape(-1), np.arange(6, dtype=np.float32) * 1.5)
+    print(f"gguf-py read {path}: {len(want)} keys and 1 tensor as intended")
+
+
+def main():
+    os.makedirs(OUT_DIR, exist_ok=True)
+    assert gguf.__version__ if hasattr(gguf, "__version__") else True
+    py_path = os.path.join(OUT_DIR, "gguf_py_all_types.gguf")
+    write_py_golden(py_path)
+    print(f"wrote {py_path} ({os.path.getsize(py_path)} bytes)")
+    sp_path = os.path.join(OUT_DIR, "spider_written.gguf")
+    if not os.path.exists(sp_path):
+        print(f"{sp_path} missing: run SPIDER_WRITE_GOLDENS=1 test_gguf --gtest_filter=*golden* first", file=sys.stderr)
+        return 1
+    check_spider_golden(sp_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,4 +81,10 @@ SPIDER_OPS_DECLARE
 
 SPIDER_OPS_DECLARE
 
+// Kernel selection of the optimised ops (not matmul): by default the best set the CPU supports ("avx2" or
+// "generic"). Tests force the generic set to check both. Returns false if the SIMD set was asked for but the
+// CPU lacks it (the generic set is used then).
+bool ops_use_generic_kernels(bool on);
+const char * ops_kernel_name();
+
 }  // namespace spider

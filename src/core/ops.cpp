@@ -1,0 +1,570 @@
+// Optimised implementations of every op except matmul / get_rows: row kernels chosen once at run time (AVX2+FMA
+// in ops_avx2.cpp, or the generic C++ twins below), threads from thread_pool for the big ops (attention over
+// (query, head) items, convolutions over column chunks of an im2col GEMM). Every op here is compared against
+// spider::ref in tests/test_ops.cpp, on both kernel sets.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "core/ops.h"
+
+namespace spider {
+
+namespace avx2 {
+void add(const float *a, const float *b, float *y, int64_t n);
+void mul(const float *a, const float *b, float *y, int64_t n);
+void scale(const float *x, float s, float *y, int64_t n);
+void act(int a, const float *x, float *y, int64_t n);
+void glu(int a, const float *g, const float *u, float *y, int64_t n);
+float dot(const float *a, const float *b, int64_t n);
+void axpy(float a, const float *x, float *y, int64_t n);
+float max(const float *x, int64_t n);
+float exp_sum(const float *x, float m, float *y, int64_t n);
+void sums(const float *x, int64_t n, float *sum, float *sum_sq);
+float sq_dev(const float *x, float mean, int64_t n);
+void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+          int64_t ldc, bool accumulate);
+}  // namespace avx2
+
+namespace {
+
+// ---- generic kernels: the same contracts as ops_avx2.cpp, in plain C++ (the compiler vectorises the easy ones)
+
+float act_scalar(int a, float x) {
+    switch (a) {
+        case ACT_GELU_TANH: {
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            return x / (1.0f + std::exp(-2.0f * u));  // 0.5 (1 + tanh u) = sigmoid(2u)
+        }
+        case ACT_GELU_ERF:
+            return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+        case ACT_SILU:
+            return x / (1.0f + std::exp(-x));
+        default:
+            return x > 0.0f ? x : 0.0f;
+    }
+}
+
+void g_add(const float *a, const float *b, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+void g_mul(const float *a, const float *b, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+void g_scale(const float *x, float s, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+void g_act(int a, const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = act_scalar(a, x[i]);
+}
+void g_glu(int a, const float *g, const float *u, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = act_scalar(a, g[i]) * u[i];
+}
+float g_dot(const float *a, const float *b, int64_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; ++i) r += a[i] * b[i];
+    return r;
+}
+void g_axpy(float a, const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+float g_max(const float *x, int64_t n) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+    return m;
+}
+float g_exp_sum(const float *x, float m, float *y, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+        y[i] = std::exp(x[i] - m);
+        s += y[i];
+    }
+    return s;
+}
+void g_sums(const float *x, int64_t n, float *sum, float *sum_sq) {
+    float s = 0.0f, q = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+        s += x[i];
+        q += x[i] * x[i];
+    }
+    *sum = s;
+    *sum_sq = q;
+}
+float g_sq_dev(const float *x, float mean, int64_t n) {
+    float q = 0.0f;
+    for (int64_t i = 0; i < n; ++i) q += (x[i] - mean) * (x[i] - mean);
+    return q;
+}
+void g_norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        float v = (x[i] - mean) * inv;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = v;
+    }
+}
+void g_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+            int64_t ldc, bool accumulate) {
+    for (int64_t m = 0; m < M; ++m) {
+        float *c = C + m * ldc;
+        if (!accumulate) std::fill(c, c + N, 0.0f);
+        for (int64_t k = 0; k < K; ++k) {
+            const float a = A[m * lda + k];
+            const float *b = B + k * ldb;
+            for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
+        }
+    }
+}
+
+struct kernel_set {
+    const char *name;
+    void (*add)(const float *, const float *, float *, int64_t);
+    void (*mul)(const float *, const float *, float *, int64_t);
+    void (*scale)(const float *, float, float *, int64_t);
+    void (*act)(int, const float *, float *, int64_t);
+    void (*glu)(int, const float *, const float *, float *, int64_t);
+    float (*dot)(const float *, const float *, int64_t);
+    void (*axpy)(float, const float *, float *, int64_t);
+    float (*max)(const float *, int64_t);
+    float (*exp_sum)(const float *, float, float *, int64_t);
+    void (*sums)(const float *, int64_t, float *, float *);
+    float (*sq_dev)(const float *, float, int64_t);
+    void (*norm_apply)(const float *, float, float, const float *, const float *, float *, int64_t);
+    void (*gemm)(int64_t, int64_t, int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t, bool);
+};
+
+const kernel_set GENERIC = {"generic", g_add, g_mul,     g_scale, g_act,    g_glu,        g_dot,
+                            g_axpy,    g_max, g_exp_sum, g_sums,  g_sq_dev, g_norm_apply, g_gemm};
+const kernel_set AVX2 = {"avx2",     avx2::add, avx2::mul,     avx2::scale, avx2::act,    avx2::glu,        avx2::dot,
+                         avx2::axpy, avx2::max, avx2::exp_sum, avx2::sums,  avx2::sq_dev, avx2::norm_apply, avx2::gemm};
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+std::atomic<const kernel_set *> g_kernels{nullptr};
+
+const kernel_set &K() {
+    const kernel_set *k = g_kernels.load(std::memory_order_acquire);
+    if (!k) {
+        k = cpu_has_avx2() ? &AVX2 : &GENERIC;
+        g_kernels.store(k, std::memory_order_release);
+    }
+    return *k;
+}
+
+void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
+    if (!pool || pool->size() <= 1) {
+        fn(0, 1);
+    } else {
+        pool->run(fn);
+    }
+}
+
+}  // namespace
+
+bool ops_use_generic_kernels(bool on) {
+    if (!on && !cpu_has_avx2()) {
+        g_kernels.store(&GENERIC, std::memory_order_release);
+        return false;
+    }
+    g_kernels.store(on ? &GENERIC : &AVX2, std::memory_order_release);
+    return true;
+}
+
+const char *ops_kernel_name() {
+    return K().name;
+}
+
+// ---- elementwise
+
+void add(const float *a, const float *b, float *y, int64_t n) {
+    K().add(a, b, y, n);
+}
+void mul(const float *a, const float *b, float *y, int64_t n) {
+    K().mul(a, b, y, n);
+}
+void scale(const float *x, float s, float *y, int64_t n) {
+    K().scale(x, s, y, n);
+}
+
+void mul_row(const float *x, const float *w, float *y, int64_t rows, int64_t n) {
+    const kernel_set &k = K();
+    for (int64_t r = 0; r < rows; ++r) k.mul(x + r * n, w, y + r * n, n);
+}
+
+void add_row(const float *x, const float *b, float *y, int64_t rows, int64_t n) {
+    const kernel_set &k = K();
+    for (int64_t r = 0; r < rows; ++r) k.add(x + r * n, b, y + r * n, n);
+}
+
+void activation(act_type a, const float *x, float *y, int64_t n) {
+    K().act(a, x, y, n);
+}
+
+void glu(act_type a, const float *gate, const float *up, float *y, int64_t n) {
+    K().glu(a, gate, up, y, n);
+}
+
+// ---- softmax and norms: one row at a time, two vectorised passes each
+
+void softmax_rows(const float *x, float *y, int64_t rows, int64_t n) {
+    const kernel_set &k = K();
+    for (int64_t r = 0; r < rows; ++r) {
+        const float m = k.max(x + r * n, n);
+        const float s = k.exp_sum(x + r * n, m, y + r * n, n);
+        k.scale(y + r * n, 1.0f / s, y + r * n, n);
+    }
+}
+
+void rms_norm(const float *x, const float *w, float *y, int64_t rows, int64_t n, float eps) {
+    const kernel_set &k = K();
+    for (int64_t r = 0; r < rows; ++r) {
+        float s, q;
+        k.sums(x + r * n, n, &s, &q);
+        const float inv = 1.0f / std::sqrt(q / static_cast<float>(n) + eps);
+        k.norm_apply(x + r * n, 0.0f, inv, w, nullptr, y + r * n, n);
+    }
+}
+
+void layer_norm(const float *x, const float *w, const float *b, float *y, int64_t rows, int64_t n, float eps) {
+    const kernel_set &k = K();
+    for (int64_t r = 0; r < rows; ++r) {
+        float s, q;
+        k.sums(x + r * n, n, &s, &q);
+        const float mean = s / static_cast<float>(n);
+        const float var = k.sq_dev(x + r * n, mean, n) / static_cast<float>(n);
+        k.norm_apply(x + r * n, mean, 1.0f / std::sqrt(var + eps), w, b, y + r * n, n);
+    }
+}
+
+void group_norm(const float *x, const float *w, const float *b, float *y, int64_t C, int64_t HW, int64_t n_groups,
+                float eps) {
+    const kernel_set &k = K();
+    const int64_t cg = C / n_groups;
+    for (int64_t g = 0; g < n_groups; ++g) {
+        const float *xg = x + g * cg * HW;
+        const int64_t m = cg * HW;  // a group is one contiguous block of cg channels
+        float s, q;
+        k.sums(xg, m, &s, &q);
+        const float mean = s / static_cast<float>(m);
+        const float inv = 1.0f / std::sqrt(k.sq_dev(xg, mean, m) / static_cast<float>(m) + eps);
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) {
+            float *yc = y + c * HW;
+            k.norm_apply(x + c * HW, mean, inv * (w ? w[c] : 1.0f), nullptr, nullptr, yc, HW);
+            if (b) {
+                const float bc = b[c];
+                for (int64_t i = 0; i < HW; ++i) yc[i] += bc;
+            }
+        }
+    }
+}
+
+// ---- rope: the cos / sin table is computed once per token and applied to every head
+
+void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, float freq_base,
+          float freq_scale, rope_mode mode) {
+    const int64_t half = n_rot / 2;
+    std::vector<double> inv_freq(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i)
+        inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot) * freq_scale;
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t i = 0; i < half; ++i) {
+            const double theta = static_cast<double>(pos[t]) * inv_freq[i];
+            cs[i] = static_cast<float>(std::cos(theta));
+            sn[i] = static_cast<float>(std::sin(theta));
+        }
+        for (int64_t h = 0; h < n_head; ++h) {
+            float *v = x + (t * n_head + h) * head_dim;
+            if (mode == ROPE_MODE_NEOX) {
+                float *a = v;
+                float *b = v + half;
+                for (int64_t i = 0; i < half; ++i) {
+                    const float x0 = a[i], x1 = b[i];
+                    a[i] = x0 * cs[i] - x1 * sn[i];
+                    b[i] = x0 * sn[i] + x1 * cs[i];
+                }
+            } else {
+                for (int64_t i = 0; i < half; ++i) {
+                    const float x0 = v[2 * i], x1 = v[2 * i + 1];
+                    v[2 * i] = x0 * cs[i] - x1 * sn[i];
+                    v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+                }
+            }
+        }
+    }
+}
+
+// ---- attention: one work item = (query, head); keys visible to a query form one contiguous range [j0, j1), which
+// is walked in blocks with an online softmax (running max m, running sum s, accumulator rescaled when m grows).
+
+void attention(const float *q, const float *k, const float *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
+               int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
+               thread_pool *pool) {
+    const kernel_set &kr = K();
+    const int64_t group = n_head / n_head_kv;
+    const int64_t total = n_q * n_head;
+    constexpr int64_t BLOCK = 256;
+    parallel(pool, [&](int ith, int nth) {
+        std::vector<float> logit(BLOCK), acc(static_cast<size_t>(head_dim));
+        // Round-robin items: with a causal mask later queries see more keys, so contiguous ranges would be uneven.
+        for (int64_t it = ith; it < total; it += nth) {
+            const int64_t i = it / n_head, h = it % n_head, hk = h / group;
+            const float *qi = q + (i * n_head + h) * head_dim;
+            float *oi = out + (i * n_head + h) * head_dim;
+            const int64_t qpos = q_pos0 + i;
+            int64_t j0 = 0, j1 = n_kv;
+            if (causal) j1 = std::min<int64_t>(n_kv, qpos + 1);
+            if (window > 0) j0 = std::max<int64_t>(0, qpos - window + 1);
+            if (j1 <= j0) {
+                std::fill(oi, oi + head_dim, 0.0f);  // no visible key
+                continue;
+            }
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
+            for (int64_t jb = j0; jb < j1; jb += BLOCK) {
+                const int64_t nb = std::min(BLOCK, j1 - jb);
+                for (int64_t j = 0; j < nb; ++j)
+                    logit[j] = kr.dot(qi, k + ((jb + j) * n_head_kv + hk) * head_dim, head_dim) * scale;
+                const float bm = kr.max(logit.data(), nb);
+                if (bm > m) {
+                    if (s > 0.0f) {
+                        const float r = std::exp(m - bm);
+                        kr.scale(acc.data(), r, acc.data(), head_dim);
+                        s *= r;
+                    }
+                    m = bm;
+                }
+                s += kr.exp_sum(logit.data(), m, logit.data(), nb);
+                for (int64_t j = 0; j < nb; ++j)
+                    kr.axpy(logit[j], v + ((jb + j) * n_head_kv + hk) * head_dim, acc.data(), head_dim);
+            }
+            kr.scale(acc.data(), 1.0f / s, oi, head_dim);
+        }
+    });
+}
+
+// ---- convolutions: im2col of a chunk of output columns into a per-thread panel, then GEMM with the weights
+// (row-major [C_out, C_in * KH * KW], exactly PyTorch's layout) straight into y's rows.
+
+namespace {
+
+struct conv_geom {
+    int64_t C_in, H, W, C_out, KH, KW, stride_h, stride_w, pad_h, pad_w, H_out, W_out;
+};
+
+void im2col_chunk(const float *x, const conv_geom &g, int64_t n0, int64_t nc, float *col) {
+    for (int64_t c = 0; c < g.C_in; ++c) {
+        for (int64_t ky = 0; ky < g.KH; ++ky) {
+            for (int64_t kx = 0; kx < g.KW; ++kx) {
+                float *row = col + ((c * g.KH + ky) * g.KW + kx) * nc;
+                int64_t oy = n0 / g.W_out, ox = n0 % g.W_out;
+                for (int64_t n = 0; n < nc; ++n) {
+                    const int64_t iy = oy * g.stride_h - g.pad_h + ky, ix = ox * g.stride_w - g.pad_w + kx;
+                    row[n] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? x[(c * g.H + iy) * g.W + ix] : 0.0f;
+                    if (++ox == g.W_out) {
+                        ox = 0;
+                        ++oy;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void conv_im2col(const float *x, const float *w, const float *b, float *y, const conv_geom &g, thread_pool *pool) {
+    const kernel_set &kr = K();
+    const int64_t N = g.H_out * g.W_out, Kd = g.C_in * g.KH * g.KW;
+    // Columns per chunk: the panel Kd x NC should stay in L2 (<= ~256 KiB), and at least 16 for the GEMM tile.
+    int64_t NC = (256 * 1024 / 4) / std::max<int64_t>(Kd, 1);
+    NC = std::max<int64_t>(16, std::min<int64_t>(256, NC / 16 * 16));
+    const int64_t n_chunks = (N + NC - 1) / NC;
+    parallel(pool, [&](int ith, int nth) {
+        std::vector<float> col;
+        for (int64_t ch = ith; ch < n_chunks; ch += nth) {
+            const int64_t n0 = ch * NC, nc = std::min(NC, N - n0);
+            col.resize(static_cast<size_t>(Kd * nc));
+            im2col_chunk(x, g, n0, nc, col.data());
+            kr.gemm(g.C_out, nc, Kd, w, Kd, col.data(), nc, y + n0, N, false);
+            if (b) {
+                for (int64_t o = 0; o < g.C_out; ++o) {
+                    float *yo = y + o * N + n0;
+                    for (int64_t n = 0; n < nc; ++n) yo[n] += b[o];
+                }
+            }
+        }
+    });
+}
+
+}  // namespace
+
+void conv1d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t L, int64_t C_out, int64_t K,
+            int64_t stride, int64_t pad, thread_pool *pool) {
+    const conv_geom g = {C_in, 1, L, C_out, 1, K, 1, stride, 0, pad, 1, (L + 2 * pad - K) / stride + 1};
+    conv_im2col(x, w, b, y, g, pool);
+}
+
+void conv2d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t H, int64_t W, int64_t C_out,
+            int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool *pool) {
+    const conv_geom g = {C_in,
+                         H,
+                         W,
+                         C_out,
+                         KH,
+                         KW,
+                         stride,
+                         stride,
+                         pad,
+                         pad,
+                         (H + 2 * pad - KH) / stride + 1,
+                         (W + 2 * pad - KW) / stride + 1};
+    conv_im2col(x, w, b, y, g, pool);
+}
+
+void conv_temporal(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t T, int64_t HW,
+                   int64_t C_out, int64_t KT, thread_pool *pool) {
+    // A KT x 1 conv2d over the [T, HW] plane of each channel, padded in time only.
+    const int64_t pad = (KT - 1) / 2;
+    const conv_geom g = {C_in, T, HW, C_out, KT, 1, 1, 1, pad, 0, T + 2 * pad - KT + 1, HW};
+    conv_im2col(x, w, b, y, g, pool);
+}
+
+void conv_transpose2d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t H, int64_t W,
+                      int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool *pool) {
+    // cols[(o, ky, kx), pixel_in] = sum_c w[c, (o, ky, kx)] x[c, pixel_in] (one GEMM with the transposed
+    // weights), then each output channel gathers its KH * KW shifted planes (col2im), one channel per thread.
+    const kernel_set &kr = K();
+    const int64_t M2 = C_out * KH * KW, HW = H * W;
+    const int64_t H_out = (H - 1) * stride - 2 * pad + KH, W_out = (W - 1) * stride - 2 * pad + KW;
+    std::vector<float> wt(static_cast<size_t>(M2 * C_in));
+    for (int64_t c = 0; c < C_in; ++c)
+        for (int64_t m = 0; m < M2; ++m) wt[m * C_in + c] = w[c * M2 + m];
+    std::vector<float> cols(static_cast<size_t>(M2 * HW));
+    const int64_t row_blocks = (M2 + 15) / 16;
+    parallel(pool, [&](int ith, int nth) {
+        for (int64_t rb = ith; rb < row_blocks; rb += nth) {
+            const int64_t m0 = rb * 16, mc = std::min<int64_t>(16, M2 - m0);
+            kr.gemm(mc, HW, C_in, wt.data() + m0 * C_in, C_in, x, HW, cols.data() + m0 * HW, HW, false);
+        }
+    });
+    parallel(pool, [&](int ith, int nth) {
+        for (int64_t o = ith; o < C_out; o += nth) {
+            float *yo = y + o * H_out * W_out;
+            std::fill(yo, yo + H_out * W_out, b ? b[o] : 0.0f);
+            for (int64_t ky = 0; ky < KH; ++ky) {
+                for (int64_t kx = 0; kx < KW; ++kx) {
+                    const float *cp = cols.data() + ((o * KH + ky) * KW + kx) * HW;
+                    for (int64_t iy = 0; iy < H; ++iy) {
+                        const int64_t oy = iy * stride - pad + ky;
+                        if (oy < 0 || oy >= H_out) continue;
+                        for (int64_t ix = 0; ix < W; ++ix) {
+                            const int64_t ox = ix * stride - pad + kx;
+                            if (ox < 0 || ox >= W_out) continue;
+                            yo[oy * W_out + ox] += cp[iy * W + ix];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+// ---- resampling and layout
+
+void upsample_nearest2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t f) {
+    const int64_t Wo = W * f;
+    for (int64_t c = 0; c < C; ++c) {
+        for (int64_t iy = 0; iy < H; ++iy) {
+            const float *xr = x + (c * H + iy) * W;
+            float *y0 = y + (c * H * f + iy * f) * Wo;
+            for (int64_t ix = 0; ix < W; ++ix)
+                for (int64_t r = 0; r < f; ++r) y0[ix * f + r] = xr[ix];
+            for (int64_t r = 1; r < f; ++r) std::memcpy(y0 + r * Wo, y0, sizeof(float) * Wo);
+        }
+    }
+}
+
+void avg_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t k) {
+    const int64_t Ho = H / k, Wo = W / k;
+    const float inv = 1.0f / static_cast<float>(k * k);
+    std::vector<float> acc(static_cast<size_t>(Wo));
+    for (int64_t c = 0; c < C; ++c) {
+        for (int64_t oy = 0; oy < Ho; ++oy) {
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t ky = 0; ky < k; ++ky) {
+                const float *xr = x + (c * H + oy * k + ky) * W;
+                for (int64_t ox = 0; ox < Wo; ++ox)
+                    for (int64_t kx = 0; kx < k; ++kx) acc[ox] += xr[ox * k + kx];
+            }
+            for (int64_t ox = 0; ox < Wo; ++ox) y[(c * Ho + oy) * Wo + ox] = acc[ox] * inv;
+        }
+    }
+}
+
+void max_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t k) {
+    const int64_t Ho = H / k, Wo = W / k;
+    for (int64_t c = 0; c < C; ++c) {
+        for (int64_t oy = 0; oy < Ho; ++oy) {
+            float *yr = y + (c * Ho + oy) * Wo;
+            std::fill(yr, yr + Wo, -std::numeric_limits<float>::infinity());
+            for (int64_t ky = 0; ky < k; ++ky) {
+                const float *xr = x + (c * H + oy * k + ky) * W;
+                for (int64_t ox = 0; ox < Wo; ++ox)
+                    for (int64_t kx = 0; kx < k; ++kx) yr[ox] = std::max(yr[ox], xr[ox * k + kx]);
+            }
+        }
+    }
+}
+
+void permute(const float *x, float *y, const int64_t ne[4], const int perm[4]) {
+    const int64_t in_stride[4] = {1, ne[0], ne[0] * ne[1], ne[0] * ne[1] * ne[2]};
+    int64_t one[4], st[4];  // output shape, input stride of each output dim
+    for (int d = 0; d < 4; ++d) {
+        one[d] = ne[perm[d]];
+        st[d] = in_stride[perm[d]];
+    }
+    float *yp = y;
+    for (int64_t i3 = 0; i3 < one[3]; ++i3)
+        for (int64_t i2 = 0; i2 < one[2]; ++i2)
+            for (int64_t i1 = 0; i1 < one[1]; ++i1) {
+                const float *xp = x + i3 * st[3] + i2 * st[2] + i1 * st[1];
+                if (st[0] == 1) {
+                    std::memcpy(yp, xp, sizeof(float) * one[0]);  // innermost dim kept: whole rows
+                } else {
+                    for (int64_t i0 = 0; i0 < one[0]; ++i0) yp[i0] = xp[i0 * st[0]];
+                }
+                yp += one[0];
+            }
+}
+
+void concat(const float *a, const int64_t ne_a[4], const float *b, const int64_t ne_b[4], int dim, float *y) {
+    // Both inputs are a sequence of `outer` blocks; block sizes are the products of the dims up to `dim`.
+    int64_t outer = 1, ba = 1, bb = 1;
+    for (int d = 0; d <= dim; ++d) {
+        ba *= ne_a[d];
+        bb *= ne_b[d];
+    }
+    for (int d = dim + 1; d < 4; ++d) outer *= ne_a[d];
+    for (int64_t o = 0; o < outer; ++o) {
+        std::memcpy(y, a + o * ba, sizeof(float) * ba);
+        y += ba;
+        std::memcpy(y, b + o * bb, sizeof(float) * bb);
+        y += bb;
+    }
+}
+
+}  // namespace spider

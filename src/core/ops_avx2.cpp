@@ -1,0 +1,322 @@
+// AVX2 + FMA inner kernels of the optimised ops (ops.cpp picks them at run time when the CPU has AVX2 and FMA;
+// this file alone is compiled with those flags). Each kernel works on one contiguous row; threading and shape
+// handling stay in ops.cpp. The generic twins of these kernels are in ops.cpp, and tests/test_ops.cpp compares
+// every op built on them against spider::ref.
+//
+// Fast exp: Cephes expf range reduction (x = n ln2 + r, |r| <= ln2/2) with its degree-6 polynomial; relative
+// error <= 2e-7 on [-87.3, 88.7]; below -87.3 the result is exactly 0 (so -inf logits vanish), above it is
+// clamped to exp(88.7). GELU (tanh form) uses the identity 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)), so its error
+// is that of exp plus one division (< 1e-6 relative). GELU (erf form) uses Abramowitz & Stegun 7.1.26 for erf,
+// absolute error <= 1.5e-7 (times |x| / 2 in the output).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace spider {
+namespace avx2 {
+
+static inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline float hmax(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_max_ps(lo, hi);
+    lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline __m256 exp_ps(__m256 x) {
+    const __m256 zero_mask = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // Scale by 2^n: add n to the exponent field. n is in [-126, 128]; split so 2^n never overflows the field.
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i half = _mm256_srai_epi32(ni, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_andnot_ps(zero_mask, p);
+}
+
+// Scalar exp through the vector path, so tails agree with the body bit for bit.
+static inline float exp_1(float x) {
+    return _mm256_cvtss_f32(exp_ps(_mm256_set1_ps(x)));
+}
+
+static inline __m256 gelu_tanh_ps(__m256 x) {
+    const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    const __m256 u =
+        _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+    const __m256 e = exp_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+static inline __m256 silu_ps(__m256 x) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+static inline __m256 gelu_erf_ps(__m256 x) {
+    // z = |x| / sqrt(2); erfc(z) ~= t (a1 + t (a2 + ...)) exp(-z^2), t = 1 / (1 + p z)
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign_mask, x), _mm256_set1_ps(0.7071067811865476f));
+    const __m256 t =
+        _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), z, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    const __m256 erfc =
+        _mm256_mul_ps(_mm256_mul_ps(p, t), exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
+    // x >= 0: 0.5 x (2 - erfc); x < 0: 0.5 x erfc (no cancellation in the negative tail)
+    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), erfc, neg);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+}
+
+static inline __m256 act_ps(int a, __m256 x) {
+    switch (a) {
+        case 0:
+            return gelu_tanh_ps(x);
+        case 1:
+            return gelu_erf_ps(x);
+        case 2:
+            return silu_ps(x);
+        default:
+            return _mm256_max_ps(x, _mm256_setzero_ps());
+    }
+}
+
+// Loads n < 8 trailing floats (zero-filled) and stores them back, so every kernel handles odd sizes the same way.
+static inline __m256 load_tail(const float* p, int64_t n) {
+    float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; ++i) buf[i] = p[i];
+    return _mm256_loadu_ps(buf);
+}
+static inline void store_tail(float* p, __m256 v, int64_t n) {
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
+}
+
+void add(const float* a, const float* b, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void mul(const float* a, const float* b, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+void scale(const float* x, float s, float* y, int64_t n) {
+    const __m256 vs = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+    for (; i < n; ++i) y[i] = x[i] * s;
+}
+
+void act(int a, const float* x, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, act_ps(a, _mm256_loadu_ps(x + i)));
+    if (i < n) store_tail(y + i, act_ps(a, load_tail(x + i, n - i)), n - i);
+}
+
+void glu(int a, const float* g, const float* u, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(act_ps(a, _mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+    if (i < n) store_tail(y + i, _mm256_mul_ps(act_ps(a, load_tail(g + i, n - i)), load_tail(u + i, n - i)), n - i);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+// y += a * x
+void axpy(float a, const float* x, float* y, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+float max(const float* x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float r = hmax(m);
+    for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+// y[i] = exp(x[i] - m); returns the sum of y.
+float exp_sum(const float* x, float m, float* y, int64_t n) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 s = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(y + i, e);
+        s = _mm256_add_ps(s, e);
+    }
+    float r = hsum(s);
+    for (; i < n; ++i) {
+        y[i] = exp_1(x[i] - m);
+        r += y[i];
+    }
+    return r;
+}
+
+// Sum and sum of squares of x (mean / variance pass of the norms).
+void sums(const float* x, int64_t n, float* sum, float* sum_sq) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        s0 = _mm256_add_ps(s0, a);
+        s1 = _mm256_add_ps(s1, b);
+        q0 = _mm256_fmadd_ps(a, a, q0);
+        q1 = _mm256_fmadd_ps(b, b, q1);
+    }
+    float s = hsum(_mm256_add_ps(s0, s1)), q = hsum(_mm256_add_ps(q0, q1));
+    for (; i < n; ++i) {
+        s += x[i];
+        q += x[i] * x[i];
+    }
+    *sum = s;
+    *sum_sq = q;
+}
+
+// Sum of (x - mean)^2: the second pass of layer / group norm (two passes keep the variance accurate).
+float sq_dev(const float* x, float mean, int64_t n) {
+    const __m256 vm = _mm256_set1_ps(mean);
+    __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), b = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+        q0 = _mm256_fmadd_ps(a, a, q0);
+        q1 = _mm256_fmadd_ps(b, b, q1);
+    }
+    float q = hsum(_mm256_add_ps(q0, q1));
+    for (; i < n; ++i) q += (x[i] - mean) * (x[i] - mean);
+    return q;
+}
+
+// y = (x - mean) * inv * w + b, w / b optional
+void norm_apply(const float* x, float mean, float inv, const float* w, const float* b, float* y, int64_t n) {
+    const __m256 vm = _mm256_set1_ps(mean), vi = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        if (w) v = _mm256_mul_ps(v, _mm256_loadu_ps(w + i));
+        if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; ++i) {
+        float v = (x[i] - mean) * inv;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = v;
+    }
+}
+
+// C[M, N] (+)= A[M, K] * B[K, N], all row-major with leading dimensions lda / ldb / ldc. Register tile of 4 rows
+// x 16 columns (8 accumulators); B rows are streamed, A entries broadcast. Callers keep B's panel small enough
+// to stay in cache (ops.cpp packs an im2col slice of a few dozen columns per thread).
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+          int64_t ldc, bool accumulate) {
+    int64_t n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16) {
+        int64_t m0 = 0;
+        for (; m0 + 4 <= M; m0 += 4) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+                   c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+                   c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+            const float* a0 = A + m0 * lda;
+            const float* a1 = a0 + lda;
+            const float* a2 = a1 + lda;
+            const float* a3 = a2 + lda;
+            for (int64_t k = 0; k < K; ++k) {
+                const __m256 b0 = _mm256_loadu_ps(B + k * ldb + n0), b1 = _mm256_loadu_ps(B + k * ldb + n0 + 8);
+                __m256 a = _mm256_broadcast_ss(a0 + k);
+                c00 = _mm256_fmadd_ps(a, b0, c00);
+                c01 = _mm256_fmadd_ps(a, b1, c01);
+                a = _mm256_broadcast_ss(a1 + k);
+                c10 = _mm256_fmadd_ps(a, b0, c10);
+                c11 = _mm256_fmadd_ps(a, b1, c11);
+                a = _mm256_broadcast_ss(a2 + k);
+                c20 = _mm256_fmadd_ps(a, b0, c20);
+                c21 = _mm256_fmadd_ps(a, b1, c21);
+                a = _mm256_broadcast_ss(a3 + k);
+                c30 = _mm256_fmadd_ps(a, b0, c30);
+                c31 = _mm256_fmadd_ps(a, b1, c31);
+            }
+            float* c = C + m0 * ldc + n0;
+            const __m256 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
+            for (int r = 0; r < 4; ++r) {
+                for (int h = 0; h < 2; ++h) {
+                    float* p = c + r * ldc + h * 8;
+                    const __m256 v = acc[r * 2 + h];
+                    _mm256_storeu_ps(p, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p), v) : v);
+                }
+            }
+        }
+        for (; m0 < M; ++m0) {
+            __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+            for (int64_t k = 0; k < K; ++k) {
+                const __m256 a = _mm256_broadcast_ss(A + m0 * lda + k);
+                c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0), c0);
+                c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0 + 8), c1);
+            }
+            float* p = C + m0 * ldc + n0;
+            _mm256_storeu_ps(p, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p), c0) : c0);
+            _mm256_storeu_ps(p + 8, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p + 8), c1) : c1);
+        }
+    }
+    // Remaining columns (< 16): plain loops.
+    for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = n0; n < N; ++n) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; ++k) s += A[m * lda + k] * B[k * ldb + n];
+            C[m * ldc + n] = accumulate ? C[m * ldc + n] + s : s;
+        }
+    }
+}
+
+}  // namespace avx2
+}  // namespace spider

@@ -1,0 +1,426 @@
+// The op harness: (1) every reference op (spider::ref) against PyTorch goldens in tests/data/ops/ (written by
+// tests/reference/make_ops_goldens.py); (2) every optimised op (spider::) against its reference on random shapes,
+// odd sizes included, with both kernel sets (SIMD and generic) and with 1 and 3 threads.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/threadpool.h"
+
+using nlohmann::json;
+using namespace spider;
+
+namespace {
+
+std::vector<float> floats(const json &j) {
+    return j.get<std::vector<float>>();
+}
+
+// Max error relative to the output's scale: |a - b| / max(1, max |b|). Outputs of these ops are O(1).
+double max_err(const std::vector<float> &a, const std::vector<float> &b) {
+    if (a.size() != b.size()) return INFINITY;
+    double mb = 1.0, e = 0.0;
+    for (float v : b) mb = std::max(mb, static_cast<double>(std::fabs(v)));
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+        if (!(d <= e)) e = std::isnan(d) ? INFINITY : d;
+    }
+    return e / mb;
+}
+
+// Runs one golden case with the reference (use_ref) or the optimised op; returns the output.
+std::vector<float> run_case(const json &c, bool use_ref, thread_pool *pool) {
+    const json &p = c["params"];
+    const json &in = c["inputs"];
+    const std::string kind = p["kind"];
+    auto get = [&](const char *k) { return floats(in[k]); };
+    std::vector<float> y(c["output"].size());
+#define CALL(fn, ...)                     \
+    do {                                  \
+        if (use_ref)                      \
+            spider::ref::fn(__VA_ARGS__); \
+        else                              \
+            spider::fn(__VA_ARGS__);      \
+    } while (0)
+    if (kind == "add" || kind == "mul") {
+        auto a = get("a"), b = get("b");
+        if (kind == "add")
+            CALL(add, a.data(), b.data(), y.data(), p["n"].get<int64_t>());
+        else
+            CALL(mul, a.data(), b.data(), y.data(), p["n"].get<int64_t>());
+    } else if (kind == "scale") {
+        auto a = get("a");
+        CALL(scale, a.data(), p["s"].get<float>(), y.data(), p["n"].get<int64_t>());
+    } else if (kind == "mul_row" || kind == "add_row") {
+        auto a = get("a"), b = get("b");
+        if (kind == "mul_row")
+            CALL(mul_row, a.data(), b.data(), y.data(), p["rows"].get<int64_t>(), p["n"].get<int64_t>());
+        else
+            CALL(add_row, a.data(), b.data(), y.data(), p["rows"].get<int64_t>(), p["n"].get<int64_t>());
+    } else if (kind == "activation") {
+        auto x = get("x");
+        CALL(activation, static_cast<act_type>(p["act"].get<int>()), x.data(), y.data(), p["n"].get<int64_t>());
+    } else if (kind == "glu") {
+        auto g = get("gate"), u = get("up");
+        CALL(glu, static_cast<act_type>(p["act"].get<int>()), g.data(), u.data(), y.data(), p["n"].get<int64_t>());
+    } else if (kind == "softmax") {
+        auto x = get("x");
+        CALL(softmax_rows, x.data(), y.data(), p["rows"].get<int64_t>(), p["n"].get<int64_t>());
+    } else if (kind == "rms_norm") {
+        auto x = get("x");
+        std::vector<float> w = p["affine"].get<int>() ? get("w") : std::vector<float>();
+        CALL(rms_norm, x.data(), w.empty() ? nullptr : w.data(), y.data(), p["rows"].get<int64_t>(),
+             p["n"].get<int64_t>(), p["eps"].get<float>());
+    } else if (kind == "layer_norm") {
+        auto x = get("x");
+        const bool aff = p["affine"].get<int>();
+        std::vector<float> w = aff ? get("w") : std::vector<float>(), b = aff ? get("b") : std::vector<float>();
+        CALL(layer_norm, x.data(), aff ? w.data() : nullptr, aff ? b.data() : nullptr, y.data(),
+             p["rows"].get<int64_t>(), p["n"].get<int64_t>(), p["eps"].get<float>());
+    } else if (kind == "group_norm") {
+        auto x = get("x"), w = get("w"), b = get("b");
+        CALL(group_norm, x.data(), w.data(), b.data(), y.data(), p["C"].get<int64_t>(), p["HW"].get<int64_t>(),
+             p["groups"].get<int64_t>(), p["eps"].get<float>());
+    } else if (kind == "rope") {
+        y = get("x");
+        std::vector<int32_t> pos = p["pos"].get<std::vector<int32_t>>();
+        CALL(rope, y.data(), pos.data(), p["n_tok"].get<int64_t>(), p["n_head"].get<int64_t>(),
+             p["head_dim"].get<int64_t>(), p["n_rot"].get<int64_t>(), p["base"].get<float>(),
+             p["freq_scale"].get<float>(), static_cast<rope_mode>(p["mode"].get<int>()));
+    } else if (kind == "attention") {
+        auto q = get("q"), k = get("k"), v = get("v");
+        CALL(attention, q.data(), k.data(), v.data(), y.data(), p["n_q"].get<int64_t>(), p["n_kv"].get<int64_t>(),
+             p["n_head"].get<int64_t>(), p["n_head_kv"].get<int64_t>(), p["head_dim"].get<int64_t>(),
+             p["scale"].get<float>(), p["causal"].get<int>() != 0, p["q_pos0"].get<int64_t>(),
+             p["window"].get<int64_t>(), pool);
+    } else if (kind == "conv1d") {
+        auto x = get("x"), w = get("w"), b = get("b");
+        CALL(conv1d, x.data(), w.data(), b.data(), y.data(), p["C_in"].get<int64_t>(), p["L"].get<int64_t>(),
+             p["C_out"].get<int64_t>(), p["K"].get<int64_t>(), p["stride"].get<int64_t>(), p["pad"].get<int64_t>(),
+             pool);
+    } else if (kind == "conv2d" || kind == "conv_transpose2d") {
+        auto x = get("x"), w = get("w"), b = get("b");
+        if (kind == "conv2d")
+            CALL(conv2d, x.data(), w.data(), b.data(), y.data(), p["C_in"].get<int64_t>(), p["H"].get<int64_t>(),
+                 p["W"].get<int64_t>(), p["C_out"].get<int64_t>(), p["KH"].get<int64_t>(), p["KW"].get<int64_t>(),
+                 p["stride"].get<int64_t>(), p["pad"].get<int64_t>(), pool);
+        else
+            CALL(conv_transpose2d, x.data(), w.data(), b.data(), y.data(), p["C_in"].get<int64_t>(),
+                 p["H"].get<int64_t>(), p["W"].get<int64_t>(), p["C_out"].get<int64_t>(), p["KH"].get<int64_t>(),
+                 p["KW"].get<int64_t>(), p["stride"].get<int64_t>(), p["pad"].get<int64_t>(), pool);
+    } else if (kind == "conv_temporal") {
+        auto x = get("x"), w = get("w"), b = get("b");
+        CALL(conv_temporal, x.data(), w.data(), b.data(), y.data(), p["C_in"].get<int64_t>(), p["T"].get<int64_t>(),
+             p["HW"].get<int64_t>(), p["C_out"].get<int64_t>(), p["KT"].get<int64_t>(), pool);
+    } else if (kind == "upsample_nearest2d") {
+        auto x = get("x");
+        CALL(upsample_nearest2d, x.data(), y.data(), p["C"].get<int64_t>(), p["H"].get<int64_t>(),
+             p["W"].get<int64_t>(), p["f"].get<int64_t>());
+    } else if (kind == "avg_pool2d" || kind == "max_pool2d") {
+        auto x = get("x");
+        const int64_t C = p["C"], H = p["H"], W = p["W"], k = p["k"];
+        if (kind == "avg_pool2d")
+            CALL(avg_pool2d, x.data(), y.data(), C, H, W, k);
+        else
+            CALL(max_pool2d, x.data(), y.data(), C, H, W, k);
+    } else if (kind == "permute") {
+        auto x = get("x");
+        std::vector<int64_t> ne = p["ne"].get<std::vector<int64_t>>();
+        std::vector<int> perm = p["perm"].get<std::vector<int>>();
+        CALL(permute, x.data(), y.data(), ne.data(), perm.data());
+    } else if (kind == "concat") {
+        auto a = get("a"), b = get("b");
+        std::vector<int64_t> na = p["ne_a"].get<std::vector<int64_t>>(), nb = p["ne_b"].get<std::vector<int64_t>>();
+        CALL(concat, a.data(), na.data(), b.data(), nb.data(), p["dim"].get<int>(), y.data());
+    } else {
+        ADD_FAILURE() << "unknown golden kind " << kind;
+    }
+#undef CALL
+    return y;
+}
+
+json load_golden(const std::string &op) {
+    const std::string path = std::string(SPIDER_SOURCE_DIR) + "/tests/data/ops/" + op + ".json";
+    std::ifstream f(path);
+    if (!f) return json();
+    return json::parse(f, nullptr, false);
+}
+
+class golden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(golden, ref_and_optimised_match_pytorch) {
+    const json g = load_golden(GetParam());
+    ASSERT_TRUE(g.is_object()) << "missing or unreadable tests/data/ops/" << GetParam() << ".json";
+    ASSERT_FALSE(g["cases"].empty());
+    thread_pool pool(3);
+    for (const json &c : g["cases"]) {
+        const std::vector<float> want = floats(c["output"]);
+        const std::string name = c["name"];
+        EXPECT_LE(max_err(run_case(c, true, nullptr), want), 2e-5) << name << " (ref)";
+        for (bool generic : {false, true}) {
+            ops_use_generic_kernels(generic);
+            EXPECT_LE(max_err(run_case(c, false, nullptr), want), 2e-5) << name << " (" << ops_kernel_name() << ")";
+            EXPECT_LE(max_err(run_case(c, false, &pool), want), 2e-5)
+                << name << " (" << ops_kernel_name() << ", 3 threads)";
+        }
+        ops_use_generic_kernels(false);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(ops, golden,
+                         ::testing::Values("elementwise", "activation", "norm", "rope", "attention", "conv", "resample",
+                                           "layout"));
+
+// ---- optimised vs reference on random shapes
+
+struct rng {
+    std::mt19937 g{42};
+    std::vector<float> vec(size_t n, float lo = -2.0f, float hi = 2.0f) {
+        std::uniform_real_distribution<float> d(lo, hi);
+        std::vector<float> v(n);
+        for (auto &x : v) x = d(g);
+        return v;
+    }
+};
+
+// Runs check() once per kernel set and thread count; check gets the pool (nullptr = 1 thread).
+void for_each_config(const std::function<void(thread_pool *, const std::string &)> &check) {
+    thread_pool pool(3);
+    for (bool generic : {false, true}) {
+        ops_use_generic_kernels(generic);
+        const std::string k = ops_kernel_name();
+        check(nullptr, k + "/1t");
+        check(&pool, k + "/3t");
+    }
+    ops_use_generic_kernels(false);
+}
+
+TEST(ops_random, elementwise_and_activations) {
+    rng r;
+    for (int64_t n : {1, 7, 8, 9, 31, 64, 1000, 4099}) {
+        auto a = r.vec(n, -8, 8), b = r.vec(n);
+        std::vector<float> y0(n), y1(n);
+        for_each_config([&](thread_pool *, const std::string &cfg) {
+            ref::add(a.data(), b.data(), y0.data(), n);
+            add(a.data(), b.data(), y1.data(), n);
+            EXPECT_LE(max_err(y1, y0), 0.0) << "add " << n << " " << cfg;
+            ref::mul(a.data(), b.data(), y0.data(), n);
+            mul(a.data(), b.data(), y1.data(), n);
+            EXPECT_LE(max_err(y1, y0), 0.0) << "mul " << n << " " << cfg;
+            ref::scale(a.data(), -1.5f, y0.data(), n);
+            scale(a.data(), -1.5f, y1.data(), n);
+            EXPECT_LE(max_err(y1, y0), 0.0) << "scale " << n << " " << cfg;
+            for (act_type t : {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU}) {
+                ref::activation(t, a.data(), y0.data(), n);
+                activation(t, a.data(), y1.data(), n);
+                EXPECT_LE(max_err(y1, y0), 2e-6) << "act " << t << " n " << n << " " << cfg;
+                ref::glu(t, a.data(), b.data(), y0.data(), n);
+                glu(t, a.data(), b.data(), y1.data(), n);
+                EXPECT_LE(max_err(y1, y0), 4e-6) << "glu " << t << " n " << n << " " << cfg;
+            }
+        });
+    }
+    for (auto [rows, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 13}, {5, 64}, {2, 1027}}) {
+        auto x = r.vec(rows * n), w = r.vec(n);
+        std::vector<float> y0(rows * n), y1(rows * n);
+        for_each_config([&](thread_pool *, const std::string &cfg) {
+            ref::mul_row(x.data(), w.data(), y0.data(), rows, n);
+            mul_row(x.data(), w.data(), y1.data(), rows, n);
+            EXPECT_LE(max_err(y1, y0), 0.0) << cfg;
+            ref::add_row(x.data(), w.data(), y0.data(), rows, n);
+            add_row(x.data(), w.data(), y1.data(), rows, n);
+            EXPECT_LE(max_err(y1, y0), 0.0) << cfg;
+        });
+    }
+}
+
+TEST(ops_random, activation_extremes_are_finite_and_exact_at_limits) {
+    std::vector<float> x = {-1000.0f, -100.0f, -88.0f, -30.0f, 0.0f, 30.0f, 88.0f, 100.0f, 1000.0f};
+    std::vector<float> y0(x.size()), y1(x.size());
+    for_each_config([&](thread_pool *, const std::string &cfg) {
+        for (act_type t : {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU}) {
+            ref::activation(t, x.data(), y0.data(), x.size());
+            activation(t, x.data(), y1.data(), x.size());
+            for (size_t i = 0; i < x.size(); ++i) {
+                EXPECT_TRUE(std::isfinite(y1[i])) << "act " << t << " x " << x[i] << " " << cfg;
+                EXPECT_NEAR(y1[i], y0[i], 1e-5 * std::max(1.0f, std::fabs(y0[i]))) << "act " << t << " x " << x[i];
+            }
+        }
+    });
+}
+
+TEST(ops_random, softmax_and_norms) {
+    rng r;
+    for (auto [rows, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 3}, {4, 17}, {3, 256}, {2, 4097}}) {
+        auto x = r.vec(rows * n, -6, 6), w = r.vec(n), b = r.vec(n);
+        std::vector<float> y0(rows * n), y1(rows * n);
+        for_each_config([&](thread_pool *, const std::string &cfg) {
+            ref::softmax_rows(x.data(), y0.data(), rows, n);
+            softmax_rows(x.data(), y1.data(), rows, n);
+            EXPECT_LE(max_err(y1, y0), 1e-6) << "softmax " << rows << "x" << n << " " << cfg;
+            ref::rms_norm(x.data(), w.data(), y0.data(), rows, n, 1e-6f);
+            rms_norm(x.data(), w.data(), y1.data(), rows, n, 1e-6f);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "rms " << rows << "x" << n << " " << cfg;
+            ref::layer_norm(x.data(), w.data(), b.data(), y0.data(), rows, n, 1e-5f);
+            layer_norm(x.data(), w.data(), b.data(), y1.data(), rows, n, 1e-5f);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "ln " << rows << "x" << n << " " << cfg;
+            ref::layer_norm(x.data(), nullptr, nullptr, y0.data(), rows, n, 1e-5f);
+            layer_norm(x.data(), nullptr, nullptr, y1.data(), rows, n, 1e-5f);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "ln no affine " << rows << "x" << n << " " << cfg;
+        });
+    }
+    for (auto [C, HW, G] : std::vector<std::array<int64_t, 3>>{{4, 1, 2}, {32, 63, 32}, {64, 100, 32}, {6, 9, 3}}) {
+        auto x = r.vec(C * HW, -3, 5), w = r.vec(C), b = r.vec(C);
+        std::vector<float> y0(C * HW), y1(C * HW);
+        for_each_config([&](thread_pool *, const std::string &cfg) {
+            ref::group_norm(x.data(), w.data(), b.data(), y0.data(), C, HW, G, 1e-6f);
+            group_norm(x.data(), w.data(), b.data(), y1.data(), C, HW, G, 1e-6f);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "gn " << C << "x" << HW << "/" << G << " " << cfg;
+        });
+    }
+}
+
+TEST(ops_random, rope_both_modes) {
+    rng r;
+    for (auto [n_tok, n_head, hd, n_rot] :
+         std::vector<std::array<int64_t, 4>>{{1, 1, 2, 2}, {3, 5, 64, 64}, {7, 2, 128, 64}, {2, 3, 80, 32}}) {
+        auto x = r.vec(n_tok * n_head * hd);
+        std::vector<int32_t> pos(n_tok);
+        for (int64_t t = 0; t < n_tok; ++t) pos[t] = static_cast<int32_t>(t * 37 + 1000);
+        for (rope_mode m : {ROPE_MODE_NORMAL, ROPE_MODE_NEOX}) {
+            for_each_config([&](thread_pool *, const std::string &cfg) {
+                std::vector<float> y0 = x, y1 = x;
+                ref::rope(y0.data(), pos.data(), n_tok, n_head, hd, n_rot, 10000.0f, 0.25f, m);
+                rope(y1.data(), pos.data(), n_tok, n_head, hd, n_rot, 10000.0f, 0.25f, m);
+                EXPECT_LE(max_err(y1, y0), 2e-6) << "rope mode " << m << " hd " << hd << " " << cfg;
+            });
+        }
+    }
+}
+
+TEST(ops_random, attention_shapes) {
+    rng r;
+    struct shape {
+        int64_t n_q, n_kv, n_head, n_head_kv, hd;
+        bool causal;
+        int64_t q_pos0, window;
+    };
+    const std::vector<shape> shapes = {
+        {1, 1, 1, 1, 1, true, 0, 0},    {1, 700, 8, 2, 64, true, 699, 0},  // decode, GQA, > one key block
+        {33, 33, 4, 4, 17, true, 0, 0}, {5, 300, 6, 3, 32, true, 295, 0},  // prompt chunk with offset
+        {40, 40, 2, 1, 64, true, 0, 7}, {9, 513, 4, 2, 16, false, 0, 0},   // sliding window; bidirectional
+        {3, 10, 2, 2, 8, true, -5, 0},                                     // queries before every key: zero output
+    };
+    for (const shape &s : shapes) {
+        auto q = r.vec(s.n_q * s.n_head * s.hd), k = r.vec(s.n_kv * s.n_head_kv * s.hd),
+             v = r.vec(s.n_kv * s.n_head_kv * s.hd);
+        std::vector<float> y0(q.size()), y1(q.size());
+        const float sc = 1.0f / std::sqrt(static_cast<float>(s.hd));
+        ref::attention(q.data(), k.data(), v.data(), y0.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
+                       s.causal, s.q_pos0, s.window, nullptr);
+        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            attention(q.data(), k.data(), v.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, s.causal,
+                      s.q_pos0, s.window, pool);
+            EXPECT_LE(max_err(y1, y0), 2e-5) << "attention nq " << s.n_q << " nkv " << s.n_kv << " " << cfg;
+        });
+    }
+}
+
+TEST(ops_random, convolutions) {
+    rng r;
+    // C_in, H, W, C_out, KH, KW, stride, pad
+    for (auto g : std::vector<std::array<int64_t, 8>>{{1, 1, 1, 1, 1, 1, 1, 0},
+                                                      {3, 17, 13, 5, 3, 3, 1, 1},
+                                                      {8, 16, 16, 19, 3, 3, 2, 1},
+                                                      {4, 9, 31, 6, 1, 1, 1, 0},
+                                                      {2, 12, 11, 3, 4, 4, 2, 1}}) {
+        const int64_t C_in = g[0], H = g[1], W = g[2], C_out = g[3], KH = g[4], KW = g[5], st = g[6], pd = g[7];
+        auto x = r.vec(C_in * H * W), w = r.vec(C_out * C_in * KH * KW), b = r.vec(C_out);
+        const int64_t Ho = (H + 2 * pd - KH) / st + 1, Wo = (W + 2 * pd - KW) / st + 1;
+        std::vector<float> y0(C_out * Ho * Wo), y1(y0.size());
+        ref::conv2d(x.data(), w.data(), b.data(), y0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
+        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            conv2d(x.data(), w.data(), b.data(), y1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "conv2d " << C_in << "x" << H << "x" << W << " " << cfg;
+        });
+        // transposed: w [C_in, C_out, KH, KW]
+        const int64_t Hto = (H - 1) * st - 2 * pd + KH, Wto = (W - 1) * st - 2 * pd + KW;
+        if (Hto > 0 && Wto > 0) {
+            std::vector<float> t0(C_out * Hto * Wto), t1(t0.size());
+            ref::conv_transpose2d(x.data(), w.data(), b.data(), t0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
+            for_each_config([&](thread_pool *pool, const std::string &cfg) {
+                conv_transpose2d(x.data(), w.data(), b.data(), t1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
+                EXPECT_LE(max_err(t1, t0), 1e-5) << "conv_transpose2d " << C_in << "x" << H << "x" << W << " " << cfg;
+            });
+        }
+    }
+    for (auto g : std::vector<std::array<int64_t, 6>>{{2, 50, 3, 7, 1, 3}, {16, 257, 8, 3, 2, 1}, {1, 5, 1, 5, 1, 2}}) {
+        const int64_t C_in = g[0], L = g[1], C_out = g[2], Kk = g[3], st = g[4], pd = g[5];
+        auto x = r.vec(C_in * L), w = r.vec(C_out * C_in * Kk), b = r.vec(C_out);
+        const int64_t Lo = (L + 2 * pd - Kk) / st + 1;
+        std::vector<float> y0(C_out * Lo), y1(y0.size());
+        ref::conv1d(x.data(), w.data(), nullptr, y0.data(), C_in, L, C_out, Kk, st, pd, nullptr);
+        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            conv1d(x.data(), w.data(), nullptr, y1.data(), C_in, L, C_out, Kk, st, pd, pool);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "conv1d " << C_in << "x" << L << " " << cfg;
+        });
+    }
+    for (auto g : std::vector<std::array<int64_t, 5>>{{3, 7, 19, 4, 3}, {8, 16, 64, 8, 3}, {2, 2, 5, 3, 5}}) {
+        const int64_t C_in = g[0], T = g[1], HW = g[2], C_out = g[3], KT = g[4];
+        auto x = r.vec(C_in * T * HW), w = r.vec(C_out * C_in * KT), b = r.vec(C_out);
+        std::vector<float> y0(C_out * T * HW), y1(y0.size());
+        ref::conv_temporal(x.data(), w.data(), b.data(), y0.data(), C_in, T, HW, C_out, KT, nullptr);
+        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            conv_temporal(x.data(), w.data(), b.data(), y1.data(), C_in, T, HW, C_out, KT, pool);
+            EXPECT_LE(max_err(y1, y0), 1e-5) << "conv_temporal " << C_in << "x" << T << "x" << HW << " " << cfg;
+        });
+    }
+}
+
+TEST(ops_random, resample_and_layout) {
+    rng r;
+    for (auto [C, H, W, f] : std::vector<std::array<int64_t, 4>>{{1, 1, 1, 1}, {3, 5, 7, 2}, {2, 9, 10, 3}}) {
+        auto x = r.vec(C * H * W);
+        std::vector<float> y0(C * H * W * f * f), y1(y0.size());
+        ref::upsample_nearest2d(x.data(), y0.data(), C, H, W, f);
+        upsample_nearest2d(x.data(), y1.data(), C, H, W, f);
+        EXPECT_EQ(y1, y0);
+        std::vector<float> p0(C * (H / f) * (W / f)), p1(p0.size());
+        ref::avg_pool2d(x.data(), p0.data(), C, H, W, f);
+        avg_pool2d(x.data(), p1.data(), C, H, W, f);
+        EXPECT_LE(max_err(p1, p0), 1e-6);
+        ref::max_pool2d(x.data(), p0.data(), C, H, W, f);
+        max_pool2d(x.data(), p1.data(), C, H, W, f);
+        EXPECT_EQ(p1, p0);
+    }
+    const int64_t ne[4] = {5, 3, 4, 2};
+    auto x = r.vec(5 * 3 * 4 * 2);
+    int perm[4] = {0, 1, 2, 3};
+    do {  // all 24 permutations
+        std::vector<float> y0(x.size()), y1(x.size());
+        ref::permute(x.data(), y0.data(), ne, perm);
+        permute(x.data(), y1.data(), ne, perm);
+        EXPECT_EQ(y1, y0) << perm[0] << perm[1] << perm[2] << perm[3];
+    } while (std::next_permutation(perm, perm + 4));
+    for (int dim = 0; dim < 4; ++dim) {
+        int64_t nb[4] = {5, 3, 4, 2};
+        nb[dim] = 3;
+        auto b = r.vec(nb[0] * nb[1] * nb[2] * nb[3]);
+        std::vector<float> y0(x.size() + b.size()), y1(y0.size());
+        ref::concat(x.data(), ne, b.data(), nb, dim, y0.data());
+        concat(x.data(), ne, b.data(), nb, dim, y1.data());
+        EXPECT_EQ(y1, y0) << "concat dim " << dim;
+    }
+}
+
+}  // namespace

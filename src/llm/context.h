@@ -59,8 +59,11 @@ struct llm_context {
     std::vector<float> v;       // [n_batch, n_head_kv * head_dim]
     std::vector<float> attn;    // [n_batch, n_head * head_dim]
     std::vector<float> proj;    // [n_batch, n_embd] output of wo / ffn_down
+    std::vector<float> k2;      // [n_batch, n_head_kv * head_dim] normed K (gemma3)
     std::vector<float> gate;    // [n_batch, n_ff]
     std::vector<float> up;      // [n_batch, n_ff]
+    std::vector<float> act;     // [n_batch, n_ff] act(gate) * up
+    std::vector<int32_t> pos;   // [n_batch] absolute positions of the ubatch
     std::vector<float> kv_f32;  // F16 cache: [n_ctx, n_head_kv, head_dim] x 2 widened for attention
 
     // Outputs of the last decode.
@@ -71,6 +74,7 @@ struct llm_context {
     int64_t hidden_rows = 0;
 
     llm_timings timings;
+    int err_kind = 0;      // spider_status value of the last failure (see spider.h)
     std::string dump_dir;  // from SPIDER_DUMP; empty = off
 
     // Creates a context; nullptr + *err on a bad size or when memory cannot be allocated.
@@ -94,7 +98,9 @@ struct llm_context {
     void kv_attend(int64_t il, const llm_ubatch& ub, const float* q_rows, float* out, float scale, int64_t window);
     // Copies x rows into hidden[idx] when that index is captured.
     void capture_rows(int64_t idx, const llm_ubatch& ub, const float* rows);
-    // Final norm (already applied by the caller into `normed`) -> logits rows for the output tokens.
+    // The common head: final RMSNorm of x (the rows needed for capture or logits) -> hidden[n_layer] -> logits.
+    void output_head(const llm_ubatch& ub);
+    // Logits rows for the output tokens of the ubatch from final-normed rows [n_tokens, n_embd].
     void compute_logits(const llm_ubatch& ub, const float* normed);
     // Writes a named intermediate [rows, cols] to dump_dir/<name>.f32 (+ .shape) when SPIDER_DUMP is set.
     void dump(const char* name, int64_t il, const float* data, int64_t rows, int64_t cols) const;

@@ -1,0 +1,315 @@
+// Loading an LLM from GGUF: common hyperparameters, architecture hooks, tensor binding with shape checks, Spider's
+// added-token rows. Every failure names the file, key or tensor at fault.
+#include "llm/model.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+namespace spider {
+
+namespace {
+
+thread_local llm_error_kind t_last_kind = LLM_ERR_FORMAT;
+
+bool fail(llm_error_kind kind, std::string *err, const std::string &msg) {
+    t_last_kind = kind;
+    if (err) *err = msg;
+    return false;
+}
+
+// An integer KV that may also be stored as a per-layer array whose entries must all be equal (some converters
+// write head counts that way).
+bool get_uniform_int(const gguf_file &f, const std::string &key, int64_t *out, std::string *err) {
+    const gguf_value *v = f.find(key);
+    if (!v) return false;
+    if (v->type == GGUF_TYPE_ARRAY) {
+        if (v->arr_int.empty())
+            return fail(LLM_ERR_FORMAT, err, "metadata '" + key + "' is an empty or non-integer array");
+        for (int64_t x : v->arr_int) {
+            if (x != v->arr_int[0]) {
+                return fail(LLM_ERR_UNSUPPORTED, err,
+                            "metadata '" + key + "' varies per layer, which is not supported");
+            }
+        }
+        *out = v->arr_int[0];
+        return true;
+    }
+    if (!f.get_int(key, out)) return fail(LLM_ERR_FORMAT, err, "metadata '" + key + "' is not an integer");
+    return true;
+}
+
+const char *ftype_to_name(int64_t ft) {
+    static const std::map<int64_t, const char *> names = {
+        {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},    {8, "Q5_0"},
+        {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"},
+        {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"},   {32, "BF16"},
+    };
+    auto it = names.find(ft);
+    return it == names.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+llm_error_kind llm_model_last_error_kind() {
+    return t_last_kind;
+}
+
+bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor *out, std::string *err) {
+    const std::string name = llm_tensor_name(t, layer);
+    const gguf_tensor_info *info = file->find_tensor(name);
+    *out = tensor();
+    if (!info) {
+        if (!required) return true;
+        return fail(LLM_ERR_FORMAT, err, path + ": missing tensor '" + name + "'");
+    }
+    const int64_t want[MAX_DIMS] = {ne0, ne1, 1, 1};
+    for (int d = 0; d < MAX_DIMS; d++) {
+        if (info->ne[d] != want[d]) {
+            char buf[256];
+            std::snprintf(buf, sizeof buf, "tensor '%s' has shape {%lld, %lld, %lld, %lld}, expected {%lld, %lld}",
+                          name.c_str(), (long long)info->ne[0], (long long)info->ne[1], (long long)info->ne[2],
+                          (long long)info->ne[3], (long long)ne0, (long long)ne1);
+            return fail(LLM_ERR_FORMAT, err, path + ": " + buf);
+        }
+    }
+    if (!dtype_is_supported(info->type)) {
+        return fail(LLM_ERR_UNSUPPORTED, err,
+                    path + ": tensor '" + name + "' has unsupported type " + std::to_string((int)info->type));
+    }
+    tensor v = file->view(*info);
+    v.name = name;
+    if (ne1 == 1 && v.type != DTYPE_F32) {
+        // Norm weights and other vectors are read as plain floats by the ops; widen them once.
+        if (v.type != DTYPE_F16 && v.type != DTYPE_BF16) {
+            return fail(LLM_ERR_UNSUPPORTED, err,
+                        path + ": vector tensor '" + name + "' must be F32, F16 or BF16, got " + dtype_name(v.type));
+        }
+        auto buf = std::make_unique<std::vector<float>>(ne0);
+        const uint16_t *src = static_cast<const uint16_t *>(v.data);
+        for (int64_t i = 0; i < ne0; i++) {
+            (*buf)[i] = v.type == DTYPE_F16 ? fp16_to_fp32(src[i]) : bf16_to_fp32(src[i]);
+        }
+        v = make_tensor(DTYPE_F32, buf->data(), ne0);
+        v.name = name;
+        owned.push_back(std::move(buf));
+    }
+    *out = v;
+    return true;
+}
+
+std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_model_params &params, std::string *err) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+        fail(LLM_ERR_IO, err, "cannot open model '" + path + "': no such file");
+        return nullptr;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail(LLM_ERR_IO, err, "cannot open model '" + path + "': not a regular file");
+        return nullptr;
+    }
+    auto m = std::unique_ptr<llm_model>(new llm_model());
+    m->path = path;
+    std::string ferr;
+    m->file = gguf_file::open(path, &ferr);
+    if (!m->file) {
+        fail(LLM_ERR_FORMAT, err, "cannot load model '" + path + "': " + ferr);
+        return nullptr;
+    }
+    const gguf_file &f = *m->file;
+
+    std::string arch_name;
+    if (!f.get_string("general.architecture", &arch_name)) {
+        fail(LLM_ERR_FORMAT, err, path + ": metadata 'general.architecture' is missing (not an LLM GGUF?)");
+        return nullptr;
+    }
+    m->arch = llm_arch_from_name(arch_name);
+    m->impl = llm_arch_get(m->arch);
+    if (!m->impl) {
+        fail(LLM_ERR_UNSUPPORTED, err,
+             path + ": unsupported architecture '" + arch_name + "' (supported: llama, gemma3)");
+        return nullptr;
+    }
+    f.get_string("general.name", &m->name);
+
+    llm_hparams &hp = m->hparams;
+    auto req_int = [&](const char *suffix, int64_t *out) {
+        const std::string key = llm_kv(m->arch, suffix);
+        std::string e;
+        if (!get_uniform_int(f, key, out, &e)) {
+            if (e.empty())
+                fail(LLM_ERR_FORMAT, err, path + ": metadata '" + key + "' is missing");
+            else
+                fail(llm_model_last_error_kind(), err, path + ": " + e);
+            return false;
+        }
+        return true;
+    };
+    auto opt_int = [&](const char *suffix, int64_t *out) {
+        const std::string key = llm_kv(m->arch, suffix);
+        if (!f.find(key)) return true;
+        std::string e;
+        if (!get_uniform_int(f, key, out, &e)) {
+            fail(llm_model_last_error_kind(), err, path + ": " + e);
+            return false;
+        }
+        return true;
+    };
+    auto opt_float = [&](const char *suffix, float *out) {
+        const std::string key = llm_kv(m->arch, suffix);
+        if (!f.find(key)) return true;
+        double d;
+        if (!f.get_float(key, &d) || !std::isfinite(d)) {
+            fail(LLM_ERR_FORMAT, err, path + ": metadata '" + key + "' is not a finite number");
+            return false;
+        }
+        *out = (float)d;
+        return true;
+    };
+
+    if (!req_int("embedding_length", &hp.n_embd) || !req_int("block_count", &hp.n_layer) ||
+        !req_int("feed_forward_length", &hp.n_ff) || !req_int("attention.head_count", &hp.n_head)) {
+        return nullptr;
+    }
+    hp.n_head_kv = hp.n_head;
+    hp.n_ctx_train = 2048;
+    if (!opt_int("attention.head_count_kv", &hp.n_head_kv) || !opt_int("context_length", &hp.n_ctx_train)) {
+        return nullptr;
+    }
+    auto bad = [&](const std::string &what) {
+        fail(LLM_ERR_FORMAT, err, path + ": invalid hyperparameters: " + what);
+        return nullptr;
+    };
+    if (hp.n_embd <= 0 || hp.n_embd > (1 << 16)) return bad("embedding_length " + std::to_string(hp.n_embd));
+    if (hp.n_layer <= 0 || hp.n_layer > 1024) return bad("block_count " + std::to_string(hp.n_layer));
+    if (hp.n_ff <= 0 || hp.n_ff > (1 << 20)) return bad("feed_forward_length " + std::to_string(hp.n_ff));
+    if (hp.n_head <= 0 || hp.n_head > 1024) return bad("head_count " + std::to_string(hp.n_head));
+    if (hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0) {
+        return bad("head_count_kv " + std::to_string(hp.n_head_kv) + " does not divide head_count " +
+                   std::to_string(hp.n_head));
+    }
+    if (hp.n_ctx_train <= 0) hp.n_ctx_train = 2048;
+
+    hp.head_dim = hp.n_embd % hp.n_head == 0 ? hp.n_embd / hp.n_head : 0;
+    int64_t head_dim_v = -1;
+    if (!opt_int("attention.key_length", &hp.head_dim) || !opt_int("attention.value_length", &head_dim_v)) {
+        return nullptr;
+    }
+    if (hp.head_dim <= 0 || hp.head_dim > 4096 || hp.head_dim % 2 != 0) {
+        return bad("key_length " + std::to_string(hp.head_dim));
+    }
+    if (head_dim_v >= 0 && head_dim_v != hp.head_dim) {
+        fail(LLM_ERR_UNSUPPORTED, err, path + ": value_length != key_length is not supported");
+        return nullptr;
+    }
+    hp.n_rot = hp.head_dim;
+    if (!opt_int("rope.dimension_count", &hp.n_rot)) return nullptr;
+    if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) {
+        return bad("rope.dimension_count " + std::to_string(hp.n_rot));
+    }
+    if (!opt_float("attention.layer_norm_rms_epsilon", &hp.rms_eps) ||
+        !opt_float("rope.freq_base", &hp.rope_freq_base)) {
+        return nullptr;
+    }
+    if (!(hp.rms_eps > 0) || !(hp.rope_freq_base > 0)) return bad("rms epsilon or rope.freq_base not positive");
+    {
+        std::string scaling;
+        float factor = 0;
+        f.get_string(llm_kv(m->arch, "rope.scaling.type"), &scaling);
+        if (!opt_float("rope.scaling.factor", &factor)) return nullptr;
+        if (!scaling.empty() && scaling != "none" && scaling != "linear") {
+            fail(LLM_ERR_UNSUPPORTED, err, path + ": rope scaling '" + scaling + "' is not supported (only linear)");
+            return nullptr;
+        }
+        if ((scaling == "linear" || scaling.empty()) && factor > 0 && factor != 1.0f)
+            hp.rope_freq_scale = 1.0f / factor;
+        if (!opt_float("rope.scale_linear", &factor)) return nullptr;
+        if (factor > 0 && f.find(llm_kv(m->arch, "rope.scale_linear"))) hp.rope_freq_scale = 1.0f / factor;
+    }
+
+    std::string e;
+    if (!m->impl->load_hparams(f, &hp, &e)) {
+        fail(llm_model_last_error_kind(), err, path + ": " + e);
+        return nullptr;
+    }
+
+    // Vocabulary size from the embedding table.
+    const gguf_tensor_info *te = f.find_tensor(llm_tensor_name(LLM_TENSOR_TOKEN_EMBD));
+    if (!te) {
+        fail(LLM_ERR_FORMAT, err, path + ": missing tensor '" + llm_tensor_name(LLM_TENSOR_TOKEN_EMBD) + "'");
+        return nullptr;
+    }
+    hp.n_vocab = te->ne[1];
+    if (hp.n_vocab <= 0 || hp.n_vocab > (1 << 24)) return bad("vocabulary size " + std::to_string(hp.n_vocab));
+
+    // Spider added tokens.
+    if (const gguf_value *at = f.find(LLM_KV_ADDED_TOKENS)) {
+        if (at->type != GGUF_TYPE_ARRAY || at->arr_type != GGUF_TYPE_STRING) {
+            fail(LLM_ERR_FORMAT, err, path + ": '" + LLM_KV_ADDED_TOKENS + "' must be an array of strings");
+            return nullptr;
+        }
+        m->added_tokens = at->arr_str;
+        hp.n_added = (int64_t)m->added_tokens.size();
+    }
+
+    if (!m->impl->load_tensors(m.get(), &e)) {
+        fail(llm_model_last_error_kind(), err, e);
+        return nullptr;
+    }
+    if (hp.n_added > 0) {
+        if (!m->bind(LLM_TENSOR_TOKEN_EMBD_EXTRA, -1, hp.n_embd, hp.n_added, true, &m->tok_embd_extra, err) ||
+            !m->bind(LLM_TENSOR_OUTPUT_EXTRA, -1, hp.n_embd, hp.n_added, false, &m->output_extra, err)) {
+            return nullptr;
+        }
+        if (m->tok_embd_extra.type != DTYPE_F32 || (m->output_extra.data && m->output_extra.type != DTYPE_F32)) {
+            fail(LLM_ERR_FORMAT, err, path + ": added-token tensors must be F32");
+            return nullptr;
+        }
+        if (!m->output_extra.data) m->output_extra = m->tok_embd_extra;
+    } else if (f.find_tensor(llm_tensor_name(LLM_TENSOR_TOKEN_EMBD_EXTRA))) {
+        fail(LLM_ERR_FORMAT, err,
+             path + ": tensor 'token_embd_extra.weight' present but '" + LLM_KV_ADDED_TOKENS + "' is missing");
+        return nullptr;
+    }
+
+    // Statistics over the weight tensors.
+    std::map<int, uint64_t> bytes_by_type;
+    for (const auto &ti : f.tensors()) {
+        int64_t n = ti.ne[0] * ti.ne[1] * ti.ne[2] * ti.ne[3];
+        m->n_params += (uint64_t)n;
+        m->n_bytes += ti.nbytes;
+        bytes_by_type[ti.type] += ti.nbytes;
+    }
+    int64_t ft = -1;
+    const char *fname = nullptr;
+    if (f.get_int("general.file_type", &ft)) fname = ftype_to_name(ft);
+    if (fname) {
+        m->ftype_name = fname;
+    } else {
+        int best = DTYPE_F32;
+        uint64_t best_bytes = 0;
+        for (auto &kv : bytes_by_type) {
+            if (kv.second > best_bytes) best = kv.first, best_bytes = kv.second;
+        }
+        m->ftype_name = dtype_name(best);
+    }
+    (void)params;
+    return m;
+}
+
+std::string llm_model::desc() const {
+    char buf[256];
+    double n = (double)n_params;
+    const char *unit = "M";
+    double v = n / 1e6;
+    if (n >= 1e9) unit = "B", v = n / 1e9;
+    std::snprintf(buf, sizeof buf, "%s %.2f%s %s (%lld layers, n_embd %lld, vocab %lld%s)", llm_arch_name(arch), v,
+                  unit, ftype_name.c_str(), (long long)hparams.n_layer, (long long)hparams.n_embd,
+                  (long long)hparams.n_vocab,
+                  hparams.n_added ? (" + " + std::to_string(hparams.n_added) + " added").c_str() : "");
+    return buf;
+}
+
+}  // namespace spider

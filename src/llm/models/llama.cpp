@@ -1,0 +1,116 @@
+// The `llama` architecture (GGUF llama layout): pre-RMSNorm blocks, GQA attention with NORMAL-mode RoPE (the GGUF
+// converter stores q/k rows permuted for it), SwiGLU FFN, final RMSNorm, output.weight or tied embeddings.
+#include <cmath>
+
+#include "core/ops.h"
+#include "llm/context.h"
+#include "llm/model.h"
+
+namespace spider {
+
+namespace {
+
+bool llama_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
+    hp->rope_type = ROPE_MODE_NORMAL;
+    hp->ffn_act = ACT_SILU;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / std::sqrt((float)hp->head_dim);
+    hp->n_swa = 0;
+    hp->swa_pattern = 0;
+    (void)f;
+    (void)err;
+    return true;
+}
+
+bool llama_load_tensors(llm_model *m, std::string *err) {
+    const llm_hparams &hp = m->hparams;
+    const int64_t d = hp.n_embd, q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+    if (!m->bind(LLM_TENSOR_TOKEN_EMBD, -1, d, hp.n_vocab, true, &m->tok_embd, err) ||
+        !m->bind(LLM_TENSOR_OUTPUT_NORM, -1, d, 1, true, &m->output_norm, err) ||
+        !m->bind(LLM_TENSOR_OUTPUT, -1, d, hp.n_vocab, false, &m->output, err)) {
+        return false;
+    }
+    if (!m->output.data) {
+        m->output = m->tok_embd;
+        m->output_tied = true;
+    }
+    m->layers.resize(hp.n_layer);
+    for (int il = 0; il < hp.n_layer; il++) {
+        llm_layer &l = m->layers[il];
+        if (!m->bind(LLM_TENSOR_ATTN_NORM, il, d, 1, true, &l.attn_norm, err) ||
+            !m->bind(LLM_TENSOR_ATTN_Q, il, d, q_dim, true, &l.wq, err) ||
+            !m->bind(LLM_TENSOR_ATTN_K, il, d, kv_dim, true, &l.wk, err) ||
+            !m->bind(LLM_TENSOR_ATTN_V, il, d, kv_dim, true, &l.wv, err) ||
+            !m->bind(LLM_TENSOR_ATTN_OUT, il, q_dim, d, true, &l.wo, err) ||
+            !m->bind(LLM_TENSOR_FFN_NORM, il, d, 1, true, &l.ffn_norm, err) ||
+            !m->bind(LLM_TENSOR_FFN_GATE, il, d, hp.n_ff, true, &l.ffn_gate, err) ||
+            !m->bind(LLM_TENSOR_FFN_UP, il, d, hp.n_ff, true, &l.ffn_up, err) ||
+            !m->bind(LLM_TENSOR_FFN_DOWN, il, hp.n_ff, d, true, &l.ffn_down, err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void add_into(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
+    const llm_model &m = *c->model;
+    const llm_hparams &hp = m.hparams;
+    const int64_t n = ub.n_tokens, d = hp.n_embd;
+    const int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+    thread_pool *pool = c->pool.get();
+    float *x = c->x.data();
+    float *xn = c->xn.data();
+
+    if (!c->embed_input(ub, err)) return false;
+    c->capture_rows(0, ub, x);
+    c->dump("inp_embd", -1, x, n, d);
+
+    for (int64_t il = 0; il < hp.n_layer; il++) {
+        const llm_layer &l = m.layers[il];
+        // attention
+        rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
+        c->dump("attn_norm", il, xn, n, d);
+        matmul(l.wq, xn, c->q.data(), n, pool);
+        matmul(l.wk, xn, c->k.data(), n, pool);
+        matmul(l.wv, xn, c->v.data(), n, pool);
+        rope(c->q.data(), c->pos.data(), n, hp.n_head, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
+             hp.rope_type);
+        rope(c->k.data(), c->pos.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
+             hp.rope_type);
+        c->dump("Qcur", il, c->q.data(), n, q_dim);
+        c->dump("Kcur", il, c->k.data(), n, kv_dim);
+        c->dump("Vcur", il, c->v.data(), n, kv_dim);
+        c->kv_store(il, ub, c->k.data(), c->v.data());
+        c->kv_attend(il, ub, c->q.data(), c->attn.data(), hp.attn_scale, 0);
+        c->dump("kqv_out", il, c->attn.data(), n, q_dim);
+        matmul(l.wo, c->attn.data(), c->proj.data(), n, pool);
+        add_into(x, c->proj.data(), n * d);
+        c->dump("ffn_inp", il, x, n, d);
+        // feed-forward
+        rms_norm(x, (const float *)l.ffn_norm.data, xn, n, d, hp.rms_eps);
+        matmul(l.ffn_gate, xn, c->gate.data(), n, pool);
+        matmul(l.ffn_up, xn, c->up.data(), n, pool);
+        glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), n * hp.n_ff);
+        matmul(l.ffn_down, c->act.data(), c->proj.data(), n, pool);
+        c->dump("ffn_out", il, c->proj.data(), n, d);
+        add_into(x, c->proj.data(), n * d);
+        c->dump("l_out", il, x, n, d);
+        if (il + 1 < hp.n_layer) c->capture_rows(il + 1, ub, x);
+    }
+    c->output_head(ub);
+    return true;
+}
+
+const llm_arch_impl k_llama = {LLM_ARCH_LLAMA, llama_load_hparams, llama_load_tensors, llama_forward};
+
+}  // namespace
+
+const llm_arch_impl *llm_arch_impl_llama() {
+    return &k_llama;
+}
+
+}  // namespace spider

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/ops.h"
 
 namespace spider {
@@ -147,23 +148,14 @@ const kernel_set GENERIC = {"generic", g_add, g_mul,     g_scale, g_act,    g_gl
 const kernel_set AVX2 = {"avx2",     avx2::add, avx2::mul,     avx2::scale, avx2::act,    avx2::glu,        avx2::dot,
                          avx2::axpy, avx2::max, avx2::exp_sum, avx2::sums,  avx2::sq_dev, avx2::norm_apply, avx2::gemm};
 
-bool cpu_has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
-
-std::atomic<const kernel_set *> g_kernels{nullptr};
+// nullptr = follow cpu_level_active() (which tests and benchmarks may force through cpu_features_force or
+// SPIDER_CPU_LEVEL); else the set forced by ops_use_generic_kernels.
+std::atomic<const kernel_set *> g_forced{nullptr};
 
 const kernel_set &K() {
-    const kernel_set *k = g_kernels.load(std::memory_order_acquire);
-    if (!k) {
-        k = cpu_has_avx2() ? &AVX2 : &GENERIC;
-        g_kernels.store(k, std::memory_order_release);
-    }
-    return *k;
+    const kernel_set *k = g_forced.load(std::memory_order_acquire);
+    if (k) return *k;
+    return cpu_level_active() >= CPU_LEVEL_AVX2 ? AVX2 : GENERIC;
 }
 
 void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
@@ -177,12 +169,12 @@ void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
 }  // namespace
 
 bool ops_use_generic_kernels(bool on) {
-    if (!on && !cpu_has_avx2()) {
-        g_kernels.store(&GENERIC, std::memory_order_release);
-        return false;
+    if (on) {
+        g_forced.store(&GENERIC, std::memory_order_release);
+        return true;
     }
-    g_kernels.store(on ? &GENERIC : &AVX2, std::memory_order_release);
-    return true;
+    g_forced.store(nullptr, std::memory_order_release);
+    return cpu_level_active() >= CPU_LEVEL_AVX2;
 }
 
 const char *ops_kernel_name() {

@@ -81,9 +81,9 @@ SPIDER_OPS_DECLARE
 
 SPIDER_OPS_DECLARE
 
-// Kernel selection of the optimised ops (not matmul): by default the best set the CPU supports ("avx2" or
-// "generic"). Tests force the generic set to check both. Returns false if the SIMD set was asked for but the
-// CPU lacks it (the generic set is used then).
+// Kernel selection of the optimised ops (not matmul): by default the set matching cpu_level_active() ("avx2"
+// from CPU_LEVEL_AVX2 up, else "generic"). on = true forces the generic set (tests check both); on = false goes
+// back to following cpu_level_active() and returns whether that gives the SIMD set.
 bool ops_use_generic_kernels(bool on);
 const char * ops_kernel_name();
 

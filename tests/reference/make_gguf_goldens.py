@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 # Cross-checks Spider's GGUF I/O against gguf-py, the Python GGUF library maintained with llama.cpp.
 #
-# Pins: gguf==0.19.0 (and numpy, which it depends on)
+# Pins: gguf==0.19.0, safetensors==0.8.0, torch==2.15.0 (only for bfloat16), numpy
 #
 # 1. Writes tests/data/gguf/gguf_py_all_types.gguf with gguf-py: every metadata type and f32/f16/q8_0 tensors.
 #    tests/test_gguf.cpp (gguf.reads_file_written_by_gguf_py) reads it with our reader and checks every value.
 # 2. Reads tests/data/gguf/spider_written.gguf (written by our gguf_writer: run
 #    `SPIDER_WRITE_GOLDENS=1 test_gguf --gtest_filter=*golden*` first) with gguf-py's GGUFReader and checks that
 #    every key, type and tensor is what our writer meant to write.
+# 3. Writes safetensors goldens with the reference safetensors library: tests/data/safetensors/single.safetensors
+#    (F32/F16/BF16/I64/U8 + __metadata__) and a two-shard checkpoint sharded/ with model.safetensors.index.json,
+#    read by tests/test_safetensors.cpp.
 #
 # Usage: python3 tests/reference/make_gguf_goldens.py   (from the repository root)
 import os
@@ -84,7 +87,37 @@ def check_spider_golden(path):
     print(f"gguf-py read {path}: {len(want)} keys and 1 tensor as intended")
 
 
+def write_safetensors_goldens():
+    # torch for bfloat16 (numpy has none); safetensors.torch writes the same format transformers does.
+    import json
+    import torch
+    from safetensors.numpy import save_file
+    from safetensors.torch import save_file as save_file_torch
+    d = os.path.join(ROOT, "tests", "data", "safetensors")
+    os.makedirs(os.path.join(d, "sharded"), exist_ok=True)
+    tensors = {
+        "a.f32": torch.arange(6, dtype=torch.float32).reshape(2, 3) * 0.5,
+        "b.f16": (torch.arange(4, dtype=torch.float32) - 1.5).to(torch.float16),
+        "c.bf16": torch.tensor([1.0, -2.5, 3.140625, 0.0]).to(torch.bfloat16),  # exactly representable
+        "d.i64": torch.tensor([[-3, 4]], dtype=torch.int64),
+        "e.u8": torch.tensor([0, 7, 255], dtype=torch.uint8),
+    }
+    path = os.path.join(d, "single.safetensors")
+    save_file_torch(tensors, path, metadata={"format": "pt", "note": "spider golden"})
+    # Sharded: two files and the index, as transformers' save_pretrained writes them.
+    s1 = {"model.layers.0.w": np.full((2, 2), 1.0, dtype=np.float32)}
+    s2 = {"model.layers.1.w": np.full((2, 2), 2.0, dtype=np.float32), "lm_head.weight": np.eye(2, dtype=np.float32)}
+    save_file(s1, os.path.join(d, "sharded", "model-00001-of-00002.safetensors"), metadata={"format": "pt"})
+    save_file(s2, os.path.join(d, "sharded", "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    wm = {k: "model-00001-of-00002.safetensors" for k in s1}
+    wm.update({k: "model-00002-of-00002.safetensors" for k in s2})
+    with open(os.path.join(d, "sharded", "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 48}, "weight_map": wm}, f, indent=2)
+    print(f"wrote safetensors goldens in {d}")
+
+
 def main():
+    write_safetensors_goldens()
     os.makedirs(OUT_DIR, exist_ok=True)
     assert gguf.__version__ if hasattr(gguf, "__version__") else True
     py_path = os.path.join(OUT_DIR, "gguf_py_all_types.gguf")

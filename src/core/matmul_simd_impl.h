@@ -1,0 +1,387 @@
+// SIMD matmul tile kernels shared by matmul_avx2.cpp and matmul_avx512.cpp: both include this file after defining
+//   SPIDER_SIMD_VNNI    1 to form int8 dot products with vpdpbusd (AVX512-VNNI on 256-bit vectors), 0 for the
+//                       AVX2 maddubs + madd pair,
+//   SPIDER_SIMD_MAX_NC  activation rows per tile (limited by the 16 / 32 vector registers),
+//   SPIDER_SIMD_NAME    the function name to define (matmul_kernel_avx2 / matmul_kernel_avx512).
+// 256-bit vectors fit one 32-element block exactly; on Zen 4 512-bit ops run as two 256-bit halves anyway.
+//
+// Every kernel computes, per block, an exact integer dot product of weight levels and Q8 activation levels and
+// then scales it by the two block scales in float: the same arithmetic as matmul_portable.cpp, with a different
+// float summation order.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/matmul_kernels.h"
+#include "core/quants.h"
+
+namespace spider {
+
+namespace {
+
+// acc + sum over groups of 4 of u[i] * s[i] (u unsigned, s signed bytes), as 8 int32 lanes.
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#if SPIDER_SIMD_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    // maddubs cannot saturate here: callers keep u <= 128 and |s| <= 127, so a pair sum is at most 32512.
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+// 32 bits -> 32 bytes, 0xFF where the bit is set (bit i -> byte i).
+inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+// 16 bytes of nibbles -> 32 bytes: low nibbles first (elements 0..15), then high nibbles (16..31).
+inline __m256i nibbles_to_bytes(const uint8_t *p) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+// ---- 32-element blocks against Q8_0: weight levels as signed bytes ----
+
+struct load_q8_0 {
+    using block = block_q8_0;
+    static __m256i levels(const block &b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs)); }
+};
+
+struct load_q4_0 {
+    using block = block_q4_0;
+    static __m256i levels(const block &b) { return _mm256_sub_epi8(nibbles_to_bytes(b.qs), _mm256_set1_epi8(8)); }
+};
+
+struct load_q5_0 {
+    using block = block_q5_0;
+    static __m256i levels(const block &b) {
+        uint32_t qh;
+        std::memcpy(&qh, b.qh, 4);
+        // level = nibble + 16 * bit - 16 = nibble - 16 * (1 - bit)
+        const __m256i low = nibbles_to_bytes(b.qs);
+        const __m256i off = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
+        return _mm256_sub_epi8(low, off);
+    }
+};
+
+template <typename L, int NR, int NC>
+void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
+    using B = typename L::block;
+    const int64_t nb = n / 32;
+    __m256 acc[NR][NC];
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+        __m256i xv[NC];
+        float dx[NC];
+        for (int c = 0; c < NC; ++c) {
+            const block_q8_0 *xb = reinterpret_cast<const block_q8_0 *>(xq + c * xs) + b;
+            xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb->qs));
+            dx[c] = h2f(xb->d);
+        }
+        for (int r = 0; r < NR; ++r) {
+            const B *wb = reinterpret_cast<const B *>(w + r * ws) + b;
+            const __m256i wv = L::levels(*wb);
+            const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w| as unsigned bytes (-128 -> 128)
+            const float dw = h2f(wb->d);
+            for (int c = 0; c < NC; ++c) {
+                const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[c], wv));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
+    }
+}
+
+// ---- K-quants against Q8_K ----
+
+inline void scale_min_k4(const uint8_t *q, int16_t *sc, int16_t *m) {
+    for (int j = 0; j < 4; ++j) {
+        sc[j] = q[j] & 63;
+        m[j] = q[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; ++j) {
+        sc[j] = static_cast<int16_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        m[j] = static_cast<int16_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// Q4_K (HIGH5 = false) and Q5_K (HIGH5 = true): unsigned levels, per-32 scale and min.
+template <bool HIGH5, int NR, int NC>
+void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
+    const int64_t nb = n / QK_K;
+    __m256 acc[NR][NC];
+    float corr[NR][NC];
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) {
+            acc[r][c] = _mm256_setzero_ps();
+            corr[r][c] = 0;
+        }
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    for (int64_t b = 0; b < nb; ++b) {
+        const block_q8_K *xb[NC];
+        for (int c = 0; c < NC; ++c) xb[c] = reinterpret_cast<const block_q8_K *>(xq + c * xs) + b;
+        for (int r = 0; r < NR; ++r) {
+            const uint8_t *wrow = w + r * ws;
+            const uint8_t *qs;
+            const uint8_t *scales;
+            const uint8_t *qh = nullptr;
+            uint16_t d16, dmin16;
+            if (HIGH5) {
+                const block_q5_K *wb = reinterpret_cast<const block_q5_K *>(wrow) + b;
+                qs = wb->qs, scales = wb->scales, qh = wb->qh, d16 = wb->d, dmin16 = wb->dmin;
+            } else {
+                const block_q4_K *wb = reinterpret_cast<const block_q4_K *>(wrow) + b;
+                qs = wb->qs, scales = wb->scales, d16 = wb->d, dmin16 = wb->dmin;
+            }
+            int16_t sc[8], mn[8];
+            scale_min_k4(scales, sc, mn);
+            __m256i hv = _mm256_setzero_si256();
+            if (HIGH5) hv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qh));
+            __m256i isum[NC];
+            for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
+            for (int j = 0; j < 4; ++j) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qs + 32 * j));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (HIGH5) {
+                    // bit 2j of each qh byte -> bit 4 of the low level, bit 2j+1 -> bit 4 of the high level
+                    // (16-bit shifts by at most 4 / 3 never carry a neighbour byte's bit into bit 4)
+                    const int s0 = 2 * j, s1 = 2 * j + 1;
+                    const __m256i h0 = s0 <= 4 ? _mm256_slli_epi16(hv, 4 - s0) : _mm256_srli_epi16(hv, s0 - 4);
+                    const __m256i h1 = s1 <= 4 ? _mm256_slli_epi16(hv, 4 - s1) : _mm256_srli_epi16(hv, s1 - 4);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(h0, b4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(h1, b4));
+                }
+                const __m256i sc_lo = _mm256_set1_epi16(sc[2 * j]);
+                const __m256i sc_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+                for (int c = 0; c < NC; ++c) {
+                    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j));
+                    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j + 32));
+                    // levels <= 31 and |x| <= 127: pair sums fit int16; times a 6-bit scale they fit int32
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), sc_lo);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), sc_hi);
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p0, p1));
+                }
+            }
+            const float dw = h2f(d16), dmw = h2f(dmin16);
+            for (int c = 0; c < NC; ++c) {
+                const int16_t *bs = xb[c]->bsums;
+                int summ = 0;
+                for (int j = 0; j < 8; ++j) summ += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dw * xb[c]->d), acc[r][c]);
+                corr[r][c] += dmw * xb[c]->d * summ;
+            }
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]) - corr[r][c];
+    }
+}
+
+// Q6_K: unsigned 6-bit levels (value = level - 32), signed 8-bit scale per 16 elements.
+template <int NR, int NC>
+void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
+    const int64_t nb = n / QK_K;
+    __m256 acc[NR][NC];
+    float corr[NR][NC];
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) {
+            acc[r][c] = _mm256_setzero_ps();
+            corr[r][c] = 0;
+        }
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; ++b) {
+        const block_q8_K *xb[NC];
+        for (int c = 0; c < NC; ++c) xb[c] = reinterpret_cast<const block_q8_K *>(xq + c * xs) + b;
+        for (int r = 0; r < NR; ++r) {
+            const block_q6_K *wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
+            __m256i isum[NC];
+            for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
+            for (int h = 0; h < 2; ++h) {
+                const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h));
+                const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->qh + 32 * h));
+                __m256i u[4];
+                u[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                u[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m30));
+                u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                const int8_t *sc = wb->scales + 8 * h;
+                for (int k = 0; k < 4; ++k) {
+                    // 16-bit lanes 0..7 hold elements 0..15 of the group (scale 2k), lanes 8..15 elements 16..31
+                    const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                    for (int c = 0; c < NC; ++c) {
+                        const __m256i xv =
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 128 * h + 32 * k));
+                        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), scv);
+                        isum[c] = _mm256_add_epi32(isum[c], p);
+                    }
+                }
+            }
+            const float dw = h2f(wb->d);
+            for (int c = 0; c < NC; ++c) {
+                const int16_t *bs = xb[c]->bsums;
+                int s = 0;
+                for (int g = 0; g < 16; ++g) s += wb->scales[g] * bs[g];
+                const float dd = dw * xb[c]->d;
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dd), acc[r][c]);
+                corr[r][c] += dd * static_cast<float>(32 * s);
+            }
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]) - corr[r][c];
+    }
+}
+
+// ---- float weights against F32 activations ----
+
+enum float_kind { FK_F32, FK_F16, FK_BF16 };
+
+template <int FK>
+inline __m256 load8(const uint8_t *row, int64_t i) {
+    if (FK == FK_F32) return _mm256_loadu_ps(reinterpret_cast<const float *>(row) + i);
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(reinterpret_cast<const uint16_t *>(row) + i));
+    if (FK == FK_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <int FK>
+inline float load1(const uint8_t *row, int64_t i) {
+    if (FK == FK_F32) return reinterpret_cast<const float *>(row)[i];
+    const uint16_t h = reinterpret_cast<const uint16_t *>(row)[i];
+    if (FK == FK_F16) return h2f(h);
+    return bf16_to_fp32(h);
+}
+
+template <int FK, int NR, int NC>
+void tile_float(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
+    __m256 acc[NR][NC];
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[NC];
+        for (int c = 0; c < NC; ++c) xv[c] = _mm256_loadu_ps(reinterpret_cast<const float *>(xq + c * xs) + i);
+        for (int r = 0; r < NR; ++r) {
+            const __m256 wv = load8<FK>(w + r * ws, i);
+            for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+        for (int c = 0; c < NC; ++c) {
+            float s = hsum(acc[r][c]);
+            const float *xr = reinterpret_cast<const float *>(xq + c * xs);
+            for (int64_t k = i; k < n; ++k) s += load1<FK>(w + r * ws, k) * xr[k];
+            y[c * ys + r] = s;
+        }
+    }
+}
+
+// ---- (nr, nc) dispatch: each kernel is instantiated for every tile shape up to 4 x SPIDER_SIMD_MAX_NC ----
+
+#define SPIDER_TILE_FN(NAME, ...)                                                                                  \
+    template <int NR, int NC>                                                                                      \
+    void NAME##_fixed(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) { \
+        __VA_ARGS__(n, w, ws, xq, xs, y, ys);                                                                      \
+    }                                                                                                              \
+    template <int NR>                                                                                              \
+    void NAME##_nc(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, int nc, float *y,         \
+                   size_t ys) {                                                                                    \
+        if (nc == 1) return NAME##_fixed<NR, 1>(n, w, ws, xq, xs, y, ys);                                          \
+        if (SPIDER_SIMD_MAX_NC >= 2 && nc == 2)                                                                    \
+            return NAME##_fixed<NR, (2 <= SPIDER_SIMD_MAX_NC ? 2 : 1)>(n, w, ws, xq, xs, y, ys);                   \
+        if (SPIDER_SIMD_MAX_NC >= 3 && nc == 3)                                                                    \
+            return NAME##_fixed<NR, (3 <= SPIDER_SIMD_MAX_NC ? 3 : 1)>(n, w, ws, xq, xs, y, ys);                   \
+        NAME##_fixed<NR, SPIDER_SIMD_MAX_NC>(n, w, ws, xq, xs, y, ys);                                             \
+    }                                                                                                              \
+    void NAME(int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *xq, size_t xs, int nc, float *y,      \
+              size_t ys) {                                                                                         \
+        switch (nr) {                                                                                              \
+            case 1:                                                                                                \
+                return NAME##_nc<1>(n, w, ws, xq, xs, nc, y, ys);                                                  \
+            case 2:                                                                                                \
+                return NAME##_nc<2>(n, w, ws, xq, xs, nc, y, ys);                                                  \
+            case 3:                                                                                                \
+                return NAME##_nc<3>(n, w, ws, xq, xs, nc, y, ys);                                                  \
+            default:                                                                                               \
+                return NAME##_nc<4>(n, w, ws, xq, xs, nc, y, ys);                                                  \
+        }                                                                                                          \
+    }
+
+SPIDER_TILE_FN(mm_q8_0, tile32<load_q8_0, NR, NC>)
+SPIDER_TILE_FN(mm_q4_0, tile32<load_q4_0, NR, NC>)
+SPIDER_TILE_FN(mm_q5_0, tile32<load_q5_0, NR, NC>)
+SPIDER_TILE_FN(mm_q4_K, tile_q45_K<false, NR, NC>)
+SPIDER_TILE_FN(mm_q5_K, tile_q45_K<true, NR, NC>)
+SPIDER_TILE_FN(mm_q6_K, tile_q6_K<NR, NC>)
+SPIDER_TILE_FN(mm_f32, tile_float<FK_F32, NR, NC>)
+SPIDER_TILE_FN(mm_f16, tile_float<FK_F16, NR, NC>)
+SPIDER_TILE_FN(mm_bf16, tile_float<FK_BF16, NR, NC>)
+
+#undef SPIDER_TILE_FN
+
+}  // namespace
+
+bool SPIDER_SIMD_NAME(dtype t, matmul_kernel *k) {
+    k->vec_dot_type = matmul_vec_dot_type(t);
+    k->max_nc = SPIDER_SIMD_MAX_NC;
+    switch (t) {
+        case DTYPE_F32:
+            k->tile = mm_f32;
+            return true;
+        case DTYPE_F16:
+            k->tile = mm_f16;
+            return true;
+        case DTYPE_BF16:
+            k->tile = mm_bf16;
+            return true;
+        case DTYPE_Q4_0:
+            k->tile = mm_q4_0;
+            return true;
+        case DTYPE_Q5_0:
+            k->tile = mm_q5_0;
+            return true;
+        case DTYPE_Q8_0:
+            k->tile = mm_q8_0;
+            return true;
+        case DTYPE_Q4_K:
+            k->tile = mm_q4_K;
+            return true;
+        case DTYPE_Q5_K:
+            k->tile = mm_q5_K;
+            return true;
+        case DTYPE_Q6_K:
+            k->tile = mm_q6_K;
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace spider

@@ -1,0 +1,275 @@
+// Tests of the optimised matmul / get_rows against the reference (ref::matmul / ref::get_rows) at every CPU
+// dispatch level this machine supports, plus an opt-in benchmark (SPIDER_BENCH=1).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/ops.h"
+#include "core/quants.h"
+
+using namespace spider;
+
+namespace {
+
+// Activation format the kernels pair with each weight type (mirrors matmul_vec_dot_type, restated here so a
+// change there is caught).
+dtype act_type_for(dtype t) {
+    switch (t) {
+        case DTYPE_Q4_0:
+        case DTYPE_Q5_0:
+        case DTYPE_Q8_0:
+            return DTYPE_Q8_0;
+        case DTYPE_Q4_K:
+        case DTYPE_Q5_K:
+        case DTYPE_Q6_K:
+            return DTYPE_Q8_K;
+        default:
+            return DTYPE_F32;
+    }
+}
+
+struct weights {
+    std::vector<uint8_t> bytes;
+    tensor t;
+    std::vector<float> deq;  // dequantized, [n_out][n_in]
+};
+
+weights make_weights(dtype type, int64_t n_in, int64_t n_out, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    weights w;
+    const size_t rb = dtype_row_bytes(type, n_in);
+    w.bytes.resize(rb * static_cast<size_t>(n_out));
+    std::vector<float> row(static_cast<size_t>(n_in));
+    for (int64_t o = 0; o < n_out; ++o) {
+        const float scale = 0.02f * (1 + (o % 5));  // rows of different magnitude
+        for (auto& v : row) v = nd(rng) * scale;
+        EXPECT_TRUE(quantize_row(type, row.data(), w.bytes.data() + o * rb, n_in));
+    }
+    w.t = make_tensor(type, w.bytes.data(), n_in, n_out);
+    w.t.name = "w";
+    w.deq.resize(static_cast<size_t>(n_in * n_out));
+    for (int64_t o = 0; o < n_out; ++o) dequantize_row(type, w.bytes.data() + o * rb, w.deq.data() + o * n_in, n_in);
+    return w;
+}
+
+std::vector<float> make_acts(int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = nd(rng);
+    if (n > 40) x[37] = 30.0f;  // an outlier, as real activations have
+    return x;
+}
+
+// x after the kernel's activation quantization (what the kernel actually multiplies).
+std::vector<float> quantized_acts(dtype wtype, const std::vector<float>& x, int64_t n_in, int64_t n_tok) {
+    const dtype at = act_type_for(wtype);
+    if (at == DTYPE_F32) return x;
+    std::vector<float> out(x.size());
+    std::vector<uint8_t> q(dtype_row_bytes(at, n_in));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        quantize_row(at, x.data() + t * n_in, q.data(), n_in);
+        dequantize_row(at, q.data(), out.data() + t * n_in, n_in);
+    }
+    return out;
+}
+
+std::vector<cpu_level> supported_levels() {
+    std::vector<cpu_level> v = {CPU_LEVEL_PORTABLE};
+    if (cpu_level_detected() >= CPU_LEVEL_AVX2) v.push_back(CPU_LEVEL_AVX2);
+    if (cpu_level_detected() >= CPU_LEVEL_AVX512) v.push_back(CPU_LEVEL_AVX512);
+    return v;
+}
+
+struct level_guard {
+    ~level_guard() { cpu_features_reset(); }
+};
+
+const dtype ALL_TYPES[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q5_0,
+                           DTYPE_F16,  DTYPE_BF16, DTYPE_F32,  DTYPE_Q5_K};
+
+int64_t block_of(dtype t) {
+    return dtype_get_traits(t)->block_size;
+}
+
+}  // namespace
+
+TEST(cpu_features, force_levels) {
+    level_guard g;
+    const cpu_level det = cpu_level_detected();
+    std::printf("detected CPU level: %s\n", cpu_level_name(det));
+    EXPECT_TRUE(cpu_features_force(CPU_LEVEL_PORTABLE));
+    EXPECT_EQ(cpu_level_active(), CPU_LEVEL_PORTABLE);
+    if (det < CPU_LEVEL_AVX512) EXPECT_FALSE(cpu_features_force(CPU_LEVEL_AVX512));
+    EXPECT_FALSE(cpu_features_force(static_cast<cpu_level>(7)));
+    EXPECT_EQ(cpu_level_active(), CPU_LEVEL_PORTABLE);  // a refused force changes nothing
+    cpu_features_reset();
+    EXPECT_LE(cpu_level_active(), det);
+}
+
+// Two checks per output y[t, o]:
+//  1. Against the exact (double) dot product of the dequantized weights with the activations *as the kernel
+//     quantized them* (Q8_0 / Q8_K levels times fp16 / f32 scales). The kernel sums exact integer block dot
+//     products scaled in float, so the only error is float rounding: a few ulp per block sum, bounded by
+//     3e-5 * sum |w * x'| (n_in / 32 <= 100 float additions of relative error 6e-8, with margin).
+//  2. Against ref::matmul with the original float activations. The difference is then dominated by the
+//     activation quantization, and |sum w (x - x')| <= sum |w| |x - x'| exactly (triangle inequality), so that
+//     bound plus the float slack of check 1 is a tolerance that no correct kernel can exceed.
+TEST(matmul, matches_reference_at_every_level) {
+    level_guard g;
+    thread_pool pool3(3);
+    for (cpu_level lvl : supported_levels()) {
+        ASSERT_TRUE(cpu_features_force(lvl));
+        for (dtype type : ALL_TYPES) {
+            const int64_t blk = block_of(type);
+            // n_in: one block, several blocks, and (for 32-blocks) a length that is not a multiple of 256;
+            // float types also get an odd length to exercise the vector tail.
+            std::vector<int64_t> n_ins;
+            if (blk == 256) {
+                n_ins = {256, 768};
+            } else if (blk == 32) {
+                n_ins = {32, 640, 1056};
+            } else {
+                n_ins = {37, 640};
+            }
+            for (int64_t n_in : n_ins) {
+                for (int64_t n_out : {1, 13, 32}) {
+                    const weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in * 7 + n_out));
+                    for (int64_t n_tok : {1, 2, 7, 64}) {
+                        if (n_tok == 64 && n_out != 13) continue;  // keep the portable level quick
+                        const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok + n_in));
+                        const std::vector<float> xq = quantized_acts(type, x, n_in, n_tok);
+                        std::vector<float> y(static_cast<size_t>(n_tok * n_out), -1.0f);
+                        std::vector<float> y_ref(y.size()), y_mt(y.size(), -2.0f);
+                        matmul(w.t, x.data(), y.data(), n_tok, nullptr);
+                        matmul(w.t, x.data(), y_mt.data(), n_tok, &pool3);
+                        ref::matmul(w.t, x.data(), y_ref.data(), n_tok, nullptr);
+                        int n_bad = 0;
+                        for (int64_t t = 0; t < n_tok; ++t) {
+                            for (int64_t o = 0; o < n_out; ++o) {
+                                const float* wr = w.deq.data() + o * n_in;
+                                const float* xr = x.data() + t * n_in;
+                                const float* xqr = xq.data() + t * n_in;
+                                double exact_q = 0, mag_q = 0, qerr = 0, mag = 0;
+                                for (int64_t i = 0; i < n_in; ++i) {
+                                    exact_q += static_cast<double>(wr[i]) * xqr[i];
+                                    mag_q += std::fabs(static_cast<double>(wr[i]) * xqr[i]);
+                                    qerr += std::fabs(static_cast<double>(wr[i])) * std::fabs(xr[i] - xqr[i]);
+                                    mag += std::fabs(static_cast<double>(wr[i]) * xr[i]);
+                                }
+                                const size_t k = static_cast<size_t>(t * n_out + o);
+                                const double tol1 = 3e-5 * mag_q + 1e-6;
+                                const double tol2 = qerr + 3e-5 * mag + 1e-6;
+                                const double e1 = std::fabs(y[k] - exact_q);
+                                const double e2 = std::fabs(static_cast<double>(y[k]) - y_ref[k]);
+                                if ((!(e1 <= tol1) || !(e2 <= tol2)) && n_bad++ < 3) {
+                                    ADD_FAILURE()
+                                        << cpu_level_name(lvl) << " " << dtype_name(type) << " n_in " << n_in
+                                        << " n_out " << n_out << " n_tok " << n_tok << " t " << t << " o " << o
+                                        << ": y " << y[k] << " exact(quantized x) " << exact_q << " (tol " << tol1
+                                        << ") ref " << y_ref[k] << " (tol " << tol2 << ")";
+                                }
+                                // Threads split whole rows, so the result does not depend on the thread count.
+                                if (y_mt[k] != y[k] && n_bad++ < 3) {
+                                    ADD_FAILURE() << cpu_level_name(lvl) << " " << dtype_name(type)
+                                                  << ": 3 threads gave " << y_mt[k] << " vs " << y[k];
+                                }
+                            }
+                        }
+                        ASSERT_EQ(n_bad, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(matmul, zero_tokens_and_bad_weights) {
+    const weights w = make_weights(DTYPE_Q8_0, 64, 3, 1);
+    std::vector<float> x(64, 1.0f), y(3, 5.0f);
+    matmul(w.t, x.data(), y.data(), 0, nullptr);  // nothing to do, nothing written
+    EXPECT_EQ(y[0], 5.0f);
+
+    std::string err;
+    tensor bad = w.t;
+    bad.type = DTYPE_I32;
+    EXPECT_FALSE(matmul_check(bad, 1, &err));
+    EXPECT_NE(err.find("unsupported weight type i32"), std::string::npos) << err;
+    matmul(bad, x.data(), y.data(), 1, nullptr);  // must not crash; poisons the output
+    EXPECT_TRUE(std::isnan(y[0]));
+
+    bad = w.t;
+    bad.ne[0] = 48;  // not a multiple of the Q8_0 block
+    EXPECT_FALSE(matmul_check(bad, 1, &err));
+    EXPECT_NE(err.find("not a multiple"), std::string::npos) << err;
+    bad = w.t;
+    bad.data = nullptr;
+    EXPECT_FALSE(matmul_check(bad, 1, &err));
+    EXPECT_FALSE(matmul_check(w.t, -1, &err));
+    EXPECT_TRUE(matmul_check(w.t, 4, &err));
+}
+
+TEST(get_rows, matches_reference_and_rejects_bad_ids) {
+    for (dtype type : ALL_TYPES) {
+        const int64_t n = block_of(type) == 256 ? 512 : 96;
+        const weights w = make_weights(type, n, 10, 3);
+        const int32_t ids[] = {9, 0, 4, 4};
+        std::vector<float> y(4 * static_cast<size_t>(n)), y_ref(y.size());
+        get_rows(w.t, ids, 4, y.data());
+        ref::get_rows(w.t, ids, 4, y_ref.data());
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], y_ref[i]) << dtype_name(type) << " " << i;
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[static_cast<size_t>(i)], w.deq[static_cast<size_t>(9 * n + i)]);
+        std::string err;
+        const int32_t bad_ids[] = {1, 10};
+        EXPECT_FALSE(get_rows_check(w.t, bad_ids, 2, &err));
+        EXPECT_NE(err.find("id 10"), std::string::npos) << err;
+        get_rows(w.t, bad_ids, 2, y.data());  // no out-of-bounds read; NaN rows
+        EXPECT_TRUE(std::isnan(y[0]));
+    }
+}
+
+// Opt-in benchmark: SPIDER_BENCH=1 ./test_matmul --gtest_filter=matmul.bench
+// Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed. Prompt: 512 tokens, GFLOP/s (2 flops
+// per multiply-add of the dense-equivalent product).
+TEST(matmul, bench) {
+    if (!std::getenv("SPIDER_BENCH")) GTEST_SKIP() << "set SPIDER_BENCH=1 to run";
+    const int64_t n_in = 2048, n_out = 5632;
+    const dtype types[] = {DTYPE_Q4_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q5_0, DTYPE_F16, DTYPE_F32};
+    std::printf(
+        "| level | type | threads | decode GB/s | decode ms | pp512 GFLOP/s | pp512 ms "
+        "|\n|---|---|---|---|---|---|---|\n");
+    for (dtype type : types) {
+        const weights w = make_weights(type, n_in, n_out, 11);
+        const double wbytes = static_cast<double>(w.bytes.size());
+        const std::vector<float> x = make_acts(n_in * 512, 5);
+        std::vector<float> y(static_cast<size_t>(n_out * 512));
+        for (int nth : {1, 2}) {
+            thread_pool pool(nth);
+            auto time_it = [&](int64_t n_tok, int reps) {
+                matmul(w.t, x.data(), y.data(), n_tok, &pool);  // warm-up
+                double best = 1e30;
+                for (int r = 0; r < reps; ++r) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    matmul(w.t, x.data(), y.data(), n_tok, &pool);
+                    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    if (s < best) best = s;
+                }
+                return best;
+            };
+            const double td = time_it(1, 20);
+            const double tp = time_it(512, 3);
+            std::printf("| %s | %s | %d | %.1f | %.3f | %.1f | %.1f |\n", cpu_level_name(cpu_level_active()),
+                        dtype_name(type), nth, wbytes / td / 1e9, td * 1e3, 2.0 * n_in * n_out * 512 / tp / 1e9,
+                        tp * 1e3);
+            std::fflush(stdout);
+        }
+    }
+}

@@ -53,16 +53,22 @@ void matmul(const tensor &W, const float *x, float *y, int64_t n_tok, thread_poo
     // threads (each with its own pool) do not collide.
     const uint8_t *xq = reinterpret_cast<const uint8_t *>(x);
     size_t x_stride = static_cast<size_t>(n_in) * sizeof(float);
-    if (k.vec_dot_type != DTYPE_F32) {
+    if (k.prep || k.vec_dot_type != DTYPE_F32) {
         static thread_local std::vector<uint8_t> xbuf;
-        x_stride = dtype_row_bytes(k.vec_dot_type, n_in);
+        x_stride = k.prep ? k.x_bytes(n_in) : dtype_row_bytes(k.vec_dot_type, n_in);
         if (xbuf.size() < x_stride * static_cast<size_t>(n_tok)) xbuf.resize(x_stride * static_cast<size_t>(n_tok));
         uint8_t *dst = xbuf.data();
         const dtype vt = k.vec_dot_type;
         auto quantize_tokens = [&](int ith, int nth) {
             long long b, e;
             split_range(n_tok, ith, nth, b, e);
-            for (long long t = b; t < e; ++t) quantize_row(vt, x + t * n_in, dst + t * x_stride, n_in);
+            for (long long t = b; t < e; ++t) {
+                if (k.prep) {
+                    k.prep(x + t * n_in, n_in, dst + t * x_stride);
+                } else {
+                    quantize_row(vt, x + t * n_in, dst + t * x_stride, n_in);
+                }
+            }
         };
         if (n_tok > 1) {
             parallel(pool, quantize_tokens);

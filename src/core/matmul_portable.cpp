@@ -184,6 +184,26 @@ void tile(int64_t n, const uint8_t *w, size_t w_stride, int nr, const uint8_t *x
 
 }  // namespace
 
+size_t matmul_q8_0x_bytes(int64_t n) {
+    return static_cast<size_t>(n / QK8_0) * (QK8_0 + sizeof(float) + 8 * sizeof(int32_t));
+}
+
+void matmul_prep_q8_0x(const float *x, int64_t n, uint8_t *dst) {
+    const int64_t nb = n / QK8_0;
+    int8_t *qs = reinterpret_cast<int8_t *>(dst);
+    float *d = reinterpret_cast<float *>(dst + nb * QK8_0);
+    int32_t *nsum = reinterpret_cast<int32_t *>(dst + nb * (QK8_0 + sizeof(float)));
+    for (int64_t b = 0; b < nb; ++b) {
+        block_q8_0 blk;
+        quantize_row(DTYPE_Q8_0, x + b * QK8_0, &blk, QK8_0);
+        std::memcpy(qs + b * QK8_0, blk.qs, QK8_0);
+        d[b] = fp16_to_fp32(blk.d);
+        for (int j = 0; j < 8; ++j) {
+            nsum[b * 8 + j] = -(blk.qs[4 * j] + blk.qs[4 * j + 1] + blk.qs[4 * j + 2] + blk.qs[4 * j + 3]);
+        }
+    }
+}
+
 dtype matmul_vec_dot_type(dtype t) {
     switch (t) {
         case DTYPE_Q4_0:

@@ -55,54 +55,82 @@ inline __m256i nibbles_to_bytes(const uint8_t *p) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-// ---- 32-element blocks against Q8_0: weight levels as signed bytes ----
+// ---- 32-element blocks against Q8_0x activations (matmul_kernels.h) ----
+// levels(): signed weight levels; ulevels(): the same plus 2^SHIFT, as unsigned bytes.
 
 struct load_q8_0 {
     using block = block_q8_0;
+    static constexpr int SHIFT = 7;
+    // AVX2's maddubs would saturate on unsigned levels up to 255, so there Q8_0 uses the sign trick instead.
+    static constexpr bool SIGNED_ONLY = !SPIDER_SIMD_VNNI;
     static __m256i levels(const block &b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs)); }
+    static __m256i ulevels(const block &b) { return _mm256_xor_si256(levels(b), _mm256_set1_epi8(-128)); }
 };
 
 struct load_q4_0 {
     using block = block_q4_0;
-    static __m256i levels(const block &b) { return _mm256_sub_epi8(nibbles_to_bytes(b.qs), _mm256_set1_epi8(8)); }
+    static constexpr int SHIFT = 3;
+    static constexpr bool SIGNED_ONLY = false;
+    static __m256i ulevels(const block &b) { return nibbles_to_bytes(b.qs); }
+    static __m256i levels(const block &b) { return _mm256_sub_epi8(ulevels(b), _mm256_set1_epi8(8)); }
 };
 
 struct load_q5_0 {
     using block = block_q5_0;
-    static __m256i levels(const block &b) {
+    static constexpr int SHIFT = 4;
+    static constexpr bool SIGNED_ONLY = false;
+    static __m256i ulevels(const block &b) {
         uint32_t qh;
         std::memcpy(&qh, b.qh, 4);
-        // level = nibble + 16 * bit - 16 = nibble - 16 * (1 - bit)
-        const __m256i low = nibbles_to_bytes(b.qs);
-        const __m256i off = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
-        return _mm256_sub_epi8(low, off);
+        return _mm256_or_si256(nibbles_to_bytes(b.qs), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
     }
+    static __m256i levels(const block &b) { return _mm256_sub_epi8(ulevels(b), _mm256_set1_epi8(16)); }
 };
 
 template <typename L, int NR, int NC>
 void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     using B = typename L::block;
     const int64_t nb = n / 32;
+    const int8_t *xqs[NC];
+    const float *xd[NC];
+    const int32_t *xns[NC];
+    for (int c = 0; c < NC; ++c) {
+        const uint8_t *row = xq + c * xs;
+        xqs[c] = reinterpret_cast<const int8_t *>(row);
+        xd[c] = reinterpret_cast<const float *>(row + nb * 32);
+        xns[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float)));
+    }
     __m256 acc[NR][NC];
     for (int r = 0; r < NR; ++r) {
         for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < nb; ++b) {
-        __m256i xv[NC];
-        float dx[NC];
+        __m256i xv[NC], bias[NC];
+        __m256 dxv[NC];
         for (int c = 0; c < NC; ++c) {
-            const block_q8_0 *xb = reinterpret_cast<const block_q8_0 *>(xq + c * xs) + b;
-            xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb->qs));
-            dx[c] = h2f(xb->d);
+            xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xqs[c] + 32 * b));
+            dxv[c] = _mm256_broadcast_ss(xd[c] + b);
+            if (!L::SIGNED_ONLY) {
+                bias[c] =
+                    _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(xns[c] + 8 * b)), L::SHIFT);
+            }
         }
         for (int r = 0; r < NR; ++r) {
             const B *wb = reinterpret_cast<const B *>(w + r * ws) + b;
-            const __m256i wv = L::levels(*wb);
-            const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w| as unsigned bytes (-128 -> 128)
-            const float dw = h2f(wb->d);
-            for (int c = 0; c < NC; ++c) {
-                const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[c], wv));
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
+            const __m256 dwv = _mm256_set1_ps(h2f(wb->d));
+            if (L::SIGNED_ONLY) {
+                const __m256i wv = L::levels(*wb);
+                const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w| as unsigned bytes (-128 -> 128)
+                for (int c = 0; c < NC; ++c) {
+                    const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[c], wv));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dxv[c]), acc[r][c]);
+                }
+            } else {
+                const __m256i u = L::ulevels(*wb);
+                for (int c = 0; c < NC; ++c) {
+                    const __m256i p = dot_u8s8(bias[c], u, xv[c]);  // sum u x - offset sum x, exactly
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dxv[c]), acc[r][c]);
+                }
             }
         }
     }
@@ -351,6 +379,10 @@ SPIDER_TILE_FN(mm_bf16, tile_float<FK_BF16, NR, NC>)
 bool SPIDER_SIMD_NAME(dtype t, matmul_kernel *k) {
     k->vec_dot_type = matmul_vec_dot_type(t);
     k->max_nc = SPIDER_SIMD_MAX_NC;
+    if (k->vec_dot_type == DTYPE_Q8_0) {
+        k->prep = matmul_prep_q8_0x;
+        k->x_bytes = matmul_q8_0x_bytes;
+    }
     switch (t) {
         case DTYPE_F32:
             k->tile = mm_f32;

@@ -141,15 +141,27 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
 
 // ---- K-quants against Q8_K ----
 
-inline void scale_min_k4(const uint8_t *q, int16_t *sc, int16_t *m) {
-    for (int j = 0; j < 4; ++j) {
-        sc[j] = q[j] & 63;
-        m[j] = q[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; ++j) {
-        sc[j] = static_cast<int16_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        m[j] = static_cast<int16_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
+// The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: quants.h get_scale_min_k4) as 16-bit lanes:
+// *sc = {sc0..sc7} in both 128-bit halves, *mins = {m0, m0, m1, m1, ..., m7, m7} (one per pair of bsums).
+inline void unpack_scales_k4(const uint8_t *q, __m256i *sc, __m256i *mins) {
+    uint32_t a, b, c;
+    std::memcpy(&a, q, 4);
+    std::memcpy(&b, q + 4, 4);
+    std::memcpy(&c, q + 8, 4);
+    const uint32_t sc_lo = a & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);  // top 2 bits of q[j-4] -> bits 4..5
+    const uint32_t m_lo = b & 0x3f3f3f3fu;
+    const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc_lo | uint64_t(sc_hi) << 32)));
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m_lo | uint64_t(m_hi) << 32)));
+    *sc = _mm256_broadcastsi128_si256(sc16);
+    *mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+}
+
+// Broadcast 16-bit lane K of v (K < 8, v equal in both halves) to all lanes.
+template <int K>
+inline __m256i bcast16(__m256i v) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * K) | ((2 * K + 1) << 8))));
 }
 
 // Q4_K (HIGH5 = false) and Q5_K (HIGH5 = true): unsigned levels, per-32 scale and min.
@@ -157,12 +169,8 @@ template <bool HIGH5, int NR, int NC>
 void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     __m256 acc[NR][NC];
-    float corr[NR][NC];
     for (int r = 0; r < NR; ++r) {
-        for (int c = 0; c < NC; ++c) {
-            acc[r][c] = _mm256_setzero_ps();
-            corr[r][c] = 0;
-        }
+        for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i b4 = _mm256_set1_epi8(0x10);
@@ -182,12 +190,14 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
                 const block_q4_K *wb = reinterpret_cast<const block_q4_K *>(wrow) + b;
                 qs = wb->qs, scales = wb->scales, d16 = wb->d, dmin16 = wb->dmin;
             }
-            int16_t sc[8], mn[8];
-            scale_min_k4(scales, sc, mn);
+            __m256i sc, mins;
+            unpack_scales_k4(scales, &sc, &mins);
             __m256i hv = _mm256_setzero_si256();
             if (HIGH5) hv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qh));
             __m256i isum[NC];
             for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
+            const __m256i scv[8] = {bcast16<0>(sc), bcast16<1>(sc), bcast16<2>(sc), bcast16<3>(sc),
+                                    bcast16<4>(sc), bcast16<5>(sc), bcast16<6>(sc), bcast16<7>(sc)};
             for (int j = 0; j < 4; ++j) {
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qs + 32 * j));
                 __m256i lo = _mm256_and_si256(q, m4);
@@ -201,29 +211,27 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
                     lo = _mm256_or_si256(lo, _mm256_and_si256(h0, b4));
                     hi = _mm256_or_si256(hi, _mm256_and_si256(h1, b4));
                 }
-                const __m256i sc_lo = _mm256_set1_epi16(sc[2 * j]);
-                const __m256i sc_hi = _mm256_set1_epi16(sc[2 * j + 1]);
                 for (int c = 0; c < NC; ++c) {
                     const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j));
                     const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j + 32));
                     // levels <= 31 and |x| <= 127: pair sums fit int16; times a 6-bit scale they fit int32
-                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), sc_lo);
-                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), sc_hi);
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), scv[2 * j]);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), scv[2 * j + 1]);
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p0, p1));
                 }
             }
             const float dw = h2f(d16), dmw = h2f(dmin16);
             for (int c = 0; c < NC; ++c) {
-                const int16_t *bs = xb[c]->bsums;
-                int summ = 0;
-                for (int j = 0; j < 8; ++j) summ += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+                // min term: dmin * sum_j m_j * (sum of x over sub-block j), from the 16 bsums
+                const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->bsums));
+                const __m256i mterm = _mm256_madd_epi16(bs, mins);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dw * xb[c]->d), acc[r][c]);
-                corr[r][c] += dmw * xb[c]->d * summ;
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mterm), _mm256_set1_ps(-dmw * xb[c]->d), acc[r][c]);
             }
         }
     }
     for (int r = 0; r < NR; ++r) {
-        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]) - corr[r][c];
+        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
     }
 }
 
@@ -232,12 +240,8 @@ template <int NR, int NC>
 void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     __m256 acc[NR][NC];
-    float corr[NR][NC];
     for (int r = 0; r < NR; ++r) {
-        for (int c = 0; c < NC; ++c) {
-            acc[r][c] = _mm256_setzero_ps();
-            corr[r][c] = 0;
-        }
+        for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m30 = _mm256_set1_epi8(0x30);
@@ -246,8 +250,14 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
         for (int c = 0; c < NC; ++c) xb[c] = reinterpret_cast<const block_q8_K *>(xq + c * xs) + b;
         for (int r = 0; r < NR; ++r) {
             const block_q6_K *wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
+            // all 16 scales as int16 (for the offset term) and per-group broadcasts
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(wb->scales)));
             __m256i isum[NC];
-            for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
+            for (int c = 0; c < NC; ++c) {
+                // offset term: level - 32, so subtract 32 * sum_g scale_g * bsum_g (exact in int32)
+                const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->bsums));
+                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+            }
             for (int h = 0; h < 2; ++h) {
                 const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h));
                 const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h + 32));
@@ -272,17 +282,12 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
             }
             const float dw = h2f(wb->d);
             for (int c = 0; c < NC; ++c) {
-                const int16_t *bs = xb[c]->bsums;
-                int s = 0;
-                for (int g = 0; g < 16; ++g) s += wb->scales[g] * bs[g];
-                const float dd = dw * xb[c]->d;
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dd), acc[r][c]);
-                corr[r][c] += dd * static_cast<float>(32 * s);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dw * xb[c]->d), acc[r][c]);
             }
         }
     }
     for (int r = 0; r < NR; ++r) {
-        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]) - corr[r][c];
+        for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
     }
 }
 

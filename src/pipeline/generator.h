@@ -1,0 +1,46 @@
+// The text side of the pipeline: a text_generator writes the answer piece by piece (one piece = one token) and
+// afterwards hands back the M-Prompt of any output position (last-layer hidden state + the token's input
+// embedding). Two implementations: a scripted one (a fixed answer text fed through exactly the same path as the
+// LLM, for tests and `spider run --script`) and the LLM one (include/spider.h, template-constrained decoding).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "controller/template.h"
+
+namespace spider {
+
+struct gen_token {
+    std::string piece;  // text of the token (added tokens spelled out, e.g. "[IMAGE0]")
+    int pos = -1;       // output position (0 = first generated token)
+    bool end = false;   // no more tokens (piece is empty)
+};
+
+class text_generator {
+public:
+    virtual ~text_generator() = default;
+    virtual std::string name() const = 0;
+    virtual int n_embd() const = 0;
+    // Starts an answer. media_tokens[i]: the projected embedding (n_embd) of the i-th media segment of the layout,
+    // in layout order. allowed: the modalities the output grammar may use.
+    virtual bool begin(const input_layout& layout, const std::vector<std::vector<float>>& media_tokens,
+                       const std::vector<modality>& allowed, uint64_t seed, std::string* err) = 0;
+    // The next token; out->end when the answer is complete. false on error.
+    virtual bool next(gen_token* out, std::string* err) = 0;
+    // M-Prompt rows for output positions: [positions.size(), n_embd], hidden[last] + input embedding.
+    virtual bool m_prompt(const std::vector<int>& positions, std::vector<float>* out, std::string* err) = 0;
+};
+
+// Splits a scripted answer into pieces: template markers are single pieces, other text goes in word-sized pieces
+// (leading spaces attached). Its "hidden states" are deterministic unit vectors seeded by the text so far, so
+// the M-Prompt depends on the content like a real LLM's would. delay_ms: sleep before each token (to test that
+// groups are dispatched while the text is still being written).
+std::unique_ptr<text_generator> make_scripted_generator(const std::string& script, int n_embd, int delay_ms = 0,
+                                                        const template_config& cfg = template_config());
+
+// The piece splitting used by the scripted generator (exposed for tests).
+std::vector<std::string> split_script(const std::string& script, const template_config& cfg);
+
+}  // namespace spider

@@ -316,10 +316,11 @@ TEST(ops_random, attention_shapes) {
         int64_t q_pos0, window;
     };
     const std::vector<shape> shapes = {
-        {1, 1, 1, 1, 1, true, 0, 0},    {1, 700, 8, 2, 64, true, 699, 0},  // decode, GQA, > one key block
-        {33, 33, 4, 4, 17, true, 0, 0}, {5, 300, 6, 3, 32, true, 295, 0},  // prompt chunk with offset
-        {40, 40, 2, 1, 64, true, 0, 7}, {9, 513, 4, 2, 16, false, 0, 0},   // sliding window; bidirectional
-        {3, 10, 2, 2, 8, true, -5, 0},                                     // queries before every key: zero output
+        {1, 1, 1, 1, 1, true, 0, 0},       {1, 700, 8, 2, 64, true, 699, 0},  // decode, GQA, > one key block
+        {33, 33, 4, 4, 17, true, 0, 0},    {5, 300, 6, 3, 32, true, 295, 0},  // prompt chunk with offset
+        {40, 40, 2, 1, 64, true, 0, 7},    {9, 513, 4, 2, 16, false, 0, 0},   // sliding window; bidirectional
+        {4, 130, 12, 1, 20, true, 126, 0}, {1, 65, 16, 1, 8, true, 64, 0},    // groups of 12 and 16 (> 8 rows)
+        {2, 200, 9, 3, 24, false, 0, 0},   {3, 10, 2, 2, 8, true, -5, 0},     // queries before every key: zero output
     };
     for (const shape &s : shapes) {
         auto q = r.vec(s.n_q * s.n_head * s.hd), k = r.vec(s.n_kv * s.n_head_kv * s.hd),

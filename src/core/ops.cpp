@@ -30,6 +30,8 @@ float sq_dev(const float *x, float mean, int64_t n);
 void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
 void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
           int64_t ldc, bool accumulate);
+void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd, int64_t j0,
+               int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
 }  // namespace avx2
 
 namespace {
@@ -126,6 +128,36 @@ void g_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
+// Generic twin of avx2::attn_tile: G query rows of one GQA group over keys [j0, j1), online softmax per block.
+void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd,
+                 int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+    constexpr int64_t BK = 64;
+    float *logit = scratch;
+    float *acc = logit + G * BK;
+    std::fill(acc, acc + G * hd, 0.0f);
+    for (int g = 0; g < G; ++g) {
+        const float *qg = q + g * ldq;
+        float *ag = acc + g * hd;
+        float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
+        for (int64_t jb = j0; jb < j1; jb += BK) {
+            const int64_t nb = std::min(BK, j1 - jb);
+            for (int64_t j = 0; j < nb; ++j) logit[j] = g_dot(qg, k + (jb + j) * ldkv, hd) * sc;
+            const float bm = g_max(logit, nb);
+            if (bm > m) {
+                if (s > 0.0f) {
+                    const float r = std::exp(m - bm);
+                    g_scale(ag, r, ag, hd);
+                    s *= r;
+                }
+                m = bm;
+            }
+            s += g_exp_sum(logit, m, logit, nb);
+            for (int64_t j = 0; j < nb; ++j) g_axpy(logit[j], v + (jb + j) * ldkv, ag, hd);
+        }
+        g_scale(ag, 1.0f / s, out + g * ldo, hd);
+    }
+}
+
 struct kernel_set {
     const char *name;
     void (*add)(const float *, const float *, float *, int64_t);
@@ -141,12 +173,15 @@ struct kernel_set {
     float (*sq_dev)(const float *, float, int64_t);
     void (*norm_apply)(const float *, float, float, const float *, const float *, float *, int64_t);
     void (*gemm)(int64_t, int64_t, int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t, bool);
+    void (*attn_tile)(const float *, int64_t, int, const float *, const float *, int64_t, int64_t, int64_t, int64_t,
+                      float, float *, int64_t, float *);
 };
 
-const kernel_set GENERIC = {"generic", g_add, g_mul,     g_scale, g_act,    g_glu,        g_dot,
-                            g_axpy,    g_max, g_exp_sum, g_sums,  g_sq_dev, g_norm_apply, g_gemm};
-const kernel_set AVX2 = {"avx2",     avx2::add, avx2::mul,     avx2::scale, avx2::act,    avx2::glu,        avx2::dot,
-                         avx2::axpy, avx2::max, avx2::exp_sum, avx2::sums,  avx2::sq_dev, avx2::norm_apply, avx2::gemm};
+const kernel_set GENERIC = {"generic", g_add,     g_mul,  g_scale,  g_act,        g_glu,  g_dot,      g_axpy,
+                            g_max,     g_exp_sum, g_sums, g_sq_dev, g_norm_apply, g_gemm, g_attn_tile};
+const kernel_set AVX2 = {"avx2",     avx2::add,    avx2::mul,        avx2::scale, avx2::act,
+                         avx2::glu,  avx2::dot,    avx2::axpy,       avx2::max,   avx2::exp_sum,
+                         avx2::sums, avx2::sq_dev, avx2::norm_apply, avx2::gemm,  avx2::attn_tile};
 
 // nullptr = follow cpu_level_active() (which tests and benchmarks may force through cpu_features_force or
 // SPIDER_CPU_LEVEL); else the set forced by ops_use_generic_kernels.
@@ -301,51 +336,43 @@ void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t h
     }
 }
 
-// ---- attention: one work item = (query, head); keys visible to a query form one contiguous range [j0, j1), which
-// is walked in blocks with an online softmax (running max m, running sum s, accumulator rescaled when m grows).
+// ---- attention: one work item = (query position, KV head, slice of that head's GQA group). The keys visible to a
+// query form one contiguous range [j0, j1); the tile kernel walks it in blocks with an online softmax (running
+// max, running sum, accumulator rescaled when the max grows), loading each K / V row once for the whole group.
 
 void attention(const float *q, const float *k, const float *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
                int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
                thread_pool *pool) {
     const kernel_set &kr = K();
     const int64_t group = n_head / n_head_kv;
-    const int64_t total = n_q * n_head;
-    constexpr int64_t BLOCK = 256;
-    parallel(pool, [&](int ith, int nth) {
-        std::vector<float> logit(BLOCK), acc(static_cast<size_t>(head_dim));
+    const int nth = pool ? pool->size() : 1;
+    // Few items (decode with few KV heads): split each group so every thread gets work.
+    int64_t n_split = 1;
+    if (n_q * n_head_kv < 2 * nth)
+        n_split = std::min<int64_t>(group, (2 * nth + n_q * n_head_kv - 1) / (n_q * n_head_kv));
+    const int64_t gsz = (group + n_split - 1) / n_split;
+    n_split = (group + gsz - 1) / gsz;
+    const int64_t total = n_q * n_head_kv * n_split;
+    const int64_t ldkv = n_head_kv * head_dim;
+    parallel(pool, [&](int ith, int nth_) {
+        std::vector<float> scratch(static_cast<size_t>(gsz * (64 + head_dim + 2)));
         // Round-robin items: with a causal mask later queries see more keys, so contiguous ranges would be uneven.
-        for (int64_t it = ith; it < total; it += nth) {
-            const int64_t i = it / n_head, h = it % n_head, hk = h / group;
-            const float *qi = q + (i * n_head + h) * head_dim;
-            float *oi = out + (i * n_head + h) * head_dim;
+        for (int64_t it = ith; it < total; it += nth_) {
+            const int64_t i = it / (n_head_kv * n_split), rem = it % (n_head_kv * n_split);
+            const int64_t hk = rem / n_split, part = rem % n_split;
+            const int64_t h0 = hk * group + part * gsz, G = std::min(gsz, hk * group + group - h0);
+            const float *qi = q + (i * n_head + h0) * head_dim;
+            float *oi = out + (i * n_head + h0) * head_dim;
             const int64_t qpos = q_pos0 + i;
             int64_t j0 = 0, j1 = n_kv;
             if (causal) j1 = std::min<int64_t>(n_kv, qpos + 1);
             if (window > 0) j0 = std::max<int64_t>(0, qpos - window + 1);
             if (j1 <= j0) {
-                std::fill(oi, oi + head_dim, 0.0f);  // no visible key
+                std::fill(oi, oi + G * head_dim, 0.0f);  // no visible key
                 continue;
             }
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
-            for (int64_t jb = j0; jb < j1; jb += BLOCK) {
-                const int64_t nb = std::min(BLOCK, j1 - jb);
-                for (int64_t j = 0; j < nb; ++j)
-                    logit[j] = kr.dot(qi, k + ((jb + j) * n_head_kv + hk) * head_dim, head_dim) * scale;
-                const float bm = kr.max(logit.data(), nb);
-                if (bm > m) {
-                    if (s > 0.0f) {
-                        const float r = std::exp(m - bm);
-                        kr.scale(acc.data(), r, acc.data(), head_dim);
-                        s *= r;
-                    }
-                    m = bm;
-                }
-                s += kr.exp_sum(logit.data(), m, logit.data(), nb);
-                for (int64_t j = 0; j < nb; ++j)
-                    kr.axpy(logit[j], v + ((jb + j) * n_head_kv + hk) * head_dim, acc.data(), head_dim);
-            }
-            kr.scale(acc.data(), 1.0f / s, oi, head_dim);
+            kr.attn_tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0,
+                         j1, scale, oi, head_dim, scratch.data());
         }
     });
 }

@@ -320,3 +320,136 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const fl
 
 }  // namespace avx2
 }  // namespace spider
+
+namespace spider {
+namespace avx2 {
+
+namespace {
+
+// acc[g][e..e+8) += sum_j p[g][j] * v[j][e..e+8) for GN query rows at once: each V chunk is loaded once and
+// feeds GN accumulators held in registers.
+template <int GN>
+void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t nb, float* acc, int64_t lda,
+                  int64_t hd) {
+    int64_t e = 0;
+    for (; e + 8 <= hd; e += 8) {
+        __m256 a[GN];
+        for (int g = 0; g < GN; ++g) a[g] = _mm256_loadu_ps(acc + g * lda + e);
+        for (int64_t j = 0; j < nb; ++j) {
+            const __m256 vv = _mm256_loadu_ps(v + j * ldv + e);
+            for (int g = 0; g < GN; ++g) a[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + g * ldp + j), vv, a[g]);
+        }
+        for (int g = 0; g < GN; ++g) _mm256_storeu_ps(acc + g * lda + e, a[g]);
+    }
+    for (; e < hd; ++e)
+        for (int g = 0; g < GN; ++g) {
+            float s = acc[g * lda + e];
+            for (int64_t j = 0; j < nb; ++j) s += p[g * ldp + j] * v[j * ldv + e];
+            acc[g * lda + e] = s;
+        }
+}
+
+}  // namespace
+
+// Attention of G query rows (q + g * ldq, one GQA group at one position) over keys [j0, j1) of one KV head
+// (k / v + j * ldkv), online softmax in blocks of 64 keys; out + g * ldo gets the result. scratch holds
+// G * (64 + hd + 2) floats.
+void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* v, int64_t ldkv, int64_t hd, int64_t j0,
+               int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+    constexpr int64_t BK = 64;
+    float* logit = scratch;
+    float* acc = logit + G * BK;
+    float* mrow = acc + G * hd;
+    float* srow = mrow + G;
+    for (int64_t i = 0; i < G * hd; ++i) acc[i] = 0.0f;
+    for (int g = 0; g < G; ++g) {
+        mrow[g] = -INFINITY;
+        srow[g] = 0.0f;
+    }
+    const int64_t hd8 = hd / 8 * 8;
+    for (int64_t jb = j0; jb < j1; jb += BK) {
+        const int64_t nb = j1 - jb < BK ? j1 - jb : BK;
+        const float* kb = k + jb * ldkv;
+        for (int g = 0; g < G; ++g) {
+            const float* qg = q + g * ldq;
+            float* lg = logit + g * BK;
+            int64_t j = 0;
+            for (; j + 4 <= nb; j += 4) {
+                const float* k0 = kb + j * ldkv;
+                const float* k1 = k0 + ldkv;
+                const float* k2 = k1 + ldkv;
+                const float* k3 = k2 + ldkv;
+                __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+                       s3 = _mm256_setzero_ps();
+                for (int64_t e = 0; e < hd8; e += 8) {
+                    const __m256 qv = _mm256_loadu_ps(qg + e);
+                    s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + e), s0);
+                    s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + e), s1);
+                    s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + e), s2);
+                    s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + e), s3);
+                }
+                // Horizontal sums of the four accumulators at once.
+                const __m256 h01 = _mm256_hadd_ps(s0, s1), h23 = _mm256_hadd_ps(s2, s3);
+                const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: s0 s1 s2 s3 partials
+                __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                float t[4];
+                _mm_storeu_ps(t, r);
+                for (int64_t e = hd8; e < hd; ++e) {
+                    t[0] += qg[e] * k0[e];
+                    t[1] += qg[e] * k1[e];
+                    t[2] += qg[e] * k2[e];
+                    t[3] += qg[e] * k3[e];
+                }
+                for (int u = 0; u < 4; ++u) lg[j + u] = t[u] * sc;
+            }
+            for (; j < nb; ++j) lg[j] = dot(qg, kb + j * ldkv, hd) * sc;
+            // Online softmax: rescale what was accumulated when the running max grows.
+            const float bm = max(lg, nb);
+            if (bm > mrow[g]) {
+                if (srow[g] > 0.0f) {
+                    const float r = exp_1(mrow[g] - bm);
+                    scale(acc + g * hd, r, acc + g * hd, hd);
+                    srow[g] *= r;
+                }
+                mrow[g] = bm;
+            }
+            srow[g] += exp_sum(lg, mrow[g], lg, nb);
+        }
+        const float* vb = v + jb * ldkv;
+        for (int g0 = 0; g0 < G; g0 += 8) {
+            const int gn = G - g0 < 8 ? G - g0 : 8;
+            const float* p = logit + g0 * BK;
+            float* a = acc + g0 * hd;
+            switch (gn) {
+                case 1:
+                    v_accumulate<1>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 2:
+                    v_accumulate<2>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 3:
+                    v_accumulate<3>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 4:
+                    v_accumulate<4>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 5:
+                    v_accumulate<5>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 6:
+                    v_accumulate<6>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                case 7:
+                    v_accumulate<7>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+                default:
+                    v_accumulate<8>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    break;
+            }
+        }
+    }
+    for (int g = 0; g < G; ++g) scale(acc + g * hd, 1.0f / srow[g], out + g * ldo, hd);
+}
+
+}  // namespace avx2
+}  // namespace spider

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
@@ -16,8 +18,12 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "core/quants.h"
+#include "core/threadpool.h"
 
 namespace spider {
 
@@ -1155,6 +1161,273 @@ bool gguf_writer::write(const std::string &path, std::string *err) const {
         return false;
     }
     return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Quantization (type selection as in llama.cpp's src/llama-quant.cpp; see docs/FORMATS.md)
+
+namespace {
+
+// llama_ftype numbers (general.file_type).
+constexpr uint32_t FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_Q4_0 = 2, FTYPE_MOSTLY_Q8_0 = 7,
+                   FTYPE_MOSTLY_Q4_K_S = 14, FTYPE_MOSTLY_Q4_K_M = 15, FTYPE_MOSTLY_Q5_K_S = 16, FTYPE_MOSTLY_Q6_K = 18,
+                   FTYPE_MOSTLY_BF16 = 32;
+
+bool contains(const std::string &s, const char *sub) {
+    return s.find(sub) != std::string::npos;
+}
+bool ends_with(const std::string &s, const char *suf) {
+    const size_t n = std::strlen(suf);
+    return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+}
+
+// ggml_n_dims: the number of dimensions up to the last one larger than 1.
+int effective_dims(const gguf_tensor_info &t) {
+    for (int d = MAX_DIMS - 1; d >= 1; --d) {
+        if (t.ne[d] > 1) return d + 1;
+    }
+    return 1;
+}
+
+// Which tensors llama.cpp quantizes at all (the subset of its rules that can apply to our architectures).
+bool allows_quantization(const gguf_tensor_info &t) {
+    if (effective_dims(t) < 2) return false;
+    const std::string &n = t.name;
+    if (!ends_with(n, "weight")) return false;
+    if (contains(n, "_norm.weight")) return false;
+    if (contains(n, "ffn_gate_inp.weight")) return false;
+    if (n == "position_embd.weight" || n == "token_types.weight") return false;
+    if (contains(n, ".position_embd") || contains(n, ".patch_embd") || contains(n, "attn_rel_b.weight")) return false;
+    return true;
+}
+
+bool use_more_bits(int i_layer, int n_layers) {
+    return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
+}
+
+int block_of(dtype t) {
+    const dtype_traits *tr = dtype_get_traits(t);
+    return tr ? static_cast<int>(tr->block_size) : 1;
+}
+
+// Rows whose length does not fit the block: llama.cpp's tensor_type_fallback. It maps Q5_K to Q5_1, which Spider
+// does not implement; Q5_0 is the same block size with a symmetric scale.
+dtype shape_fallback(dtype t, int64_t ncols) {
+    if (ncols % block_of(t) == 0) return t;
+    dtype r = t;
+    switch (t) {
+        case DTYPE_Q4_K:
+            r = DTYPE_Q5_0;
+            break;
+        case DTYPE_Q5_K:
+            r = DTYPE_Q5_0;
+            break;
+        case DTYPE_Q6_K:
+            r = DTYPE_Q8_0;
+            break;
+        default:
+            r = DTYPE_F16;
+            break;
+    }
+    if (ncols % block_of(r) != 0) r = DTYPE_F16;
+    return r;
+}
+
+}  // namespace
+
+bool gguf_quant_mix_from_name(const std::string &name_in, dtype *default_type, uint32_t *ftype, bool *q4_k_m) {
+    std::string n;
+    for (char c : name_in) n += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    *q4_k_m = false;
+    if (n == "F32") {
+        *default_type = DTYPE_F32;
+        *ftype = FTYPE_ALL_F32;
+    } else if (n == "F16") {
+        *default_type = DTYPE_F16;
+        *ftype = FTYPE_MOSTLY_F16;
+    } else if (n == "BF16") {
+        *default_type = DTYPE_BF16;
+        *ftype = FTYPE_MOSTLY_BF16;
+    } else if (n == "Q8_0") {
+        *default_type = DTYPE_Q8_0;
+        *ftype = FTYPE_MOSTLY_Q8_0;
+    } else if (n == "Q4_0") {
+        *default_type = DTYPE_Q4_0;
+        *ftype = FTYPE_MOSTLY_Q4_0;
+    } else if (n == "Q4_K" || n == "Q4_K_S") {
+        *default_type = DTYPE_Q4_K;
+        *ftype = FTYPE_MOSTLY_Q4_K_S;
+    } else if (n == "Q5_K" || n == "Q5_K_S") {
+        *default_type = DTYPE_Q5_K;
+        *ftype = FTYPE_MOSTLY_Q5_K_S;
+    } else if (n == "Q6_K") {
+        *default_type = DTYPE_Q6_K;
+        *ftype = FTYPE_MOSTLY_Q6_K;
+    } else if (n == "Q4_K_M") {
+        *default_type = DTYPE_Q4_K;
+        *ftype = FTYPE_MOSTLY_Q4_K_M;
+        *q4_k_m = true;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+bool gguf_quantize_plan(const gguf_file &in, const std::string &mix_name, std::vector<dtype> *plan, std::string *err) {
+    dtype base;
+    uint32_t ftype;
+    bool mix_m;
+    if (!gguf_quant_mix_from_name(mix_name, &base, &ftype, &mix_m)) {
+        if (err) {
+            *err = "unknown quantization type '" + mix_name +
+                   "' (choose F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, " + "Q4_K_M)";
+        }
+        return false;
+    }
+    const std::vector<gguf_tensor_info> &ts = in.tensors();
+    int n_attn_v = 0, max_layer = -1;
+    bool tied = true;
+    for (const gguf_tensor_info &t : ts) {
+        if (contains(t.name, "attn_v.weight") || contains(t.name, "attn_qkv.weight")) ++n_attn_v;
+        if (t.name == "output.weight") tied = false;
+        int l = -1;
+        if (std::sscanf(t.name.c_str(), "blk.%d.", &l) == 1) max_layer = std::max(max_layer, l);
+    }
+    int n_layer = max_layer + 1;
+    std::string arch;
+    int64_t bc = 0;
+    if (in.get_string("general.architecture", &arch) && in.get_int(arch + ".block_count", &bc) && bc > 0) {
+        n_layer = static_cast<int>(bc);
+    }
+    const bool quantized = dtype_get_traits(base)->quantized;
+    int i_attn_v = 0, i_ffn_down = 0;
+    plan->clear();
+    for (const gguf_tensor_info &t : ts) {
+        dtype nt = t.type;
+        if (allows_quantization(t)) {
+            nt = base;
+            if (quantized) {
+                const bool is_output = t.name == "output.weight" || (tied && t.name == "token_embd.weight");
+                if (is_output) {
+                    if (t.ne[0] % block_of(base) != 0) {
+                        nt = DTYPE_Q8_0;
+                    } else if (base != DTYPE_Q8_0) {
+                        nt = DTYPE_Q6_K;
+                    }
+                } else if (contains(t.name, "attn_v.weight") || contains(t.name, "attn_qkv.weight")) {
+                    if (mix_m) {
+                        if (contains(t.name, "attn_qkv.weight")) {
+                            nt = DTYPE_Q5_K;
+                        } else if (use_more_bits(i_attn_v, n_attn_v)) {
+                            nt = DTYPE_Q6_K;
+                        }
+                    }
+                    ++i_attn_v;
+                } else if (contains(t.name, "ffn_down")) {
+                    if (mix_m && use_more_bits(i_ffn_down, n_layer)) nt = DTYPE_Q6_K;
+                    ++i_ffn_down;
+                }
+                nt = shape_fallback(nt, t.ne[0]);
+            }
+        }
+        plan->push_back(nt);
+    }
+    return true;
+}
+
+bool gguf_quantize_file(const std::string &in_path, const std::string &out_path, const gguf_quantize_params &params,
+                        std::string *err) {
+    std::string local;
+    if (!err) err = &local;
+    auto in = gguf_file::open(in_path, err);
+    if (!in) return false;
+    dtype base;
+    uint32_t ftype;
+    bool mix_m;
+    std::vector<dtype> plan;
+    if (!gguf_quant_mix_from_name(params.mix, &base, &ftype, &mix_m) ||
+        !gguf_quantize_plan(*in, params.mix, &plan, err)) {
+        if (err->empty()) *err = "unknown quantization type '" + params.mix + "'";
+        return false;
+    }
+    for (size_t i = 0; i < plan.size(); ++i) {
+        const gguf_tensor_info &t = in->tensors()[i];
+        if (plan[i] != t.type && (!dtype_get_traits(plan[i]) || t.ne[0] % block_of(plan[i]) != 0)) {
+            *err = "tensor '" + t.name + "': cannot convert to " + dtype_name(plan[i]);
+            return false;
+        }
+    }
+
+    gguf_writer w;
+    for (const std::string &k : in->keys()) {
+        if (k.compare(0, 6, "split.") == 0) continue;  // one output file
+        w.set_value(k, *in->find(k));
+    }
+    w.set_u32("general.quantization_version", 2);  // GGML_QNT_VERSION
+    w.set_u32("general.file_type", ftype);
+
+    int nt = params.n_threads > 0 ? params.n_threads : static_cast<int>(std::thread::hardware_concurrency());
+    if (nt < 1) nt = 1;
+    thread_pool pool(nt);
+    std::vector<std::vector<uint8_t>> outs(plan.size());
+    for (size_t i = 0; i < plan.size(); ++i) {
+        const gguf_tensor_info &t = in->tensors()[i];
+        const dtype dst = plan[i];
+        gguf_quantize_progress pr;
+        pr.index = i;
+        pr.count = plan.size();
+        pr.info = &t;
+        pr.new_type = dst;
+        const tensor src = in->view(t);
+        bool ok = true;
+        if (dst == t.type) {
+            ok = w.add_tensor_ref(t.name, t.type, t.ne, std::max(1, t.n_dims), src.data, err);
+            pr.new_bytes = t.nbytes;
+        } else {
+            const int64_t n = t.ne[0];
+            const int64_t rows = t.ne[1] * t.ne[2] * t.ne[3];
+            const size_t dst_row = dtype_row_bytes(dst, n);
+            std::vector<uint8_t> &out = outs[i];
+            out.resize(dst_row * static_cast<size_t>(rows));
+            std::vector<double> err2(nt, 0.0), ref2(nt, 0.0);
+            std::vector<int> bad(nt, 0);
+            pool.run([&](int ith, int nth) {
+                long long r0, r1;
+                split_range(rows, ith, nth, r0, r1);
+                std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+                for (long long r = r0; r < r1; ++r) {
+                    uint8_t *o = out.data() + static_cast<size_t>(r) * dst_row;
+                    if (!dequantize_row(t.type, static_cast<const uint8_t *>(src.data) + r * src.nb[1], x.data(), n) ||
+                        !quantize_row(dst, x.data(), o, n) || !dequantize_row(dst, o, y.data(), n)) {
+                        bad[ith] = 1;
+                        return;
+                    }
+                    for (int64_t k = 0; k < n; ++k) {
+                        const double d = static_cast<double>(y[k]) - x[k];
+                        err2[ith] += d * d;
+                        ref2[ith] += static_cast<double>(x[k]) * x[k];
+                    }
+                }
+            });
+            double e2 = 0, x2 = 0;
+            for (int k = 0; k < nt; ++k) {
+                if (bad[k]) {
+                    *err = "tensor '" + t.name + "': conversion " + dtype_name(t.type) + " -> " + dtype_name(dst) +
+                           " failed";
+                    return false;
+                }
+                e2 += err2[k];
+                x2 += ref2[k];
+            }
+            pr.converted = true;
+            pr.rel_rmse = x2 > 0 ? std::sqrt(e2 / x2) : std::sqrt(e2);
+            pr.new_bytes = out.size();
+            ok = w.add_tensor_ref(t.name, dst, t.ne, std::max(1, t.n_dims), out.data(), err);
+        }
+        if (!ok) return false;
+        if (params.progress) params.progress(pr);
+    }
+    return w.write(out_path, err);
 }
 
 }  // namespace spider

@@ -3,6 +3,7 @@
 // the reader never reads outside the file.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -130,5 +131,38 @@ private:
     struct impl;
     std::unique_ptr<impl> p_;
 };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Quantizing a GGUF file (`spider quantize`), following llama.cpp's src/llama-quant.cpp type selection: which
+// tensors are quantized (2-D+ "*weight", not norms), output.weight / tied token_embd get Q6_K (Q8_0 when the row
+// length does not fit 256), the Q4_K_M mix (Q6_K for attn_v / ffn_down in the use_more_bits layers), and the
+// fallback for rows that are not a multiple of the block size (Q4_K -> Q5_0, Q6_K -> Q8_0, ... -> F16).
+
+// Mixes by name: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q4_K_M (case-insensitive). Sets *default_type and
+// *ftype (llama.cpp's llama_ftype number written to general.file_type). False for an unknown name.
+bool gguf_quant_mix_from_name(const std::string& name, dtype* default_type, uint32_t* ftype, bool* q4_k_m);
+
+// The target type of every tensor of `in` (file order) for the mix `mix_name`. False + *err on an unknown mix.
+bool gguf_quantize_plan(const gguf_file& in, const std::string& mix_name, std::vector<dtype>* plan, std::string* err);
+
+struct gguf_quantize_progress {
+    size_t index = 0, count = 0;  // tensor index (0-based) and number of tensors
+    const gguf_tensor_info* info = nullptr;
+    dtype new_type = DTYPE_F32;
+    bool converted = false;  // false: bytes copied unchanged
+    double rel_rmse = 0;     // ||dequant(new) - src|| / ||src|| over the tensor (0 when copied)
+    size_t new_bytes = 0;
+};
+
+struct gguf_quantize_params {
+    std::string mix = "Q4_K_M";
+    int n_threads = 0;                                            // 0: hardware concurrency
+    std::function<void(const gguf_quantize_progress&)> progress;  // called after each tensor
+};
+
+// Reads in_path, quantizes per the plan, copies every KV (sets general.file_type and
+// general.quantization_version, drops split.* keys) and writes out_path atomically.
+bool gguf_quantize_file(const std::string& in_path, const std::string& out_path, const gguf_quantize_params& params,
+                        std::string* err);
 
 }  // namespace spider

@@ -1,6 +1,7 @@
 // The op harness: (1) every reference op (spider::ref) against PyTorch goldens in tests/data/ops/ (written by
 // tests/reference/make_ops_goldens.py); (2) every optimised op (spider::) against its reference on random shapes,
-// odd sizes included, with both kernel sets (SIMD and generic) and with 1 and 3 threads.
+// odd sizes included, with both kernel sets (SIMD and generic) and with 1 and 3 threads; (3) matmul / get_rows
+// for every weight dtype at every CPU level, against ref:: and against F32 math on the dequantized weights.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/ops.h"
+#include "core/quants.h"
 #include "core/threadpool.h"
 
 using nlohmann::json;
@@ -421,6 +424,83 @@ TEST(ops_random, resample_and_layout) {
         ref::concat(x.data(), ne, b.data(), nb, dim, y0.data());
         concat(x.data(), ne, b.data(), nb, dim, y1.data());
         EXPECT_EQ(y1, y0) << "concat dim " << dim;
+    }
+}
+
+}  // namespace
+
+namespace {
+
+// ---- matmul / get_rows (kern's kernels) for every weight dtype, at every CPU level this machine supports
+
+const dtype MATMUL_TYPES[] = {DTYPE_F32,  DTYPE_F16,  DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0,
+                              DTYPE_Q5_0, DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
+
+struct qweight {
+    std::vector<uint8_t> bytes;
+    std::vector<float> deq;  // the weights as the dtype stores them, back in F32
+    tensor t;
+};
+
+qweight make_qweight(dtype type, int64_t n_in, int64_t n_out, uint32_t seed) {
+    qweight w;
+    rng r;
+    r.g.seed(seed);
+    const std::vector<float> src = r.vec(static_cast<size_t>(n_in * n_out), -1.0f, 1.0f);
+    const size_t rb = dtype_row_bytes(type, n_in);
+    EXPECT_GT(rb, 0u) << dtype_name(type);
+    w.bytes.assign(rb * n_out, 0);
+    w.deq.resize(src.size());
+    for (int64_t o = 0; o < n_out; ++o) {
+        EXPECT_TRUE(quantize_row(type, src.data() + o * n_in, w.bytes.data() + o * rb, n_in)) << dtype_name(type);
+        EXPECT_TRUE(dequantize_row(type, w.bytes.data() + o * rb, w.deq.data() + o * n_in, n_in));
+    }
+    w.t = make_tensor(type, w.bytes.data(), n_in, n_out);
+    return w;
+}
+
+TEST(ops_matmul, every_dtype_matches_reference_and_dequantized_f32) {
+    thread_pool pool(3);
+    std::vector<cpu_level> levels = {CPU_LEVEL_PORTABLE};
+    if (cpu_level_detected() >= CPU_LEVEL_AVX2) levels.push_back(CPU_LEVEL_AVX2);
+    if (cpu_level_detected() >= CPU_LEVEL_AVX512) levels.push_back(CPU_LEVEL_AVX512);
+    for (dtype t : MATMUL_TYPES) {
+        const int64_t n_in = 512, n_out = 37;
+        const qweight w = make_qweight(t, n_in, n_out, 7 + t);
+        for (int64_t n_tok : {1, 5, 16}) {
+            rng r;
+            const std::vector<float> x = r.vec(static_cast<size_t>(n_in * n_tok));
+            // The plain definition on the dequantized weights, in double.
+            std::vector<float> want(n_out * n_tok), y0(want.size()), y1(want.size());
+            for (int64_t i = 0; i < n_tok; ++i)
+                for (int64_t o = 0; o < n_out; ++o) {
+                    double s = 0.0;
+                    for (int64_t c = 0; c < n_in; ++c) s += static_cast<double>(w.deq[o * n_in + c]) * x[i * n_in + c];
+                    want[i * n_out + o] = static_cast<float>(s);
+                }
+            ref::matmul(w.t, x.data(), y0.data(), n_tok, nullptr);
+            EXPECT_LE(max_err(y0, want), 1e-5) << "ref::matmul " << dtype_name(t);
+            // Optimised kernels may quantize activations (Q8) for quantized weights: looser bound there.
+            const bool plain = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
+            for (cpu_level lv : levels) {
+                ASSERT_TRUE(cpu_features_force(lv));
+                for (thread_pool *p : {static_cast<thread_pool *>(nullptr), &pool}) {
+                    std::fill(y1.begin(), y1.end(), NAN);
+                    matmul(w.t, x.data(), y1.data(), n_tok, p);
+                    EXPECT_LE(max_err(y1, y0), plain ? 1e-4 : 2e-2)
+                        << "matmul " << dtype_name(t) << " n_tok " << n_tok << " level " << cpu_level_name(lv)
+                        << (p ? " 3 threads" : " 1 thread");
+                }
+            }
+            cpu_features_reset();
+        }
+        const std::vector<int32_t> ids = {0, n_out - 1, 3, 3, 20};
+        std::vector<float> r0(n_in * ids.size()), r1(r0.size());
+        ref::get_rows(w.t, ids.data(), ids.size(), r0.data());
+        get_rows(w.t, ids.data(), ids.size(), r1.data());
+        for (size_t i = 0; i < ids.size(); ++i)
+            for (int64_t c = 0; c < n_in; ++c) ASSERT_EQ(r0[i * n_in + c], w.deq[ids[i] * n_in + c]) << dtype_name(t);
+        EXPECT_EQ(r1, r0) << "get_rows " << dtype_name(t);
     }
 }
 

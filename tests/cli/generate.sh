@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# CLI test of `spider generate` (and `spider chat`): greedy answer on the default model, speed line, stop strings,
+# and clear errors for a missing model / bad options. Usage: bash generate.sh <spider-binary> <source-dir>
+set -u
+SPIDER="$1"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# 1. greedy continuation names Paris; speed summary on stderr
+"$SPIDER" generate -p $'Question: What is the capital of France?\nAnswer:' -n 8 --temp 0 -t 2 >"$tmp/out" 2>"$tmp/err" \
+    || fail "generate exited $? ($(cat "$tmp/err"))"
+grep -q "Paris" "$tmp/out" || fail "no Paris in: $(cat "$tmp/out")"
+grep -Eq "prompt eval: [0-9.]+ tok/s .* eval: [0-9.]+ tok/s" "$tmp/err" || fail "no speed line in: $(cat "$tmp/err")"
+
+# 2. --stop cuts the output before the stop text; same seed = same text
+"$SPIDER" generate -p "Once upon a time" -n 24 --seed 7 --stop "," -t 2 >"$tmp/a" 2>/dev/null || fail "seeded run failed"
+"$SPIDER" generate -p "Once upon a time" -n 24 --seed 7 --stop "," -t 2 >"$tmp/b" 2>/dev/null || fail "seeded run failed"
+cmp -s "$tmp/a" "$tmp/b" || fail "same seed gave different text: '$(cat "$tmp/a")' vs '$(cat "$tmp/b")'"
+grep -q "," "$tmp/a" && fail "stop string ',' was printed: $(cat "$tmp/a")"
+
+# 3. missing default model: non-zero exit and a hint to run scripts/setup.sh
+if HOME="$tmp/nohome" SPIDER_MODEL= "$SPIDER" generate -p hi >/dev/null 2>"$tmp/err"; then fail "missing model accepted"; fi
+grep -q "scripts/setup.sh" "$tmp/err" || fail "no setup.sh hint: $(cat "$tmp/err")"
+
+# 4. a file that is not a model: non-zero exit naming the file
+echo "not a model" >"$tmp/bad.gguf"
+if "$SPIDER" generate -m "$tmp/bad.gguf" -p hi >/dev/null 2>"$tmp/err"; then fail "bad model accepted"; fi
+grep -q "bad.gguf" "$tmp/err" || fail "error does not name the file: $(cat "$tmp/err")"
+
+# 5. no prompt: usage error
+if "$SPIDER" generate >/dev/null 2>&1; then fail "generate without prompt succeeded"; fi
+
+# 6. chat: one user line in, an answer out, exits at end of input
+if "$SPIDER" --help | grep -q " chat "; then
+    printf 'What is the capital of France? Answer in one word.\n' | "$SPIDER" chat -n 16 --temp 0 -t 2 >"$tmp/chat" 2>"$tmp/err" \
+        || fail "chat exited $? ($(cat "$tmp/err"))"
+    grep -qi "paris" "$tmp/chat" || fail "chat answer without Paris: $(cat "$tmp/chat")"
+fi
+echo "ok"

@@ -2,5 +2,6 @@
 // 16 vector registers: tiles of 4 weight rows x 2 activation rows keep the 8 accumulators in registers.
 #define SPIDER_SIMD_VNNI 0
 #define SPIDER_SIMD_MAX_NC 2
+#define SPIDER_SIMD_MAX_NC_K 1
 #define SPIDER_SIMD_NAME matmul_kernel_avx2
 #include "core/matmul_simd_impl.h"

@@ -2,5 +2,6 @@
 // registers, enough for 4 weight rows x 4 activation rows of accumulators. Chosen at run time by matmul.cpp.
 #define SPIDER_SIMD_VNNI 1
 #define SPIDER_SIMD_MAX_NC 4
+#define SPIDER_SIMD_MAX_NC_K 2
 #define SPIDER_SIMD_NAME matmul_kernel_avx512
 #include "core/matmul_simd_impl.h"

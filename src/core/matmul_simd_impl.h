@@ -2,6 +2,7 @@
 //   SPIDER_SIMD_VNNI    1 to form int8 dot products with vpdpbusd (AVX512-VNNI on 256-bit vectors), 0 for the
 //                       AVX2 maddubs + madd pair,
 //   SPIDER_SIMD_MAX_NC  activation rows per tile (limited by the 16 / 32 vector registers),
+//   SPIDER_SIMD_MAX_NC_K  the same for the K-quant kernels, whose block decoding needs more registers,
 //   SPIDER_SIMD_NAME    the function name to define (matmul_kernel_avx2 / matmul_kernel_avx512).
 // 256-bit vectors fit one 32-element block exactly; on Zen 4 512-bit ops run as two 256-bit halves anyway.
 //
@@ -94,6 +95,7 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
     const int8_t *xqs[NC];
     const float *xd[NC];
     const int32_t *xns[NC];
+#pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) {
         const uint8_t *row = xq + c * xs;
         xqs[c] = reinterpret_cast<const int8_t *>(row);
@@ -101,12 +103,15 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
         xns[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float)));
     }
     __m256 acc[NR][NC];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < nb; ++b) {
         __m256i xv[NC], bias[NC];
         __m256 dxv[NC];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
             xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xqs[c] + 32 * b));
             dxv[c] = _mm256_broadcast_ss(xd[c] + b);
@@ -115,18 +120,21 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
                     _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(xns[c] + 8 * b)), L::SHIFT);
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const B *wb = reinterpret_cast<const B *>(w + r * ws) + b;
             const __m256 dwv = _mm256_set1_ps(h2f(wb->d));
             if (L::SIGNED_ONLY) {
                 const __m256i wv = L::levels(*wb);
                 const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w| as unsigned bytes (-128 -> 128)
+#pragma GCC unroll 4
                 for (int c = 0; c < NC; ++c) {
                     const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[c], wv));
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dxv[c]), acc[r][c]);
                 }
             } else {
                 const __m256i u = L::ulevels(*wb);
+#pragma GCC unroll 4
                 for (int c = 0; c < NC; ++c) {
                     const __m256i p = dot_u8s8(bias[c], u, xv[c]);  // sum u x - offset sum x, exactly
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dxv[c]), acc[r][c]);
@@ -134,7 +142,9 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
             }
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
     }
 }
@@ -158,10 +168,9 @@ inline void unpack_scales_k4(const uint8_t *q, __m256i *sc, __m256i *mins) {
     *mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
 }
 
-// Broadcast 16-bit lane K of v (K < 8, v equal in both halves) to all lanes.
-template <int K>
-inline __m256i bcast16(__m256i v) {
-    return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * K) | ((2 * K + 1) << 8))));
+// Broadcast 16-bit lane k of v (k < 8, v equal in both halves) to all lanes (k is a constant after unrolling).
+inline __m256i bcast16(__m256i v, int k) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8))));
 }
 
 // Q4_K (HIGH5 = false) and Q5_K (HIGH5 = true): unsigned levels, per-32 scale and min.
@@ -169,14 +178,18 @@ template <bool HIGH5, int NR, int NC>
 void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     __m256 acc[NR][NC];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i b4 = _mm256_set1_epi8(0x10);
     for (int64_t b = 0; b < nb; ++b) {
         const block_q8_K *xb[NC];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) xb[c] = reinterpret_cast<const block_q8_K *>(xq + c * xs) + b;
+#pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const uint8_t *wrow = w + r * ws;
             const uint8_t *qs;
@@ -195,13 +208,15 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
             __m256i hv = _mm256_setzero_si256();
             if (HIGH5) hv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qh));
             __m256i isum[NC];
+#pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
-            const __m256i scv[8] = {bcast16<0>(sc), bcast16<1>(sc), bcast16<2>(sc), bcast16<3>(sc),
-                                    bcast16<4>(sc), bcast16<5>(sc), bcast16<6>(sc), bcast16<7>(sc)};
+#pragma GCC unroll 4
             for (int j = 0; j < 4; ++j) {
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qs + 32 * j));
                 __m256i lo = _mm256_and_si256(q, m4);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i sc_lo = bcast16(sc, 2 * j);
+                const __m256i sc_hi = bcast16(sc, 2 * j + 1);
                 if (HIGH5) {
                     // bit 2j of each qh byte -> bit 4 of the low level, bit 2j+1 -> bit 4 of the high level
                     // (16-bit shifts by at most 4 / 3 never carry a neighbour byte's bit into bit 4)
@@ -211,16 +226,18 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
                     lo = _mm256_or_si256(lo, _mm256_and_si256(h0, b4));
                     hi = _mm256_or_si256(hi, _mm256_and_si256(h1, b4));
                 }
+#pragma GCC unroll 4
                 for (int c = 0; c < NC; ++c) {
                     const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j));
                     const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j + 32));
                     // levels <= 31 and |x| <= 127: pair sums fit int16; times a 6-bit scale they fit int32
-                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), scv[2 * j]);
-                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), scv[2 * j + 1]);
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), sc_lo);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), sc_hi);
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p0, p1));
                 }
             }
             const float dw = h2f(d16), dmw = h2f(dmin16);
+#pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) {
                 // min term: dmin * sum_j m_j * (sum of x over sub-block j), from the 16 bsums
                 const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->bsums));
@@ -230,7 +247,9 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
             }
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
     }
 }
@@ -240,24 +259,30 @@ template <int NR, int NC>
 void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     __m256 acc[NR][NC];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m30 = _mm256_set1_epi8(0x30);
     for (int64_t b = 0; b < nb; ++b) {
         const block_q8_K *xb[NC];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) xb[c] = reinterpret_cast<const block_q8_K *>(xq + c * xs) + b;
+#pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const block_q6_K *wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
             // all 16 scales as int16 (for the offset term) and per-group broadcasts
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(wb->scales)));
             __m256i isum[NC];
+#pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) {
                 // offset term: level - 32, so subtract 32 * sum_g scale_g * bsum_g (exact in int32)
                 const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->bsums));
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
             }
+#pragma GCC unroll 2
             for (int h = 0; h < 2; ++h) {
                 const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h));
                 const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wb->ql + 64 * h + 32));
@@ -269,9 +294,11 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
                 u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 const int8_t *sc = wb->scales + 8 * h;
+#pragma GCC unroll 4
                 for (int k = 0; k < 4; ++k) {
                     // 16-bit lanes 0..7 hold elements 0..15 of the group (scale 2k), lanes 8..15 elements 16..31
                     const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+#pragma GCC unroll 4
                     for (int c = 0; c < NC; ++c) {
                         const __m256i xv =
                             _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 128 * h + 32 * k));
@@ -281,12 +308,15 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
                 }
             }
             const float dw = h2f(wb->d);
+#pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) {
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(dw * xb[c]->d), acc[r][c]);
             }
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) y[c * ys + r] = hsum(acc[r][c]);
     }
 }
@@ -314,19 +344,26 @@ inline float load1(const uint8_t *row, int64_t i) {
 template <int FK, int NR, int NC>
 void tile_float(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) {
     __m256 acc[NR][NC];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_setzero_ps();
     }
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 xv[NC];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) xv[c] = _mm256_loadu_ps(reinterpret_cast<const float *>(xq + c * xs) + i);
+#pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const __m256 wv = load8<FK>(w + r * ws, i);
+#pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
             float s = hsum(acc[r][c]);
             const float *xr = reinterpret_cast<const float *>(xq + c * xs);
@@ -338,7 +375,7 @@ void tile_float(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
 
 // ---- (nr, nc) dispatch: each kernel is instantiated for every tile shape up to 4 x SPIDER_SIMD_MAX_NC ----
 
-#define SPIDER_TILE_FN(NAME, ...)                                                                                  \
+#define SPIDER_TILE_FN(NAME, MAXNC, ...)                                                                           \
     template <int NR, int NC>                                                                                      \
     void NAME##_fixed(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, float *y, size_t ys) { \
         __VA_ARGS__(n, w, ws, xq, xs, y, ys);                                                                      \
@@ -347,11 +384,9 @@ void tile_float(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
     void NAME##_nc(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs, int nc, float *y,         \
                    size_t ys) {                                                                                    \
         if (nc == 1) return NAME##_fixed<NR, 1>(n, w, ws, xq, xs, y, ys);                                          \
-        if (SPIDER_SIMD_MAX_NC >= 2 && nc == 2)                                                                    \
-            return NAME##_fixed<NR, (2 <= SPIDER_SIMD_MAX_NC ? 2 : 1)>(n, w, ws, xq, xs, y, ys);                   \
-        if (SPIDER_SIMD_MAX_NC >= 3 && nc == 3)                                                                    \
-            return NAME##_fixed<NR, (3 <= SPIDER_SIMD_MAX_NC ? 3 : 1)>(n, w, ws, xq, xs, y, ys);                   \
-        NAME##_fixed<NR, SPIDER_SIMD_MAX_NC>(n, w, ws, xq, xs, y, ys);                                             \
+        if (MAXNC >= 2 && nc == 2) return NAME##_fixed<NR, (2 <= MAXNC ? 2 : 1)>(n, w, ws, xq, xs, y, ys);         \
+        if (MAXNC >= 3 && nc == 3) return NAME##_fixed<NR, (3 <= MAXNC ? 3 : 1)>(n, w, ws, xq, xs, y, ys);         \
+        NAME##_fixed<NR, MAXNC>(n, w, ws, xq, xs, y, ys);                                                          \
     }                                                                                                              \
     void NAME(int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *xq, size_t xs, int nc, float *y,      \
               size_t ys) {                                                                                         \
@@ -367,15 +402,15 @@ void tile_float(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
         }                                                                                                          \
     }
 
-SPIDER_TILE_FN(mm_q8_0, tile32<load_q8_0, NR, NC>)
-SPIDER_TILE_FN(mm_q4_0, tile32<load_q4_0, NR, NC>)
-SPIDER_TILE_FN(mm_q5_0, tile32<load_q5_0, NR, NC>)
-SPIDER_TILE_FN(mm_q4_K, tile_q45_K<false, NR, NC>)
-SPIDER_TILE_FN(mm_q5_K, tile_q45_K<true, NR, NC>)
-SPIDER_TILE_FN(mm_q6_K, tile_q6_K<NR, NC>)
-SPIDER_TILE_FN(mm_f32, tile_float<FK_F32, NR, NC>)
-SPIDER_TILE_FN(mm_f16, tile_float<FK_F16, NR, NC>)
-SPIDER_TILE_FN(mm_bf16, tile_float<FK_BF16, NR, NC>)
+SPIDER_TILE_FN(mm_q8_0, SPIDER_SIMD_MAX_NC, tile32<load_q8_0, NR, NC>)
+SPIDER_TILE_FN(mm_q4_0, SPIDER_SIMD_MAX_NC, tile32<load_q4_0, NR, NC>)
+SPIDER_TILE_FN(mm_q5_0, SPIDER_SIMD_MAX_NC, tile32<load_q5_0, NR, NC>)
+SPIDER_TILE_FN(mm_q4_K, SPIDER_SIMD_MAX_NC_K, tile_q45_K<false, NR, NC>)
+SPIDER_TILE_FN(mm_q5_K, SPIDER_SIMD_MAX_NC_K, tile_q45_K<true, NR, NC>)
+SPIDER_TILE_FN(mm_q6_K, SPIDER_SIMD_MAX_NC_K, tile_q6_K<NR, NC>)
+SPIDER_TILE_FN(mm_f32, SPIDER_SIMD_MAX_NC, tile_float<FK_F32, NR, NC>)
+SPIDER_TILE_FN(mm_f16, SPIDER_SIMD_MAX_NC, tile_float<FK_F16, NR, NC>)
+SPIDER_TILE_FN(mm_bf16, SPIDER_SIMD_MAX_NC, tile_float<FK_BF16, NR, NC>)
 
 #undef SPIDER_TILE_FN
 
@@ -383,7 +418,8 @@ SPIDER_TILE_FN(mm_bf16, tile_float<FK_BF16, NR, NC>)
 
 bool SPIDER_SIMD_NAME(dtype t, matmul_kernel *k) {
     k->vec_dot_type = matmul_vec_dot_type(t);
-    k->max_nc = SPIDER_SIMD_MAX_NC;
+    const bool kquant = t == DTYPE_Q4_K || t == DTYPE_Q5_K || t == DTYPE_Q6_K;
+    k->max_nc = kquant ? SPIDER_SIMD_MAX_NC_K : SPIDER_SIMD_MAX_NC;
     if (k->vec_dot_type == DTYPE_Q8_0) {
         k->prep = matmul_prep_q8_0x;
         k->x_bytes = matmul_q8_0x_bytes;

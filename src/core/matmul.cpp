@@ -81,11 +81,9 @@ void matmul(const tensor &W, const float *x, float *y, int64_t n_tok, thread_poo
     const int64_t n_tiles = (n_out + MATMUL_MAX_NR - 1) / MATMUL_MAX_NR;
     const uint8_t *w0 = static_cast<const uint8_t *>(W.data);
     const size_t w_stride = W.nb[1];
-    parallel(pool, [&](int ith, int nth) {
-        long long tb, te;
-        split_range(n_tiles, ith, nth, tb, te);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TOK_CHUNK) {
-            const int64_t t1 = t0 + TOK_CHUNK < n_tok ? t0 + TOK_CHUNK : n_tok;
+    auto run_tiles = [&](int64_t tb, int64_t te, int64_t c_begin, int64_t c_end) {
+        for (int64_t t0 = c_begin; t0 < c_end; t0 += TOK_CHUNK) {
+            const int64_t t1 = t0 + TOK_CHUNK < c_end ? t0 + TOK_CHUNK : c_end;
             for (int64_t rt = tb; rt < te; ++rt) {
                 const int64_t r0 = rt * MATMUL_MAX_NR;
                 const int nr = static_cast<int>(n_out - r0 < MATMUL_MAX_NR ? n_out - r0 : MATMUL_MAX_NR);
@@ -95,6 +93,20 @@ void matmul(const tensor &W, const float *x, float *y, int64_t n_tok, thread_poo
                            y + c0 * n_out + r0, static_cast<size_t>(n_out));
                 }
             }
+        }
+    };
+    parallel(pool, [&](int ith, int nth) {
+        long long b, e;
+        if (n_tiles >= nth || n_tok <= k.max_nc) {  // usual case: each thread owns a range of output rows
+            split_range(n_tiles, ith, nth, b, e);
+            run_tiles(b, e, 0, n_tok);
+        } else {
+            // Fewer row tiles than threads (a narrow output, many tokens): split the tokens instead, in whole
+            // token tiles so every output is computed by the same tile shape as with one thread.
+            const int64_t n_units = (n_tok + k.max_nc - 1) / k.max_nc;
+            split_range(n_units, ith, nth, b, e);
+            const int64_t c_end = e * k.max_nc < n_tok ? e * k.max_nc : n_tok;
+            if (b * k.max_nc < c_end) run_tiles(0, n_tiles, b * k.max_nc, c_end);
         }
     });
 }

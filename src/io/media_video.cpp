@@ -127,6 +127,7 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
     if (ext == "mp4") {
         av_opt_set(s.enc->priv_data, "preset", "fast", 0);
         av_opt_set(s.enc->priv_data, "crf", "18", 0);
+        av_opt_set(s.enc->priv_data, "x264-params", "mbtree=0:rc-lookahead=0", 0);
     } else {
         s.enc->bit_rate = 0;
         av_opt_set(s.enc->priv_data, "crf", "24", 0);

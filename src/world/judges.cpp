@@ -35,6 +35,21 @@ int classify_pixel(const uint8_t *p) {
     return mx - mn <= 36 ? CLASS_BG : CLASS_UNEXPLAINED;
 }
 
+int nearest_palette(const uint8_t *p) {
+    int best = 0, best_d = 1 << 30;
+    for (int c = 0; c < COLOUR_COUNT; ++c) {
+        uint8_t rgb[3];
+        colour_rgb(c, rgb);
+        int d = 0;
+        for (int k = 0; k < 3; ++k) d += (p[k] - rgb[k]) * (p[k] - rgb[k]);
+        if (d < best_d) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
 struct component {
     int colour, area;
     world_box box;
@@ -99,6 +114,31 @@ frame_analysis analyse_frame(const image_u8 &img) {
             continue;
         }
         fa.comps.push_back(std::move(c));
+    }
+    // Lossy codecs (4:2:0 chroma) smear object edges into colours that match neither the palette nor grey. Such
+    // unexplained pixels touching an object join it when their nearest palette colour is the object's.
+    for (auto &c : fa.comps) {
+        std::vector<int> add;
+        for (int q : c.pixels) {
+            int x = q % W, y = q / W;
+            const int nb[4] = {x > 0 ? q - 1 : -1, x < W - 1 ? q + 1 : -1, y > 0 ? q - W : -1, y < H - 1 ? q + W : -1};
+            for (int n : nb)
+                if (n >= 0 && cls[n] == CLASS_UNEXPLAINED && nearest_palette(&img.pixels[(size_t)n * C]) == c.colour) {
+                    cls[n] = c.colour;
+                    add.push_back(n);
+                }
+        }
+        for (int q : add) {
+            int x = q % W, y = q / W;
+            c.pixels.push_back(q);
+            c.sx += x;
+            c.sy += y;
+            c.box.x0 = std::min(c.box.x0, x);
+            c.box.x1 = std::max(c.box.x1, x);
+            c.box.y0 = std::min(c.box.y0, y);
+            c.box.y1 = std::max(c.box.y1, y);
+        }
+        c.area = (int)c.pixels.size();
     }
     if (speckle > N / 50) {
         fa.reason = "scattered coloured specks instead of solid objects (" + std::to_string(speckle) + " pixels)";

@@ -241,7 +241,7 @@ TEST(pipeline, input_image_boxes_and_mask_overlays) {
             im.pixels[(y * 48 + x) * 3 + 2] = 30;
         }
     std::string in = tmp_dir("input_img") + ".png", err;
-    ASSERT_TRUE(make_dirs(std::string(SPIDER_BINARY_DIR) + "/test_pipeline_out", &err));
+    ASSERT_TRUE(bundle_make_dirs(std::string(SPIDER_BINARY_DIR) + "/test_pipeline_out", &err));
     ASSERT_TRUE(image_write_png(in, im, {}, &err)) << err;
     run_request req;
     req.prompt = "Where is the red thing? <image>";

@@ -80,7 +80,7 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
 bool bundle_write(const std::string& dir, const response& r, std::string* err);
 
 // Atomic file write: dir is created if needed; data goes to a temp file in the same folder, then rename().
-bool write_file_atomic(const std::string& path, const std::string& data, std::string* err);
-bool make_dirs(const std::string& dir, std::string* err);
+bool bundle_write_file_atomic(const std::string& path, const std::string& data, std::string* err);
+bool bundle_make_dirs(const std::string& dir, std::string* err);
 
 }  // namespace spider

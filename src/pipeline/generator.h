@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "controller/template.h"
+#include "spider.h"
 
 namespace spider {
 
@@ -39,6 +40,27 @@ public:
 // groups are dispatched while the text is still being written).
 std::unique_ptr<text_generator> make_scripted_generator(const std::string& script, int n_embd, int delay_ms = 0,
                                                         const template_config& cfg = template_config());
+
+struct llm_gen_params {
+    int n_threads = 0;         // <= 0: hardware concurrency
+    int max_tokens = 256;      // answer length limit (the constraint closes the answer before it)
+    float temperature = 0.7f;  // 0: greedy
+    int top_k = 40;
+    int text_budget_first = 24;  // tokens of text before the first group
+    int text_budget_next = 12;   // tokens of text after each group
+    int tprompt_min = 2, tprompt_max = 12;
+};
+
+// The LLM text generator (include/spider.h): the prompt (chat-wrapped when the vocabulary has Gemma's turn
+// tokens) with each media placeholder replaced by its projected embedding, then template-constrained decoding:
+// [OUTPUT] first, text free of '<' and '[', groups only of the allowed modalities with a non-empty one-line
+// T-Prompt closed by all signal tokens, [END] last. Markers are written as the model's tokens for their text
+// (one token each when the model carries Spider's added tokens). An untuned model does not yet choose groups by
+// itself, so length budgets decide when a group opens: the requested modalities for [M] /
+// [SPECIFICMULTIMODAL], modalities named in the prompt (else IMAGE) for [SMARTMULTIMODAL], none for [TEXT].
+// The model must outlive the generator.
+std::unique_ptr<text_generator> make_llm_generator(::spider_model* model, const llm_gen_params& params,
+                                                   const template_config& cfg, std::string* err);
 
 // The piece splitting used by the scripted generator (exposed for tests).
 std::vector<std::string> split_script(const std::string& script, const template_config& cfg);

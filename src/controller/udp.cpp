@@ -95,24 +95,9 @@ std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams &hp) {
 }
 
 void linear_forward(const tensor &W, const tensor *b, const float *x, float *y, int64_t n_tok) {
-    const int64_t n_in = W.ne[0], n_out = W.ne[1];
-    std::vector<float> row(static_cast<size_t>(n_in));
-    const float *bias = b ? static_cast<const float *>(b->data) : nullptr;
-    for (int64_t o = 0; o < n_out; ++o) {
-        const float *w = nullptr;
-        if (W.type == DTYPE_F32) {
-            w = static_cast<const float *>(W.row(o));
-        } else {
-            dequantize_row(W.type, W.row(o), row.data(), n_in);
-            w = row.data();
-        }
-        for (int64_t t = 0; t < n_tok; ++t) {
-            const float *xt = x + t * n_in;
-            double acc = 0.0;
-            for (int64_t i = 0; i < n_in; ++i) acc += static_cast<double>(w[i]) * xt[i];
-            y[t * n_out + o] = static_cast<float>(acc + (bias ? bias[o] : 0.0f));
-        }
-    }
+    // The optimised matmul (SIMD kernels, tested against ref::matmul in tests/test_matmul.cpp), then the bias.
+    matmul(W, x, y, n_tok, nullptr);
+    if (b) add_row(y, static_cast<const float *>(b->data), y, n_tok, W.ne[1]);
 }
 
 struct udp_model::impl {
@@ -309,7 +294,7 @@ struct fwd {
         linear_forward(W(base + ".weight"), &W(base + ".bias"), x, y, n);
     }
     void norm(const std::string &base, const float *x, float *y, int64_t n, int64_t d) const {
-        ref::layer_norm(x, F(base + ".weight"), F(base + ".bias"), y, n, d, eps);
+        layer_norm(x, F(base + ".weight"), F(base + ".bias"), y, n, d, eps);
     }
     // Multi-head attention as nn.MultiheadAttention: in_proj = [Wq; Wk; Wv] rows of a [3E, E] matrix.
     // xq: [nq, E] queries; xkv: [nk, E]; out: [nq, E] (after out_proj).
@@ -333,15 +318,15 @@ struct fwd {
         linear_forward(tk, &bk, xkv, k.data(), nk);
         linear_forward(tv, &bv, xkv, v.data(), nk);
         const int64_t hd = E / n_head;
-        ref::attention(q.data(), k.data(), v.data(), a.data(), nq, nk, n_head, n_head, hd,
-                       1.0f / std::sqrt(static_cast<float>(hd)), false, 0, 0, nullptr);
+        attention(q.data(), k.data(), v.data(), a.data(), nq, nk, n_head, n_head, hd,
+                  1.0f / std::sqrt(static_cast<float>(hd)), false, 0, 0, nullptr);
         lin(out_base, a.data(), out, nq);
     }
     void ffn(const std::string &up, const std::string &down, const float *x, float *y, int64_t n, int64_t E,
              int64_t F_) const {
         std::vector<float> h(n * F_);
         lin(up, x, h.data(), n);
-        ref::activation(ACT_RELU, h.data(), h.data(), n * F_);
+        activation(ACT_RELU, h.data(), h.data(), n * F_);
         lin(down, h.data(), y, n);
     }
 };
@@ -368,7 +353,7 @@ bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float
         for (int64_t i = 0; i < D; ++i) mean[i] += x[t * D + i];
     for (auto &v : mean) v /= static_cast<float>(n);
     f.lin(name_mod(m, "router_up"), mean.data(), r1.data(), 1);
-    ref::activation(ACT_GELU_ERF, r1.data(), r1.data(), D);
+    activation(ACT_GELU_ERF, r1.data(), r1.data(), D);
     f.lin(name_mod(m, "router_down"), r1.data(), r2.data(), 1);
     double sum = 0.0;
     for (auto &v : r2) {
@@ -388,10 +373,10 @@ bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float
             f.norm(name_enc(k, l, "attn_norm"), src.data(), h.data(), n, E);
             f.mha(name_enc(k, l, "attn_qkv"), name_enc(k, l, "attn_out"), h.data(), n, h.data(), n, E, hp_.n_head,
                   o.data());
-            ref::add(src.data(), o.data(), src.data(), n * E);
+            add(src.data(), o.data(), src.data(), n * E);
             f.norm(name_enc(k, l, "ffn_norm"), src.data(), h.data(), n, E);
             f.ffn(name_enc(k, l, "ffn_up"), name_enc(k, l, "ffn_down"), h.data(), o.data(), n, E, Fd);
-            ref::add(src.data(), o.data(), src.data(), n * E);
+            add(src.data(), o.data(), src.data(), n * E);
         }
         f.norm(name_expert(k, "enc_norm"), src.data(), mem.data(), n, E);
 
@@ -400,14 +385,14 @@ bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float
             f.norm(name_dec(k, l, "attn_norm"), tgt.data(), th.data(), T, E);
             f.mha(name_dec(k, l, "attn_qkv"), name_dec(k, l, "attn_out"), th.data(), T, th.data(), T, E, hp_.n_head,
                   to.data());
-            ref::add(tgt.data(), to.data(), tgt.data(), T * E);
+            add(tgt.data(), to.data(), tgt.data(), T * E);
             f.norm(name_dec(k, l, "cross_norm"), tgt.data(), th.data(), T, E);
             f.mha(name_dec(k, l, "cross_qkv"), name_dec(k, l, "cross_out"), th.data(), T, mem.data(), n, E, hp_.n_head,
                   to.data());
-            ref::add(tgt.data(), to.data(), tgt.data(), T * E);
+            add(tgt.data(), to.data(), tgt.data(), T * E);
             f.norm(name_dec(k, l, "ffn_norm"), tgt.data(), th.data(), T, E);
             f.ffn(name_dec(k, l, "ffn_up"), name_dec(k, l, "ffn_down"), th.data(), to.data(), T, E, Fd);
-            ref::add(tgt.data(), to.data(), tgt.data(), T * E);
+            add(tgt.data(), to.data(), tgt.data(), T * E);
         }
         f.norm(name_expert(k, "dec_norm"), tgt.data(), th.data(), T, E);
         for (int64_t i = 0; i < T * E; ++i) mix[i] += r2[k] * th[i];

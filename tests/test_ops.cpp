@@ -347,7 +347,14 @@ TEST(ops_random, convolutions) {
                                                       {3, 17, 13, 5, 3, 3, 1, 1},
                                                       {8, 16, 16, 19, 3, 3, 2, 1},
                                                       {4, 9, 31, 6, 1, 1, 1, 0},
-                                                      {2, 12, 11, 3, 4, 4, 2, 1}}) {
+                                                      {2, 12, 11, 3, 4, 4, 2, 1},
+                                                      // rows of 255 columns: im2col chunks (256) end 1 column
+                                                      // into a row, before the first valid tap (pad 2 and 4;
+                                                      // under ASan the last one catches a write past the panel)
+                                                      {1, 3, 253, 2, 3, 3, 1, 2},
+                                                      {1, 4, 507, 2, 3, 3, 2, 2},
+                                                      {2, 3, 5, 2, 3, 3, 1, 4},
+                                                      {1, 1, 249, 2, 3, 3, 1, 4}}) {
         const int64_t C_in = g[0], H = g[1], W = g[2], C_out = g[3], KH = g[4], KW = g[5], st = g[6], pd = g[7];
         auto x = r.vec(C_in * H * W), w = r.vec(C_out * C_in * KH * KW), b = r.vec(C_out);
         const int64_t Ho = (H + 2 * pd - KH) / st + 1, Wo = (W + 2 * pd - KW) / st + 1;

@@ -386,19 +386,40 @@ struct conv_geom {
     int64_t C_in, H, W, C_out, KH, KW, stride_h, stride_w, pad_h, pad_w, H_out, W_out;
 };
 
+// col[r][n] for kernel tap r = (c, ky, kx) and output column n0 + n. Each output row is one segment whose valid
+// taps [lo, hi) are found up front, so the inner loop is a branch-free (for stride 1: contiguous) copy.
 void im2col_chunk(const float *x, const conv_geom &g, int64_t n0, int64_t nc, float *col) {
     for (int64_t c = 0; c < g.C_in; ++c) {
         for (int64_t ky = 0; ky < g.KH; ++ky) {
             for (int64_t kx = 0; kx < g.KW; ++kx) {
                 float *row = col + ((c * g.KH + ky) * g.KW + kx) * nc;
-                int64_t oy = n0 / g.W_out, ox = n0 % g.W_out;
-                for (int64_t n = 0; n < nc; ++n) {
-                    const int64_t iy = oy * g.stride_h - g.pad_h + ky, ix = ox * g.stride_w - g.pad_w + kx;
-                    row[n] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? x[(c * g.H + iy) * g.W + ix] : 0.0f;
-                    if (++ox == g.W_out) {
-                        ox = 0;
-                        ++oy;
+                // Output columns ox whose input ix = ox * stride - pad + kx lies in [0, W).
+                const int64_t off = g.pad_w - kx;
+                const int64_t ox_min = off > 0 ? (off + g.stride_w - 1) / g.stride_w : 0;
+                const int64_t ox_end = (g.W - 1 + off) >= 0 ? (g.W - 1 + off) / g.stride_w + 1 : 0;
+                int64_t n = 0, oy = n0 / g.W_out, ox = n0 % g.W_out;
+                while (n < nc) {
+                    const int64_t seg = std::min(g.W_out - ox, nc - n);
+                    float *dst = row + n;  // dst[o - ox] for output column o of this row
+                    const int64_t iy = oy * g.stride_h - g.pad_h + ky;
+                    if (iy < 0 || iy >= g.H) {
+                        std::fill(dst, dst + seg, 0.0f);
+                    } else {
+                        const float *xr = x + (c * g.H + iy) * g.W;  // input column of output o: o * stride - off
+                        // [lo, hi): the valid columns, clamped to this segment (a chunk may end before ox_min)
+                        const int64_t lo = std::min(std::max(ox, ox_min), ox + seg);
+                        const int64_t hi = std::min(ox + seg, std::max(ox_end, lo));
+                        std::fill(dst, dst + (lo - ox), 0.0f);
+                        if (g.stride_w == 1) {
+                            if (hi > lo) std::memcpy(dst + (lo - ox), xr + (lo - off), sizeof(float) * (hi - lo));
+                        } else {
+                            for (int64_t o = lo; o < hi; ++o) dst[o - ox] = xr[o * g.stride_w - off];
+                        }
+                        std::fill(dst + (hi - ox), dst + seg, 0.0f);
                     }
+                    n += seg;
+                    ox = 0;
+                    ++oy;
                 }
             }
         }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Cross-checks Spider's GGUF I/O against gguf-py, the Python GGUF library maintained with llama.cpp.
 #
-# Pins: gguf==0.19.0, safetensors==0.8.0, torch==2.15.0 (only for bfloat16), numpy
+# Pins: gguf==0.19.0, safetensors==0.8.0, sentencepiece==0.2.3, torch==2.15.0 (only for bfloat16), numpy
 #
 # 1. Writes tests/data/gguf/gguf_py_all_types.gguf with gguf-py: every metadata type and f32/f16/q8_0 tensors.
 #    tests/test_gguf.cpp (gguf.reads_file_written_by_gguf_py) reads it with our reader and checks every value.
@@ -11,6 +11,10 @@
 # 3. Writes safetensors goldens with the reference safetensors library: tests/data/safetensors/single.safetensors
 #    (F32/F16/BF16/I64/U8 + __metadata__) and a two-shard checkpoint sharded/ with model.safetensors.index.json,
 #    read by tests/test_safetensors.cpp.
+#
+# 4. Dumps the SentencePiece pieces of tests/data/llm/tiny_*_hf/tokenizer.model with the reference sentencepiece
+#    library (sentencepiece==0.2.3) to tests/data/gguf/<name>_sp_pieces.json: our protobuf reader and `spider
+#    convert` must produce the same pieces, scores and types.
 #
 # Usage: python3 tests/reference/make_gguf_goldens.py   (from the repository root)
 import os
@@ -116,8 +120,39 @@ def write_safetensors_goldens():
     print(f"wrote safetensors goldens in {d}")
 
 
+def write_sentencepiece_goldens():
+    import json
+    import sentencepiece as spm
+    for name in ("tiny_llama", "tiny_gemma3"):
+        path = os.path.join(ROOT, "tests", "data", "llm", name + "_hf", "tokenizer.model")
+        if not os.path.exists(path):
+            print(f"{path} missing, skipped", file=sys.stderr)
+            continue
+        sp = spm.SentencePieceProcessor(model_file=path)
+        pieces = []
+        for i in range(sp.vocab_size()):
+            t = 1  # NORMAL
+            if sp.is_unknown(i):
+                t = 2
+            elif sp.is_control(i):
+                t = 3
+            elif sp.is_unused(i):
+                t = 5
+            elif sp.is_byte(i):
+                t = 6
+            pieces.append([sp.id_to_piece(i), sp.get_score(i), t])
+        out = {"source": os.path.relpath(path, ROOT), "unk_id": sp.unk_id(), "bos_id": sp.bos_id(),
+               "eos_id": sp.eos_id(), "pad_id": sp.pad_id(), "pieces": pieces}
+        dst = os.path.join(OUT_DIR, name + "_sp_pieces.json")
+        with open(dst, "w", encoding="utf-8") as f:
+            json.dump(out, f, ensure_ascii=False, indent=0)
+        print(f"wrote {dst} ({len(pieces)} pieces)")
+
+
 def main():
     write_safetensors_goldens()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    write_sentencepiece_goldens()
     os.makedirs(OUT_DIR, exist_ok=True)
     assert gguf.__version__ if hasattr(gguf, "__version__") else True
     py_path = os.path.join(OUT_DIR, "gguf_py_all_types.gguf")

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -294,6 +296,42 @@ TEST(graph, bad_graphs_are_refused_with_errors_naming_op_and_node) {
         EXPECT_EQ(g5.add(0, 1), -1);  // ids that do not exist
         EXPECT_NE(g5.error().find("does not exist"), std::string::npos);
     }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(graph, dump_npy_writes_a_numpy_file_per_node) {
+    graph g;
+    const int x = g.input("x", {3, 2});
+    const int y = g.scale(x, 2.0f, "blk.0/scaled");
+    ASSERT_TRUE(g.ok()) << g.error();
+    for (int i = 0; i < 6; ++i) g.data(x)[i] = static_cast<float>(i);
+    std::string err;
+    const std::string dir = std::string(SPIDER_BINARY_DIR);
+    EXPECT_FALSE(graph_dump_npy(g, y, dir, &err));  // not computed yet
+    EXPECT_NE(err.find("blk.0/scaled"), std::string::npos) << err;
+    ASSERT_TRUE(graph_compute(g, {}, &err)) << err;
+    ASSERT_TRUE(graph_dump_npy(g, y, dir, &err)) << err;
+    FILE* f = std::fopen((dir + "/blk.0_scaled.npy").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    std::vector<unsigned char> bytes(4096);
+    bytes.resize(std::fread(bytes.data(), 1, bytes.size(), f));
+    std::fclose(f);
+    ASSERT_GE(bytes.size(), 10u);
+    EXPECT_EQ(std::string(bytes.begin() + 1, bytes.begin() + 6), "NUMPY");
+    const size_t hlen = bytes[8] | (bytes[9] << 8);
+    EXPECT_EQ((10 + hlen) % 64, 0u);
+    const std::string header(bytes.begin() + 10, bytes.begin() + 10 + hlen);
+    EXPECT_NE(header.find("'shape': (2, 3)"), std::string::npos) << header;
+    EXPECT_NE(header.find("'<f4'"), std::string::npos) << header;
+    ASSERT_EQ(bytes.size(), 10 + hlen + 6 * sizeof(float));
+    std::vector<float> back(6);
+    std::memcpy(back.data(), bytes.data() + 10 + hlen, sizeof(float) * 6);
+    EXPECT_EQ(back, (std::vector<float>{0, 2, 4, 6, 8, 10}));
+    EXPECT_FALSE(graph_dump_npy(g, y, dir + "/no/such/dir", &err));
+    EXPECT_NE(err.find("cannot open"), std::string::npos) << err;
 }
 
 }  // namespace

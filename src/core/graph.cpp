@@ -7,6 +7,8 @@
 #include "core/graph.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 
 namespace spider {
@@ -741,6 +743,46 @@ bool graph_compute(graph &g, const graph_compute_params &p, std::string *err) {
         run_node(g, n, use_ref, p.pool);
         if (p.on_node) p.on_node(g, id);
     }
+    return true;
+}
+
+bool graph_dump_npy(const graph &g, int id, const std::string &dir, std::string *err) {
+    auto fail_with = [&](const std::string &m) {
+        if (err) *err = "graph_dump_npy: " + m;
+        return false;
+    };
+    if (id < 0 || id >= g.size()) return fail_with("node id " + std::to_string(id) + " does not exist");
+    const graph_node &n = g.node(id);
+    const float *data = g.data(id);
+    if (!data) return fail_with("node '" + n.name + "' has no F32 data (not computed yet, or a quantized constant)");
+    std::string fname = n.name;
+    for (char &c : fname)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
+    if (fname.empty() || fname[0] == '.') fname = "_" + fname;
+    // numpy shape: outermost first; drop leading (outer) 1-dims but keep at least one.
+    int nd = 4;
+    while (nd > 1 && n.ne[nd - 1] == 1) --nd;
+    std::string shape = "(";
+    for (int d = nd - 1; d >= 0; --d) shape += std::to_string(n.ne[d]) + (nd == 1 ? "," : (d > 0 ? ", " : ""));
+    shape += ")";
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, ending in \n.
+    const size_t total = 10 + header.size() + 1;
+    header.append((64 - total % 64) % 64, ' ');
+    header += '\n';
+    const std::string path = dir + "/" + fname + ".npy";
+    FILE *f = std::fopen(path.c_str(), "wb");
+    if (!f) return fail_with("cannot open '" + path + "' for writing");
+    const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    const uint16_t hlen = static_cast<uint16_t>(header.size());
+    const unsigned char hl[2] = {static_cast<unsigned char>(hlen & 0xff), static_cast<unsigned char>(hlen >> 8)};
+    bool ok = std::fwrite(magic, 1, 8, f) == 8 && std::fwrite(hl, 1, 2, f) == 2 &&
+              std::fwrite(header.data(), 1, header.size(), f) == header.size();
+    // The data is written as the host stores it: x86-64 and every target we build for are little-endian.
+    const size_t count = static_cast<size_t>(n.nelements());
+    ok = ok && std::fwrite(data, sizeof(float), count, f) == count;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) return fail_with("write to '" + path + "' failed");
     return true;
 }
 

@@ -155,4 +155,9 @@ struct graph_compute_params {
 // Runs every node in order. Returns false with *err set if the graph has a build error.
 bool graph_compute(graph& g, const graph_compute_params& p, std::string* err);
 
+// Writes node id's output as <dir>/<node name>.npy (little-endian float32, C order, numpy shape = ne reversed
+// with leading 1-dims dropped), so intermediates can be loaded next to a PyTorch run and compared layer by
+// layer. Call it from on_node or after graph_compute. Characters other than [A-Za-z0-9._-] in the name become '_'.
+bool graph_dump_npy(const graph& g, int id, const std::string& dir, std::string* err);
+
 }  // namespace spider

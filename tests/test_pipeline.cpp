@@ -293,3 +293,37 @@ TEST(pipeline, bad_requests_are_errors_not_crashes) {
     EXPECT_FALSE(f.run("[OUTPUT]x[END]", req, &r, &err));
     EXPECT_NE(err.find("<image>"), std::string::npos);
 }
+
+TEST(pipeline, model_bundle_manifest_roundtrip) {
+    // export the tiny components as a spider.model manifest + GGUFs, load them back: same UDP, same projector
+    fixture f;
+    const std::string dir = tmp_dir("model_bundle");
+    std::string err;
+    ASSERT_TRUE(export_components(f.c, dir, "", &err)) << err;
+    model_bundle b;
+    ASSERT_TRUE(model_bundle_resolve(dir + "/spider.model.json", &b, &err)) << err;
+    EXPECT_EQ(b.udp_path, dir + "/udp.gguf");
+    pipeline_components c2;
+    ASSERT_TRUE(load_components(b, 32, &c2, &err)) << err;
+    ASSERT_EQ(b.notes.size(), 2u);
+    EXPECT_EQ(b.notes[0], "udp: " + dir + "/udp.gguf");
+    std::vector<float> x(32, 0.25f), y1, y2, t1, t2;
+    ASSERT_TRUE(f.c.udp->forward(MODALITY_IMAGE, x.data(), 1, &y1, nullptr, &err));
+    ASSERT_TRUE(c2.udp->forward(MODALITY_IMAGE, x.data(), 1, &y2, nullptr, &err));
+    EXPECT_EQ(y1, y2);
+    std::vector<float> emb(64, 0.5f);
+    ASSERT_TRUE(f.c.proj->project(emb, &t1, &err));
+    ASSERT_TRUE(c2.proj->project(emb, &t2, &err));
+    EXPECT_EQ(t1, t2);
+    // a bundle for another LLM width is refused with a message
+    pipeline_components c3;
+    EXPECT_FALSE(load_components(b, 48, &c3, &err));
+    EXPECT_NE(err.find("48"), std::string::npos);
+    // broken manifests
+    ASSERT_TRUE(bundle_write_file_atomic(dir + "/bad.json", "{\"format\": \"other\"}", &err));
+    EXPECT_FALSE(model_bundle_resolve(dir + "/bad.json", &b, &err));
+    EXPECT_NE(err.find("spider.model"), std::string::npos);
+    EXPECT_FALSE(model_bundle_resolve(dir + "/missing.json", &b, &err));
+    ASSERT_TRUE(model_bundle_resolve("llm.gguf", &b, &err));
+    EXPECT_EQ(b.llm_path, "llm.gguf");
+}

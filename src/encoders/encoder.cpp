@@ -300,4 +300,23 @@ bool input_projector::project(const std::vector<float>& emb, std::vector<float>*
     return true;
 }
 
+bool input_projector::save(const std::string& path, std::string* err) const {
+    const int64_t n_in = w_.ne[0], n_out = w_.ne[1];
+    std::vector<float> w(static_cast<size_t>(n_in) * n_out);
+    for (int64_t r = 0; r < n_out; ++r) {
+        if (!dequantize_row(w_.type, w_.row(r), w.data() + r * n_in, n_in)) {
+            if (err) *err = "[projector] cannot read its own weights";
+            return false;
+        }
+    }
+    gguf_writer g;
+    g.set_string("general.architecture", "spider-projector");
+    int64_t ne_w[2] = {n_in, n_out}, ne_b[1] = {n_out};
+    if (!g.add_tensor("spider.proj.weight", DTYPE_F32, ne_w, 2, w.data(), err) ||
+        !g.add_tensor("spider.proj.bias", DTYPE_F32, ne_b, 1, b_.data, err)) {
+        return false;
+    }
+    return g.write(path, err);
+}
+
 }  // namespace spider

@@ -63,6 +63,8 @@ public:
     int emb_dim() const { return static_cast<int>(w_.ne[0]); }
     int d_model() const { return static_cast<int>(w_.ne[1]); }
     bool project(const std::vector<float>& emb, std::vector<float>* token, std::string* err) const;
+    // Writes spider.proj.weight / spider.proj.bias (F32 copies) to a GGUF file.
+    bool save(const std::string& path, std::string* err) const;
 
 private:
     std::shared_ptr<gguf_file> file_;

@@ -206,7 +206,7 @@ private:
             first = false;
             if (eog || pc.empty() || spider_token_is_control(model_, t)) continue;
             if (pc.find('<') != std::string::npos || pc.find('[') != std::string::npos) continue;
-            if (in_tprompt && (pc.find('\n') != std::string::npos || pc.find(':') != std::string::npos)) continue;
+            if (in_tprompt && pc.find_first_of("\n:.") != std::string::npos) continue;
             cand.push_back(t);
             w.push_back(logits[t]);
         }

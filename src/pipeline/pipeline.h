@@ -71,6 +71,28 @@ using progress_fn = std::function<void(const progress_event& e)>;  // called fro
 bool run_pipeline(pipeline_components& c, const pipeline_config& cfg, text_generator& gen, const run_request& req,
                   const progress_fn& progress, response* out, std::string* err);
 
+// ---- model bundle ----
+// A user moves one thing: either ONE GGUF that holds the LLM plus spider.udp.* / spider.tmf.* / spider.proj.*
+// (and later encoder / decoder tensors), or a small JSON manifest naming the GGUFs:
+//   {"format": "spider.model", "version": 1, "llm": "llm.gguf", "udp": "udp.gguf", "projector": "proj.gguf",
+//    "rules": {...controller rules...}}
+// Paths are relative to the manifest's folder. Parts that are absent fall back to the tiny built-in ones, and
+// the bundle says which (model_bundle::notes).
+struct model_bundle {
+    std::string llm_path;                  // the LLM GGUF ("" = none named)
+    std::string udp_path, projector_path;  // "" = look in the LLM GGUF, then tiny random
+    std::string rules_json;                // "" = none
+    std::vector<std::string> notes;        // what was loaded from where
+};
+// -m PATH: a .json manifest, or a .gguf (the LLM, possibly carrying the other parts).
+bool model_bundle_resolve(const std::string& path, model_bundle* out, std::string* err);
+// Fills the components for an LLM of width n_embd: UDP / projector from the bundle's files when present (checked
+// against n_embd), tiny random otherwise; built-in encoder and decoders; the bundle's rules.
+bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::string* err);
+// Writes a manifest + udp.gguf + proj.gguf for the given components (the projector must be random or loaded).
+bool export_components(const pipeline_components& c, const std::string& dir, const std::string& llm_path,
+                       std::string* err);
+
 // Tiny random components for tests and for `spider run` without a model: built-in encoder (dim 64), random
 // projector and UDP (d_model = n_embd, heads matching the built-in decoders), built-in decoders.
 void make_tiny_components(pipeline_components* c, int n_embd, uint64_t seed);

@@ -97,7 +97,7 @@ struct progress_printer {
 };
 
 struct run_options {
-    std::string model, rules_path, out = "spider_out", batch, script_path;
+    std::string model, rules_path, out = "spider_out", batch, script_path, export_dir;
     int workers = 2, threads = 0, size = 64, max_tokens = 256;
     double timeout = 120;
     bool quiet = false;
@@ -227,6 +227,9 @@ int run_cmd(int argc, char** argv) {
         } else if (a == "-t" || a == "--threads") {
             if (!(v = need("-t"))) return 1;
             o.threads = std::atoi(v);
+        } else if (a == "--export-components") {
+            if (!(v = need("--export-components"))) return 1;
+            o.export_dir = v;
         } else if (a == "--quiet" || a == "-q") {
             o.quiet = true;
         } else {
@@ -235,7 +238,7 @@ int run_cmd(int argc, char** argv) {
             return 1;
         }
     }
-    if (!have_prompt && o.batch.empty()) {
+    if (!have_prompt && o.batch.empty() && o.export_dir.empty()) {
         std::fprintf(stderr, "spider run: -p PROMPT or --batch FILE is required\n\n");
         usage();
         return 1;
@@ -250,13 +253,16 @@ int run_cmd(int argc, char** argv) {
         return 1;
     }
 
-    // The LLM, when some request needs it (loaded once for the whole batch).
-    bool need_llm = script.empty();
-    if (!o.batch.empty()) need_llm = true;  // decided per line below; load lazily
+    // -m: an LLM GGUF (possibly carrying UDP / projector) or a spider.model JSON manifest of GGUFs.
+    model_bundle bundle;
+    if (!o.model.empty() && !model_bundle_resolve(o.model, &bundle, &err)) {
+        std::fprintf(stderr, "spider run: %s\n", err.c_str());
+        return 1;
+    }
     spider_model* llm = nullptr;
     auto load_llm = [&]() -> bool {
         if (llm) return true;
-        std::string path = o.model;
+        std::string path = bundle.llm_path;
         if (path.empty() && !find_default_model(&path, &err)) {
             std::fprintf(stderr, "spider run: %s\n", err.c_str());
             return false;
@@ -265,34 +271,57 @@ int run_cmd(int argc, char** argv) {
             std::fprintf(stderr, "spider run: cannot load %s: %s\n", path.c_str(), spider_last_error());
             return false;
         }
+        if (bundle.llm_path.empty()) bundle.llm_path = path;
         return true;
     };
-    (void)need_llm;
 
     pipeline_config cfg;
     cfg.n_workers = o.workers;
     cfg.item_timeout_s = o.timeout;
     cfg.image_size = o.size;
     cfg.max_tokens = o.max_tokens;
-    auto make_components = [&](pipeline_components* c, int n_embd) -> bool {
-        make_tiny_components(c, n_embd, 42);
+    // Components for an LLM of width n_embd (the bundle's parts where it has them), then --rules.
+    auto make_components = [&](pipeline_components* c, int n_embd, bool with_bundle) -> bool {
+        if (with_bundle) {
+            if (!load_components(bundle, n_embd, c, &err)) {
+                std::fprintf(stderr, "spider run: %s\n", err.c_str());
+                return false;
+            }
+            if (!o.quiet) {
+                for (const auto& n : bundle.notes) std::fprintf(stderr, "model: %s\n", n.c_str());
+            }
+        } else {
+            make_tiny_components(c, n_embd, 42);
+        }
         if (!o.rules_path.empty() && !rules_load(o.rules_path, &c->rules, &err)) {
             std::fprintf(stderr, "spider run: --rules: %s\n", err.c_str());
             return false;
         }
         return true;
     };
+    // With --script and no -m nothing needs the LLM; otherwise it sets the width of every component.
+    auto prepare = [&](pipeline_components* c, bool scripted) -> bool {
+        if (scripted && o.model.empty()) return make_components(c, 64, false);
+        if (!load_llm()) return false;
+        return make_components(c, spider_model_n_embd(llm), true);
+    };
+
+    if (!o.export_dir.empty()) {
+        pipeline_components comp;
+        if (!prepare(&comp, false)) return 1;
+        if (!export_components(comp, o.export_dir, bundle.llm_path, &err)) {
+            std::fprintf(stderr, "spider run: --export-components: %s\n", err.c_str());
+            return 1;
+        }
+        std::fprintf(stderr, "wrote %s/spider.model.json (+ udp.gguf, proj.gguf)\n", o.export_dir.c_str());
+        if (llm) spider_model_free(llm);
+        return 0;
+    }
 
     int rc = 0;
     if (o.batch.empty()) {
-        int n_embd = 64;
-        if (script.empty()) {
-            if (!load_llm()) return 1;
-            n_embd = spider_model_n_embd(llm);
-        }
         pipeline_components comp;
-        if (!make_components(&comp, n_embd)) return 1;
-        if (script.empty()) comp.model_name = o.model.empty() ? "default" : o.model;
+        if (!prepare(&comp, !script.empty())) return 1;
         req.out_dir = o.out;
         rc = run_one(comp, cfg, llm, o, req, script, true);
     } else {
@@ -347,15 +376,13 @@ int run_cmd(int argc, char** argv) {
             if (!line_script.empty()) {
                 if (!comp_script) {
                     comp_script.reset(new pipeline_components);
-                    if (!make_components(comp_script.get(), 64)) return 1;
+                    if (!prepare(comp_script.get(), true)) return 1;
                 }
                 comp = comp_script.get();
             } else {
-                if (!load_llm()) return 1;
                 if (!comp_llm) {
                     comp_llm.reset(new pipeline_components);
-                    if (!make_components(comp_llm.get(), spider_model_n_embd(llm))) return 1;
-                    comp_llm->model_name = o.model.empty() ? "default" : o.model;
+                    if (!prepare(comp_llm.get(), false)) return 1;
                 }
                 comp = comp_llm.get();
             }

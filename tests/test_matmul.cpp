@@ -196,6 +196,57 @@ TEST(matmul, matches_reference_at_every_level) {
     }
 }
 
+// Weights written by other tools may use levels the reference quantizers never produce (Q8_0 level -128, Q6_K
+// scale -128, all-max nibbles); every level must still match the reference exactly.
+TEST(matmul, extreme_levels_match_reference) {
+    level_guard g;
+    const int64_t n_in = 512, n_out = 5, n_tok = 3;
+    const std::vector<float> x = make_acts(n_in * n_tok, 9);
+    for (dtype type : {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K}) {
+        std::vector<uint8_t> bytes(dtype_row_bytes(type, n_in) * n_out);
+        std::mt19937 rng(77);
+        for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+        const size_t bb = dtype_get_traits(type)->block_bytes;
+        for (size_t off = 0; off < bytes.size(); off += bb) {
+            // finite fp16 scales; the rest random or all-ones (every level at its maximum)
+            const uint16_t d = fp32_to_fp16(0.01f), dmin = fp32_to_fp16(0.003f);
+            if ((off / bb) % 3 == 0) std::memset(&bytes[off], 0xFF, bb);
+            if ((off / bb) % 3 == 1 && type == DTYPE_Q8_0) std::memset(&bytes[off + 2], 0x80, 32);  // all -128
+            if (type == DTYPE_Q6_K) {
+                std::memcpy(&bytes[off + bb - 2], &d, 2);
+                if ((off / bb) % 3 == 1) std::memset(&bytes[off + 192], 0x80, 16);  // scales -128
+            } else {
+                std::memcpy(&bytes[off], &d, 2);
+                if (type == DTYPE_Q4_K || type == DTYPE_Q5_K) std::memcpy(&bytes[off + 2], &dmin, 2);
+            }
+        }
+        const tensor W = make_tensor(type, bytes.data(), n_in, n_out);
+        std::vector<float> y_ref(n_tok * n_out);
+        ref::matmul(W, x.data(), y_ref.data(), n_tok, nullptr);
+        for (cpu_level lvl : supported_levels()) {
+            ASSERT_TRUE(cpu_features_force(lvl));
+            std::vector<float> y(y_ref.size());
+            matmul(W, x.data(), y.data(), n_tok, nullptr);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                for (int64_t o = 0; o < n_out; ++o) {
+                    std::vector<float> wr(n_in);
+                    dequantize_row(type, W.row(o), wr.data(), n_in);
+                    double qerr = 0, mag = 0;
+                    const std::vector<float> xq = quantized_acts(
+                        type, std::vector<float>(x.begin() + t * n_in, x.begin() + (t + 1) * n_in), n_in, 1);
+                    for (int64_t i = 0; i < n_in; ++i) {
+                        qerr += std::fabs(static_cast<double>(wr[i])) * std::fabs(x[t * n_in + i] - xq[i]);
+                        mag += std::fabs(static_cast<double>(wr[i]) * x[t * n_in + i]);
+                    }
+                    const size_t k = static_cast<size_t>(t * n_out + o);
+                    ASSERT_LE(std::fabs(static_cast<double>(y[k]) - y_ref[k]), qerr + 3e-5 * mag + 1e-6)
+                        << cpu_level_name(lvl) << " " << dtype_name(type) << " t " << t << " o " << o;
+                }
+            }
+        }
+    }
+}
+
 TEST(matmul, zero_tokens_and_bad_weights) {
     const weights w = make_weights(DTYPE_Q8_0, 64, 3, 1);
     std::vector<float> x(64, 1.0f), y(3, 5.0f);

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "controller/template.h"
+#include "llm/grammar.h"
 
 using namespace spider;
 
@@ -94,6 +95,20 @@ TEST(template_grammar_text, names_only_allowed_modalities) {
     EXPECT_NE(c.find("\"[IMAGE3]\" \"</IMAGE>\""), std::string::npos);
 }
 
+TEST(template_grammar_text, parses_with_the_grammar_engine) {
+    // The generated GBNF is accepted by src/llm/grammar (the engine constrained decoding runs on).
+    const std::vector<std::vector<modality>> sets = {
+        {}, {MODALITY_IMAGE}, {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO, MODALITY_BOX, MODALITY_MASK}};
+    for (const auto& s : sets) {
+        for (const auto& cfg : {template_config(), template_config::class_default()}) {
+            std::string err;
+            auto g = grammar::parse(template_grammar(s, cfg), &err);
+            ASSERT_TRUE(g) << err << "\n" << template_grammar(s, cfg);
+            EXPECT_NE(std::find(g->literals().begin(), g->literals().end(), "[END]"), g->literals().end());
+        }
+    }
+}
+
 TEST(template_parser, paper_examples) {
     auto ev = parse_output(
         "[OUTPUT]A snowy mountain under a blue sky.<IMAGE>A snowy mountain under a blue sky[IMAGE0]</IMAGE>"
@@ -174,7 +189,9 @@ TEST(template_parser, malformed_groups_are_per_group_errors) {
     for (int i = 0; i < 9; ++i) {
         EXPECT_EQ(g[i].ok, want_ok[i]) << i << ": " << g[i].error;
         EXPECT_EQ(g[i].index, i);
-        if (!want_ok[i]) EXPECT_FALSE(g[i].error.empty());
+        if (!want_ok[i]) {
+            EXPECT_FALSE(g[i].error.empty());
+        }
     }
     EXPECT_NE(g[0].error.find("signal"), std::string::npos);
     EXPECT_NE(g[1].error.find("</VIDEO>"), std::string::npos);
@@ -225,7 +242,9 @@ TEST(template_parser, random_bytes_never_crash) {
         }
         auto ev = p.finish();
         for (const auto& e : ev) {
-            if (e.kind == parse_event::GROUP && e.group.ok) EXPECT_FALSE(e.group.t_prompt.empty());
+            if (e.kind == parse_event::GROUP && e.group.ok) {
+                EXPECT_FALSE(e.group.t_prompt.empty());
+            }
         }
     }
 }

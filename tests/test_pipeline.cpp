@@ -72,7 +72,9 @@ TEST(pipeline, scripted_groups_give_exactly_n_items_in_order) {
         EXPECT_EQ(r.items[i].group_index, i);
         ASSERT_FALSE(r.items[i].files.empty());
         for (const auto &file : r.items[i].files) EXPECT_TRUE(exists(req.out_dir + "/" + file.path)) << file.path;
-        if (r.items[i].m != MODALITY_BOX) EXPECT_EQ(r.items[i].router_weights.size(), 3u);
+        if (r.items[i].m != MODALITY_BOX) {
+            EXPECT_EQ(r.items[i].router_weights.size(), 3u);
+        }
     }
     EXPECT_EQ(r.items[0].t_prompt, "a red circle on grass");
     // the answer keeps text and items in order

@@ -52,7 +52,13 @@ inline __m256i bits_to_bytes(uint32_t bits) {
 // 16 bytes of nibbles -> 32 bytes: low nibbles first (elements 0..15), then high nibbles (16..31).
 inline __m256i nibbles_to_bytes(const uint8_t *p) {
     const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+#if SPIDER_SIMD_VNNI
+    // AVX512BW+VL: broadcast the 16 bytes to both halves and shift only the upper half (one op fewer).
+    const __m256i v = _mm256_srlv_epi16(_mm256_broadcastsi128_si256(t),
+                                        _mm256_set_epi64x(0x0004000400040004LL, 0x0004000400040004LL, 0, 0));
+#else
     const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+#endif
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 

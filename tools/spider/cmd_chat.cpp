@@ -21,27 +21,19 @@ int run_chat(int argc, char** argv) {
     CLI::App app{"Chat with the LLM: one user message per input line (uses the model's chat template)", "spider chat"};
     std::string model_path, system_prompt, template_name;
     int n_predict = 256, n_threads = spider_cli::default_threads(), n_ctx = 4096;
-    spider_cli::sampling_options so;
-    long long seed = -1;
+    spider_cli::sampling_cli sc;
     app.add_option("-m,--model", model_path, "GGUF model (default: $SPIDER_MODEL or the installed gemma-3-270m)");
     app.add_option("--system", system_prompt, "system message");
     app.add_option("--template", template_name, "chat format: gemma, llama2, llama3, zephyr, mistral, chatml");
     app.add_option("-n,--n-predict", n_predict, "most tokens per answer (default 256)")->check(CLI::Range(1, 1 << 20));
     app.add_option("-t,--threads", n_threads, "threads")->check(CLI::Range(1, 1024));
     app.add_option("-c,--ctx-size", n_ctx, "context size in tokens (default 4096)")->check(CLI::Range(16, 1 << 20));
-    app.add_option("--temp", so.temp, "temperature; 0 = greedy (default 0.8)");
-    app.add_option("--top-k", so.top_k, "top-k (default 40)");
-    app.add_option("--top-p", so.top_p, "top-p (default 0.95)")->check(CLI::Range(0.0, 1.0));
-    app.add_option("--min-p", so.min_p, "min-p (default 0.05)")->check(CLI::Range(0.0, 1.0));
-    app.add_option("--repeat-penalty", so.repeat_penalty, "repetition penalty (default 1.0 = off)")
-        ->check(CLI::Range(0.0, 100.0));
-    app.add_option("-s,--seed", seed, "random seed (default: random)");
+    sc.add_to(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
-    if (seed >= 0) so.seed = (uint32_t)seed;
 
     spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
@@ -82,7 +74,7 @@ int run_chat(int argc, char** argv) {
     std::vector<spider::chat_message> messages;
     if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
     std::vector<spider_token> cached;  // tokens whose keys/values are in the cache, in order
-    spider_cli::token_picker picker(so);
+    spider::sampler picker(sc.resolve());
     std::vector<char> piece(256);
     int rc = 0;
     std::string line;
@@ -146,7 +138,7 @@ int run_chat(int argc, char** argv) {
                 rc = 1;
                 break;
             }
-            cur = picker.pick(spider_get_logits_ith(ctx, -1), spider_model_n_vocab(model));
+            cur = picker.sample(spider_get_logits_ith(ctx, -1), spider_model_n_vocab(model));
             if (spider_token_is_eog(model, cur)) break;
             picker.accept(cur);
             int32_t len = spider_token_to_piece(model, cur, piece.data(), (int32_t)piece.size(), false);

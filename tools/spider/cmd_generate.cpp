@@ -19,27 +19,19 @@ int run_generate(int argc, char** argv) {
     std::vector<std::string> stops;
     int n_predict = 64, n_threads = spider_cli::default_threads(), n_ctx = 2048;
     bool no_special = false, show_prompt = false, kv_f16 = false;
-    spider_cli::sampling_options so;
-    long long seed = -1;
+    spider_cli::sampling_cli sc;
     app.add_option("-m,--model", model_path, "GGUF model (default: $SPIDER_MODEL or the installed gemma-3-270m)");
     app.add_option("-p,--prompt", prompt, "prompt text");
     app.add_option("-f,--file", prompt_file, "read the prompt from a file");
     app.add_option("-n,--n-predict", n_predict, "tokens to generate (default 64)")->check(CLI::Range(0, 1 << 20));
     app.add_option("-t,--threads", n_threads, "threads")->check(CLI::Range(1, 1024));
     app.add_option("-c,--ctx-size", n_ctx, "context size in tokens (default 2048)")->check(CLI::Range(1, 1 << 20));
-    app.add_option("--temp", so.temp, "temperature; 0 = greedy (default 0.8)");
-    app.add_option("--top-k", so.top_k, "top-k (default 40, 0 = off)");
-    app.add_option("--top-p", so.top_p, "top-p (default 0.95)")->check(CLI::Range(0.0, 1.0));
-    app.add_option("--min-p", so.min_p, "min-p (default 0.05)")->check(CLI::Range(0.0, 1.0));
-    app.add_option("--repeat-penalty", so.repeat_penalty, "repetition penalty (default 1.0 = off)")
-        ->check(CLI::Range(0.0, 100.0));
-    app.add_option("--repeat-last-n", so.repeat_last_n, "tokens the penalty looks back on (default 64)");
-    app.add_option("-s,--seed", seed, "random seed (default: random)");
     app.add_option("--grammar", grammar_file, "GBNF grammar file constraining the output");
     app.add_option("--stop", stops, "stop when this text appears (repeatable)");
     app.add_flag("--kv-f16", kv_f16, "store the KV cache in F16");
     app.add_flag("--no-special", no_special, "do not add BOS / do not parse control tokens in the prompt");
     app.add_flag("--show-prompt", show_prompt, "echo the prompt before the continuation");
+    sc.add_to(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -63,7 +55,6 @@ int run_generate(int argc, char** argv) {
         std::fprintf(stderr, "error: --grammar: grammar-constrained sampling is not available in this build yet\n");
         return 1;
     }
-    if (seed >= 0) so.seed = (uint32_t)seed;
 
     spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
@@ -96,9 +87,9 @@ int run_generate(int argc, char** argv) {
             std::fwrite(prompt.data(), 1, prompt.size(), stdout);
             std::fflush(stdout);
         }
-        spider_cli::token_picker picker(so);
+        spider::sampler picker(sc.resolve());
         for (spider_token t : toks) picker.accept(t);
-        spider_cli::stop_filter filter(stops);
+        spider::stop_detector filter(stops);
         spider_batch b = spider_batch_tokens(toks.data(), n);
         spider_token cur = 0;
         std::vector<char> piece(256);
@@ -108,7 +99,7 @@ int run_generate(int argc, char** argv) {
                 rc = 1;
                 break;
             }
-            cur = picker.pick(spider_get_logits_ith(ctx, -1), spider_model_n_vocab(model));
+            cur = picker.sample(spider_get_logits_ith(ctx, -1), spider_model_n_vocab(model));
             if (spider_token_is_eog(model, cur)) break;
             picker.accept(cur);
             int32_t len = spider_token_to_piece(model, cur, piece.data(), (int32_t)piece.size(), false);

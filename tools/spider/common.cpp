@@ -45,99 +45,33 @@ int default_threads() {
 
 }  // namespace spider_cli
 
-#include <algorithm>
-#include <cmath>
+#include <random>
 
 namespace spider_cli {
 
-token_picker::token_picker(const sampling_options& o) : o_(o) {
-    rng_.seed(o.seed == 0xFFFFFFFFu ? std::random_device{}() : o.seed);
+void sampling_cli::add_to(CLI::App& app) {
+    app.add_option("--temp", p.temperature, "temperature; 0 = greedy (default 0.8)");
+    app.add_option("--top-k", p.top_k, "top-k (default 40, 0 = off)");
+    app.add_option("--top-p", p.top_p, "top-p (default 0.95, 1 = off)")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--min-p", p.min_p, "min-p (default 0.05, 0 = off)")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty (default 1.0 = off)")
+        ->check(CLI::Range(0.0, 100.0));
+    app.add_option("--repeat-last-n", p.penalty_last_n, "tokens the penalties look back on (default 64)")
+        ->check(CLI::Range(0, 1 << 20));
+    app.add_option("--frequency-penalty", p.frequency_penalty, "frequency penalty (default 0)");
+    app.add_option("--presence-penalty", p.presence_penalty, "presence penalty (default 0)");
+    app.add_option("-s,--seed", seed, "random seed (default: random)");
 }
 
-void token_picker::accept(int32_t token) {
-    if (o_.repeat_last_n <= 0) return;
-    recent_.push_back(token);
-    if ((int)recent_.size() > o_.repeat_last_n) recent_.erase(recent_.begin());
-}
-
-int32_t token_picker::pick(const float* logits, int32_t n_vocab) {
-    cand_.resize(n_vocab);
-    for (int32_t i = 0; i < n_vocab; i++) cand_[i] = {logits[i], i};
-    if (o_.repeat_penalty != 1.0f) {
-        for (int32_t t : recent_) {
-            if (t < 0 || t >= n_vocab) continue;
-            float& l = cand_[t].first;
-            l = l > 0 ? l / o_.repeat_penalty : l * o_.repeat_penalty;
-        }
+spider::sampler_params sampling_cli::resolve() const {
+    spider::sampler_params r = p;
+    if (seed >= 0) {
+        r.seed = (uint64_t)seed;
+    } else {
+        std::random_device rd;
+        r.seed = ((uint64_t)rd() << 32) ^ rd();
     }
-    auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-        return a.first > b.first;
-    };
-    if (o_.temp <= 0) return std::min_element(cand_.begin(), cand_.end(), by_logit)->second;  // by_logit orders best first
-    size_t k = cand_.size();
-    if (o_.top_k > 0 && (size_t)o_.top_k < k) k = (size_t)o_.top_k;
-    std::partial_sort(cand_.begin(), cand_.begin() + k, cand_.end(), by_logit);
-    cand_.resize(k);
-    // probabilities at temperature 1 for top-p / min-p (as llama.cpp's chain does before temperature)
-    std::vector<double> p(k);
-    double sum = 0;
-    for (size_t i = 0; i < k; i++) sum += p[i] = std::exp((double)cand_[i].first - cand_[0].first);
-    size_t keep = k;
-    if (o_.top_p < 1.0f) {
-        double c = 0;
-        for (size_t i = 0; i < k; i++) {
-            c += p[i] / sum;
-            if (c >= o_.top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-    }
-    if (o_.min_p > 0) {
-        size_t j = 1;
-        while (j < keep && p[j] >= o_.min_p * p[0]) j++;
-        keep = j;
-    }
-    std::vector<double> w(keep);
-    for (size_t i = 0; i < keep; i++) w[i] = std::exp(((double)cand_[i].first - cand_[0].first) / o_.temp);
-    std::discrete_distribution<size_t> dist(w.begin(), w.end());
-    return cand_[dist(rng_)].second;
-}
-
-std::string stop_filter::feed(const std::string& piece, bool* stopped) {
-    *stopped = false;
-    pending_ += piece;
-    size_t cut = std::string::npos;
-    for (const auto& s : stops_) {
-        if (s.empty()) continue;
-        size_t at = pending_.find(s);
-        if (at != std::string::npos && at < cut) cut = at;
-    }
-    if (cut != std::string::npos) {
-        *stopped = true;
-        std::string out = pending_.substr(0, cut);
-        pending_.clear();
-        return out;
-    }
-    // Hold back the longest tail that is a prefix of some stop string.
-    size_t hold = 0;
-    for (const auto& s : stops_) {
-        for (size_t len = std::min(s.size() - (s.empty() ? 0 : 1), pending_.size()); len > hold; len--) {
-            if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {
-                hold = len;
-                break;
-            }
-        }
-    }
-    std::string out = pending_.substr(0, pending_.size() - hold);
-    pending_.erase(0, pending_.size() - hold);
-    return out;
-}
-
-std::string stop_filter::flush() {
-    std::string out;
-    out.swap(pending_);
-    return out;
+    return r;
 }
 
 }  // namespace spider_cli

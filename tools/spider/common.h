@@ -1,8 +1,10 @@
 // Helpers shared by the LLM subcommands of the `spider` tool (never part of the engine): model path resolution,
-// loading with readable errors, speed summaries.
+// loading with readable errors, the shared sampling options, speed summaries.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <string>
 
+#include "llm/sampler.h"
 #include "spider.h"
 
 namespace spider_cli {
@@ -14,52 +16,13 @@ std::string format_speed(const spider_timings& t);
 // Hardware threads, at least 1.
 int default_threads();
 
-}  // namespace spider_cli
-
-#include <cstdint>
-#include <random>
-#include <vector>
-
-namespace spider_cli {
-
-// Sampling settings of the LLM subcommands (llama.cpp defaults).
-struct sampling_options {
-    float temp = 0.8f;  // <= 0: greedy
-    int top_k = 40;     // <= 0: off
-    float top_p = 0.95f;
-    float min_p = 0.05f;
-    float repeat_penalty = 1.0f;  // 1: off
-    int repeat_last_n = 64;
-    uint32_t seed = 0xFFFFFFFFu;  // 0xFFFFFFFF: random
-};
-
-// The CLI's own token picker (greedy, or penalties -> top-k -> top-p -> min-p -> temperature -> draw). It is the
-// fallback used until the shared sampler of src/llm (tok) is wired in.
-class token_picker {
-public:
-    explicit token_picker(const sampling_options& o);
-    int32_t pick(const float* logits, int32_t n_vocab);
-    void accept(int32_t token);  // remember for the repetition penalty
-
-private:
-    sampling_options o_;
-    std::mt19937 rng_;
-    std::vector<int32_t> recent_;
-    std::vector<std::pair<float, int32_t>> cand_;
-};
-
-// Stop-string handling for streamed text: feed pieces, get the bytes that are safe to print now.
-class stop_filter {
-public:
-    explicit stop_filter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-    // Appends a piece; returns what can be printed; sets *stopped when a stop string appeared (the text before it
-    // is returned, the stop string and anything after are dropped).
-    std::string feed(const std::string& piece, bool* stopped);
-    std::string flush();  // what is held back at the end
-
-private:
-    std::vector<std::string> stops_;
-    std::string pending_;
+// The sampling options of generate / chat (llama.cpp defaults), added to a CLI11 app; resolve() after parsing
+// fills the seed (random unless --seed was given).
+struct sampling_cli {
+    spider::sampler_params p = spider::sampler_default_params();
+    long long seed = -1;
+    void add_to(CLI::App& app);
+    spider::sampler_params resolve() const;
 };
 
 }  // namespace spider_cli

@@ -58,6 +58,7 @@ struct job_env {
     clk::time_point t0;
     std::shared_ptr<const progress_fn> progress;
     std::shared_ptr<std::mutex> progress_mu;
+    quality_rule quality;  // a copy: c.rules is restored when run_pipeline returns
 };
 
 void emit(const job_env &env, const progress_event &e) {
@@ -174,7 +175,7 @@ void run_item(const job_env &env, std::shared_ptr<job_state> st) {
             }
         }
     }
-    const quality_rule &q = c.rules.quality;  // effective rules are copied into c.rules per request
+    const quality_rule &q = env.quality;
     const int n_attempts = q.enabled ? 1 + q.max_retries : 1;
     decode_result best;
     float best_score = -1.0f;
@@ -295,16 +296,9 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
         progress(pe);
     };
 
-    // Effective rules for this request (the workers read c.rules.quality).
-    const controller_rules base_rules = c.rules;
-    const controller_rules rules = req.has_rules ? rules_merge(base_rules, req.rules) : base_rules;
+    // Effective rules for this request: the configured ones, tightened by the request's.
+    const controller_rules rules = req.has_rules ? rules_merge(c.rules, req.rules) : c.rules;
     r.rules_json = rules_to_json(rules);
-    struct restore_rules {
-        pipeline_components &c;
-        controller_rules saved;
-        ~restore_rules() { c.rules = saved; }
-    } restore{c, base_rules};
-    c.rules = rules;
 
     // 1. inputs -> embeddings -> one LLM token each
     stage("encode");
@@ -375,9 +369,9 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     // 3. generate, parse, dispatch
     std::shared_ptr<const image_u8> input_image;
     if (!imgs.empty()) input_image = std::make_shared<const image_u8>(imgs[0]);
-    job_env env{&c,           cfg,      input_image, req.out_dir,
-                c.model_name, req.seed, t0,          std::make_shared<const progress_fn>(progress),
-                progress_mu};
+    job_env env{&c,           cfg,          input_image, req.out_dir,
+                c.model_name, req.seed,     t0,          std::make_shared<const progress_fn>(progress),
+                progress_mu,  rules.quality};
     auto pool = std::make_shared<slot_pool>();
     pool->free = std::max(1, cfg.n_workers);
     std::vector<std::shared_ptr<job_state>> jobs(0);
@@ -526,7 +520,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
         }
         response_item &dst = r.items[job_item[j]];
         if (st->abandoned) {
-            dst = st->item;  // a copy under the lock: decisions so far
+            // The worker may still be writing st->item: keep the copy made at dispatch instead.
             dst.status = "timeout";
             dst.error = "decoder ran past the item timeout of " + std::to_string(cfg.item_timeout_s) + " s";
             dst.files.clear();

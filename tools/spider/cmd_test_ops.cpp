@@ -470,6 +470,12 @@ int run_test_ops(int argc, char **argv) {
         std::printf("%d passed, %d failed\n", n_run - n_fail, n_fail);
         return n_fail ? 1 : 0;
     }
+    // Times are the best of several runs; a busy machine still inflates them, so say how busy it was.
+    if (FILE *la = std::fopen("/proc/loadavg", "r")) {
+        char line[128] = {0};
+        if (std::fgets(line, sizeof line, la)) std::printf("load average: %s", line);
+        std::fclose(la);
+    }
     std::printf("| op | shape | ref ms | opt ms (t=%d) | speedup | opt GFLOP/s | opt GB/s |\n", n_threads);
     std::printf("|---|---|---:|---:|---:|---:|---:|\n");
     int n_run = 0;

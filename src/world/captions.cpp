@@ -97,7 +97,9 @@ std::vector<std::string> caption_image(const image_truth& t, uint64_t rng_seed, 
         for (size_t i = 0; i < order.size(); ++i) order[i] = i;
         for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.below((int)i)]);
         std::vector<std::string> parts;
-        int style = r.below(3);
+        // Position-first parts ("at the top, a red circle") only read well as a bare list (frame 0 below).
+        int frame = r.below(6);
+        int style = frame == 0 ? r.below(3) : 0;
         for (size_t i : order) {
             const world_object& o = t.objects[i];
             std::string np = object_phrase(o, r, false), pos = pick(r, k_pos_syn[o.position]);

@@ -127,6 +127,7 @@ struct world_object {
 };
 
 struct image_truth {
+    int width = 0, height = 0;  // image size in pixels
     int background = BG_PLAIN;
     int bg_level = 128;  // mean grey of the background
     std::vector<world_object> objects;

@@ -212,6 +212,7 @@ void world_make_image(uint64_t seed, uint64_t index, const world_params& p, imag
     const int S = p.image_size;
     *out = image_item();
     image_truth& t = out->truth;
+    t.width = t.height = S;
     t.background = p.textured ? rng.below(BG_COUNT) : BG_PLAIN;
     t.bg_level = rng.range(95, 150);
     new_rgb(&out->image, S, S);
@@ -455,7 +456,10 @@ nlohmann::json image_truth_json(const image_truth& t) {
                         {"position", position_name(o.position)},
                         {"center", {o.cx, o.cy}},
                         {"box", {o.box.x0, o.box.y0, o.box.x1, o.box.y1}}});
-    return {{"background", background_name(t.background)}, {"bg_level", t.bg_level}, {"objects", objs}};
+    return {{"image_size", {t.width, t.height}},
+            {"background", background_name(t.background)},
+            {"bg_level", t.bg_level},
+            {"objects", objs}};
 }
 
 nlohmann::json audio_truth_json(const audio_truth& t) {

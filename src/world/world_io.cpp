@@ -86,6 +86,11 @@ bool image_truth_from_json(const nlohmann::json& j, image_truth* t, std::string*
     *t = image_truth();
     if (!lookup(j, "background", background_name, BG_COUNT, &t->background, err)) return false;
     if (j.contains("bg_level") && j["bg_level"].is_number_integer()) t->bg_level = j["bg_level"].get<int>();
+    int wh[2];
+    if (!get_int_array(j, "image_size", 2, wh, err)) return false;
+    if (wh[0] <= 0 || wh[1] <= 0) return fail(err, "truth: bad image_size");
+    t->width = wh[0];
+    t->height = wh[1];
     if (!j.contains("objects") || !j["objects"].is_array()) return fail(err, "truth: missing 'objects' array");
     for (const auto& o : j["objects"]) {
         world_object w;

@@ -2,6 +2,7 @@
 // and float dot products for F32 / F16 / BF16 weights. They define the arithmetic the SIMD kernels reproduce
 // (block by block: integer sum, then scaled by the product of the two block scales) and run on any CPU.
 #include <cstring>
+#include <vector>
 
 #include "core/matmul_kernels.h"
 #include "core/quants.h"
@@ -190,12 +191,14 @@ size_t matmul_q8_0x_bytes(int64_t n) {
 
 void matmul_prep_q8_0x(const float *x, int64_t n, uint8_t *dst) {
     const int64_t nb = n / QK8_0;
+    static thread_local std::vector<block_q8_0> tmp;
+    if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
+    quantize_row(DTYPE_Q8_0, x, tmp.data(), n);
     int8_t *qs = reinterpret_cast<int8_t *>(dst);
     float *d = reinterpret_cast<float *>(dst + nb * QK8_0);
     int32_t *nsum = reinterpret_cast<int32_t *>(dst + nb * (QK8_0 + sizeof(float)));
     for (int64_t b = 0; b < nb; ++b) {
-        block_q8_0 blk;
-        quantize_row(DTYPE_Q8_0, x + b * QK8_0, &blk, QK8_0);
+        const block_q8_0 &blk = tmp[static_cast<size_t>(b)];
         std::memcpy(qs + b * QK8_0, blk.qs, QK8_0);
         d[b] = fp16_to_fp32(blk.d);
         for (int j = 0; j < 8; ++j) {

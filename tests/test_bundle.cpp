@@ -65,6 +65,19 @@ TEST(bundle, media_files_carry_provenance) {
     video_u8 v;
     ASSERT_TRUE(video_read(req.out_dir + "/" + r.items[2].files[0].path, &v, &err)) << err;
     EXPECT_EQ(v.frames.size(), 2u);
+    // WebM (VP9) when asked
+    decode_result vres;
+    vres.m = MODALITY_VIDEO;
+    vres.video = v;
+    response_item vit = r.items[2];
+    vit.files.clear();
+    ASSERT_TRUE(bundle_write_item(req.out_dir, vres, nullptr, "m", &vit, &err, "webm")) << err;
+    ASSERT_EQ(vit.files.size(), 1u);
+    EXPECT_EQ(vit.files[0].mime, "video/webm");
+    video_u8 vw;
+    ASSERT_TRUE(video_read(req.out_dir + "/" + vit.files[0].path, &vw, &err)) << err;
+    EXPECT_EQ(vw.frames.size(), 2u);
+    EXPECT_FALSE(bundle_write_item(req.out_dir, vres, nullptr, "m", &vit, &err, "avi"));
     // boxes JSON
     const std::string bj = slurp(req.out_dir + "/" + r.items[3].files[0].path);
     EXPECT_NE(bj.find("\"ai_generated\": true"), std::string::npos);

@@ -270,7 +270,8 @@ static image_u8 blank_canvas(int w, int h) {
 }
 
 bool bundle_write_item(const std::string& dir, const decode_result& res, const image_u8* input_image,
-                       const std::string& model, response_item* item, std::string* err) {
+                       const std::string& model, response_item* item, std::string* err,
+                       const std::string& video_format) {
     char stem[64];
     std::snprintf(stem, sizeof stem, "items/item_%03d_%s", item->id, modality_name_lower(item->m));
     const std::string base = std::string(stem);
@@ -287,8 +288,12 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
             item->files.push_back({"media", base + ".wav", "audio/wav"});
             return true;
         case MODALITY_VIDEO:
-            if (!video_write(dir + "/" + base + ".mp4", res.video, meta, &e)) break;
-            item->files.push_back({"media", base + ".mp4", "video/mp4"});
+            if (video_format != "mp4" && video_format != "webm") {
+                e = "unknown video format " + video_format + " (mp4 or webm)";
+                break;
+            }
+            if (!video_write(dir + "/" + base + "." + video_format, res.video, meta, &e)) break;
+            item->files.push_back({"media", base + "." + video_format, "video/" + video_format});
             return true;
         case MODALITY_BOX:
         case MODALITY_MASK: {
@@ -422,7 +427,7 @@ static std::string item_html(const std::string& dir, const response_item& it) {
                 h += "<img alt=\"" + html_escape(it.t_prompt) + "\" src=\"" + uri + "\">";
             } else if (f.mime == "audio/wav") {
                 h += "<audio controls src=\"" + uri + "\"></audio>";
-            } else if (f.mime == "video/mp4") {
+            } else if (f.mime == "video/mp4" || f.mime == "video/webm") {
                 h += "<video controls loop muted autoplay playsinline src=\"" + uri + "\"></video>";
             }
         }

@@ -73,9 +73,10 @@ std::string manifest_json(const response& r);
 bool manifest_parse(const std::string& json_text, response* out, std::string* err);
 
 // Writes one finished item's media under dir/items/ and fills item->files. input_image (may be null): the
-// image boxes and masks are drawn on for the overlay.
+// image boxes and masks are drawn on for the overlay. video_format: "mp4" (H.264) or "webm" (VP9).
 bool bundle_write_item(const std::string& dir, const decode_result& res, const image_u8* input_image,
-                       const std::string& model, response_item* item, std::string* err);
+                       const std::string& model, response_item* item, std::string* err,
+                       const std::string& video_format = "mp4");
 // Writes manifest.json and index.html (media embedded from the files already written).
 bool bundle_write(const std::string& dir, const response& r, std::string* err);
 

@@ -231,7 +231,7 @@ void run_item(const job_env &env, std::shared_ptr<job_state> st) {
     }
     it.seed = best_seed;
     if (!env.out_dir.empty()) {
-        if (!bundle_write_item(env.out_dir, best, env.input_image.get(), env.model, &it, &e)) {
+        if (!bundle_write_item(env.out_dir, best, env.input_image.get(), env.model, &it, &e, env.cfg.video_format)) {
             fail("failed", e);
             return;
         }

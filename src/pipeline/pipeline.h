@@ -43,7 +43,8 @@ struct pipeline_config {
     float audio_seconds = 1.0f;
     float video_seconds = 1.0f;
     float video_fps = 8.0f;
-    int max_tokens = 512;  // generation limit for the LLM
+    int max_tokens = 512;              // generation limit for the LLM
+    std::string video_format = "mp4";  // "mp4" (H.264) or "webm" (VP9)
 };
 
 struct run_request {

@@ -35,6 +35,10 @@ void usage() {
         "                  [--modalities image,audio,video,box,mask|auto] [--out DIR] [--seed N]\n"
         "                  [--batch FILE.jsonl] [--script FILE] [--rules FILE.json] [--workers N]\n"
         "                  [--timeout SEC] [--size PX] [--max-tokens N] [-t THREADS] [--quiet]\n"
+        "                  [--video-format mp4|webm] [--export-components DIR]\n"
+        "  -m MODEL        an LLM GGUF (may also carry spider.udp.* / spider.proj.*) or a spider.model JSON\n"
+        "                  manifest of GGUFs (docs/CONTROLLER.md); default: the installed default model\n"
+        "  --export-components DIR  write DIR/spider.model.json + udp.gguf + proj.gguf and exit\n"
         "  --script FILE   use FILE's text as the LLM answer (same parser, rules, decoders and bundle)\n"
         "  --batch FILE    one JSON request per line: {\"id\", \"prompt\", \"images\", \"audios\", \"videos\",\n"
         "                  \"modalities\", \"seed\", \"script\", \"rules\"}; bundles go to OUT/<id>\n"
@@ -97,7 +101,7 @@ struct progress_printer {
 };
 
 struct run_options {
-    std::string model, rules_path, out = "spider_out", batch, script_path, export_dir;
+    std::string model, rules_path, out = "spider_out", batch, script_path, export_dir, video_format = "mp4";
     int workers = 2, threads = 0, size = 64, max_tokens = 256;
     double timeout = 120;
     bool quiet = false;
@@ -227,6 +231,13 @@ int run_cmd(int argc, char** argv) {
         } else if (a == "-t" || a == "--threads") {
             if (!(v = need("-t"))) return 1;
             o.threads = std::atoi(v);
+        } else if (a == "--video-format") {
+            if (!(v = need("--video-format"))) return 1;
+            o.video_format = v;
+            if (o.video_format != "mp4" && o.video_format != "webm") {
+                std::fprintf(stderr, "spider run: --video-format must be mp4 or webm\n");
+                return 1;
+            }
         } else if (a == "--export-components") {
             if (!(v = need("--export-components"))) return 1;
             o.export_dir = v;
@@ -280,6 +291,7 @@ int run_cmd(int argc, char** argv) {
     cfg.item_timeout_s = o.timeout;
     cfg.image_size = o.size;
     cfg.max_tokens = o.max_tokens;
+    cfg.video_format = o.video_format;
     // Components for an LLM of width n_embd (the bundle's parts where it has them), then --rules.
     auto make_components = [&](pipeline_components* c, int n_embd, bool with_bundle) -> bool {
         if (with_bundle) {

@@ -299,11 +299,16 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
                 u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m30));
                 u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-                const int8_t *sc = wb->scales + 8 * h;
+                // this half's 8 scales (int16) in both 128-bit lanes
+                const __m256i sch = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; ++k) {
-                    // 16-bit lanes 0..7 hold elements 0..15 of the group (scale 2k), lanes 8..15 elements 16..31
-                    const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                    // 16-bit lanes 0..7 hold elements 0..15 of the group (scale 2k), lanes 8..15 elements 16..31:
+                    // one byte shuffle picks word 2k in the low lane and word 2k+1 in the high lane
+                    const int16_t lo_sel = static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8));
+                    const int16_t hi_sel = static_cast<int16_t>((4 * k + 2) | ((4 * k + 3) << 8));
+                    const __m256i scv =
+                        _mm256_shuffle_epi8(sch, _mm256_set_m128i(_mm_set1_epi16(hi_sel), _mm_set1_epi16(lo_sel)));
 #pragma GCC unroll 4
                     for (int c = 0; c < NC; ++c) {
                         const __m256i xv =

@@ -490,8 +490,11 @@ bool tmm_stats_file(const std::string& path, tmm_stats* s, std::string* err) {
             continue;
         }
         ++s->records;
-        s->per_family[j.value("family", std::string("(none)"))]++;
-        s->per_task[j.value("TaskPrompt", std::string("(none)"))]++;
+        auto str = [&](const char* k) {
+            return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string("(none)");
+        };
+        s->per_family[str("family")]++;
+        s->per_task[str("TaskPrompt")]++;
         for (const auto& g : groups) s->groups_per_modality[tmm_modality_name(g.modality)]++;
         s->groups_per_record[(int)groups.size()]++;
         if (j.contains("Inputs") && j["Inputs"].is_array())

@@ -1,0 +1,690 @@
+// Reverse-mode autodiff: forward through core ops, hand-written backward formulas (checked by finite differences).
+#include "train/autograd.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace spider::train {
+
+int64_t node::numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+void node::zero_grad() {
+    std::fill(grad.begin(), grad.end(), 0.0f);
+}
+
+namespace {
+
+// Shape errors are programming errors of model code, not bad user input: they throw with the op named, and the
+// training loop (which validates configs and data before building graphs) turns them into a reported error.
+[[noreturn]] void fail(const char *op, const std::string &what) {
+    throw std::invalid_argument(std::string("[") + op + "] " + what);
+}
+
+std::string shape_str(const std::vector<int64_t> &s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+    return r + "]";
+}
+
+value make(const char *op, std::vector<int64_t> shape, std::vector<value> inputs) {
+    auto n = std::make_shared<node>();
+    n->op = op;
+    n->shape = std::move(shape);
+    n->data.assign(static_cast<size_t>(n->numel()), 0.0f);
+    for (const auto &in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
+    n->inputs = std::move(inputs);
+    if (n->requires_grad) n->grad.assign(n->data.size(), 0.0f);
+    return n;
+}
+
+// Gradient buffer of an input, or nullptr if it does not need one.
+float *gbuf(const value &v) {
+    if (!v || !v->requires_grad) return nullptr;
+    if (v->grad.size() != v->data.size()) v->grad.assign(v->data.size(), 0.0f);
+    return v->grad.data();
+}
+
+void check_same(const char *op, const value &a, const value &b) {
+    if (a->shape != b->shape) fail(op, "shape mismatch " + shape_str(a->shape) + " vs " + shape_str(b->shape));
+}
+
+int64_t rows_of(const value &x) {
+    return x->shape.empty() ? 1 : x->numel() / x->shape.back();
+}
+
+float gelu_tanh(float x) {
+    const float c = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+}
+float gelu_tanh_grad(float x) {
+    const float c = 0.7978845608028654f;
+    const float u = c * (x + 0.044715f * x * x * x);
+    const float t = std::tanh(u);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x);
+}
+float act_fwd(act_type a, float x) {
+    switch (a) {
+        case ACT_GELU_TANH:
+            return gelu_tanh(x);
+        case ACT_GELU_ERF:
+            return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+        case ACT_SILU:
+            return x / (1.0f + std::exp(-x));
+        case ACT_RELU:
+            return x > 0 ? x : 0.0f;
+    }
+    return x;
+}
+float act_grad(act_type a, float x) {
+    switch (a) {
+        case ACT_GELU_TANH:
+            return gelu_tanh_grad(x);
+        case ACT_GELU_ERF: {
+            const float cdf = 0.5f * (1.0f + std::erf(x * 0.7071067811865476f));
+            const float pdf = 0.3989422804014327f * std::exp(-0.5f * x * x);
+            return cdf + x * pdf;
+        }
+        case ACT_SILU: {
+            const float s = 1.0f / (1.0f + std::exp(-x));
+            return s * (1.0f + x * (1.0f - s));
+        }
+        case ACT_RELU:
+            return x > 0 ? 1.0f : 0.0f;
+    }
+    return 1.0f;
+}
+
+}  // namespace
+
+value constant(std::vector<int64_t> shape, std::vector<float> data) {
+    auto n = std::make_shared<node>();
+    n->op = "leaf";
+    n->shape = std::move(shape);
+    if (static_cast<int64_t>(data.size()) != n->numel()) fail("constant", "data size does not match shape");
+    n->data = std::move(data);
+    return n;
+}
+
+value parameter(std::vector<int64_t> shape, std::vector<float> data) {
+    value n = constant(std::move(shape), std::move(data));
+    n->requires_grad = true;
+    n->grad.assign(n->data.size(), 0.0f);
+    return n;
+}
+
+value zeros(std::vector<int64_t> shape, bool requires_grad) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    value n = constant(std::move(shape), std::vector<float>(static_cast<size_t>(numel), 0.0f));
+    n->requires_grad = requires_grad;
+    if (requires_grad) n->grad.assign(n->data.size(), 0.0f);
+    return n;
+}
+
+value add(const value &a, const value &b) {
+    check_same("add", a, b);
+    value y = make("add", a->shape, {a, b});
+    spider::add(a->data.data(), b->data.data(), y->data.data(), y->numel());
+    y->backward_fn = [](node &s) {
+        for (int k = 0; k < 2; ++k)
+            if (float *g = gbuf(s.inputs[k]))
+                for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
+    };
+    return y;
+}
+
+value sub(const value &a, const value &b) {
+    check_same("sub", a, b);
+    value y = make("sub", a->shape, {a, b});
+    for (size_t i = 0; i < y->data.size(); ++i) y->data[i] = a->data[i] - b->data[i];
+    y->backward_fn = [](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
+        if (float *g = gbuf(s.inputs[1]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] -= s.grad[i];
+    };
+    return y;
+}
+
+value mul(const value &a, const value &b) {
+    check_same("mul", a, b);
+    value y = make("mul", a->shape, {a, b});
+    spider::mul(a->data.data(), b->data.data(), y->data.data(), y->numel());
+    y->backward_fn = [](node &s) {
+        const auto &a = s.inputs[0]->data;
+        const auto &b = s.inputs[1]->data;
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * b[i];
+        if (float *g = gbuf(s.inputs[1]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * a[i];
+    };
+    return y;
+}
+
+value scale(const value &a, float f) {
+    value y = make("scale", a->shape, {a});
+    spider::scale(a->data.data(), f, y->data.data(), y->numel());
+    y->backward_fn = [f](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += f * s.grad[i];
+    };
+    return y;
+}
+
+value square(const value &a) {
+    return mul(a, a);
+}
+
+value add_row(const value &x, const value &b) {
+    const int64_t n = x->shape.back();
+    if (b->numel() != n) fail("add_row", "bias of " + shape_str(b->shape) + " for rows of " + std::to_string(n));
+    value y = make("add_row", x->shape, {x, b});
+    spider::add_row(x->data.data(), b->data.data(), y->data.data(), rows_of(x), n);
+    y->backward_fn = [n](node &s) {
+        const int64_t rows = static_cast<int64_t>(s.grad.size()) / n;
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
+        if (float *g = gbuf(s.inputs[1]))
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t i = 0; i < n; ++i) g[i] += s.grad[r * n + i];
+    };
+    return y;
+}
+
+value mul_row(const value &x, const value &w) {
+    const int64_t n = x->shape.back();
+    if (w->numel() != n) fail("mul_row", "weight of " + shape_str(w->shape) + " for rows of " + std::to_string(n));
+    value y = make("mul_row", x->shape, {x, w});
+    spider::mul_row(x->data.data(), w->data.data(), y->data.data(), rows_of(x), n);
+    y->backward_fn = [n](node &s) {
+        const int64_t rows = static_cast<int64_t>(s.grad.size()) / n;
+        const auto &xd = s.inputs[0]->data;
+        const auto &wd = s.inputs[1]->data;
+        if (float *g = gbuf(s.inputs[0]))
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t i = 0; i < n; ++i) g[r * n + i] += s.grad[r * n + i] * wd[i];
+        if (float *g = gbuf(s.inputs[1]))
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t i = 0; i < n; ++i) g[i] += s.grad[r * n + i] * xd[r * n + i];
+    };
+    return y;
+}
+
+value sum(const value &a) {
+    value y = make("sum", {1}, {a});
+    double acc = 0;
+    for (float v : a->data) acc += v;
+    y->data[0] = static_cast<float>(acc);
+    y->backward_fn = [](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.inputs[0]->data.size(); ++i) g[i] += s.grad[0];
+    };
+    return y;
+}
+
+value mean(const value &a) {
+    return scale(sum(a), 1.0f / static_cast<float>(a->numel()));
+}
+
+value linear(const value &x, const value &W, const value &b) {
+    if (W->shape.size() != 2) fail("linear", "weight must be 2-D [out, in], got " + shape_str(W->shape));
+    const int64_t out = W->shape[0], in = W->shape[1];
+    if (x->shape.back() != in) fail("linear", "input " + shape_str(x->shape) + " vs weight " + shape_str(W->shape));
+    if (b && b->numel() != out)
+        fail("linear", "bias " + shape_str(b->shape) + " vs " + std::to_string(out) + " outputs");
+    const int64_t n = rows_of(x);
+    std::vector<int64_t> shape = x->shape;
+    shape.back() = out;
+    std::vector<value> inputs = {x, W};
+    if (b) inputs.push_back(b);
+    value y = make("linear", shape, inputs);
+    tensor wt = make_tensor(DTYPE_F32, W->data.data(), in, out);
+    spider::matmul(wt, x->data.data(), y->data.data(), n, nullptr);
+    if (b) spider::add_row(y->data.data(), b->data.data(), y->data.data(), n, out);
+    y->backward_fn = [n, in, out](node &s) {
+        const float *xd = s.inputs[0]->data.data();
+        const float *wd = s.inputs[1]->data.data();
+        const float *gy = s.grad.data();
+        if (float *gx = gbuf(s.inputs[0]))  // gx[t, i] += sum_o gy[t, o] W[o, i]
+            for (int64_t t = 0; t < n; ++t)
+                for (int64_t o = 0; o < out; ++o) {
+                    const float g = gy[t * out + o];
+                    if (g == 0.0f) continue;
+                    for (int64_t i = 0; i < in; ++i) gx[t * in + i] += g * wd[o * in + i];
+                }
+        if (float *gw = gbuf(s.inputs[1]))  // gW[o, i] += sum_t gy[t, o] x[t, i]
+            for (int64_t t = 0; t < n; ++t)
+                for (int64_t o = 0; o < out; ++o) {
+                    const float g = gy[t * out + o];
+                    if (g == 0.0f) continue;
+                    for (int64_t i = 0; i < in; ++i) gw[o * in + i] += g * xd[t * in + i];
+                }
+        if (s.inputs.size() > 2)
+            if (float *gb = gbuf(s.inputs[2]))
+                for (int64_t t = 0; t < n; ++t)
+                    for (int64_t o = 0; o < out; ++o) gb[o] += gy[t * out + o];
+    };
+    return y;
+}
+
+value linear_frozen(const value &x, const tensor &W, thread_pool *pool) {
+    const int64_t in = W.ne[0], out = W.ne[1];
+    if (x->shape.back() != in)
+        fail("linear_frozen", "input " + shape_str(x->shape) + " vs weight of " + std::to_string(in) + " inputs");
+    const int64_t n = rows_of(x);
+    std::vector<int64_t> shape = x->shape;
+    shape.back() = out;
+    value y = make("linear_frozen", shape, {x});
+    spider::matmul(W, x->data.data(), y->data.data(), n, pool);
+    y->backward_fn = [W, n, in, out](node &s) {
+        float *gx = gbuf(s.inputs[0]);
+        if (!gx) return;
+        // gx[t, :] += sum_o gy[t, o] * W[o, :], dequantizing one weight row at a time.
+        std::vector<float> row(static_cast<size_t>(in));
+        for (int64_t o = 0; o < out; ++o) {
+            int32_t id = static_cast<int32_t>(o);
+            spider::get_rows(W, &id, 1, row.data());
+            for (int64_t t = 0; t < n; ++t) {
+                const float g = s.grad[t * out + o];
+                if (g == 0.0f) continue;
+                for (int64_t i = 0; i < in; ++i) gx[t * in + i] += g * row[i];
+            }
+        }
+    };
+    return y;
+}
+
+value transpose(const value &a) {
+    if (a->shape.size() != 2) fail("transpose", "needs 2-D, got " + shape_str(a->shape));
+    const int64_t r = a->shape[0], c = a->shape[1];
+    value y = make("transpose", {c, r}, {a});
+    for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < c; ++j) y->data[j * r + i] = a->data[i * c + j];
+    y->backward_fn = [r, c](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (int64_t i = 0; i < r; ++i)
+                for (int64_t j = 0; j < c; ++j) g[i * c + j] += s.grad[j * r + i];
+    };
+    return y;
+}
+
+value matmul(const value &a, const value &b) {
+    if (a->shape.size() != 2 || b->shape.size() != 2 || a->shape[1] != b->shape[0])
+        fail("matmul", "shapes " + shape_str(a->shape) + " x " + shape_str(b->shape));
+    // a [n, k] x b [k, m] = linear(a, b^T)
+    return linear(a, transpose(b), nullptr);
+}
+
+value activation(const value &x, act_type a) {
+    value y = make("activation", x->shape, {x});
+    for (size_t i = 0; i < y->data.size(); ++i) y->data[i] = act_fwd(a, x->data[i]);
+    y->backward_fn = [a](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * act_grad(a, s.inputs[0]->data[i]);
+    };
+    return y;
+}
+
+value glu(const value &gate, const value &up, act_type a) {
+    return mul(activation(gate, a), up);
+}
+
+value softmax(const value &x) {
+    const int64_t n = x->shape.back(), rows = rows_of(x);
+    value y = make("softmax", x->shape, {x});
+    spider::ref::softmax_rows(x->data.data(), y->data.data(), rows, n);
+    y->backward_fn = [n, rows](node &s) {
+        float *g = gbuf(s.inputs[0]);
+        if (!g) return;
+        for (int64_t r = 0; r < rows; ++r) {  // gx = y * (gy - sum(gy * y))
+            const float *yr = s.data.data() + r * n;
+            const float *gr = s.grad.data() + r * n;
+            double dot = 0;
+            for (int64_t i = 0; i < n; ++i) dot += gr[i] * yr[i];
+            for (int64_t i = 0; i < n; ++i) g[r * n + i] += yr[i] * (gr[i] - static_cast<float>(dot));
+        }
+    };
+    return y;
+}
+
+value log_softmax(const value &x) {
+    const int64_t n = x->shape.back(), rows = rows_of(x);
+    value y = make("log_softmax", x->shape, {x});
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *xr = x->data.data() + r * n;
+        float mx = *std::max_element(xr, xr + n);
+        double se = 0;
+        for (int64_t i = 0; i < n; ++i) se += std::exp(static_cast<double>(xr[i] - mx));
+        const float lse = mx + static_cast<float>(std::log(se));
+        for (int64_t i = 0; i < n; ++i) y->data[r * n + i] = xr[i] - lse;
+    }
+    y->backward_fn = [n, rows](node &s) {
+        float *g = gbuf(s.inputs[0]);
+        if (!g) return;
+        for (int64_t r = 0; r < rows; ++r) {  // gx = gy - softmax * sum(gy)
+            double gs = 0;
+            for (int64_t i = 0; i < n; ++i) gs += s.grad[r * n + i];
+            for (int64_t i = 0; i < n; ++i)
+                g[r * n + i] += s.grad[r * n + i] - std::exp(s.data[r * n + i]) * static_cast<float>(gs);
+        }
+    };
+    return y;
+}
+
+value rms_norm(const value &x, const value &w, float eps) {
+    const int64_t n = x->shape.back(), rows = rows_of(x);
+    if (w && w->numel() != n) fail("rms_norm", "weight " + shape_str(w->shape) + " for rows of " + std::to_string(n));
+    std::vector<value> inputs = {x};
+    if (w) inputs.push_back(w);
+    value y = make("rms_norm", x->shape, inputs);
+    auto inv = std::make_shared<std::vector<float>>(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *xr = x->data.data() + r * n;
+        double ss = 0;
+        for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+        const float iv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+        (*inv)[r] = iv;
+        for (int64_t i = 0; i < n; ++i) y->data[r * n + i] = xr[i] * iv * (w ? w->data[i] : 1.0f);
+    }
+    y->backward_fn = [n, rows, inv](node &s) {
+        const value &x = s.inputs[0];
+        const value w = s.inputs.size() > 1 ? s.inputs[1] : nullptr;
+        float *gx = gbuf(x);
+        float *gw = w ? gbuf(w) : nullptr;
+        for (int64_t r = 0; r < rows; ++r) {
+            const float *xr = x->data.data() + r * n;
+            const float *gy = s.grad.data() + r * n;
+            const float iv = (*inv)[r];
+            // xhat = x * iv; gxhat = gy * w; gx = iv * (gxhat - xhat * mean(gxhat * xhat))
+            double dot = 0;
+            for (int64_t i = 0; i < n; ++i) dot += gy[i] * (w ? w->data[i] : 1.0f) * xr[i] * iv;
+            const float m = static_cast<float>(dot / n);
+            for (int64_t i = 0; i < n; ++i) {
+                const float xhat = xr[i] * iv;
+                if (gx) gx[r * n + i] += iv * (gy[i] * (w ? w->data[i] : 1.0f) - xhat * m);
+                if (gw) gw[i] += gy[i] * xhat;
+            }
+        }
+    };
+    return y;
+}
+
+value layer_norm(const value &x, const value &w, const value &b, float eps) {
+    const int64_t n = x->shape.back(), rows = rows_of(x);
+    if ((w && w->numel() != n) || (b && b->numel() != n)) fail("layer_norm", "affine size does not match rows");
+    std::vector<value> inputs = {x, w, b};
+    inputs.erase(std::remove(inputs.begin(), inputs.end(), nullptr), inputs.end());
+    value y = make("layer_norm", x->shape, inputs);
+    auto stats = std::make_shared<std::vector<float>>(static_cast<size_t>(2 * rows));  // mean, inv std
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *xr = x->data.data() + r * n;
+        double mu = 0, var = 0;
+        for (int64_t i = 0; i < n; ++i) mu += xr[i];
+        mu /= n;
+        for (int64_t i = 0; i < n; ++i) var += (xr[i] - mu) * (xr[i] - mu);
+        const float iv = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
+        (*stats)[2 * r] = static_cast<float>(mu);
+        (*stats)[2 * r + 1] = iv;
+        for (int64_t i = 0; i < n; ++i)
+            y->data[r * n + i] =
+                (xr[i] - static_cast<float>(mu)) * iv * (w ? w->data[i] : 1.0f) + (b ? b->data[i] : 0.0f);
+    }
+    const bool has_w = static_cast<bool>(w), has_b = static_cast<bool>(b);
+    y->backward_fn = [n, rows, stats, has_w, has_b](node &s) {
+        const value &x = s.inputs[0];
+        const value w = has_w ? s.inputs[1] : nullptr;
+        const value b = has_b ? s.inputs[has_w ? 2 : 1] : nullptr;
+        float *gx = gbuf(x);
+        float *gw = w ? gbuf(w) : nullptr;
+        float *gb = b ? gbuf(b) : nullptr;
+        for (int64_t r = 0; r < rows; ++r) {
+            const float *xr = x->data.data() + r * n;
+            const float *gy = s.grad.data() + r * n;
+            const float mu = (*stats)[2 * r], iv = (*stats)[2 * r + 1];
+            double sg = 0, sgx = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                const float gxh = gy[i] * (w ? w->data[i] : 1.0f);
+                sg += gxh;
+                sgx += gxh * (xr[i] - mu) * iv;
+            }
+            for (int64_t i = 0; i < n; ++i) {
+                const float xhat = (xr[i] - mu) * iv;
+                const float gxh = gy[i] * (w ? w->data[i] : 1.0f);
+                if (gx) gx[r * n + i] += iv * (gxh - static_cast<float>(sg / n) - xhat * static_cast<float>(sgx / n));
+                if (gw) gw[i] += gy[i] * xhat;
+                if (gb) gb[i] += gy[i];
+            }
+        }
+    };
+    return y;
+}
+
+value embedding(const value &table, const std::vector<int32_t> &ids) {
+    if (table->shape.size() != 2) fail("embedding", "table must be [V, d], got " + shape_str(table->shape));
+    const int64_t V = table->shape[0], d = table->shape[1];
+    for (int32_t id : ids)
+        if (id < 0 || id >= V)
+            fail("embedding", "token id " + std::to_string(id) + " outside vocab of " + std::to_string(V));
+    value y = make("embedding", {static_cast<int64_t>(ids.size()), d}, {table});
+    for (size_t t = 0; t < ids.size(); ++t) std::copy_n(table->data.data() + ids[t] * d, d, y->data.data() + t * d);
+    y->backward_fn = [ids, d](node &s) {
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t t = 0; t < ids.size(); ++t)
+                for (int64_t i = 0; i < d; ++i) g[ids[t] * d + i] += s.grad[t * d + i];
+    };
+    return y;
+}
+
+value rope(const value &x, const std::vector<int32_t> &pos, int64_t n_head, int64_t head_dim, float freq_base,
+           rope_mode mode) {
+    const int64_t n_tok = rows_of(x);
+    if (x->shape.back() != n_head * head_dim || static_cast<int64_t>(pos.size()) != n_tok)
+        fail("rope", "input " + shape_str(x->shape) + " vs " + std::to_string(n_head) + " heads of " +
+                         std::to_string(head_dim) + " and " + std::to_string(pos.size()) + " positions");
+    value y = make("rope", x->shape, {x});
+    y->data = x->data;
+    spider::ref::rope(y->data.data(), pos.data(), n_tok, n_head, head_dim, head_dim, freq_base, 1.0f, mode);
+    y->backward_fn = [pos, n_tok, n_head, head_dim, freq_base, mode](node &s) {
+        float *g = gbuf(s.inputs[0]);
+        if (!g) return;
+        // RoPE is a rotation; its transpose is the rotation by the opposite angle (negated positions).
+        std::vector<int32_t> neg(pos.size());
+        for (size_t i = 0; i < pos.size(); ++i) neg[i] = -pos[i];
+        std::vector<float> tmp = s.grad;
+        spider::ref::rope(tmp.data(), neg.data(), n_tok, n_head, head_dim, head_dim, freq_base, 1.0f, mode);
+        for (size_t i = 0; i < tmp.size(); ++i) g[i] += tmp[i];
+    };
+    return y;
+}
+
+value attention(const value &q, const value &k, const value &v, int64_t n_head, int64_t n_head_kv, float scale,
+                bool causal) {
+    const int64_t n = rows_of(q);
+    if (n_head % n_head_kv != 0 || q->shape.back() % n_head != 0) fail("attention", "bad head counts");
+    const int64_t hd = q->shape.back() / n_head;
+    if (k->shape.back() != n_head_kv * hd || v->shape.back() != n_head_kv * hd || rows_of(k) != n || rows_of(v) != n)
+        fail("attention", "q " + shape_str(q->shape) + ", k " + shape_str(k->shape) + ", v " + shape_str(v->shape));
+    value y = make("attention", q->shape, {q, k, v});
+    const int64_t group = n_head / n_head_kv;
+    // probs[h][i][j]: kept for backward.
+    auto probs = std::make_shared<std::vector<float>>(static_cast<size_t>(n_head * n * n), 0.0f);
+    for (int64_t h = 0; h < n_head; ++h) {
+        const int64_t hk = h / group;
+        for (int64_t i = 0; i < n; ++i) {
+            float *p = probs->data() + (h * n + i) * n;
+            const float *qi = q->data.data() + (i * n_head + h) * hd;
+            const int64_t nj = causal ? i + 1 : n;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < nj; ++j) {
+                const float *kj = k->data.data() + (j * n_head_kv + hk) * hd;
+                float d = 0;
+                for (int64_t c = 0; c < hd; ++c) d += qi[c] * kj[c];
+                p[j] = d * scale;
+                mx = std::max(mx, p[j]);
+            }
+            double se = 0;
+            for (int64_t j = 0; j < nj; ++j) se += (p[j] = std::exp(p[j] - mx));
+            for (int64_t j = 0; j < nj; ++j) p[j] = static_cast<float>(p[j] / se);
+            float *yi = y->data.data() + (i * n_head + h) * hd;
+            for (int64_t j = 0; j < nj; ++j) {
+                const float *vj = v->data.data() + (j * n_head_kv + hk) * hd;
+                for (int64_t c = 0; c < hd; ++c) yi[c] += p[j] * vj[c];
+            }
+        }
+    }
+    y->backward_fn = [n, n_head, n_head_kv, hd, group, scale, causal, probs](node &s) {
+        const auto &qd = s.inputs[0]->data;
+        const auto &kd = s.inputs[1]->data;
+        const auto &vd = s.inputs[2]->data;
+        float *gq = gbuf(s.inputs[0]);
+        float *gk = gbuf(s.inputs[1]);
+        float *gv = gbuf(s.inputs[2]);
+        std::vector<float> dp(static_cast<size_t>(n));
+        for (int64_t h = 0; h < n_head; ++h) {
+            const int64_t hk = h / group;
+            for (int64_t i = 0; i < n; ++i) {
+                const float *p = probs->data() + (h * n + i) * n;
+                const float *gy = s.grad.data() + (i * n_head + h) * hd;
+                const int64_t nj = causal ? i + 1 : n;
+                double pdp = 0;
+                for (int64_t j = 0; j < nj; ++j) {
+                    const float *vj = vd.data() + (j * n_head_kv + hk) * hd;
+                    float d = 0;
+                    for (int64_t c = 0; c < hd; ++c) d += gy[c] * vj[c];
+                    dp[j] = d;
+                    pdp += p[j] * d;
+                    if (gv)
+                        for (int64_t c = 0; c < hd; ++c) gv[(j * n_head_kv + hk) * hd + c] += p[j] * gy[c];
+                }
+                for (int64_t j = 0; j < nj; ++j) {
+                    const float ds = p[j] * (dp[j] - static_cast<float>(pdp)) * scale;
+                    if (ds == 0.0f) continue;
+                    for (int64_t c = 0; c < hd; ++c) {
+                        if (gq) gq[(i * n_head + h) * hd + c] += ds * kd[(j * n_head_kv + hk) * hd + c];
+                        if (gk) gk[(j * n_head_kv + hk) * hd + c] += ds * qd[(i * n_head + h) * hd + c];
+                    }
+                }
+            }
+        }
+    };
+    return y;
+}
+
+value cross_entropy(const value &logits, const std::vector<int32_t> &targets) {
+    const int64_t V = logits->shape.back(), n = rows_of(logits);
+    if (static_cast<int64_t>(targets.size()) != n)
+        fail("cross_entropy", std::to_string(targets.size()) + " targets for " + std::to_string(n) + " rows");
+    value y = make("cross_entropy", {1}, {logits});
+    auto probs = std::make_shared<std::vector<float>>(logits->data.size());
+    int64_t n_valid = 0;
+    double loss = 0;
+    for (int64_t r = 0; r < n; ++r) {
+        const float *lr = logits->data.data() + r * V;
+        const float mx = *std::max_element(lr, lr + V);
+        double se = 0;
+        for (int64_t i = 0; i < V; ++i) se += std::exp(static_cast<double>(lr[i] - mx));
+        for (int64_t i = 0; i < V; ++i) (*probs)[r * V + i] = static_cast<float>(std::exp(lr[i] - mx) / se);
+        const int32_t t = targets[r];
+        if (t < 0) continue;
+        if (t >= V) fail("cross_entropy", "target " + std::to_string(t) + " outside " + std::to_string(V) + " classes");
+        loss += mx + std::log(se) - lr[t];
+        ++n_valid;
+    }
+    y->data[0] = n_valid ? static_cast<float>(loss / n_valid) : 0.0f;
+    y->backward_fn = [targets, V, n, n_valid, probs](node &s) {
+        float *g = gbuf(s.inputs[0]);
+        if (!g || n_valid == 0) return;
+        const float f = s.grad[0] / static_cast<float>(n_valid);
+        for (int64_t r = 0; r < n; ++r) {
+            if (targets[r] < 0) continue;
+            for (int64_t i = 0; i < V; ++i) g[r * V + i] += f * ((*probs)[r * V + i] - (i == targets[r] ? 1.0f : 0.0f));
+        }
+    };
+    return y;
+}
+
+value mse(const value &a, const value &b) {
+    return mean(square(sub(a, b)));
+}
+
+value bce_with_logits(const value &logits, const value &targets) {
+    check_same("bce_with_logits", logits, targets);
+    value y = make("bce_with_logits", {1}, {logits, targets});
+    double acc = 0;
+    for (size_t i = 0; i < logits->data.size(); ++i) {  // max(x,0) - x*t + log(1 + exp(-|x|)): stable
+        const float x = logits->data[i], t = targets->data[i];
+        acc += std::max(x, 0.0f) - x * t + std::log1p(std::exp(-std::fabs(x)));
+    }
+    const float nn = static_cast<float>(logits->data.size());
+    y->data[0] = static_cast<float>(acc / nn);
+    y->backward_fn = [nn](node &s) {
+        const auto &x = s.inputs[0]->data;
+        const auto &t = s.inputs[1]->data;
+        if (float *g = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < x.size(); ++i) g[i] += s.grad[0] * (1.0f / (1.0f + std::exp(-x[i])) - t[i]) / nn;
+        if (float *g = gbuf(s.inputs[1]))
+            for (size_t i = 0; i < x.size(); ++i) g[i] += s.grad[0] * (-x[i]) / nn;
+    };
+    return y;
+}
+
+value dice_loss(const value &logits, const value &targets, float smooth) {
+    check_same("dice_loss", logits, targets);
+    value y = make("dice_loss", {1}, {logits});
+    const size_t n = logits->data.size();
+    auto sig = std::make_shared<std::vector<float>>(n);
+    double inter = 0, ps = 0, ts = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const float p = 1.0f / (1.0f + std::exp(-logits->data[i]));
+        (*sig)[i] = p;
+        inter += p * targets->data[i];
+        ps += p;
+        ts += targets->data[i];
+    }
+    const double num = 2 * inter + smooth, den = ps + ts + smooth;
+    y->data[0] = static_cast<float>(1.0 - num / den);
+    value tgt = targets;
+    y->backward_fn = [sig, tgt, num, den](node &s) {
+        float *g = gbuf(s.inputs[0]);
+        if (!g) return;
+        for (size_t i = 0; i < sig->size(); ++i) {
+            const double p = (*sig)[i];
+            const double dl_dp = -(2 * tgt->data[i] * den - num) / (den * den);
+            g[i] += static_cast<float>(s.grad[0] * dl_dp * p * (1 - p));
+        }
+    };
+    return y;
+}
+
+void backward(const value &root) {
+    if (root->numel() != 1)
+        throw std::invalid_argument("[backward] root must be a scalar, got " + shape_str(root->shape));
+    // Reverse topological order by iterative DFS (graphs can be deep: no recursion).
+    std::vector<node *> order;
+    std::unordered_set<node *> seen;
+    std::vector<std::pair<node *, size_t>> stack = {{root.get(), 0}};
+    seen.insert(root.get());
+    while (!stack.empty()) {
+        auto &[nd, next] = stack.back();
+        if (next < nd->inputs.size()) {
+            node *c = nd->inputs[next++].get();
+            if (c && c->requires_grad && seen.insert(c).second) stack.push_back({c, 0});
+        } else {
+            order.push_back(nd);
+            stack.pop_back();
+        }
+    }
+    if (root->grad.size() != 1) root->grad.assign(1, 0.0f);
+    root->grad[0] = 1.0f;
+    for (auto it = order.rbegin(); it != order.rend(); ++it)
+        if ((*it)->backward_fn && (*it)->requires_grad) (*it)->backward_fn(**it);
+}
+
+}  // namespace spider::train

@@ -89,9 +89,17 @@ struct load_q5_0 {
     static __m256i ulevels(const block &b) {
         uint32_t qh;
         std::memcpy(&qh, b.qh, 4);
+#if SPIDER_SIMD_VNNI
+        // AVX512BW+VL: qh is directly a byte mask
+        const __m256i low = nibbles_to_bytes(b.qs);
+        return _mm256_or_si256(low, _mm256_maskz_mov_epi8(qh, _mm256_set1_epi8(16)));
+#else
         return _mm256_or_si256(nibbles_to_bytes(b.qs), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+#endif
     }
-    static __m256i levels(const block &b) { return _mm256_sub_epi8(ulevels(b), _mm256_set1_epi8(16)); }
+    static __m256i levels(const block &b) {
+        return _mm256_sub_epi8(ulevels(b), _mm256_set1_epi8(16));
+    }
 };
 
 template <typename L, int NR, int NC>

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "llm/default_model.h"
+#include "llm/grammar.h"
 #include "pipeline/pipeline.h"
 
 using namespace spider;
@@ -58,8 +59,20 @@ TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
         req.smart = cs.smart;
         req.seed = 4;
         response r;
-        ASSERT_TRUE(run_pipeline(c, cfg, *gen, req, nullptr, &r, &err)) << err;
-        EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];  // [OUTPUT] first, [END] last, nothing stray
+        std::string raw;  // the answer exactly as generated, piece by piece
+        auto collect = [&raw](const progress_event& e) {
+            if (e.kind == progress_event::TOKEN) raw += e.text;
+        };
+        ASSERT_TRUE(run_pipeline(c, cfg, *gen, req, collect, &r, &err)) << err;
+        // Checked independently by the project's GBNF engine: the raw answer is a sentence of the template grammar.
+        std::vector<modality> allowed = cs.smart ? std::vector<modality>{MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO,
+                                                                         MODALITY_BOX, MODALITY_MASK}
+                                                 : cs.mods;
+        auto g = grammar::parse(template_grammar(allowed, c.tmpl), &err);
+        ASSERT_TRUE(g) << err;
+        EXPECT_TRUE(grammar_accepts(*g, raw)) << raw;
+        EXPECT_FALSE(grammar_accepts(*g, raw.substr(0, raw.size() - 5)));  // the check can fail: no [END]
+        EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];                  // [OUTPUT] first, [END] last, nothing stray
         ASSERT_EQ(r.items.size(), cs.want.size()) << r.text();
         for (size_t i = 0; i < cs.want.size(); ++i) {
             EXPECT_EQ(r.items[i].m, cs.want[i]);

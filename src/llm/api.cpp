@@ -78,6 +78,20 @@ std::string piece_of(const spider_model *model, spider_token t, bool special) {
 
 }  // namespace
 
+namespace spider {
+
+const llm_model *llm_model_of(const ::spider_model *m) {
+    return m ? m->m.get() : nullptr;
+}
+const vocab *llm_vocab_of(const ::spider_model *m) {
+    return m && m->has_vocab ? &m->voc : nullptr;
+}
+llm_context *llm_context_of(::spider_context *c) {
+    return c ? c->c.get() : nullptr;
+}
+
+}  // namespace spider
+
 extern "C" {
 
 const char *spider_last_error(void) {

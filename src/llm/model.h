@@ -11,6 +11,9 @@
 #include "io/gguf.h"
 #include "llm/arch.h"
 
+struct spider_model;
+struct spider_context;
+
 namespace spider {
 
 struct llm_hparams {
@@ -93,6 +96,14 @@ struct llm_model {
     // F32 copies of small tensors stored as F16/BF16 in the file (norm weights); kept alive with the model.
     std::vector<std::unique_ptr<std::vector<float>>> owned;
 };
+
+class vocab;
+
+// C++ access to what the C API handles wrap, for tools and modules linked with the engine (the handles themselves
+// stay opaque in include/spider.h). nullptr for a null handle; llm_vocab_of is nullptr when the file has no vocabulary.
+const llm_model* llm_model_of(const ::spider_model* m);
+const vocab* llm_vocab_of(const ::spider_model* m);
+llm_context* llm_context_of(::spider_context* c);
 
 // Status kinds for the C API (see spider.h) carried with an error message.
 enum llm_error_kind { LLM_ERR_IO = 2, LLM_ERR_FORMAT = 3, LLM_ERR_UNSUPPORTED = 4 };

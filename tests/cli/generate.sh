@@ -19,6 +19,15 @@ grep -Eq "prompt eval: [0-9.]+ tok/s .* eval: [0-9.]+ tok/s" "$tmp/err" || fail 
 cmp -s "$tmp/a" "$tmp/b" || fail "same seed gave different text: '$(cat "$tmp/a")' vs '$(cat "$tmp/b")'"
 grep -q "," "$tmp/a" && fail "stop string ',' was printed: $(cat "$tmp/a")"
 
+# 2b. --grammar constrains the output to the grammar's language; a broken grammar is an error naming the file
+printf 'root ::= (" yes" | " no") "."\n' >"$tmp/yn.gbnf"
+"$SPIDER" generate -p $'Question: Is Paris in France? Answer yes or no.\nAnswer:' --grammar "$tmp/yn.gbnf" -n 8 -t 2 \
+    --temp 0 >"$tmp/out" 2>"$tmp/err" || fail "grammar run exited $? ($(cat "$tmp/err"))"
+grep -Eqx ' (yes|no)\.' "$tmp/out" || fail "grammar output not in the language: '$(cat "$tmp/out")'"
+printf 'root ::= ( \n' >"$tmp/broken.gbnf"
+if "$SPIDER" generate -p hi --grammar "$tmp/broken.gbnf" >/dev/null 2>"$tmp/err"; then fail "broken grammar accepted"; fi
+grep -q "broken.gbnf" "$tmp/err" || fail "grammar error does not name the file: $(cat "$tmp/err")"
+
 # 3. missing default model: non-zero exit and a hint to run scripts/setup.sh
 if HOME="$tmp/nohome" SPIDER_MODEL= "$SPIDER" generate -p hi >/dev/null 2>"$tmp/err"; then fail "missing model accepted"; fi
 grep -q "scripts/setup.sh" "$tmp/err" || fail "no setup.sh hint: $(cat "$tmp/err")"

@@ -3,12 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "command.h"
 #include "common.h"
+#include "llm/grammar.h"
+#include "llm/model.h"
+#include "llm/vocab.h"
 #include "spider.h"
 
 namespace {
@@ -51,13 +55,44 @@ int run_generate(int argc, char** argv) {
         std::fprintf(stderr, "error: no prompt: pass -p TEXT or -f FILE\n");
         return 1;
     }
+    std::string grammar_text;
     if (!grammar_file.empty()) {
-        std::fprintf(stderr, "error: --grammar: grammar-constrained sampling is not available in this build yet\n");
-        return 1;
+        std::ifstream in(grammar_file, std::ios::binary);
+        if (!in) {
+            std::fprintf(stderr, "error: cannot read grammar file '%s'\n", grammar_file.c_str());
+            return 1;
+        }
+        std::stringstream ss;
+        ss << in.rdbuf();
+        grammar_text = ss.str();
     }
 
     spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
+    // Grammar-constrained sampling: a matcher masks the tokens that cannot continue a sentence of the grammar.
+    std::unique_ptr<spider::grammar> grammar;
+    std::unique_ptr<spider::grammar_matcher> matcher;
+    if (!grammar_file.empty()) {
+        std::string err;
+        grammar = spider::grammar::parse(grammar_text, &err);
+        const spider::vocab* voc = spider::llm_vocab_of(model);
+        const spider::llm_model* lm = spider::llm_model_of(model);
+        if (!grammar) {
+            err = grammar_file + ": " + err;
+        } else if (!voc) {
+            err = "--grammar: the model has no vocabulary";
+        } else if (lm->hparams.n_added > 0 && voc->n_tokens() != lm->hparams.n_vocab) {
+            err = "--grammar: vocabulary size differs from the embedding rows; added-token ids would not line up";
+        } else {
+            matcher = spider::grammar_matcher::create(*grammar,
+                                                      spider::grammar_vocab::from_vocab(*voc, lm->added_tokens), &err);
+        }
+        if (!matcher) {
+            std::fprintf(stderr, "error: %s\n", err.c_str());
+            spider_model_free(model);
+            return 1;
+        }
+    }
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_threads = n_threads;
@@ -93,14 +128,37 @@ int run_generate(int argc, char** argv) {
         spider_batch b = spider_batch_tokens(toks.data(), n);
         spider_token cur = 0;
         std::vector<char> piece(256);
+        std::vector<uint8_t> mask;
         for (int i = 0; i < n_predict; i++) {
             if (spider_decode(ctx, b) != SPIDER_STATUS_OK) {
                 std::fprintf(stderr, "\nerror: %s\n", spider_last_error());
                 rc = 1;
                 break;
             }
-            cur = picker.sample(spider_get_logits_ith(ctx, -1), spider_model_n_vocab(model));
+            const int32_t n_vocab = spider_model_n_vocab(model);
+            const uint8_t* allowed = nullptr;
+            if (matcher) {
+                matcher->allowed_tokens(&mask);
+                mask.resize(n_vocab, 0);
+                allowed = mask.data();
+            }
+            cur = picker.sample(spider_get_logits_ith(ctx, -1), n_vocab, allowed);
+            if (cur < 0) {  // the grammar allows nothing: it must have ended, else it is a dead end
+                if (matcher && !matcher->can_end()) {
+                    std::fprintf(stderr, "\nerror: grammar: no token can continue the output\n");
+                    rc = 1;
+                }
+                break;
+            }
             if (spider_token_is_eog(model, cur)) break;
+            if (matcher) {
+                std::string err;
+                if (!matcher->accept_token(cur, &err)) {
+                    std::fprintf(stderr, "\nerror: grammar: %s\n", err.c_str());
+                    rc = 1;
+                    break;
+                }
+            }
             picker.accept(cur);
             int32_t len = spider_token_to_piece(model, cur, piece.data(), (int32_t)piece.size(), false);
             if (len < 0 && len != INT32_MIN) {

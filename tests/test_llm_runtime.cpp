@@ -502,6 +502,35 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
     std::remove(p.c_str());
 }
 
+TEST(TinyLlama, LoadWithoutMmapGivesSameLogits) {
+    tiny_cfg c;
+    std::string err;
+    const std::string p = tmp_path("tiny_nommap.gguf");
+    ASSERT_TRUE(write_tiny(p, c, &err)) << err;
+    spider_model_params mp = spider_model_default_params();
+    spider_model* a = nullptr;
+    spider_model* b = nullptr;
+    ASSERT_EQ(spider_model_load(p.c_str(), mp, &a), SPIDER_STATUS_OK) << spider_last_error();
+    mp.use_mmap = false;
+    ASSERT_EQ(spider_model_load(p.c_str(), mp, &b), SPIDER_STATUS_OK) << spider_last_error();
+    std::remove(p.c_str());  // the copy in memory must not need the file any more
+    spider_context_params cp = spider_context_default_params();
+    cp.n_ctx = 16;
+    cp.n_threads = 1;
+    spider_context* ca = nullptr;
+    spider_context* cb = nullptr;
+    ASSERT_EQ(spider_context_create(a, cp, &ca), SPIDER_STATUS_OK);
+    ASSERT_EQ(spider_context_create(b, cp, &cb), SPIDER_STATUS_OK);
+    const spider_token toks[] = {3, 1, 4, 1, 5};
+    ASSERT_EQ(spider_decode(ca, spider_batch_tokens(toks, 5)), SPIDER_STATUS_OK);
+    ASSERT_EQ(spider_decode(cb, spider_batch_tokens(toks, 5)), SPIDER_STATUS_OK);
+    EXPECT_EQ(max_abs_diff(spider_get_logits_ith(ca, -1), spider_get_logits_ith(cb, -1), c.n_vocab), 0.0f);
+    spider_context_free(ca);
+    spider_context_free(cb);
+    spider_model_free(a);
+    spider_model_free(b);
+}
+
 TEST(TinyLlama, F16KvCache) {
     tiny_cfg c;
     std::string err;

@@ -4,8 +4,10 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 namespace spider {
@@ -113,7 +115,32 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
     auto m = std::unique_ptr<llm_model>(new llm_model());
     m->path = path;
     std::string ferr;
-    m->file = gguf_file::open(path, &ferr);
+    if (params.use_mmap) {
+        m->file = gguf_file::open(path, &ferr);
+    } else {
+        // Read the whole file into memory owned by the model (for file systems where mmap is slow or unavailable).
+        FILE *fp = std::fopen(path.c_str(), "rb");
+        if (!fp) {
+            fail(LLM_ERR_IO, err, "cannot open model '" + path + "': " + std::strerror(errno));
+            return nullptr;
+        }
+        const size_t size = (size_t)st.st_size;
+        try {
+            m->file_data.reset(new uint8_t[size > 0 ? size : 1]);
+        } catch (const std::bad_alloc &) {
+            std::fclose(fp);
+            fail(LLM_ERR_IO, err,
+                 "cannot load model '" + path + "': out of memory reading " + std::to_string(size) + " bytes");
+            return nullptr;
+        }
+        const size_t got = std::fread(m->file_data.get(), 1, size, fp);
+        std::fclose(fp);
+        if (got != size) {
+            fail(LLM_ERR_IO, err, "cannot read model '" + path + "': short read");
+            return nullptr;
+        }
+        m->file = gguf_file::open_buffer(m->file_data.get(), size, &ferr);
+    }
     if (!m->file) {
         fail(LLM_ERR_FORMAT, err, "cannot load model '" + path + "': " + ferr);
         return nullptr;
@@ -295,7 +322,6 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         }
         m->ftype_name = dtype_name(best);
     }
-    (void)params;
     return m;
 }
 

@@ -68,6 +68,7 @@ struct llm_model {
     llm_arch arch = LLM_ARCH_UNKNOWN;
     const llm_arch_impl* impl = nullptr;
     llm_hparams hparams;
+    std::unique_ptr<uint8_t[]> file_data;  // the file's bytes when loaded without mmap (declared before `file`)
     std::unique_ptr<gguf_file> file;
     std::string path;
     std::string name;  // general.name, if any

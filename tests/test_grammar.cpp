@@ -308,3 +308,18 @@ TEST(grammar, real_vocabulary_template_mask) {
     std::printf("[ perf ] grammar_vocab build %.1f ms; free-text mask %.1f ms (cold), %.2f ms (cached); states %zu\n",
                 ms(t0, t1), ms(t2, t3), ms(t3, t4), m->n_states());
 }
+
+TEST(grammar, hostile_grammars_are_bounded) {
+    // deep nesting and huge repetition counts are refused with a message, not a crash
+    std::string deep = "root ::= " + std::string(200, '(') + "\"a\"" + std::string(200, ')');
+    EXPECT_NE(parse_error(deep).find("nested deeper than 128"), std::string::npos);
+    std::string big = "root ::=";
+    for (int i = 0; i < 1001; ++i) big += " \"a\"{1000}";
+    EXPECT_NE(parse_error(big).find("grammar too large"), std::string::npos);
+    // 40 ambiguous nullable rules in a row: 2^40 paths to the same stacks unless expansion is deduplicated
+    std::string amb = "root ::=";
+    for (int i = 0; i < 40; ++i) amb += " y";
+    amb += " \"b\"\ny ::= \"\" | \"\"\n";
+    EXPECT_TRUE(accepts(amb, "b"));
+    EXPECT_FALSE(accepts(amb, "bb"));
+}

@@ -21,6 +21,11 @@ struct grammar_parser {
     std::map<std::string, uint32_t> symbols;
     std::vector<bool> defined;
     std::vector<size_t> first_use;
+    int depth = 0;          // nesting of ( ), bounded so hostile input cannot exhaust the stack
+    size_t n_elements = 0;  // bounded so repetition counts cannot exhaust memory
+
+    static constexpr int k_max_depth = 128;
+    static constexpr size_t k_max_elements = 1000000;
 
     grammar_parser(const std::string& s, grammar* gr) : src(s), g(gr) {}
 
@@ -168,6 +173,9 @@ struct grammar_parser {
         if (last_start >= out.size()) return fail(at, "expecting an item before the repetition operator");
         if (min > 1000 || max > 1000) return fail(at, "repetition count larger than 1000");
         const std::vector<grammar_elem> item(out.begin() + last_start, out.end());
+        const size_t cost = item.size() * (static_cast<size_t>(std::max(min, max)) + 1) + 4;
+        n_elements += cost;
+        if (n_elements > k_max_elements) return fail(at, "grammar too large (more than 1000000 elements)");
         out.resize(last_start);
         for (int k = 0; k < min; ++k) out.insert(out.end(), item.begin(), item.end());
         if (max < 0) {
@@ -281,6 +289,7 @@ struct grammar_parser {
                 out.push_back({GRAMMAR_RULE_REF, symbol(name, at)});
             } else if (c == '(') {
                 const size_t open = pos;
+                if (++depth > k_max_depth) return fail(open, "parentheses nested deeper than 128");
                 pos = skip_space(pos + 1, true);
                 const uint32_t sub = new_rule(rule_name, open);
                 std::vector<grammar_elem> body;
@@ -288,6 +297,7 @@ struct grammar_parser {
                 g->rules_[sub] = body;
                 if (pos >= src.size() || src[pos] != ')') return fail(open, "expecting ')' to close this '('");
                 ++pos;
+                --depth;
                 last_start = out.size();
                 out.push_back({GRAMMAR_RULE_REF, sub});
             } else if (c == '.') {
@@ -587,7 +597,11 @@ struct grammar_matcher::impl {
 
     bool end_of_seq(uint32_t pos) const { return E[pos].type == GRAMMAR_END || E[pos].type == GRAMMAR_ALT; }
 
-    void advance(const gstack& st, gset& out) const {
+    // Expands rule references at the top of st until every resulting stack has a terminal (or nothing) on top.
+    // seen: stacks already expanded in this operation; ambiguous nullable rules would otherwise reach the same
+    // stack along exponentially many paths.
+    void advance(const gstack& st, gset& out, std::set<gstack>& seen) const {
+        if (!seen.insert(st).second) return;
         if (st.empty()) {
             out.push_back(st);
             return;
@@ -603,7 +617,7 @@ struct grammar_matcher::impl {
             gstack ns(st.begin(), st.end() - 1);
             if (!end_of_seq(pos + 1)) ns.push_back(pos + 1);
             if (!end_of_seq(sub)) ns.push_back(sub);
-            advance(ns, out);
+            advance(ns, out, seen);
             while (!end_of_seq(sub)) ++sub;
             if (E[sub].type == GRAMMAR_ALT) {
                 ++sub;
@@ -684,26 +698,28 @@ struct grammar_matcher::impl {
 
     int32_t accept_cp(int32_t set, uint32_t cp) {
         gset out;
+        std::set<gstack> seen;
         for (const gstack& st : sets[set]) {
             if (st.empty() || !is_char_elem(st.back())) continue;
             uint32_t next;
             if (!match_char(st.back(), cp, &next)) continue;
             gstack ns(st.begin(), st.end() - 1);
             if (!end_of_seq(next)) ns.push_back(next);
-            advance(ns, out);
+            advance(ns, out, seen);
         }
         return intern_set(std::move(out));
     }
 
     int32_t accept_named(int32_t set, int32_t token) {
         gset out;
+        std::set<gstack> seen;
         for (const gstack& st : sets[set]) {
             if (st.empty() || E[st.back()].type != GRAMMAR_TOKEN || static_cast<int32_t>(E[st.back()].value) != token) {
                 continue;
             }
             gstack ns(st.begin(), st.end() - 1);
             if (!end_of_seq(st.back() + 1)) ns.push_back(st.back() + 1);
-            advance(ns, out);
+            advance(ns, out, seen);
         }
         return intern_set(std::move(out));
     }
@@ -830,12 +846,13 @@ std::unique_ptr<grammar_matcher> grammar_matcher::create(const grammar& g, std::
     p.root = g.root();
     // initial state: the root rule expanded
     gset init;
+    std::set<gstack> seen;
     const uint32_t rs = p.rule_start[p.root];
     uint32_t sub = rs;
     while (true) {
         gstack st;
         if (!p.end_of_seq(sub)) st.push_back(sub);
-        p.advance(st, init);
+        p.advance(st, init, seen);
         while (!p.end_of_seq(sub)) ++sub;
         if (p.E[sub].type == GRAMMAR_ALT) {
             ++sub;

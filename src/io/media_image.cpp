@@ -276,7 +276,16 @@ static bool jpeg_decode(const uint8_t *data, size_t size, image_u8 *out, std::st
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
+    // libjpeg allocates its buffers from the header's size; refuse absurd sizes before it does, and cap its pool.
+    cinfo.mem->max_memory_to_use = 512l << 20;
     jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.image_width > (JDIMENSION)MEDIA_MAX_DIM || cinfo.image_height > (JDIMENSION)MEDIA_MAX_DIM ||
+        (int64_t)cinfo.image_width * cinfo.image_height > MEDIA_MAX_PIXELS) {
+        set_err(err, "jpeg: image size " + std::to_string(cinfo.image_width) + "x" +
+                         std::to_string(cinfo.image_height) + " exceeds the limit");
+        jpeg_destroy_decompress(&cinfo);
+        return false;
+    }
     // Gray stays gray; everything else (YCbCr, CMYK via libjpeg's conversion where supported) becomes RGB.
     if (cinfo.jpeg_color_space != JCS_GRAYSCALE) cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);

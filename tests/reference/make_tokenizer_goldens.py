@@ -87,6 +87,30 @@ CASES = [
     ("'s 't 're 've 'm 'll 'd 'S 'RE", True, False), ("1234567 12 123 1 99999", False, False),
 ]
 
+# random texts over code point ranges that are stable across Unicode versions (so Python's, llama.cpp's and the
+# tokenizers package's category tables agree on them)
+POOL_RANGES = [(0x20, 0x7E), (0xC0, 0xFF), (0x391, 0x3C9), (0x410, 0x44F), (0x660, 0x669), (0x2010, 0x2027),
+               (0x3041, 0x3096), (0x4E00, 0x4EFF), (0xAC00, 0xAC7F), (0x1F600, 0x1F64F)]
+POOL_WS = ['\t', '\n', '\r', ' ', '  ', '\n\n', '\u00a0', '\u3000']
+
+
+def random_cases(n):
+    rng = random.Random(7)
+    out = []
+    for _ in range(n):
+        s = []
+        for _ in range(rng.randint(1, 30)):
+            if rng.random() < 0.2:
+                s.append(rng.choice(POOL_WS))
+            else:
+                lo, hi = rng.choice(POOL_RANGES)
+                s.append(chr(rng.randint(lo, hi)))
+        out.append((''.join(s), rng.random() < 0.5, False))
+    return out
+
+
+CASES = CASES + random_cases(200)
+
 
 def write_ids(path, ids):
     with open(path, 'w') as f:

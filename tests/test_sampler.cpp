@@ -197,3 +197,23 @@ TEST(stop_detector, earliest_stop_wins_and_flush) {
     EXPECT_EQ(u.feed("a\xE4\xB8", &stopped), "a");
     EXPECT_EQ(u.feed("\xAD", &stopped), "\xE4\xB8\xAD");
 }
+
+TEST(sampler, full_vocabulary_chain) {
+    // the default chain over a gemma-sized vocabulary: the result is one of the top-k tokens, and the same seed
+    // gives the same token
+    const int32_t n = 262144;
+    std::vector<float> l(n);
+    for (int32_t i = 0; i < n; ++i) l[i] = std::sin(i * 0.37f) * 4.0f + (i % 1000 == 0 ? 8.0f : 0.0f);
+    sampler_params p = sampler_default_params();
+    p.seed = 3;
+    sampler a(p), b(p);
+    candidates c;
+    candidates_from_logits(l.data(), n, nullptr, &c);
+    candidates_top_k(&c, p.top_k);
+    std::set<int32_t> top = ids(c);
+    for (int i = 0; i < 20; ++i) {
+        const int32_t t = a.sample(l.data(), n);
+        EXPECT_EQ(t, b.sample(l.data(), n));
+        EXPECT_TRUE(top.count(t)) << t;
+    }
+}

@@ -61,7 +61,10 @@ void candidates_top_k(candidates* c, int32_t k, size_t min_keep) {
     if (k <= 0) return;
     size_t keep = std::max(static_cast<size_t>(k), min_keep);
     if (keep >= c->size()) return;
-    candidates_softmax(c);  // sorts
+    // partial sort: only the k best of a 262k vocabulary need ordering
+    std::partial_sort(c->begin(), c->begin() + keep, c->end(), [](const token_candidate& a, const token_candidate& b) {
+        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    });
     c->resize(keep);
 }
 

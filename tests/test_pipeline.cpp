@@ -77,6 +77,12 @@ TEST(pipeline, scripted_groups_give_exactly_n_items_in_order) {
         }
     }
     EXPECT_EQ(r.items[0].t_prompt, "a red circle on grass");
+    // without an input image the box overlay is the box decoder's canvas (the configured image size)
+    image_u8 ov;
+    ASSERT_EQ(r.items[3].files.size(), 2u);
+    ASSERT_TRUE(image_read(req.out_dir + "/" + r.items[3].files[1].path, &ov, &err)) << err;
+    EXPECT_EQ(ov.width, 32);
+    EXPECT_EQ(ov.height, 32);
     // the answer keeps text and items in order
     EXPECT_EQ(r.text(),
               "A trip in pictures and sounds.\n - [image #0]: the start.\n - [audio #1]\n - [video #2][box #3][mask "

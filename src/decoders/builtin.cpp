@@ -295,6 +295,8 @@ public:
         if (r.progress) r.progress(1, 1);
         out->m = MODALITY_BOX;
         out->steps = 1;
+        out->canvas_width = W;
+        out->canvas_height = H;
         // The reference keeps boxes with score >= 0.3.
         for (const auto &b : detect(r.input_image, W, H, r.t_prompt, r.seed)) {
             if (b.score >= 0.3f) out->boxes.push_back(b);

@@ -48,12 +48,13 @@ struct decode_request {
 
 struct decode_result {
     modality m = MODALITY_IMAGE;
-    image_u8 image;               // IMAGE
-    audio_f32 audio;              // AUDIO
-    video_u8 video;               // VIDEO
-    std::vector<box_item> boxes;  // BOX (and the box a MASK was made from)
-    image_u8 mask;                // MASK: 1-channel, 0 or 255, input-image size
-    int steps = 0;                // steps actually run
+    image_u8 image;                           // IMAGE
+    audio_f32 audio;                          // AUDIO
+    video_u8 video;                           // VIDEO
+    std::vector<box_item> boxes;              // BOX (and the box a MASK was made from)
+    image_u8 mask;                            // MASK: 1-channel, 0 or 255, input-image size
+    int steps = 0;                            // steps actually run
+    int canvas_width = 0, canvas_height = 0;  // BOX: the image size the boxes refer to
 };
 
 class decoder {

@@ -303,8 +303,11 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
                 bx.push_back(
                     {{"x0", b.x0}, {"y0", b.y0}, {"x1", b.x1}, {"y1", b.y1}, {"score", b.score}, {"label", b.label}});
             }
-            const int W = res.m == MODALITY_MASK ? res.mask.width : (input_image ? input_image->width : 0);
-            const int H = res.m == MODALITY_MASK ? res.mask.height : (input_image ? input_image->height : 0);
+            // Boxes without an input image refer to the decoder's canvas.
+            const int W =
+                res.m == MODALITY_MASK ? res.mask.width : (input_image ? input_image->width : res.canvas_width);
+            const int H =
+                res.m == MODALITY_MASK ? res.mask.height : (input_image ? input_image->height : res.canvas_height);
             image_u8 over = input_image ? to_rgb(*input_image) : blank_canvas(W > 0 ? W : 64, H > 0 ? H : 64);
             if (res.m == MODALITY_BOX) {
                 json doc = {{"ai_generated", true},

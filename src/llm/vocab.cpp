@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 #include "io/gguf.h"
 #include "llm/unicode.h"
@@ -322,8 +323,9 @@ std::vector<int32_t> vocab::tokenize(const std::string &raw, bool add_special, b
             size_t pos = fr.off;
             const size_t end = fr.off + fr.len;
             for (;;) {
-                size_t hit = raw.find(st, pos);
-                if (hit == std::string::npos || hit + st.size() > end) break;
+                // search only inside this fragment (a search to the end of the text would make this quadratic)
+                const size_t hit = std::string_view(raw.data(), end).find(st, pos);
+                if (hit == std::string_view::npos) break;
                 if (hit > pos) next.push_back({TOKEN_NULL, pos, hit - pos});
                 next.push_back({id, 0, 0});
                 pos = hit + st.size();

@@ -32,6 +32,11 @@ case $target in
     cp -n "$root"/tests/data/gguf/*.gguf "$corpus"/ 2>/dev/null || true ;;
   fuzz_safetensors)
     find "$root/tests/data" -name '*.safetensors' -size -2M -exec cp -n {} "$corpus"/ \; 2>/dev/null || true ;;
+  fuzz_sentencepiece)
+    i=0
+    for f in $(find "$root/tests/data" -name tokenizer.model -size -2M); do
+      i=$((i + 1)); cp -n "$f" "$corpus/tokenizer_$i.model" 2>/dev/null || true
+    done ;;
 esac
 echo "fuzzing $target for $seconds s (corpus $corpus, $(ls "$corpus" | wc -l) files)"
 "$build/bin/$target" "$corpus" "${seed_dirs[@]}" -max_total_time="$seconds" -artifact_prefix="$crashes/" \

@@ -295,7 +295,6 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const block_q6_K *wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
-            _mm_prefetch(reinterpret_cast<const char *>(wb) + MATMUL_PREFETCH, _MM_HINT_T0);
             // all 16 scales as int16 (for the offset term) and per-group broadcasts
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(wb->scales)));
             __m256i isum[NC];

@@ -236,6 +236,13 @@ TEST(tmm, importers_caption_lists_and_folders) {
     ASSERT_TRUE(import_build(rows, fd, fd + "/tmm.jsonl", o, &n, &skipped, &err));
     ASSERT_TRUE(tmm_validate_file(fd + "/tmm.jsonl", tmm_validate_options(), &r, &err));
     EXPECT_EQ(r.bad_records, 0);
+    // Captions that are not UTF-8 are skipped with a reason, never written (or thrown) into JSON.
+    std::vector<import_row> bad_rows = {{fd + "/a.png", "caf\xc3"}, {fd + "/a.png", "ok caption"}};
+    skipped.clear();
+    ASSERT_TRUE(import_build(bad_rows, fd, fd + "/tmm2.jsonl", o, &n, &skipped, &err)) << err;
+    EXPECT_EQ(n, 3);
+    ASSERT_EQ(skipped.size(), 1u);
+    EXPECT_NE(skipped[0].find("UTF-8"), std::string::npos);
     EXPECT_EQ(media_kind_from_path("x/y.WEBM"), TMM_VIDEO);
     EXPECT_EQ(media_kind_from_path("x/y.txt"), -1);
     std::system(("rm -rf " + d).c_str());

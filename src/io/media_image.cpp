@@ -109,7 +109,36 @@ static void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
     r->pos += n;
 }
 
+// Walks the chunk list before libpng sees the data: a chunk whose length runs past the end of the buffer, or an
+// ancillary chunk over 16 MiB, is refused here (libpng would allocate and clear a buffer of the declared length
+// first: a 66-byte file claiming a 1.5 GB tEXt chunk took seconds).
+static bool png_chunks_sane(const uint8_t *d, size_t n, std::string *err) {
+    size_t pos = 8;
+    while (pos < n) {
+        if (n - pos < 12) {
+            set_err(err, "png: truncated chunk header at byte " + std::to_string(pos));
+            return false;
+        }
+        uint32_t len =
+            ((uint32_t)d[pos] << 24) | ((uint32_t)d[pos + 1] << 16) | ((uint32_t)d[pos + 2] << 8) | d[pos + 3];
+        std::string type((const char *)d + pos + 4, 4);
+        if (len > 0x7FFFFFFFu || (type != "IDAT" && len > (16u << 20))) {
+            set_err(err, "png: chunk '" + type + "' declares an implausible length " + std::to_string(len));
+            return false;
+        }
+        if ((uint64_t)len + 12 > n - pos) {
+            set_err(err, "png: chunk '" + type + "' runs past the end of the data (truncated file)");
+            return false;
+        }
+        pos += (size_t)len + 12;
+        if (type == "IEND") return true;
+    }
+    set_err(err, "png: no IEND chunk (truncated file)");
+    return false;
+}
+
 static bool png_decode(const uint8_t *data, size_t size, image_u8 *out, media_metadata *text, std::string *err) {
+    if (!png_chunks_sane(data, size, err)) return false;
     png_err_ctx ectx;
     png_mem_reader rd{data, size, 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, png_error_fn, png_warning_fn);

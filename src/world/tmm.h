@@ -125,6 +125,9 @@ struct import_options {
 bool import_build(const std::vector<import_row>& rows, const std::string& base_dir, const std::string& out_path,
                   const import_options& o, int64_t* written, std::vector<std::string>* skipped, std::string* err);
 
+// True when s is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
+bool utf8_valid(const std::string& s);
+
 // Media kind of a path from its extension: TMM_IMAGE / TMM_AUDIO / TMM_VIDEO, or -1.
 int media_kind_from_path(const std::string& path);
 

@@ -190,6 +190,11 @@ bool import_build(const std::vector<import_row>& rows, const std::string& base_d
     };
     for (size_t i = 0; i < rows.size(); ++i) {
         const import_row& r = rows[i];
+        if (!utf8_valid(r.file) || !utf8_valid(r.caption)) {
+            if (skipped)
+                skipped->push_back("row " + std::to_string(i + 1) + ": file name or caption is not valid UTF-8");
+            continue;
+        }
         int kind = media_kind_from_path(r.file);
         if (kind < 0) {
             if (skipped) skipped->push_back(r.file + ": unknown media extension");

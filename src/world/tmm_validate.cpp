@@ -271,6 +271,8 @@ bool check_media_entry(const nlohmann::json& m, bool is_input, int* modality, st
 
 }  // namespace
 
+bool utf8_valid(const std::string& s) { return utf8_invalid_at(s) < 0; }
+
 bool tmm_check_record(const nlohmann::json& j, std::string* why) {
     if (!j.is_object()) {
         *why = "record is not a JSON object";

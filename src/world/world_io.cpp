@@ -274,6 +274,7 @@ bool world_write(const std::string& dir, const world_write_options& o, world_wri
                    {"video_format", o.video_ext}};
     nlohmann::json counts = nlohmann::json::object();
     for (world_kind k : o.kinds) counts[kind_name(k)] = o.count;
+    if (!w.contains("splits") || !w["splits"].is_object()) w["splits"] = nlohmann::json::object();
     w["splits"][split_name(o.params.split)] = counts;
     std::string ws = w.dump(2) + "\n";
     if (!file_write_atomic(dir + "/world.json", ws.data(), ws.size(), err)) return false;

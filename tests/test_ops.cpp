@@ -386,7 +386,12 @@ TEST(ops_random, convolutions) {
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv1d " << C_in << "x" << L << " " << cfg;
         });
     }
-    for (auto g : std::vector<std::array<int64_t, 5>>{{3, 7, 19, 4, 3}, {8, 16, 64, 8, 3}, {2, 2, 5, 3, 5}}) {
+    for (auto g :
+         std::vector<std::array<int64_t, 5>>{{3, 7, 19, 4, 3},
+                                             {8, 16, 64, 8, 3},
+                                             {2, 2, 5, 3, 5},
+                                             {3, 6, 7, 2, 2},
+                                             {2, 5, 9, 3, 4}}) {  // even KT: pad (KT-1)/2 before, the rest after
         const int64_t C_in = g[0], T = g[1], HW = g[2], C_out = g[3], KT = g[4];
         auto x = r.vec(C_in * T * HW), w = r.vec(C_out * C_in * KT), b = r.vec(C_out);
         std::vector<float> y0(C_out * T * HW), y1(y0.size());

@@ -506,9 +506,6 @@ int graph::conv_temporal(int x, int w, int b, const std::string &name) {
     const graph_node &W = nodes_[w];  // {KT, C_in, C_out}
     if (X.ne[3] != 1 || W.ne[1] != X.ne[2] || W.ne[3] != 1)
         return fail("conv_temporal", name, "weight " + shape_str(W.ne) + " does not match x " + shape_str(X.ne)), -1;
-    if (W.ne[0] % 2 == 0)
-        return fail("conv_temporal", name, "kernel length " + std::to_string(W.ne[0]) + " must be odd (same padding)"),
-               -1;
     if (b >= 0 && (!check_ids("conv_temporal", name, {b}) || !check_f32("conv_temporal", name, b, "bias"))) return -1;
     if (b >= 0 && nodes_[b].nelements() != W.ne[2]) return fail("conv_temporal", name, "bias size != C_out"), -1;
     graph_node n = like(X, GRAPH_OP_CONV_TEMPORAL, name, {x, w, b});

@@ -61,7 +61,8 @@ enum act_type : int32_t { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_SILU = 2, ACT
     void conv_transpose2d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t H,  \
                           int64_t W, int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad,          \
                           thread_pool * pool);                                                                    \
-    /* temporal conv of a (2+1)-D block: x [C_in, T, HW]; w [C_out, C_in, KT]; pad keeps T */                     \
+    /* temporal conv of a (2+1)-D block: x [C_in, T, HW]; w [C_out, C_in, KT]; y [C_out, T, HW]: y[t] uses     \
+       x[t - (KT-1)/2 + kt] (zero outside [0, T)), so T is kept (symmetric padding for odd KT) */                     \
     void conv_temporal(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t T,     \
                        int64_t HW, int64_t C_out, int64_t KT, thread_pool * pool);                                \
     /* nearest-neighbour upsampling x [C, H, W] -> [C, H*f, W*f] */                                               \

@@ -481,6 +481,22 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
         ASSERT_EQ(spider_decode(b, spider_batch_tokens(&toks[i], 1)), SPIDER_STATUS_OK);
         EXPECT_LT(max_abs_diff(spider_get_logits_ith(a, i), spider_get_logits_ith(b, -1), c.n_vocab), 1e-4f);
     }
+    // LAST (the last layer runs only the output row) and NONE (it runs no row) give the same numbers as ALL.
+    {
+        spider_context* l = nullptr;
+        ASSERT_EQ(spider_context_create(m, cp, &l), SPIDER_STATUS_OK);
+        ASSERT_EQ(spider_decode(l, spider_batch_tokens(toks, n)), SPIDER_STATUS_OK);
+        EXPECT_LT(max_abs_diff(spider_get_logits_ith(l, -1), spider_get_logits_ith(a, n - 1), c.n_vocab), 1e-5f);
+        spider_kv_clear(l);
+        spider_batch none = spider_batch_tokens(toks, n - 1);
+        none.output = SPIDER_OUTPUT_NONE;
+        ASSERT_EQ(spider_decode(l, none), SPIDER_STATUS_OK);
+        EXPECT_EQ(spider_n_outputs(l), 0);
+        EXPECT_EQ(spider_get_logits_ith(l, -1), nullptr);
+        ASSERT_EQ(spider_decode(l, spider_batch_tokens(toks + n - 1, 1)), SPIDER_STATUS_OK);
+        EXPECT_LT(max_abs_diff(spider_get_logits_ith(l, -1), spider_get_logits_ith(a, n - 1), c.n_vocab), 1e-5f);
+        spider_context_free(l);
+    }
     // F32 weights: hidden[-1] x token_embd^T (tied output) reproduces the logits closely.
     int32_t rows = 0;
     const float* h = spider_get_hidden(a, -1, &rows);

@@ -301,6 +301,12 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
               ub.pos0 - start, window, pool.get());
 }
 
+int64_t llm_context::rows_needed_from(int64_t il, const llm_ubatch &ub) const {
+    const llm_hparams &hp = model->hparams;
+    if (il + 1 < hp.n_layer || capture[hp.n_layer]) return 0;
+    return ub.out_first;  // == n_tokens when the ubatch produces no logits
+}
+
 void llm_context::capture_rows(int64_t idx, const llm_ubatch &ub, const float *rows) {
     if (idx < 0 || idx >= (int64_t)capture.size() || !capture[idx]) return;
     const int64_t d = model->hparams.n_embd;

@@ -31,6 +31,17 @@ struct llm_ubatch {
     int64_t out_first = 0;  // tokens [out_first, n_tokens) produce logits ...
     int64_t out_row0 = 0;   // ... written to logits rows out_row0 + (i - out_first)
     bool want_logits() const { return out_first < n_tokens; }
+    // The rows [r0, n_tokens) as their own ubatch (positions and row indices shifted).
+    llm_ubatch tail(int64_t r0) const {
+        llm_ubatch t = *this;
+        if (t.tokens) t.tokens += r0;
+        t.embd = nullptr;  // tails are only used after the input stage
+        t.n_tokens -= r0;
+        t.pos0 += r0;
+        t.row0 += r0;
+        t.out_first = out_first > r0 ? out_first - r0 : 0;
+        return t;
+    }
 };
 
 struct llm_kv_layer {
@@ -96,6 +107,9 @@ struct llm_context {
     void kv_store(int64_t il, const llm_ubatch& ub, const float* k_rows, const float* v_rows);
     // Causal attention of q [n_tokens, n_head, head_dim] over the cache of layer il (positions 0..pos0+n-1).
     void kv_attend(int64_t il, const llm_ubatch& ub, const float* q_rows, float* out, float scale, int64_t window);
+    // First row whose block output is still needed after layer il's K/V are stored: 0 except in the last layer,
+    // where only the rows that produce logits (or the captured final hidden state) go on; n_tokens = none.
+    int64_t rows_needed_from(int64_t il, const llm_ubatch& ub) const;
     // Copies x rows into hidden[idx] when that index is captured.
     void capture_rows(int64_t idx, const llm_ubatch& ub, const float* rows);
     // The common head: final RMSNorm of x (the rows needed for capture or logits) -> hidden[n_layer] -> logits.

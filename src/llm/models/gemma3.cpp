@@ -125,23 +125,27 @@ bool gemma3_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         c->dump("Kcur", il, kn, n, kv_dim);
         c->dump("Vcur", il, v, n, kv_dim);
         c->kv_store(il, ub, kn, v);
-        c->kv_attend(il, ub, qn, q, hp.attn_scale, swa ? hp.n_swa : 0);
-        c->dump("kqv_out", il, q, n, q_dim);
-        matmul(l.wo, q, c->proj.data(), n, pool);
-        rms_norm(c->proj.data(), (const float *)l.attn_post_norm.data, xn, n, d, hp.rms_eps);
-        c->dump("attn_post_norm", il, xn, n, d);
-        add_into(x, xn, n * d);
-        c->dump("sa_out", il, x, n, d);
+        // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
+        const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
+        if (nr == 0) break;
+        float *xr = x + r0 * d;
+        c->kv_attend(il, ub.tail(r0), qn + r0 * q_dim, q, hp.attn_scale, swa ? hp.n_swa : 0);
+        c->dump("kqv_out", il, q, nr, q_dim);
+        matmul(l.wo, q, c->proj.data(), nr, pool);
+        rms_norm(c->proj.data(), (const float *)l.attn_post_norm.data, xn, nr, d, hp.rms_eps);
+        c->dump("attn_post_norm", il, xn, nr, d);
+        add_into(xr, xn, nr * d);
+        c->dump("sa_out", il, xr, nr, d);
 
-        rms_norm(x, (const float *)l.ffn_norm.data, xn, n, d, hp.rms_eps);
-        matmul(l.ffn_gate, xn, c->gate.data(), n, pool);
-        matmul(l.ffn_up, xn, c->up.data(), n, pool);
-        glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), n * hp.n_ff);
-        matmul(l.ffn_down, c->act.data(), c->proj.data(), n, pool);
-        rms_norm(c->proj.data(), (const float *)l.ffn_post_norm.data, xn, n, d, hp.rms_eps);
-        c->dump("ffn_post_norm", il, xn, n, d);
-        add_into(x, xn, n * d);
-        c->dump("l_out", il, x, n, d);
+        rms_norm(xr, (const float *)l.ffn_norm.data, xn, nr, d, hp.rms_eps);
+        matmul(l.ffn_gate, xn, c->gate.data(), nr, pool);
+        matmul(l.ffn_up, xn, c->up.data(), nr, pool);
+        glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
+        matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
+        rms_norm(c->proj.data(), (const float *)l.ffn_post_norm.data, xn, nr, d, hp.rms_eps);
+        c->dump("ffn_post_norm", il, xn, nr, d);
+        add_into(xr, xn, nr * d);
+        c->dump("l_out", il, xr, nr, d);
         if (il + 1 < hp.n_layer) c->capture_rows(il + 1, ub, x);
     }
     c->output_head(ub);

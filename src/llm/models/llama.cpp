@@ -85,20 +85,24 @@ bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         c->dump("Kcur", il, c->k.data(), n, kv_dim);
         c->dump("Vcur", il, c->v.data(), n, kv_dim);
         c->kv_store(il, ub, c->k.data(), c->v.data());
-        c->kv_attend(il, ub, c->q.data(), c->attn.data(), hp.attn_scale, 0);
-        c->dump("kqv_out", il, c->attn.data(), n, q_dim);
-        matmul(l.wo, c->attn.data(), c->proj.data(), n, pool);
-        add_into(x, c->proj.data(), n * d);
-        c->dump("ffn_inp", il, x, n, d);
+        // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
+        const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
+        if (nr == 0) break;
+        float *xr = x + r0 * d;
+        c->kv_attend(il, ub.tail(r0), c->q.data() + r0 * q_dim, c->attn.data(), hp.attn_scale, 0);
+        c->dump("kqv_out", il, c->attn.data(), nr, q_dim);
+        matmul(l.wo, c->attn.data(), c->proj.data(), nr, pool);
+        add_into(xr, c->proj.data(), nr * d);
+        c->dump("ffn_inp", il, xr, nr, d);
         // feed-forward
-        rms_norm(x, (const float *)l.ffn_norm.data, xn, n, d, hp.rms_eps);
-        matmul(l.ffn_gate, xn, c->gate.data(), n, pool);
-        matmul(l.ffn_up, xn, c->up.data(), n, pool);
-        glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), n * hp.n_ff);
-        matmul(l.ffn_down, c->act.data(), c->proj.data(), n, pool);
-        c->dump("ffn_out", il, c->proj.data(), n, d);
-        add_into(x, c->proj.data(), n * d);
-        c->dump("l_out", il, x, n, d);
+        rms_norm(xr, (const float *)l.ffn_norm.data, xn, nr, d, hp.rms_eps);
+        matmul(l.ffn_gate, xn, c->gate.data(), nr, pool);
+        matmul(l.ffn_up, xn, c->up.data(), nr, pool);
+        glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
+        matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
+        c->dump("ffn_out", il, c->proj.data(), nr, d);
+        add_into(xr, c->proj.data(), nr * d);
+        c->dump("l_out", il, xr, nr, d);
         if (il + 1 < hp.n_layer) c->capture_rows(il + 1, ub, x);
     }
     c->output_head(ub);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -232,4 +233,49 @@ TEST(quantize, bad_requests_are_errors) {
     EXPECT_NE(err.find("cannot create a temporary file"), std::string::npos) << err;
     EXPECT_NE(access(tmp_path("never.gguf").c_str(), F_OK), 0);
     std::remove(in.c_str());
+}
+
+// Re-quantizing a quantized file: tensors already in their target type are copied byte for byte, the others are
+// dequantized and re-encoded (Q4_K_M -> Q8_0 keeps the Q8_0 tensors, converts the rest).
+TEST(quantize, requantizes_a_quantized_file) {
+    const std::string in = write_synth("rq_src.gguf", true);
+    const std::string mid = tmp_path("rq_mid.gguf"), out = tmp_path("rq_out.gguf");
+    gguf_quantize_params qp;
+    qp.n_threads = 2;
+    std::string err;
+    qp.mix = "Q4_K_M";
+    ASSERT_TRUE(gguf_quantize_file(in, mid, qp, &err)) << err;
+    qp.mix = "Q8_0";
+    std::map<std::string, bool> converted;
+    qp.progress = [&](const gguf_quantize_progress& pr) { converted[pr.info->name] = pr.converted; };
+    ASSERT_TRUE(gguf_quantize_file(mid, out, qp, &err)) << err;
+    auto m = gguf_file::open(mid, &err);
+    auto f = gguf_file::open(out, &err);
+    ASSERT_TRUE(m && f) << err;
+    ASSERT_EQ(m->tensors().size(), f->tensors().size());
+    for (size_t k = 0; k < f->tensors().size(); ++k) {
+        const gguf_tensor_info& a = m->tensors()[k];
+        const gguf_tensor_info& b = f->tensors()[k];
+        if (a.type == b.type) {  // copied unchanged
+            EXPECT_FALSE(converted[a.name]) << a.name;
+            ASSERT_EQ(a.nbytes, b.nbytes);
+            EXPECT_EQ(std::memcmp(m->view(a).data, f->view(b).data, a.nbytes), 0) << a.name;
+            continue;
+        }
+        EXPECT_TRUE(converted[a.name]) << a.name;
+        EXPECT_EQ(b.type, DTYPE_Q8_0) << a.name;
+        // Q8_0 of the dequantized Q4_K/Q6_K/Q5_0 data is within Q8_0's error of it.
+        std::vector<float> x(static_cast<size_t>(a.ne[0])), y(x.size());
+        double e2 = 0, x2 = 0;
+        for (int64_t r = 0; r < a.ne[1]; ++r) {
+            ASSERT_TRUE(dequantize_row(a.type, m->view(a).row(r), x.data(), a.ne[0]));
+            ASSERT_TRUE(dequantize_row(b.type, f->view(b).row(r), y.data(), b.ne[0]));
+            for (size_t i = 0; i < x.size(); ++i) {
+                e2 += (y[i] - x[i]) * (y[i] - x[i]);
+                x2 += x[i] * x[i];
+            }
+        }
+        EXPECT_LT(std::sqrt(e2 / x2), 0.01) << a.name;
+    }
+    for (const std::string& p : {in, mid, out}) std::remove(p.c_str());
 }

@@ -37,7 +37,10 @@ inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-constexpr int MATMUL_PREFETCH = 1024;
+// Prefetch every cache line of a block of `bytes` bytes (the same block of the next row tile, see tile32).
+inline void prefetch_block(const char *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
 
 inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -139,9 +142,9 @@ void tile32(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t xs
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const B *wb = reinterpret_cast<const B *>(w + r * ws) + b;
-            // Software prefetch 1 KB ahead: rows are short (a few KB), so the hardware prefetcher would restart
-            // at every tile; running past the row end fetches the next tile's rows, which lie right after.
-            _mm_prefetch(reinterpret_cast<const char *>(wb) + MATMUL_PREFETCH, _MM_HINT_T0);
+            // Software prefetch of the same block of the next row tile: rows are short (about 1 KB for
+            // n_in 2048), too short for the hardware prefetcher to ramp up on each, so we fetch one tile ahead.
+            _mm_prefetch(reinterpret_cast<const char *>(wb) + MATMUL_MAX_NR * ws, _MM_HINT_T0);
             const __m256 dwv = _mm256_set1_ps(h2f(wb->d));
             if (L::SIGNED_ONLY) {
                 const __m256i wv = L::levels(*wb);
@@ -215,9 +218,9 @@ void tile_q45_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_
             const uint8_t *scales;
             const uint8_t *qh = nullptr;
             uint16_t d16, dmin16;
-            _mm_prefetch(reinterpret_cast<const char *>(wrow) + b * (HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K)) +
-                             MATMUL_PREFETCH,
-                         _MM_HINT_T0);
+            prefetch_block(reinterpret_cast<const char *>(wrow) + MATMUL_MAX_NR * ws +
+                               b * (HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K)),
+                           HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
             if (HIGH5) {
                 const block_q5_K *wb = reinterpret_cast<const block_q5_K *>(wrow) + b;
                 qs = wb->qs, scales = wb->scales, qh = wb->qh, d16 = wb->d, dmin16 = wb->dmin;
@@ -295,6 +298,7 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const block_q6_K *wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
+            prefetch_block(reinterpret_cast<const char *>(wb) + MATMUL_MAX_NR * ws, sizeof(block_q6_K));
             // all 16 scales as int16 (for the offset term) and per-group broadcasts
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(wb->scales)));
             __m256i isum[NC];

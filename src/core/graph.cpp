@@ -598,12 +598,65 @@ int graph::reshape(int x, std::vector<int64_t> ne, const std::string &name) {
 
 namespace {
 
+// Elementwise and row-wise ops take no pool (they are cheap next to the matmuls), but at prompt sizes they are not
+// free: on the CPU backend the graph splits big ones into element / row ranges over the pool. Returns false for
+// ops it does not split.
+bool run_split(graph_node &n, const float *a, const float *b, const float *c, float *y, thread_pool *pool) {
+    const int64_t len = n.ne[0], rows = n.nelements() / n.ne[0], total = n.nelements();
+    const act_type act = static_cast<act_type>(n.ip[0]);
+    const float f0 = n.fp[0];
+    switch (n.op) {
+        case GRAPH_OP_ADD:
+        case GRAPH_OP_MUL:
+        case GRAPH_OP_SCALE:
+        case GRAPH_OP_ACT:
+        case GRAPH_OP_GLU:
+            pool->run([&](int ith, int nth) {
+                // Ranges in multiples of 64 elements keep every thread's vector loop aligned with the others'.
+                long long b0, b1;
+                split_range((total + 63) / 64, ith, nth, b0, b1);
+                const int64_t e0 = b0 * 64, e1 = std::min<int64_t>(b1 * 64, total), m = e1 - e0;
+                if (m <= 0) return;
+                if (n.op == GRAPH_OP_ADD) add(a + e0, b + e0, y + e0, m);
+                if (n.op == GRAPH_OP_MUL) mul(a + e0, b + e0, y + e0, m);
+                if (n.op == GRAPH_OP_SCALE) scale(a + e0, f0, y + e0, m);
+                if (n.op == GRAPH_OP_ACT) activation(act, a + e0, y + e0, m);
+                if (n.op == GRAPH_OP_GLU) glu(act, a + e0, b + e0, y + e0, m);
+            });
+            return true;
+        case GRAPH_OP_MUL_ROW:
+        case GRAPH_OP_ADD_ROW:
+        case GRAPH_OP_SOFTMAX:
+        case GRAPH_OP_RMS_NORM:
+        case GRAPH_OP_LAYER_NORM:
+            if (rows < 2) return false;
+            pool->run([&](int ith, int nth) {
+                long long r0, r1;
+                split_range(rows, ith, nth, r0, r1);
+                const int64_t nr = r1 - r0, o = r0 * len;
+                if (nr <= 0) return;
+                if (n.op == GRAPH_OP_MUL_ROW) mul_row(a + o, b, y + o, nr, len);
+                if (n.op == GRAPH_OP_ADD_ROW) add_row(a + o, b, y + o, nr, len);
+                if (n.op == GRAPH_OP_SOFTMAX) softmax_rows(a + o, y + o, nr, len);
+                if (n.op == GRAPH_OP_RMS_NORM) rms_norm(a + o, b, y + o, nr, len, f0);
+                if (n.op == GRAPH_OP_LAYER_NORM) layer_norm(a + o, b, c, y + o, nr, len, f0);
+            });
+            return true;
+        default:
+            return false;
+    }
+}
+
 // One node on one backend; all shapes were validated when the node was added.
 void run_node(graph &g, graph_node &n, bool use_ref, thread_pool *pool) {
-    auto in = [&](int i) -> const float * { return n.src[i] >= 0 ? g.data(n.src[i]) : nullptr; };
+    auto in = [&](int i) -> const float * {
+        return i < static_cast<int>(n.src.size()) && n.src[i] >= 0 ? g.data(n.src[i]) : nullptr;
+    };
     auto src = [&](int i) -> const graph_node & { return g.node(n.src[i]); };
     float *y = n.out.data();
     thread_pool *tp = use_ref ? nullptr : pool;
+    constexpr int64_t SPLIT_MIN = 1 << 15;  // below this a parallel-for costs more than it saves
+    if (tp && tp->size() > 1 && n.nelements() >= SPLIT_MIN && run_split(n, in(0), in(1), in(2), y, tp)) return;
 #define OP(fn, ...)                       \
     do {                                  \
         if (use_ref)                      \

@@ -297,8 +297,12 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
         kp = l.k.data() + start * kv_dim;
         vp = l.v.data() + start * kv_dim;
     }
+    // Small attention (decode at short context) runs on this thread: a pool dispatch costs more than the work, and
+    // far more when the machine is busy and a worker waits for a time slice.
+    const double work = (double)ub.n_tokens * (double)(n_kv - start) * (double)(hp.n_head * hp.head_dim);
+    thread_pool *p = work < 262144.0 ? nullptr : pool.get();
     attention(q_rows, kp, vp, out, ub.n_tokens, n_kv - start, hp.n_head, hp.n_head_kv, hp.head_dim, scale, true,
-              ub.pos0 - start, window, pool.get());
+              ub.pos0 - start, window, p);
 }
 
 int64_t llm_context::rows_needed_from(int64_t il, const llm_ubatch &ub) const {

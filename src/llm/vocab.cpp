@@ -127,6 +127,8 @@ bool vocab::load(const gguf_file &f, std::string *err) {
         d.unk = 0;
         d.add_bos = true;
         d.add_space_prefix = true;
+    } else if (d.model == "gpt2" && (d.pre == "llama3" || d.pre == "llama-v3" || d.pre == "llama-bpe")) {
+        d.add_bos = true;
     }
     struct id_key {
         const char *key;
@@ -245,6 +247,8 @@ bool vocab::build(const vocab_data &d, std::string *err) {
     v.add_bos = d.add_bos;
     v.add_eos = d.add_eos;
     v.add_space_prefix = d.add_space_prefix;
+    // llama3-style vocabularies emit a word that is itself a token without merging (HF "ignore_merges")
+    v.ignore_merges = v.type == VOCAB_TYPE_BPE && v.pre == VOCAB_PRE_TYPE_LLAMA3;
     if (v.add_bos && v.bos == TOKEN_NULL) return set_err(err, "add_bos_token is true but there is no bos token");
     if (v.add_eos && v.eos == TOKEN_NULL) return set_err(err, "add_eos_token is true but there is no eos token");
     v.chat_template = d.chat_template;

@@ -294,6 +294,13 @@ void bpe_tokenize(const vocab::impl &v, const std::string &text, std::vector<int
     for (const std::string &raw_word : words) {
         std::string word;
         for (unsigned char c : raw_word) word += byte_to_unicode(c);
+        if (v.ignore_merges) {
+            const int32_t whole = v.find(word);
+            if (whole != TOKEN_NULL) {
+                out.push_back(whole);
+                continue;
+            }
+        }
 
         std::vector<bpe_symbol> symbols;
         size_t offset = 0;

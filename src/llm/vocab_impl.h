@@ -25,6 +25,7 @@ struct vocab::impl {
 
     int32_t bos = TOKEN_NULL, eos = TOKEN_NULL, eot = TOKEN_NULL, unk = TOKEN_NULL, pad = TOKEN_NULL, sep = TOKEN_NULL;
     bool add_bos = false, add_eos = false, add_space_prefix = false;
+    bool ignore_merges = false;  // BPE: a whole word found in the vocabulary is emitted as is
 
     int32_t find(const std::string& s) const {
         auto it = token_to_id.find(s);

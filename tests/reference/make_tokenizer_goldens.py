@@ -84,7 +84,7 @@ CASES = [
     ("<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", True, True),
     ("<start_of_turn>user\nHi<end_of_turn>\n", True, False), ("<bos>text", False, True),
     ("         many spaces", True, False), ("ǅǈ ẞ İ", True, False), ("x" * 300, True, False),
-    ("'s 't 're 've 'm 'll 'd 'S 'RE", True, False), ("1234567 12 123 1 99999", False, False),
+    ("'s 't 're 've 'm 'll 'd 'S 'RE", True, False), ("qzx qzx,qzx", True, False), ("1234567 12 123 1 99999", False, False),
 ]
 
 # random texts over code point ranges that are stable across Unicode versions (so Python's, llama.cpp's and the
@@ -158,7 +158,12 @@ def bpe_goldens(text):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     corpus = [text[i:i + 200] for i in range(0, len(text), 200)] + PROSE + CODE
     base.train_from_iterator(corpus, trainer)
-    model = json.loads(base.to_str())['model']
+    # two tokens no merge produces: llama3-style vocabularies (ignore_merges) still emit them whole
+    bj = json.loads(base.to_str())
+    for extra in ['qzx', '\u0120qzx']:
+        bj['model']['vocab'][extra] = len(bj['model']['vocab'])
+    base = Tokenizer.from_str(json.dumps(bj))
+    model = bj['model']
     vocab = model['vocab']
     merges = [m if isinstance(m, str) else ' '.join(m) for m in model['merges']]
     tokens = [None] * len(vocab)
@@ -178,7 +183,10 @@ def bpe_goldens(text):
             [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
     }
     for pre, pt in pres.items():
-        tok = Tokenizer.from_str(base.to_str())
+        tj = json.loads(base.to_str())
+        # llama.cpp treats llama3-style vocabularies as HF's ignore_merges=True (a word that is a token is kept)
+        tj['model']['ignore_merges'] = (pre == 'llama3')
+        tok = Tokenizer.from_str(json.dumps(tj))
         tok.pre_tokenizer = pt
         path = os.path.join(OUT, 'bpe_tiny_%s.gguf' % pre)
         w = gguf.GGUFWriter(path, 'spider-tokenizer-test')

@@ -1,6 +1,7 @@
 // Training parity with PyTorch (goldens from tests/reference/make_train_goldens.py):
 // - AdamW and SGD trajectories on fixed gradients;
-// - a tiny Llama trained 50 steps with AdamW + warm-up + clipping follows PyTorch's loss curve.
+// - a tiny Llama (train/tiny_lm.h, same weight names as transformers) trained 50 steps with AdamW + warm-up + clipping
+// follows PyTorch's loss curve.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "train/autograd.h"
 #include "train/optim.h"
+#include "train/tiny_lm.h"
 
 using namespace spider;
 using namespace spider::train;
@@ -57,45 +59,6 @@ TEST(train_parity, optimisers_match_pytorch) {
     }
 }
 
-namespace {
-
-// The same architecture as transformers' LlamaForCausalLM (HF weight layout: rotate_half RoPE = NEOX mode).
-struct tiny_llama {
-    int64_t vocab, n_embd, n_ff, n_layer, n_head, n_head_kv;
-    float eps, theta;
-    std::map<std::string, value> w;
-
-    value forward_loss(const std::vector<int32_t>& ids) {
-        const int64_t n = static_cast<int64_t>(ids.size());
-        const int64_t hd = n_embd / n_head;
-        std::vector<int32_t> pos(ids.size());
-        for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
-        value x = embedding(w["model.embed_tokens.weight"], ids);
-        for (int64_t l = 0; l < n_layer; ++l) {
-            const std::string p = "model.layers." + std::to_string(l) + ".";
-            value h = rms_norm(x, w[p + "input_layernorm.weight"], eps);
-            value q =
-                rope(linear(h, w[p + "self_attn.q_proj.weight"], nullptr), pos, n_head, hd, theta, ROPE_MODE_NEOX);
-            value k =
-                rope(linear(h, w[p + "self_attn.k_proj.weight"], nullptr), pos, n_head_kv, hd, theta, ROPE_MODE_NEOX);
-            value v = linear(h, w[p + "self_attn.v_proj.weight"], nullptr);
-            value a = attention(q, k, v, n_head, n_head_kv, 1.0f / std::sqrt(static_cast<float>(hd)), true);
-            x = add(x, linear(a, w[p + "self_attn.o_proj.weight"], nullptr));
-            h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps);
-            value g = glu(linear(h, w[p + "mlp.gate_proj.weight"], nullptr),
-                          linear(h, w[p + "mlp.up_proj.weight"], nullptr), ACT_SILU);
-            x = add(x, linear(g, w[p + "mlp.down_proj.weight"], nullptr));
-        }
-        value logits = linear(rms_norm(x, w["model.norm.weight"], eps), w["lm_head.weight"], nullptr);
-        std::vector<int32_t> targets(ids.size(), -1);
-        for (size_t i = 0; i + 1 < ids.size(); ++i) targets[i] = ids[i + 1];
-        (void)n;
-        return cross_entropy(logits, targets);
-    }
-};
-
-}  // namespace
-
 TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
     json meta = load_json("tests/data/train/tiny_llama.json");
     std::ifstream bin(std::string(SPIDER_SOURCE_DIR) + "/tests/data/train/tiny_llama_init.bin", std::ios::binary);
@@ -103,8 +66,16 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
     std::vector<char> blob((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
 
     const auto& c = meta["config"];
-    tiny_llama m{c["vocab"], c["n_embd"],     c["n_ff"], c["n_layer"], c["n_head"], c["n_head_kv"],
-                 c["eps"],   c["rope_theta"], {}};
+    tiny_lm_config cfg;
+    cfg.vocab = c["vocab"];
+    cfg.n_embd = c["n_embd"];
+    cfg.n_ff = c["n_ff"];
+    cfg.n_layer = c["n_layer"];
+    cfg.n_head = c["n_head"];
+    cfg.n_head_kv = c["n_head_kv"];
+    cfg.eps = c["eps"];
+    cfg.rope_theta = c["rope_theta"];
+    tiny_lm m(cfg);
     std::vector<value> params;
     for (const auto& t : meta["tensors"]) {
         std::vector<int64_t> shape = t["shape"].get<std::vector<int64_t>>();
@@ -115,7 +86,7 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
         std::vector<float> data(static_cast<size_t>(numel));
         std::memcpy(data.data(), blob.data() + off, data.size() * 4);
         value p = parameter(shape, std::move(data));
-        m.w[t["name"].get<std::string>()] = p;
+        m.set_param(t["name"].get<std::string>(), p);
         params.push_back(p);
     }
 

@@ -26,6 +26,8 @@ public:
     // Serialisable state for checkpoints: first and second moments, flattened in parameter order.
     std::vector<float>& m() { return m_; }
     std::vector<float>& v() { return v_; }
+    const std::vector<float>& m() const { return m_; }
+    const std::vector<float>& v() const { return v_; }
     void set_steps(int64_t t) { t_ = t; }
     const std::vector<value>& params() const { return params_; }
 

@@ -336,6 +336,7 @@ struct tiny_cfg {
     int64_t n_embd = 32, n_layer = 2, n_head = 4, n_head_kv = 2, n_ff = 48, n_vocab = 50;
     std::vector<std::string> added;  // Spider added tokens
     bool skip_ffn_down = false;
+    bool rope_freqs = false;  // add a Llama 3.1-style rope_freqs.weight (unsupported)
 };
 
 // Writes a tiny random llama GGUF (F32 weights). Returns false + err on a writer failure.
@@ -370,6 +371,7 @@ bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
              add(p + "ffn_gate.weight", c.n_embd, c.n_ff) && add(p + "ffn_up.weight", c.n_embd, c.n_ff) &&
              (c.skip_ffn_down || add(p + "ffn_down.weight", c.n_ff, c.n_embd));
     }
+    if (ok && c.rope_freqs) ok = add("rope_freqs.weight", hd / 2, 1, true);
     if (ok && !c.added.empty()) {
         w.set_array_str("spider.added_tokens", c.added);
         ok = add("token_embd_extra.weight", c.n_embd, (int64_t)c.added.size()) &&
@@ -439,6 +441,18 @@ TEST(LlmErrors, MissingTensorIsNamed) {
     spider_model* m = nullptr;
     EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_BAD_FORMAT);
     EXPECT_NE(std::string(spider_last_error()).find("blk.0.ffn_down.weight"), std::string::npos) << spider_last_error();
+    std::remove(p.c_str());
+}
+
+TEST(LlmErrors, RopeFrequencyFactorsAreRefused) {
+    tiny_cfg c;
+    c.rope_freqs = true;
+    std::string err;
+    const std::string p = tmp_path("ropefreqs.gguf");
+    ASSERT_TRUE(write_tiny(p, c, &err)) << err;
+    spider_model* m = nullptr;
+    EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_UNSUPPORTED);
+    EXPECT_NE(std::string(spider_last_error()).find("rope_freqs"), std::string::npos) << spider_last_error();
     std::remove(p.c_str());
 }
 

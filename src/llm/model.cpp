@@ -59,6 +59,10 @@ llm_error_kind llm_model_last_error_kind() {
     return t_last_kind;
 }
 
+bool llm_load_error(llm_error_kind kind, std::string *err, const std::string &msg) {
+    return fail(kind, err, msg);
+}
+
 bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor *out, std::string *err) {
     const std::string name = llm_tensor_name(t, layer);
     const gguf_tensor_info *info = file->find_tensor(name);
@@ -112,6 +116,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         fail(LLM_ERR_IO, err, "cannot open model '" + path + "': not a regular file");
         return nullptr;
     }
+    t_last_kind = LLM_ERR_FORMAT;
     auto m = std::unique_ptr<llm_model>(new llm_model());
     m->path = path;
     std::string ferr;

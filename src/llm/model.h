@@ -110,5 +110,7 @@ llm_context* llm_context_of(::spider_context* c);
 enum llm_error_kind { LLM_ERR_IO = 2, LLM_ERR_FORMAT = 3, LLM_ERR_UNSUPPORTED = 4 };
 // Kind of the last llm_model::load failure on this thread (for mapping to spider_status).
 llm_error_kind llm_model_last_error_kind();
+// For the architecture hooks: records the kind of a load failure and sets *err; returns false.
+bool llm_load_error(llm_error_kind kind, std::string* err, const std::string& msg);
 
 }  // namespace spider

@@ -27,16 +27,16 @@ bool gemma3_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) 
     hp->rope_freq_base_swa = 10000.0f;
     int64_t swa = 0;
     if (!f.get_int("gemma3.attention.sliding_window", &swa) || swa <= 0) {
-        if (err) *err = "metadata 'gemma3.attention.sliding_window' is missing or not a positive integer";
-        return false;
+        return llm_load_error(LLM_ERR_FORMAT, err,
+                              "metadata 'gemma3.attention.sliding_window' is missing or not a positive integer");
     }
     hp->n_swa = swa;
     hp->swa_pattern = 6;
     int64_t pattern = 0;
     if (f.get_int("gemma3.attention.sliding_window_pattern", &pattern)) {
         if (pattern <= 0) {
-            if (err) *err = "metadata 'gemma3.attention.sliding_window_pattern' must be positive";
-            return false;
+            return llm_load_error(LLM_ERR_FORMAT, err,
+                                  "metadata 'gemma3.attention.sliding_window_pattern' must be positive");
         }
         hp->swa_pattern = pattern;
     }

@@ -17,8 +17,16 @@ bool llama_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
     hp->attn_scale = 1.0f / std::sqrt((float)hp->head_dim);
     hp->n_swa = 0;
     hp->swa_pattern = 0;
-    (void)f;
-    (void)err;
+    int64_t n_expert = 0;
+    if (f.get_int("llama.expert_count", &n_expert) && n_expert > 0) {
+        return llm_load_error(
+            LLM_ERR_UNSUPPORTED, err,
+            "mixture-of-experts llama (expert_count " + std::to_string(n_expert) + ") is not supported");
+    }
+    // Llama 3.1-style RoPE frequency factors would be silently ignored: refuse rather than run a wrong model.
+    if (f.find_tensor("rope_freqs.weight")) {
+        return llm_load_error(LLM_ERR_UNSUPPORTED, err, "RoPE frequency factors (rope_freqs.weight) are not supported");
+    }
     return true;
 }
 

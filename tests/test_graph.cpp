@@ -340,49 +340,58 @@ namespace {
 
 TEST(graph, big_elementwise_and_row_ops_split_over_the_pool_give_the_same_result) {
     // 1001 x 37 values: above the size where the CPU backend splits these ops over the pool, and not a multiple of
-    // the 64-element split unit.
+    // the 64-element split unit. Each run gets a fresh graph, so no output can survive from an earlier run.
     const int64_t n = 1001, rows = 37;
-    weights W;
-    graph g;
-    const int x = g.input("x", {n, rows});
-    const int u = g.input("u", {n, rows});
-    const int w = g.constant(W.make("w", DTYPE_F32, rand_vec(n, 1), n));
-    const int b = g.constant(W.make("b", DTYPE_F32, rand_vec(n, 2), n));
-    int h = g.rms_norm(x, w, 1e-6f, "rms");
-    h = g.layer_norm(h, w, b, 1e-5f, "ln");
-    h = g.mul_row(h, w, "mul_row");
-    h = g.add_row(h, b, "add_row");
-    h = g.act(h, ACT_GELU_TANH, "gelu");
-    h = g.glu(h, u, ACT_SILU, "glu");
-    h = g.add(h, u, "add");
-    h = g.mul(h, x, "mul");
-    h = g.scale(h, 0.5f, "scale");
-    h = g.softmax(h, "softmax");
-    ASSERT_TRUE(g.ok()) << g.error();
     const std::vector<float> xv = rand_vec(n * rows, 3, 2.0f), uv = rand_vec(n * rows, 4);
-    std::copy(xv.begin(), xv.end(), g.data(x));
-    std::copy(uv.begin(), uv.end(), g.data(u));
+    const std::vector<float> wv = rand_vec(n, 1), bv = rand_vec(n, 2);
     std::string err;
+    std::vector<std::string> names;
+    std::vector<graph_op> ops;
     auto outputs = [&](graph_backend be, thread_pool* pool) {
+        weights W;
+        graph g;
+        const int x = g.input("x", {n, rows});
+        const int u = g.input("u", {n, rows});
+        const int w = g.constant(W.make("w", DTYPE_F32, wv, n));
+        const int b = g.constant(W.make("b", DTYPE_F32, bv, n));
+        int h = g.rms_norm(x, w, 1e-6f, "rms");
+        h = g.layer_norm(h, w, b, 1e-5f, "ln");
+        h = g.mul_row(h, w, "mul_row");
+        h = g.add_row(h, b, "add_row");
+        h = g.act(h, ACT_GELU_TANH, "gelu");
+        h = g.glu(h, u, ACT_SILU, "glu");
+        h = g.add(h, u, "add");
+        h = g.mul(h, x, "mul");
+        h = g.scale(h, 0.5f, "scale");
+        h = g.softmax(h, "softmax");
+        EXPECT_TRUE(g.ok()) << g.error();
+        std::copy(xv.begin(), xv.end(), g.data(x));
+        std::copy(uv.begin(), uv.end(), g.data(u));
         graph_compute_params p;
         p.backend = be;
         p.pool = pool;
         EXPECT_TRUE(graph_compute(g, p, &err)) << err;
         std::vector<std::vector<float>> o;
-        for (int id = 0; id < g.size(); ++id) o.push_back(g.node(id).out);
+        names.clear();
+        ops.clear();
+        for (int id = 0; id < g.size(); ++id) {
+            o.push_back(g.node(id).out);
+            names.push_back(g.node(id).name);
+            ops.push_back(g.node(id).op);
+        }
         return o;
     };
     thread_pool pool(3);
     const auto ref = outputs(GRAPH_BACKEND_REFERENCE, nullptr);
     const auto one = outputs(GRAPH_BACKEND_CPU, nullptr);
     const auto three = outputs(GRAPH_BACKEND_CPU, &pool);
-    for (int id = 0; id < g.size(); ++id) {
-        const graph_node& nd = g.node(id);
-        if (nd.op == GRAPH_OP_INPUT || nd.op == GRAPH_OP_CONSTANT) continue;
-        EXPECT_EQ(three[id], one[id]) << nd.name << ": split over 3 threads differs from 1 thread";
+    ASSERT_EQ(ref.size(), names.size());
+    for (size_t id = 0; id < names.size(); ++id) {
+        if (ops[id] == GRAPH_OP_INPUT || ops[id] == GRAPH_OP_CONSTANT) continue;
+        EXPECT_EQ(three[id], one[id]) << names[id] << ": split over 3 threads differs from 1 thread";
         double scale = 1.0;
         for (float v : ref[id]) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-        EXPECT_LE(max_err(three[id].data(), ref[id].data(), ref[id].size()) / scale, 2e-5) << nd.name;
+        EXPECT_LE(max_err(three[id].data(), ref[id].data(), ref[id].size()) / scale, 2e-5) << names[id];
     }
 }
 

@@ -214,6 +214,7 @@ TEST(ops_random, elementwise_and_activations) {
         auto a = r.vec(n, -8, 8), b = r.vec(n);
         std::vector<float> y0(n), y1(n);
         for_each_config([&](thread_pool *, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::add(a.data(), b.data(), y0.data(), n);
             add(a.data(), b.data(), y1.data(), n);
             EXPECT_LE(max_err(y1, y0), 0.0) << "add " << n << " " << cfg;
@@ -237,6 +238,7 @@ TEST(ops_random, elementwise_and_activations) {
         auto x = r.vec(rows * n), w = r.vec(n);
         std::vector<float> y0(rows * n), y1(rows * n);
         for_each_config([&](thread_pool *, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::mul_row(x.data(), w.data(), y0.data(), rows, n);
             mul_row(x.data(), w.data(), y1.data(), rows, n);
             EXPECT_LE(max_err(y1, y0), 0.0) << cfg;
@@ -251,6 +253,7 @@ TEST(ops_random, activation_extremes_are_finite_and_exact_at_limits) {
     std::vector<float> x = {-1000.0f, -100.0f, -88.0f, -30.0f, 0.0f, 30.0f, 88.0f, 100.0f, 1000.0f};
     std::vector<float> y0(x.size()), y1(x.size());
     for_each_config([&](thread_pool *, const std::string &cfg) {
+        std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
         for (act_type t : {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU}) {
             ref::activation(t, x.data(), y0.data(), x.size());
             activation(t, x.data(), y1.data(), x.size());
@@ -268,6 +271,7 @@ TEST(ops_random, softmax_and_norms) {
         auto x = r.vec(rows * n, -6, 6), w = r.vec(n), b = r.vec(n);
         std::vector<float> y0(rows * n), y1(rows * n);
         for_each_config([&](thread_pool *, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::softmax_rows(x.data(), y0.data(), rows, n);
             softmax_rows(x.data(), y1.data(), rows, n);
             EXPECT_LE(max_err(y1, y0), 1e-6) << "softmax " << rows << "x" << n << " " << cfg;
@@ -286,6 +290,7 @@ TEST(ops_random, softmax_and_norms) {
         auto x = r.vec(C * HW, -3, 5), w = r.vec(C), b = r.vec(C);
         std::vector<float> y0(C * HW), y1(C * HW);
         for_each_config([&](thread_pool *, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::group_norm(x.data(), w.data(), b.data(), y0.data(), C, HW, G, 1e-6f);
             group_norm(x.data(), w.data(), b.data(), y1.data(), C, HW, G, 1e-6f);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "gn " << C << "x" << HW << "/" << G << " " << cfg;
@@ -333,6 +338,7 @@ TEST(ops_random, attention_shapes) {
         ref::attention(q.data(), k.data(), v.data(), y0.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
                        s.causal, s.q_pos0, s.window, nullptr);
         for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             attention(q.data(), k.data(), v.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, s.causal,
                       s.q_pos0, s.window, pool);
             EXPECT_LE(max_err(y1, y0), 2e-5) << "attention nq " << s.n_q << " nkv " << s.n_kv << " " << cfg;
@@ -361,6 +367,7 @@ TEST(ops_random, convolutions) {
         std::vector<float> y0(C_out * Ho * Wo), y1(y0.size());
         ref::conv2d(x.data(), w.data(), b.data(), y0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
         for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv2d(x.data(), w.data(), b.data(), y1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv2d " << C_in << "x" << H << "x" << W << " " << cfg;
         });
@@ -370,6 +377,7 @@ TEST(ops_random, convolutions) {
             std::vector<float> t0(C_out * Hto * Wto), t1(t0.size());
             ref::conv_transpose2d(x.data(), w.data(), b.data(), t0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
             for_each_config([&](thread_pool *pool, const std::string &cfg) {
+                std::fill(t1.begin(), t1.end(), NAN);  // no output may survive from another config
                 conv_transpose2d(x.data(), w.data(), b.data(), t1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
                 EXPECT_LE(max_err(t1, t0), 1e-5) << "conv_transpose2d " << C_in << "x" << H << "x" << W << " " << cfg;
             });
@@ -382,6 +390,7 @@ TEST(ops_random, convolutions) {
         std::vector<float> y0(C_out * Lo), y1(y0.size());
         ref::conv1d(x.data(), w.data(), nullptr, y0.data(), C_in, L, C_out, Kk, st, pd, nullptr);
         for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv1d(x.data(), w.data(), nullptr, y1.data(), C_in, L, C_out, Kk, st, pd, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv1d " << C_in << "x" << L << " " << cfg;
         });
@@ -397,6 +406,7 @@ TEST(ops_random, convolutions) {
         std::vector<float> y0(C_out * T * HW), y1(y0.size());
         ref::conv_temporal(x.data(), w.data(), b.data(), y0.data(), C_in, T, HW, C_out, KT, nullptr);
         for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv_temporal(x.data(), w.data(), b.data(), y1.data(), C_in, T, HW, C_out, KT, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv_temporal " << C_in << "x" << T << "x" << HW << " " << cfg;
         });

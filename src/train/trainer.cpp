@@ -26,6 +26,8 @@ struct field_reader {
     std::set<std::string> used;
     bool ok = true;
 
+    field_reader(const json & obj, std::string prefix, std::string * e) : j(obj), where(std::move(prefix)), err(e) {}
+
     template <typename T>
     void get(const char *key, T *out) {
         used.insert(key);

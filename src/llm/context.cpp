@@ -11,9 +11,14 @@
 #include <new>
 #include <thread>
 
+#include "core/cpu_features.h"
 #include "core/ops.h"
 
 namespace spider {
+
+// F16C row conversions (kv_convert_avx2.cpp); the scalar loops below are the portable path.
+void kv_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
+void kv_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n);
 
 namespace {
 
@@ -27,6 +32,16 @@ int resolve_threads(int n) {
     if (n > 0) return n;
     unsigned hc = std::thread::hardware_concurrency();
     return hc == 0 ? 1 : (int)hc;
+}
+
+void kv_widen(const uint16_t *src, float *dst, size_t n) {
+    if (cpu_level_active() >= CPU_LEVEL_AVX2) return kv_f16_to_f32_avx2(src, dst, n);
+    for (size_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(src[i]);
+}
+
+void kv_narrow(const float *src, uint16_t *dst, size_t n) {
+    if (cpu_level_active() >= CPU_LEVEL_AVX2) return kv_f32_to_f16_avx2(src, dst, n);
+    for (size_t i = 0; i < n; i++) dst[i] = fp32_to_fp16(src[i]);
 }
 
 }  // namespace
@@ -259,10 +274,8 @@ void llm_context::kv_store(int64_t il, const llm_ubatch &ub, const float *k_rows
     const size_t off = (size_t)(ub.pos0 * kv_dim);
     const size_t cnt = (size_t)(ub.n_tokens * kv_dim);
     if (params.kv_f16) {
-        for (size_t i = 0; i < cnt; i++) {
-            l.k16[off + i] = fp32_to_fp16(k_rows[i]);
-            l.v16[off + i] = fp32_to_fp16(v_rows[i]);
-        }
+        kv_narrow(k_rows, l.k16.data() + off, cnt);
+        kv_narrow(v_rows, l.v16.data() + off, cnt);
     } else {
         std::memcpy(l.k.data() + off, k_rows, cnt * sizeof(float));
         std::memcpy(l.v.data() + off, v_rows, cnt * sizeof(float));
@@ -287,10 +300,8 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
         float *vw = kv_f32.data() + (size_t)(params.n_ctx * kv_dim);
         const uint16_t *ks = l.k16.data() + start * kv_dim;
         const uint16_t *vs = l.v16.data() + start * kv_dim;
-        for (size_t i = 0; i < cnt; i++) {
-            kw[i] = fp16_to_fp32(ks[i]);
-            vw[i] = fp16_to_fp32(vs[i]);
-        }
+        kv_widen(ks, kw, cnt);
+        kv_widen(vs, vw, cnt);
         kp = kw;
         vp = vw;
     } else {

@@ -592,6 +592,9 @@ struct grammar_matcher::impl {
     std::vector<dstate> dstates;
     std::vector<std::array<int32_t, 256>> trans;  // -2 unknown, -1 dead
     std::map<int32_t, std::vector<uint8_t>> mask_cache;
+    static constexpr size_t k_max_stacks = 4096;
+    static constexpr size_t k_max_expansions = 65536;
+    mutable bool overflow = false;
     int32_t initial = -1;
     int32_t cur = -1;
 
@@ -601,6 +604,12 @@ struct grammar_matcher::impl {
     // seen: stacks already expanded in this operation; ambiguous nullable rules would otherwise reach the same
     // stack along exponentially many paths.
     void advance(const gstack& st, gset& out, std::set<gstack>& seen) const {
+        // highly ambiguous grammars (nested repetitions of repetitions) can need exponentially many stacks:
+        // beyond these bounds the step fails instead of running away
+        if (seen.size() > k_max_expansions || out.size() > k_max_stacks) {
+            overflow = true;
+            return;
+        }
         if (!seen.insert(st).second) return;
         if (st.empty()) {
             out.push_back(st);
@@ -699,6 +708,7 @@ struct grammar_matcher::impl {
     int32_t accept_cp(int32_t set, uint32_t cp) {
         gset out;
         std::set<gstack> seen;
+        overflow = false;
         for (const gstack& st : sets[set]) {
             if (st.empty() || !is_char_elem(st.back())) continue;
             uint32_t next;
@@ -707,12 +717,14 @@ struct grammar_matcher::impl {
             if (!end_of_seq(next)) ns.push_back(next);
             advance(ns, out, seen);
         }
+        if (overflow) return -1;
         return intern_set(std::move(out));
     }
 
     int32_t accept_named(int32_t set, int32_t token) {
         gset out;
         std::set<gstack> seen;
+        overflow = false;
         for (const gstack& st : sets[set]) {
             if (st.empty() || E[st.back()].type != GRAMMAR_TOKEN || static_cast<int32_t>(E[st.back()].value) != token) {
                 continue;
@@ -721,6 +733,7 @@ struct grammar_matcher::impl {
             if (!end_of_seq(st.back() + 1)) ns.push_back(st.back() + 1);
             advance(ns, out, seen);
         }
+        if (overflow) return -1;
         return intern_set(std::move(out));
     }
 
@@ -859,6 +872,10 @@ std::unique_ptr<grammar_matcher> grammar_matcher::create(const grammar& g, std::
         } else {
             break;
         }
+    }
+    if (p.overflow) {
+        if (err) *err = "[grammar] the grammar is too ambiguous (its start needs more than 4096 parse stacks)";
+        return nullptr;
     }
     const int32_t set = p.intern_set(std::move(init));
     if (set < 0) {

@@ -6,7 +6,7 @@
 
 #include "io/media.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     spider::image_u8 out;
     std::string err;
     bool ok = spider::image_decode(data, size, &out, &err);

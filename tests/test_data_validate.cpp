@@ -28,7 +28,7 @@ struct world_fixture : public ::testing::Test {
         b.count = 170;
         ASSERT_TRUE(tmm_build(g_dir, g_dir + "/tmm_train.jsonl", b, nullptr, &err)) << err;
         // Truncated copies of real media.
-        for (const char* f :
+        for (const char * f :
              {"image/train_image_000000.png", "audio/train_audio_000000.wav", "video/train_video_000000.mp4"}) {
             std::vector<uint8_t> d;
             ASSERT_TRUE(file_read_all(g_dir + "/" + f, &d, &err));
@@ -40,8 +40,8 @@ struct world_fixture : public ::testing::Test {
     static void TearDownTestSuite() { std::system(("rm -rf " + g_dir).c_str()); }
 };
 
-std::string rec(const std::string& q, const std::string& task, const std::string& answer,
-                const std::string& inputs = "[]", const std::string& targets = "[]") {
+std::string rec(const std::string & q, const std::string & task, const std::string & answer,
+                const std::string & inputs = "[]", const std::string & targets = "[]") {
     nlohmann::json j = {{"id", "r"}, {"Question", q}, {"TaskPrompt", task}, {"Answer", answer}};
     j["Inputs"] = nlohmann::json::parse(inputs);
     j["Targets"] = nlohmann::json::parse(targets);
@@ -130,7 +130,7 @@ TEST_F(world_fixture, broken_corpus_is_reported_line_by_line) {
     {
         std::ofstream f(path, std::ios::binary);
         f << good[0] << "\n";
-        for (const auto& c : cases) f << c.first << "\n";
+        for (const auto & c : cases) f << c.first << "\n";
         f << "\n";  // blank lines are skipped, not records
         for (size_t i = 1; i < good.size(); ++i) f << good[i] << "\n";
     }

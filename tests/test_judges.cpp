@@ -13,14 +13,14 @@
 using namespace spider;
 
 static uint64_t fresh_seed() {
-    if (const char* s = std::getenv("SPIDER_JUDGE_SEED")) return std::strtoull(s, nullptr, 10);
+    if (const char * s = std::getenv("SPIDER_JUDGE_SEED")) return std::strtoull(s, nullptr, 10);
     std::random_device rd;  // fresh seeds every run, not a fixed fixture
     uint64_t s = ((uint64_t)rd() << 32) ^ rd() ^ (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
     return s % 1000000007ull;
 }
 
-static void expect_rates(const judge_tally& t, double min_rate, const std::string& what, uint64_t seed) {
-    for (const auto& kv : t.counts)
+static void expect_rates(const judge_tally & t, double min_rate, const std::string & what, uint64_t seed) {
+    for (const auto & kv : t.counts)
         EXPECT_GE(t.rate(kv.first), min_rate) << what << " attribute '" << kv.first << "' (seed " << seed << ")\n"
                                               << t.to_string();
     std::printf("%s (seed %llu):\n%s", what.c_str(), (unsigned long long)seed, t.to_string().c_str());
@@ -202,7 +202,7 @@ TEST(judges, noise_is_not_judgeable) {
         img.width = img.height = 64;
         img.channels = 3;
         img.pixels.resize(64 * 64 * 3);
-        for (auto& v : img.pixels) v = (uint8_t)rng.below(256);
+        for (auto & v : img.pixels) v = (uint8_t)rng.below(256);
         image_judgement j;
         std::string err;
         ASSERT_TRUE(judge_image(img, &j, &err));
@@ -211,7 +211,7 @@ TEST(judges, noise_is_not_judgeable) {
 
         audio_f32 a;
         a.samples.resize(16000 * 2);
-        for (auto& s : a.samples) s = (float)rng.uniform(-0.5, 0.5);
+        for (auto & s : a.samples) s = (float)rng.uniform(-0.5, 0.5);
         audio_judgement ja;
         ASSERT_TRUE(judge_audio(a, &ja, &err));
         EXPECT_FALSE(ja.judgeable);
@@ -222,7 +222,7 @@ TEST(judges, noise_is_not_judgeable) {
         video_u8 v;
         v.width = v.height = 64;
         for (int f = 0; f < 8; ++f) {
-            for (auto& x : img.pixels) x = (uint8_t)rng.below(256);
+            for (auto & x : img.pixels) x = (uint8_t)rng.below(256);
             v.frames.push_back(img);
         }
         video_judgement jv;
@@ -259,7 +259,7 @@ TEST(judges, survive_mp4_round_trip) {
     // 4:2:0 chroma at 64x64 erodes the thin parts of small rings and crosses, so shape is reported, not required,
     // after lossy coding (docs/WORLD.md); motion and colour must survive.
     std::printf("video judge after H.264 (seed %llu):\n%s", (unsigned long long)seed, t.to_string().c_str());
-    for (const char* a : {"judgeable", "motion", "colour"}) EXPECT_GE(t.rate(a), 0.95) << a << " seed " << seed;
+    for (const char * a : {"judgeable", "motion", "colour"}) EXPECT_GE(t.rate(a), 0.95) << a << " seed " << seed;
 }
 
 TEST(judges, consistency_and_text_claims) {

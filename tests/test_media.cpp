@@ -12,7 +12,7 @@
 
 using namespace spider;
 
-static std::string tmp_path(const std::string& name) {
+static std::string tmp_path(const std::string & name) {
     return std::string("/tmp/spider_test_media_") + std::to_string(getpid()) + "_" + name;
 }
 
@@ -33,7 +33,7 @@ static image_u8 pattern_image(int w, int h, int c, int seed) {
     return img;
 }
 
-static double mean_abs_diff(const image_u8& a, const image_u8& b) {
+static double mean_abs_diff(const image_u8 & a, const image_u8 & b) {
     if (a.pixels.size() != b.pixels.size()) return 1e9;
     double s = 0;
     for (size_t i = 0; i < a.pixels.size(); ++i) s += std::abs((int)a.pixels[i] - (int)b.pixels[i]);
@@ -44,7 +44,7 @@ static bool have_ffprobe() {
     return std::system("ffprobe -version > /dev/null 2>&1") == 0;
 }
 
-static bool ffprobe_ok(const std::string& path) {
+static bool ffprobe_ok(const std::string & path) {
     std::string cmd = "ffprobe -v error -show_format -show_streams '" + path + "' > /dev/null 2>&1";
     return std::system(cmd.c_str()) == 0;
 }
@@ -119,7 +119,7 @@ TEST(media, wav_round_trip_and_metadata) {
     media_metadata meta;
     ASSERT_TRUE(audio_read_metadata(p, &meta, &err)) << err;
     bool title = false, comment = false;
-    for (auto& kv : meta) {
+    for (auto & kv : meta) {
         if (kv.first == "title" && kv.second == "a tone") title = true;
         if (kv.first == "comment" && kv.second.find("seed=7") != std::string::npos &&
             kv.second.find("ai_generated=true") != std::string::npos)
@@ -157,7 +157,7 @@ static video_u8 moving_square_video(int n) {
 
 TEST(media, video_round_trip_mp4_and_webm_deterministic) {
     video_u8 v = moving_square_video(16);
-    for (const char* ext : {"mp4", "webm"}) {
+    for (const char * ext : {"mp4", "webm"}) {
         std::string p = tmp_path(std::string("rt.") + ext), p2 = tmp_path(std::string("rt2.") + ext), err;
         ASSERT_TRUE(video_write(p, v, {{"comment", "spider test"}, {"ai_generated", "true"}}, &err)) << ext << err;
         ASSERT_TRUE(video_write(p2, v, {{"comment", "spider test"}, {"ai_generated", "true"}}, &err)) << err;
@@ -229,7 +229,7 @@ TEST(media, truncated_and_corrupted_files_fail_cleanly) {
         files.push_back({"wav", d});
         std::remove(p.c_str());
     }
-    for (const char* ext : {"mp4", "webm"}) {
+    for (const char * ext : {"mp4", "webm"}) {
         std::string p = tmp_path(std::string("c.") + ext);
         ASSERT_TRUE(video_write(p, moving_square_video(8), {}, &err));
         std::vector<uint8_t> d;
@@ -237,7 +237,7 @@ TEST(media, truncated_and_corrupted_files_fail_cleanly) {
         files.push_back({ext, d});
         std::remove(p.c_str());
     }
-    auto decode = [](const std::string& kind, const std::vector<uint8_t>& d, std::string* e) {
+    auto decode = [](const std::string & kind, const std::vector<uint8_t> & d, std::string * e) {
         if (kind == "png" || kind == "jpeg") {
             image_u8 img;
             return image_decode(d.data(), d.size(), &img, e);
@@ -249,7 +249,7 @@ TEST(media, truncated_and_corrupted_files_fail_cleanly) {
         video_u8 v;
         return video_decode(d.data(), d.size(), &v, e);
     };
-    for (const auto& f : files) {
+    for (const auto & f : files) {
         std::string e;
         ASSERT_TRUE(decode(f.first, f.second, &e)) << f.first << ": " << e;
         // Truncate in the header, the middle and just before the end.

@@ -86,7 +86,7 @@ TEST(tmm, family_shapes) {
         std::vector<tmm_record> recs;
         ASSERT_TRUE(tmm_build_records(items, o, &recs, &err)) << err;
         std::set<size_t> group_counts;
-        for (const auto& r : recs) {
+        for (const auto & r : recs) {
             EXPECT_EQ(r.family, fam);
             group_counts.insert(r.targets.size());
             if (fam == "long_form") {
@@ -99,9 +99,9 @@ TEST(tmm, family_shapes) {
                 ASSERT_EQ(r.targets.size(), 1u);
                 // The target box is the truth box of an object of the input image.
                 bool found = false;
-                for (const auto& e : items)
+                for (const auto & e : items)
                     if (e.file == r.inputs[0].file)
-                        for (const auto& ob : e.image.objects)
+                        for (const auto & ob : e.image.objects)
                             found |= ob.box.x0 == r.targets[0].box[0] && ob.box.y0 == r.targets[0].box[1] &&
                                      ob.box.x1 == r.targets[0].box[2] && ob.box.y1 == r.targets[0].box[3];
                 EXPECT_TRUE(found) << r.id;
@@ -132,14 +132,14 @@ TEST(tmm, test_split_uses_held_out_phrasings) {
         o.families = {"t2i"};
         std::vector<tmm_record> recs;
         ASSERT_TRUE(tmm_build_records(items, o, &recs, &err)) << err;
-        for (const auto& r : recs) {
+        for (const auto & r : recs) {
             bool held = r.question.rfind("Paint ", 0) == 0 || r.question.rfind("Render an image with ", 0) == 0;
             EXPECT_EQ(held, split == SPLIT_TEST) << r.question;
         }
     }
     // A family whose world kind is missing is an error, not a crash.
     std::vector<world_entry> only_images;
-    for (const auto& e : make_entries(SPLIT_TRAIN, 3))
+    for (const auto & e : make_entries(SPLIT_TRAIN, 3))
         if (e.kind == KIND_IMAGE) only_images.push_back(e);
     tmm_build_options o;
     o.families = {"t2a"};
@@ -159,7 +159,7 @@ TEST(tmm, signal_token_count_is_configurable) {
     std::string err;
     ASSERT_TRUE(tmm_build_records(items, o, &recs, &err));
     bool saw = false;
-    for (const auto& r : recs) {
+    for (const auto & r : recs) {
         std::string why;
         EXPECT_TRUE(tmm_check_record(tmm_record_json(r), &why)) << why;
         saw |= r.answer.find("[IMAGE3]</IMAGE>") != std::string::npos;

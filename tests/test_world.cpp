@@ -73,7 +73,7 @@ TEST(world, held_out_combinations_respect_splits) {
             image_item im;
             world_make_image(77, i, p, &im);
             bool any = false;
-            for (const auto& o : im.truth.objects) any |= held_out_shape_colour(o.shape, o.colour);
+            for (const auto & o : im.truth.objects) any |= held_out_shape_colour(o.shape, o.colour);
             if (split != SPLIT_TEST) {
                 EXPECT_FALSE(any) << split_name(split) << " image " << i;
             } else {
@@ -95,7 +95,7 @@ TEST(world, held_out_combinations_respect_splits) {
     for (int i = 0; i < 300; ++i) {
         image_item im;
         world_make_image(5, i, p, &im);
-        for (const auto& o : im.truth.objects) {
+        for (const auto & o : im.truth.objects) {
             shapes.insert(o.shape);
             colours.insert(o.colour);
         }
@@ -113,15 +113,15 @@ TEST(world, captions_vary_and_mention_the_truth) {
         ASSERT_EQ((int)im.captions.size(), p.n_captions);
         std::set<std::string> mine(im.captions.begin(), im.captions.end());
         EXPECT_EQ(mine.size(), im.captions.size()) << "captions of one item must differ";
-        for (const auto& c : im.captions) {
+        for (const auto & c : im.captions) {
             all.insert(c);
-            for (const auto& o : im.truth.objects) EXPECT_NE(c.find(colour_name(o.colour)), std::string::npos) << c;
+            for (const auto & o : im.truth.objects) EXPECT_NE(c.find(colour_name(o.colour)), std::string::npos) << c;
         }
         audio_item au;
         world_make_audio(3, i, p, &au);
         EXPECT_GE(au.captions.size(), 2u);
         if (au.truth.pitch >= 0 && au.truth.pattern != PATTERN_NOISE) {
-            for (const auto& c : au.captions) EXPECT_NE(c.find(pitch_name(au.truth.pitch)), std::string::npos) << c;
+            for (const auto & c : au.captions) EXPECT_NE(c.find(pitch_name(au.truth.pitch)), std::string::npos) << c;
         }
         video_item v;
         world_make_video(3, i, p, &v);
@@ -138,7 +138,7 @@ TEST(world, truth_matches_pixels_and_samples) {
         ASSERT_GE(im.truth.objects.size(), 1u);
         ASSERT_LE(im.truth.objects.size(), 3u);
         for (size_t k = 0; k < im.truth.objects.size(); ++k) {
-            const auto& o = im.truth.objects[k];
+            const auto & o = im.truth.objects[k];
             uint8_t rgb[3];
             colour_rgb(o.colour, rgb);
             int n = 0;

@@ -13,27 +13,27 @@
 
 namespace spider {
 
-static void set_err(std::string *err, const std::string &msg) {
+static void set_err(std::string * err, const std::string & msg) {
     if (err) *err = msg;
 }
 
 struct sf_mem {
-    const uint8_t *data;
+    const uint8_t * data;
     sf_count_t size, pos;
 };
 
-static sf_count_t mem_get_filelen(void *u) {
+static sf_count_t mem_get_filelen(void * u) {
     return ((sf_mem *)u)->size;
 }
-static sf_count_t mem_seek(sf_count_t off, int whence, void *u) {
-    auto *m = (sf_mem *)u;
+static sf_count_t mem_seek(sf_count_t off, int whence, void * u) {
+    auto * m = (sf_mem *)u;
     sf_count_t p = whence == SEEK_SET ? off : whence == SEEK_CUR ? m->pos + off : m->size + off;
     if (p < 0 || p > m->size) return -1;
     m->pos = p;
     return p;
 }
-static sf_count_t mem_read(void *ptr, sf_count_t n, void *u) {
-    auto *m = (sf_mem *)u;
+static sf_count_t mem_read(void * ptr, sf_count_t n, void * u) {
+    auto * m = (sf_mem *)u;
     if (n < 0) return 0;
     sf_count_t k = m->size - m->pos < n ? m->size - m->pos : n;
     std::memcpy(ptr, m->data + m->pos, (size_t)k);
@@ -43,12 +43,12 @@ static sf_count_t mem_read(void *ptr, sf_count_t n, void *u) {
 static sf_count_t mem_write(const void *, sf_count_t, void *) {
     return 0;
 }
-static sf_count_t mem_tell(void *u) {
+static sf_count_t mem_tell(void * u) {
     return ((sf_mem *)u)->pos;
 }
 
 // Reads every frame of an open handle into `out`, validating the header numbers first.
-static bool read_all_frames(SNDFILE *f, const SF_INFO &info, audio_f32 *out, std::string *err) {
+static bool read_all_frames(SNDFILE * f, const SF_INFO & info, audio_f32 * out, std::string * err) {
     if (info.channels <= 0 || info.channels > MEDIA_MAX_CHANNELS) {
         set_err(err, "audio: bad channel count " + std::to_string(info.channels));
         return false;
@@ -76,7 +76,7 @@ static bool read_all_frames(SNDFILE *f, const SF_INFO &info, audio_f32 *out, std
         out->samples.clear();
         return false;
     }
-    for (float &s : out->samples) {
+    for (float & s : out->samples) {
         if (!std::isfinite(s)) {
             set_err(err, "audio: non-finite sample values");
             out->samples.clear();
@@ -86,14 +86,14 @@ static bool read_all_frames(SNDFILE *f, const SF_INFO &info, audio_f32 *out, std
     return true;
 }
 
-static uint32_t rd_le32(const uint8_t *p) {
+static uint32_t rd_le32(const uint8_t * p) {
     return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 // libsndfile quietly shortens a WAV whose data was cut off, so a truncated file is found from the RIFF structure:
 // the RIFF size and every chunk must fit in the data. Streaming writers put 0 or 0xFFFFFFFF in sizes they could not
 // patch; those are accepted.
-static bool wav_truncated(const uint8_t *d, size_t n, std::string *why) {
+static bool wav_truncated(const uint8_t * d, size_t n, std::string * why) {
     if (n < 12 || std::memcmp(d, "RIFF", 4) || std::memcmp(d + 8, "WAVE", 4)) return false;
     uint32_t riff = rd_le32(d + 4);
     if (riff != 0 && riff != 0xFFFFFFFFu && (uint64_t)riff + 8 > n) {
@@ -120,7 +120,7 @@ static bool wav_truncated(const uint8_t *d, size_t n, std::string *why) {
     return false;
 }
 
-bool audio_decode(const uint8_t *data, size_t size, audio_f32 *out, std::string *err) {
+bool audio_decode(const uint8_t * data, size_t size, audio_f32 * out, std::string * err) {
     if (size == 0) {
         set_err(err, "audio: empty data");
         return false;
@@ -134,7 +134,7 @@ bool audio_decode(const uint8_t *data, size_t size, audio_f32 *out, std::string 
     SF_VIRTUAL_IO vio{mem_get_filelen, mem_seek, mem_read, mem_write, mem_tell};
     SF_INFO info;
     std::memset(&info, 0, sizeof(info));
-    SNDFILE *f = sf_open_virtual(&vio, SFM_READ, &info, &m);
+    SNDFILE * f = sf_open_virtual(&vio, SFM_READ, &info, &m);
     if (!f) {
         set_err(err, std::string("audio: cannot decode: ") + sf_strerror(nullptr));
         return false;
@@ -144,7 +144,7 @@ bool audio_decode(const uint8_t *data, size_t size, audio_f32 *out, std::string 
     return ok;
 }
 
-bool audio_read(const std::string &path, audio_f32 *out, std::string *err) {
+bool audio_read(const std::string & path, audio_f32 * out, std::string * err) {
     std::vector<uint8_t> data;
     if (!file_read_all(path, &data, err)) return false;
     std::string e;
@@ -155,7 +155,7 @@ bool audio_read(const std::string &path, audio_f32 *out, std::string *err) {
     return true;
 }
 
-bool audio_write_wav(const std::string &path, const audio_f32 &a, const media_metadata &meta, std::string *err) {
+bool audio_write_wav(const std::string & path, const audio_f32 & a, const media_metadata & meta, std::string * err) {
     if (a.channels <= 0 || a.channels > MEDIA_MAX_CHANNELS) {
         set_err(err, "wav write '" + path + "': bad channel count " + std::to_string(a.channels));
         return false;
@@ -174,7 +174,7 @@ bool audio_write_wav(const std::string &path, const audio_f32 &a, const media_me
     info.samplerate = a.sample_rate;
     info.channels = a.channels;
     info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
-    SNDFILE *f = sf_open(tmp.c_str(), SFM_WRITE, &info);
+    SNDFILE * f = sf_open(tmp.c_str(), SFM_WRITE, &info);
     if (!f) {
         set_err(err, "wav write '" + path + "': " + sf_strerror(nullptr));
         return false;
@@ -182,7 +182,7 @@ bool audio_write_wav(const std::string &path, const audio_f32 &a, const media_me
     // Clip instead of letting libsndfile wrap out-of-range floats.
     sf_command(f, SFC_SET_CLIPPING, nullptr, SF_TRUE);
     std::string comment, title;
-    for (const auto &kv : meta) {
+    for (const auto & kv : meta) {
         if (kv.first == "title")
             title = kv.second;
         else
@@ -207,10 +207,10 @@ bool audio_write_wav(const std::string &path, const audio_f32 &a, const media_me
     return true;
 }
 
-bool audio_read_metadata(const std::string &path, media_metadata *out, std::string *err) {
+bool audio_read_metadata(const std::string & path, media_metadata * out, std::string * err) {
     SF_INFO info;
     std::memset(&info, 0, sizeof(info));
-    SNDFILE *f = sf_open(path.c_str(), SFM_READ, &info);
+    SNDFILE * f = sf_open(path.c_str(), SFM_READ, &info);
     if (!f) {
         set_err(err, "'" + path + "': " + sf_strerror(nullptr));
         return false;
@@ -218,11 +218,11 @@ bool audio_read_metadata(const std::string &path, media_metadata *out, std::stri
     out->clear();
     static const struct {
         int id;
-        const char *name;
+        const char * name;
     } keys[] = {{SF_STR_TITLE, "title"},   {SF_STR_COPYRIGHT, "copyright"}, {SF_STR_SOFTWARE, "software"},
                 {SF_STR_ARTIST, "artist"}, {SF_STR_COMMENT, "comment"},     {SF_STR_DATE, "date"}};
-    for (const auto &k : keys) {
-        const char *s = sf_get_string(f, k.id);
+    for (const auto & k : keys) {
+        const char * s = sf_get_string(f, k.id);
         if (s) out->emplace_back(k.name, s);
     }
     sf_close(f);

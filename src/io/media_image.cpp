@@ -17,12 +17,12 @@
 
 namespace spider {
 
-static void set_err(std::string *err, const std::string &msg) {
+static void set_err(std::string * err, const std::string & msg) {
     if (err) *err = msg;
 }
 
-bool file_read_all(const std::string &path, std::vector<uint8_t> *out, std::string *err) {
-    FILE *f = std::fopen(path.c_str(), "rb");
+bool file_read_all(const std::string & path, std::vector<uint8_t> * out, std::string * err) {
+    FILE * f = std::fopen(path.c_str(), "rb");
     if (!f) {
         set_err(err, "cannot open '" + path + "': " + std::strerror(errno));
         return false;
@@ -40,9 +40,9 @@ bool file_read_all(const std::string &path, std::vector<uint8_t> *out, std::stri
     return true;
 }
 
-bool file_write_atomic(const std::string &path, const void *data, size_t size, std::string *err) {
+bool file_write_atomic(const std::string & path, const void * data, size_t size, std::string * err) {
     std::string tmp = path + ".tmp." + std::to_string(getpid());
-    FILE *f = std::fopen(tmp.c_str(), "wb");
+    FILE * f = std::fopen(tmp.c_str(), "wb");
     if (!f) {
         set_err(err, "cannot create '" + tmp + "': " + std::strerror(errno));
         return false;
@@ -57,7 +57,7 @@ bool file_write_atomic(const std::string &path, const void *data, size_t size, s
     return true;
 }
 
-std::string media_sniff(const uint8_t *d, size_t n) {
+std::string media_sniff(const uint8_t * d, size_t n) {
     if (n >= 8 && !std::memcmp(d, "\x89PNG\r\n\x1a\n", 8)) return "png";
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return "jpeg";
     if (n >= 12 && !std::memcmp(d, "RIFF", 4) && !std::memcmp(d + 8, "WAVE", 4)) return "wav";
@@ -72,7 +72,7 @@ std::string media_sniff(const uint8_t *d, size_t n) {
     return "";
 }
 
-static bool check_dims(int w, int h, int c, std::string *err, const char *what) {
+static bool check_dims(int w, int h, int c, std::string * err, const char * what) {
     if (w <= 0 || h <= 0 || w > MEDIA_MAX_DIM || h > MEDIA_MAX_DIM || (int64_t)w * h > MEDIA_MAX_PIXELS) {
         set_err(err, std::string(what) + ": bad image size " + std::to_string(w) + "x" + std::to_string(h));
         return false;
@@ -87,7 +87,7 @@ static bool check_dims(int w, int h, int c, std::string *err, const char *what) 
 // ---- PNG -----------------------------------------------------------------------------------------------------
 
 struct png_mem_reader {
-    const uint8_t *data;
+    const uint8_t * data;
     size_t size, pos;
 };
 
@@ -96,14 +96,14 @@ struct png_err_ctx {
 };
 
 static void png_error_fn(png_structp png, png_const_charp msg) {
-    auto *ctx = (png_err_ctx *)png_get_error_ptr(png);
+    auto * ctx = (png_err_ctx *)png_get_error_ptr(png);
     if (ctx) std::snprintf(ctx->msg, sizeof(ctx->msg), "%s", msg);
     png_longjmp(png, 1);
 }
 static void png_warning_fn(png_structp, png_const_charp) {}
 
 static void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
-    auto *r = (png_mem_reader *)png_get_io_ptr(png);
+    auto * r = (png_mem_reader *)png_get_io_ptr(png);
     if (r->size - r->pos < n) png_error(png, "unexpected end of data (truncated file)");
     std::memcpy(out, r->data + r->pos, n);
     r->pos += n;
@@ -112,7 +112,7 @@ static void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
 // Walks the chunk list before libpng sees the data: a chunk whose length runs past the end of the buffer, or an
 // ancillary chunk over 16 MiB, is refused here (libpng would allocate and clear a buffer of the declared length
 // first: a 66-byte file claiming a 1.5 GB tEXt chunk took seconds).
-static bool png_chunks_sane(const uint8_t *d, size_t n, std::string *err) {
+static bool png_chunks_sane(const uint8_t * d, size_t n, std::string * err) {
     size_t pos = 8;
     while (pos < n) {
         if (n - pos < 12) {
@@ -137,7 +137,7 @@ static bool png_chunks_sane(const uint8_t *d, size_t n, std::string *err) {
     return false;
 }
 
-static bool png_decode(const uint8_t *data, size_t size, image_u8 *out, media_metadata *text, std::string *err) {
+static bool png_decode(const uint8_t * data, size_t size, image_u8 * out, media_metadata * text, std::string * err) {
     if (!png_chunks_sane(data, size, err)) return false;
     png_err_ctx ectx;
     png_mem_reader rd{data, size, 0};
@@ -199,15 +199,15 @@ static bool png_decode(const uint8_t *data, size_t size, image_u8 *out, media_me
 }
 
 static void png_write_fn(png_structp png, png_bytep d, png_size_t n) {
-    auto *v = (std::vector<uint8_t> *)png_get_io_ptr(png);
+    auto * v = (std::vector<uint8_t> *)png_get_io_ptr(png);
     v->insert(v->end(), d, d + n);
 }
 static void png_flush_fn(png_structp) {}
 
 // Runs libpng's encoder; the setjmp frame holds only pointers, and every buffer is owned by the caller, so a
 // longjmp skips no destructor.
-static bool png_encode(const image_u8 &img, std::vector<png_text> *texts, std::vector<png_bytep> *rows,
-                       std::vector<uint8_t> *buf, png_err_ctx *ectx) {
+static bool png_encode(const image_u8 & img, std::vector<png_text> * texts, std::vector<png_bytep> * rows,
+                       std::vector<uint8_t> * buf, png_err_ctx * ectx) {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, ectx, png_error_fn, png_warning_fn);
     if (!png) return false;
     png_infop info = png_create_info_struct(png);
@@ -227,7 +227,7 @@ static bool png_encode(const image_u8 &img, std::vector<png_text> *texts, std::v
     return true;
 }
 
-bool image_write_png(const std::string &path, const image_u8 &img, const media_metadata &meta, std::string *err) {
+bool image_write_png(const std::string & path, const image_u8 & img, const media_metadata & meta, std::string * err) {
     if (!check_dims(img.width, img.height, img.channels, err, ("png write '" + path + "'").c_str())) return false;
     if (img.pixels.size() != (size_t)img.width * img.height * img.channels) {
         set_err(err, "png write '" + path + "': pixel buffer size does not match width*height*channels");
@@ -235,7 +235,7 @@ bool image_write_png(const std::string &path, const image_u8 &img, const media_m
     }
     std::vector<png_text> texts(meta.size());
     for (size_t i = 0; i < meta.size(); ++i) {
-        const std::string &k = meta[i].first;
+        const std::string & k = meta[i].first;
         if (k.empty() || k.size() > 79) {
             set_err(err, "png write '" + path + "': metadata key must be 1..79 bytes: '" + k + "'");
             return false;
@@ -257,7 +257,7 @@ bool image_write_png(const std::string &path, const image_u8 &img, const media_m
     return file_write_atomic(path, buf.data(), buf.size(), err);
 }
 
-bool image_read_png_text(const std::string &path, media_metadata *out, std::string *err) {
+bool image_read_png_text(const std::string & path, media_metadata * out, std::string * err) {
     std::vector<uint8_t> data;
     if (!file_read_all(path, &data, err)) return false;
     if (media_sniff(data.data(), data.size()) != "png") {
@@ -282,13 +282,13 @@ struct jpeg_err_mgr {
 };
 
 static void jpeg_error_exit_fn(j_common_ptr cinfo) {
-    auto *e = (jpeg_err_mgr *)cinfo->err;
+    auto * e = (jpeg_err_mgr *)cinfo->err;
     (*cinfo->err->format_message)(cinfo, e->msg);
     longjmp(e->jb, 1);
 }
 static void jpeg_output_message_fn(j_common_ptr) {}  // silence warnings on stderr
 
-static bool jpeg_decode(const uint8_t *data, size_t size, image_u8 *out, std::string *err) {
+static bool jpeg_decode(const uint8_t * data, size_t size, image_u8 * out, std::string * err) {
     jpeg_decompress_struct cinfo;
     jpeg_err_mgr jerr;
     std::memset(&cinfo, 0, sizeof(cinfo));
@@ -344,7 +344,7 @@ static bool jpeg_decode(const uint8_t *data, size_t size, image_u8 *out, std::st
     return true;
 }
 
-bool image_write_jpeg(const std::string &path, const image_u8 &img, int quality, std::string *err) {
+bool image_write_jpeg(const std::string & path, const image_u8 & img, int quality, std::string * err) {
     if (!check_dims(img.width, img.height, img.channels, err, ("jpeg write '" + path + "'").c_str())) return false;
     if (img.channels == 4) {
         set_err(err, "jpeg write '" + path + "': JPEG has no alpha channel; pass RGB or gray");
@@ -361,7 +361,7 @@ bool image_write_jpeg(const std::string &path, const image_u8 &img, int quality,
     jpeg_compress_struct cinfo;
     jpeg_err_mgr jerr;
     std::memset(&cinfo, 0, sizeof(cinfo));
-    unsigned char *mem = nullptr;
+    unsigned char * mem = nullptr;
     unsigned long mem_size = 0;
     cinfo.err = jpeg_std_error(&jerr.pub);
     jerr.pub.error_exit = jpeg_error_exit_fn;
@@ -394,7 +394,7 @@ bool image_write_jpeg(const std::string &path, const image_u8 &img, int quality,
 
 // ---- dispatch ------------------------------------------------------------------------------------------------
 
-bool image_decode(const uint8_t *data, size_t size, image_u8 *out, std::string *err) {
+bool image_decode(const uint8_t * data, size_t size, image_u8 * out, std::string * err) {
     std::string kind = media_sniff(data, size);
     if (kind == "png") return png_decode(data, size, out, nullptr, err);
     if (kind == "jpeg") return jpeg_decode(data, size, out, err);
@@ -402,7 +402,7 @@ bool image_decode(const uint8_t *data, size_t size, image_u8 *out, std::string *
     return false;
 }
 
-bool image_read(const std::string &path, image_u8 *out, std::string *err) {
+bool image_read(const std::string & path, image_u8 * out, std::string * err) {
     std::vector<uint8_t> data;
     if (!file_read_all(path, &data, err)) return false;
     std::string e;

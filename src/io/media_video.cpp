@@ -23,7 +23,7 @@ extern "C" {
 
 namespace spider {
 
-static void set_err(std::string *err, const std::string &msg) {
+static void set_err(std::string * err, const std::string & msg) {
     if (err) *err = msg;
 }
 
@@ -38,11 +38,11 @@ static void quiet_libav() {
     std::call_once(once, [] { av_log_set_level(AV_LOG_QUIET); });
 }
 
-static std::string lower_ext(const std::string &path) {
+static std::string lower_ext(const std::string & path) {
     size_t dot = path.find_last_of('.');
     if (dot == std::string::npos) return "";
     std::string e = path.substr(dot + 1);
-    for (char &c : e) c = (char)std::tolower((unsigned char)c);
+    for (char & c : e) c = (char)std::tolower((unsigned char)c);
     return e;
 }
 
@@ -50,11 +50,11 @@ static std::string lower_ext(const std::string &path) {
 
 namespace {
 struct writer_state {
-    AVFormatContext *fmt = nullptr;
-    AVCodecContext *enc = nullptr;
-    AVFrame *frame = nullptr;
-    AVPacket *pkt = nullptr;
-    SwsContext *sws = nullptr;
+    AVFormatContext * fmt = nullptr;
+    AVCodecContext * enc = nullptr;
+    AVFrame * frame = nullptr;
+    AVPacket * pkt = nullptr;
+    SwsContext * sws = nullptr;
     bool io_open = false;
     ~writer_state() {
         if (sws) sws_freeContext(sws);
@@ -69,7 +69,7 @@ struct writer_state {
 };
 }  // namespace
 
-static int drain_packets(writer_state &s, AVStream *st) {
+static int drain_packets(writer_state & s, AVStream * st) {
     for (;;) {
         int rc = avcodec_receive_packet(s.enc, s.pkt);
         if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return 0;
@@ -81,11 +81,11 @@ static int drain_packets(writer_state &s, AVStream *st) {
     }
 }
 
-bool video_write(const std::string &path, const video_u8 &v, const media_metadata &meta, std::string *err) {
+bool video_write(const std::string & path, const video_u8 & v, const media_metadata & meta, std::string * err) {
     quiet_libav();
     std::string ext = lower_ext(path);
-    const char *what = "video write";
-    auto fail = [&](const std::string &m) {
+    const char * what = "video write";
+    auto fail = [&](const std::string & m) {
         set_err(err, std::string(what) + " '" + path + "': " + m);
         return false;
     };
@@ -96,13 +96,13 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
     if (v.width % 2 || v.height % 2) return fail("width and height must be even (yuv420p)");
     if (!(v.fps > 0 && v.fps <= 240)) return fail("fps must be in (0, 240]");
     for (size_t i = 0; i < v.frames.size(); ++i) {
-        const image_u8 &f = v.frames[i];
+        const image_u8 & f = v.frames[i];
         if (f.width != v.width || f.height != v.height || f.channels != 3 ||
             f.pixels.size() != (size_t)v.width * v.height * 3)
             return fail("frame " + std::to_string(i) + " is not an RGB image of the video size");
     }
-    const char *codec_name = ext == "mp4" ? "libx264" : "libvpx-vp9";
-    const AVCodec *codec = avcodec_find_encoder_by_name(codec_name);
+    const char * codec_name = ext == "mp4" ? "libx264" : "libvpx-vp9";
+    const AVCodec * codec = avcodec_find_encoder_by_name(codec_name);
     if (!codec) return fail(std::string("encoder ") + codec_name + " is not available in this libavcodec");
 
     writer_state s;
@@ -110,7 +110,7 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
     int rc = avformat_alloc_output_context2(&s.fmt, nullptr, ext == "mp4" ? "mp4" : "webm", tmp.c_str());
     if (rc < 0 || !s.fmt) return fail("cannot create container: " + av_err(rc));
     s.fmt->flags |= AVFMT_FLAG_BITEXACT;
-    AVStream *st = avformat_new_stream(s.fmt, nullptr);
+    AVStream * st = avformat_new_stream(s.fmt, nullptr);
     s.enc = avcodec_alloc_context3(codec);
     if (!st || !s.enc) return fail("out of memory");
     // fps as a rational with millisecond precision (8 fps -> 8/1, 29.97 -> 29970/1000 reduced).
@@ -141,16 +141,16 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
     if (rc < 0) return fail("codec parameters: " + av_err(rc));
     st->time_base = s.enc->time_base;
     st->avg_frame_rate = fr;
-    for (const auto &kv : meta) av_dict_set(&s.fmt->metadata, kv.first.c_str(), kv.second.c_str(), 0);
+    for (const auto & kv : meta) av_dict_set(&s.fmt->metadata, kv.first.c_str(), kv.second.c_str(), 0);
 
     rc = avio_open(&s.fmt->pb, tmp.c_str(), AVIO_FLAG_WRITE);
     if (rc < 0) return fail("cannot create '" + tmp + "': " + av_err(rc));
     s.io_open = true;
-    AVDictionary *mux_opts = nullptr;
+    AVDictionary * mux_opts = nullptr;
     if (ext == "mp4") av_dict_set(&mux_opts, "movflags", "+faststart", 0);
     rc = avformat_write_header(s.fmt, &mux_opts);
     av_dict_free(&mux_opts);
-    auto fail_rm = [&](const std::string &m) {
+    auto fail_rm = [&](const std::string & m) {
         if (s.io_open) avio_closep(&s.fmt->pb);
         s.io_open = false;
         std::remove(tmp.c_str());
@@ -172,7 +172,7 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
     for (size_t i = 0; i < v.frames.size(); ++i) {
         rc = av_frame_make_writable(s.frame);
         if (rc < 0) return fail_rm("frame not writable: " + av_err(rc));
-        const uint8_t *src[1] = {v.frames[i].pixels.data()};
+        const uint8_t * src[1] = {v.frames[i].pixels.data()};
         int src_stride[1] = {v.width * 3};
         sws_scale(s.sws, src, src_stride, 0, v.height, s.frame->data, s.frame->linesize);
         s.frame->pts = (int64_t)i;
@@ -200,12 +200,12 @@ bool video_write(const std::string &path, const video_u8 &v, const media_metadat
 
 namespace {
 struct mem_io {
-    const uint8_t *data;
+    const uint8_t * data;
     int64_t size, pos;
 };
 
-int mem_read_packet(void *opaque, uint8_t *buf, int n) {
-    auto *m = (mem_io *)opaque;
+int mem_read_packet(void * opaque, uint8_t * buf, int n) {
+    auto * m = (mem_io *)opaque;
     int64_t left = m->size - m->pos;
     if (left <= 0) return AVERROR_EOF;
     int k = (int)(left < n ? left : n);
@@ -214,8 +214,8 @@ int mem_read_packet(void *opaque, uint8_t *buf, int n) {
     return k;
 }
 
-int64_t mem_seek(void *opaque, int64_t off, int whence) {
-    auto *m = (mem_io *)opaque;
+int64_t mem_seek(void * opaque, int64_t off, int whence) {
+    auto * m = (mem_io *)opaque;
     whence &= ~AVSEEK_FORCE;
     if (whence == AVSEEK_SIZE) return m->size;
     int64_t p = whence == SEEK_SET ? off : whence == SEEK_CUR ? m->pos + off : whence == SEEK_END ? m->size + off : -1;
@@ -225,12 +225,12 @@ int64_t mem_seek(void *opaque, int64_t off, int whence) {
 }
 
 struct reader_state {
-    AVFormatContext *fmt = nullptr;
-    AVIOContext *avio = nullptr;
-    AVCodecContext *dec = nullptr;
-    AVFrame *frame = nullptr;
-    AVPacket *pkt = nullptr;
-    SwsContext *sws = nullptr;
+    AVFormatContext * fmt = nullptr;
+    AVIOContext * avio = nullptr;
+    AVCodecContext * dec = nullptr;
+    AVFrame * frame = nullptr;
+    AVPacket * pkt = nullptr;
+    SwsContext * sws = nullptr;
     ~reader_state() {
         if (sws) sws_freeContext(sws);
         av_packet_free(&pkt);
@@ -246,8 +246,8 @@ struct reader_state {
 }  // namespace
 
 // Converts one decoded frame to RGB and appends it; validates the frame's size against the first frame's.
-static bool append_rgb(reader_state &s, video_u8 *out, std::string *err) {
-    AVFrame *f = s.frame;
+static bool append_rgb(reader_state & s, video_u8 * out, std::string * err) {
+    AVFrame * f = s.frame;
     if (f->width <= 0 || f->height <= 0 || f->width > MEDIA_MAX_DIM || f->height > MEDIA_MAX_DIM ||
         (int64_t)f->width * f->height > MEDIA_MAX_PIXELS) {
         set_err(err, "video: bad frame size " + std::to_string(f->width) + "x" + std::to_string(f->height));
@@ -276,26 +276,26 @@ static bool append_rgb(reader_state &s, video_u8 *out, std::string *err) {
     img.height = f->height;
     img.channels = 3;
     img.pixels.assign((size_t)frame_bytes, 0);
-    uint8_t *dst[1] = {img.pixels.data()};
+    uint8_t * dst[1] = {img.pixels.data()};
     int dst_stride[1] = {f->width * 3};
     sws_scale(s.sws, f->data, f->linesize, 0, f->height, dst, dst_stride);
     out->frames.push_back(std::move(img));
     return true;
 }
 
-static bool decode_stream(reader_state &s, video_u8 *out, std::string *err) {
+static bool decode_stream(reader_state & s, video_u8 * out, std::string * err) {
     int rc = avformat_find_stream_info(s.fmt, nullptr);
     if (rc < 0) {
         set_err(err, "video: cannot read stream info: " + av_err(rc));
         return false;
     }
-    const AVCodec *codec = nullptr;
+    const AVCodec * codec = nullptr;
     int si = av_find_best_stream(s.fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (si < 0 || !codec) {
         set_err(err, "video: no decodable video stream");
         return false;
     }
-    AVStream *st = s.fmt->streams[si];
+    AVStream * st = s.fmt->streams[si];
     s.dec = avcodec_alloc_context3(codec);
     if (!s.dec) {
         set_err(err, "video: out of memory");
@@ -372,7 +372,7 @@ static bool decode_stream(reader_state &s, video_u8 *out, std::string *err) {
 }
 
 // Reads an EBML variable-length integer; `keep_marker` keeps the length marker bit (element IDs keep it).
-static bool ebml_vint(const uint8_t *d, size_t n, size_t *pos, bool keep_marker, uint64_t *v, bool *all_ones) {
+static bool ebml_vint(const uint8_t * d, size_t n, size_t * pos, bool keep_marker, uint64_t * v, bool * all_ones) {
     if (*pos >= n) return false;
     uint8_t b = d[*pos];
     int len = 1;
@@ -393,7 +393,7 @@ static bool ebml_vint(const uint8_t *d, size_t n, size_t *pos, bool keep_marker,
 // Decoders conceal missing data, and a file cut inside its trailing index still decodes every frame, so a cut is
 // found from the container structure: every top-level MP4 box, and the Matroska EBML header and Segment, must fit
 // in the data.
-static bool container_truncated(const uint8_t *d, size_t n, std::string *why) {
+static bool container_truncated(const uint8_t * d, size_t n, std::string * why) {
     std::string kind = media_sniff(d, n);
     if (kind == "mp4") {
         size_t pos = 0;
@@ -444,7 +444,7 @@ static bool container_truncated(const uint8_t *d, size_t n, std::string *why) {
     return false;
 }
 
-bool video_decode(const uint8_t *data, size_t size, video_u8 *out, std::string *err) {
+bool video_decode(const uint8_t * data, size_t size, video_u8 * out, std::string * err) {
     quiet_libav();
     if (size == 0) {
         set_err(err, "video: empty data");
@@ -458,7 +458,7 @@ bool video_decode(const uint8_t *data, size_t size, video_u8 *out, std::string *
     reader_state s;
     mem_io m{data, (int64_t)size, 0};
     const int buf_size = 1 << 16;
-    auto *buf = (uint8_t *)av_malloc(buf_size);
+    auto * buf = (uint8_t *)av_malloc(buf_size);
     if (!buf) {
         set_err(err, "video: out of memory");
         return false;
@@ -478,7 +478,7 @@ bool video_decode(const uint8_t *data, size_t size, video_u8 *out, std::string *
     s.fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     // Only the containers we write (MP4/MOV family, Matroska/WebM): a hostile buffer must not reach playlist or
     // concat demuxers that would open other files.
-    AVDictionary *opts = nullptr;
+    AVDictionary * opts = nullptr;
     av_dict_set(&opts, "format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm", 0);
     av_dict_set(&opts, "protocol_whitelist", "none", 0);
     int rc = avformat_open_input(&s.fmt, nullptr, nullptr, &opts);
@@ -491,7 +491,7 @@ bool video_decode(const uint8_t *data, size_t size, video_u8 *out, std::string *
     return decode_stream(s, out, err);
 }
 
-bool video_read(const std::string &path, video_u8 *out, std::string *err) {
+bool video_read(const std::string & path, video_u8 * out, std::string * err) {
     std::vector<uint8_t> data;
     if (!file_read_all(path, &data, err)) return false;
     std::string e;

@@ -32,13 +32,13 @@ const std::vector<std::vector<std::string>> k_bg_syn = {
     {"vertical stripes", "a vertically striped background", "a background of vertical stripes"},
     {"a checkerboard", "a checkered background", "a chequered grey background"},
     {"a noisy grey background", "a grainy background", "grey noise"}};
-const char* k_count_words[] = {"zero", "one", "two", "three", "four", "five", "six"};
+const char * k_count_words[] = {"zero", "one", "two", "three", "four", "five", "six"};
 
-const std::string& pick(world_rng& r, const std::vector<std::string>& v) {
+const std::string & pick(world_rng & r, const std::vector<std::string> & v) {
     return v[r.below((int)v.size())];
 }
 
-std::string article(const std::string& w) {
+std::string article(const std::string & w) {
     return std::string(w.empty() || std::string("aeiou").find(w[0]) == std::string::npos ? "a " : "an ") + w;
 }
 
@@ -47,7 +47,7 @@ std::string capitalise(std::string s) {
     return s;
 }
 
-std::string join_list(const std::vector<std::string>& parts, world_rng& r) {
+std::string join_list(const std::vector<std::string> & parts, world_rng & r) {
     if (parts.size() == 1) return parts[0];
     std::string s;
     for (size_t i = 0; i < parts.size(); ++i) {
@@ -62,7 +62,7 @@ std::string join_list(const std::vector<std::string>& parts, world_rng& r) {
 }
 
 // "a small red circle" with the size sometimes left out (half the phrasings keep it).
-std::string object_phrase(const world_object& o, world_rng& r, bool definite) {
+std::string object_phrase(const world_object & o, world_rng & r, bool definite) {
     std::string noun = pick(r, k_shape_syn[o.shape]);
     std::string adj = colour_name(o.colour);
     if (r.chance(0.7)) adj = pick(r, k_size_syn[o.size]) + " " + adj;
@@ -71,7 +71,7 @@ std::string object_phrase(const world_object& o, world_rng& r, bool definite) {
 }
 
 template <typename F>
-std::vector<std::string> distinct(world_rng& r, int n, F make) {
+std::vector<std::string> distinct(world_rng & r, int n, F make) {
     std::vector<std::string> out;
     std::set<std::string> seen;
     for (int tries = 0; (int)out.size() < n && tries < n * 20; ++tries) {
@@ -83,16 +83,16 @@ std::vector<std::string> distinct(world_rng& r, int n, F make) {
 
 }  // namespace
 
-std::string describe_object(const world_object& o, uint64_t rng_seed, bool with_position) {
+std::string describe_object(const world_object & o, uint64_t rng_seed, bool with_position) {
     world_rng r(rng_seed);
     std::string s = object_phrase(o, r, true);
     if (with_position) s += " " + pick(r, k_pos_syn[o.position]);
     return s;
 }
 
-std::vector<std::string> caption_image(const image_truth& t, uint64_t rng_seed, int n) {
+std::vector<std::string> caption_image(const image_truth & t, uint64_t rng_seed, int n) {
     world_rng rng(rng_seed);
-    return distinct(rng, n, [&](world_rng& r) {
+    return distinct(rng, n, [&](world_rng & r) {
         std::vector<size_t> order(t.objects.size());
         for (size_t i = 0; i < order.size(); ++i) order[i] = i;
         for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.below((int)i)]);
@@ -101,7 +101,7 @@ std::vector<std::string> caption_image(const image_truth& t, uint64_t rng_seed, 
         int frame = r.below(6);
         int style = frame == 0 ? r.below(3) : 0;
         for (size_t i : order) {
-            const world_object& o = t.objects[i];
+            const world_object & o = t.objects[i];
             std::string np = object_phrase(o, r, false), pos = pick(r, k_pos_syn[o.position]);
             if (style == 0)
                 parts.push_back(np + " " + pos);
@@ -129,9 +129,9 @@ std::vector<std::string> caption_image(const image_truth& t, uint64_t rng_seed, 
     });
 }
 
-std::vector<std::string> caption_audio(const audio_truth& t, uint64_t rng_seed, int n) {
+std::vector<std::string> caption_audio(const audio_truth & t, uint64_t rng_seed, int n) {
     world_rng rng(rng_seed);
-    return distinct(rng, n, [&](world_rng& r) {
+    return distinct(rng, n, [&](world_rng & r) {
         std::string pitch = t.pitch >= 0 ? pitch_name(t.pitch) : "";
         std::string pitched = pitch + (r.chance(0.5) ? "-pitched" : " pitch");
         static const std::vector<std::string> timbre_syn[3] = {{"sine", "pure", "soft sine-wave"},
@@ -184,9 +184,9 @@ std::vector<std::string> caption_audio(const audio_truth& t, uint64_t rng_seed, 
     });
 }
 
-std::vector<std::string> caption_video(const video_truth& t, uint64_t rng_seed, int n) {
+std::vector<std::string> caption_video(const video_truth & t, uint64_t rng_seed, int n) {
     world_rng rng(rng_seed);
-    return distinct(rng, n, [&](world_rng& r) {
+    return distinct(rng, n, [&](world_rng & r) {
         world_object o;
         o.shape = t.shape;
         o.colour = t.colour;

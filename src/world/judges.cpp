@@ -18,7 +18,7 @@ namespace {
 constexpr int CLASS_BG = -1, CLASS_UNEXPLAINED = -2;
 
 // Palette colour within distance 70 -> its index; grey-ish -> background; anything else unexplained.
-int classify_pixel(const uint8_t *p) {
+int classify_pixel(const uint8_t * p) {
     int best = -1, best_d = 70 * 70;
     for (int c = 0; c < COLOUR_COUNT; ++c) {
         uint8_t rgb[3];
@@ -35,7 +35,7 @@ int classify_pixel(const uint8_t *p) {
     return mx - mn <= 36 ? CLASS_BG : CLASS_UNEXPLAINED;
 }
 
-int nearest_palette(const uint8_t *p) {
+int nearest_palette(const uint8_t * p) {
     int best = 0, best_d = 1 << 30;
     for (int c = 0; c < COLOUR_COUNT; ++c) {
         uint8_t rgb[3];
@@ -63,7 +63,7 @@ struct frame_analysis {
     std::vector<component> comps;  // objects (area >= min_area)
 };
 
-frame_analysis analyse_frame(const image_u8 &img) {
+frame_analysis analyse_frame(const image_u8 & img) {
     frame_analysis fa;
     const int W = img.width, H = img.height, C = img.channels;
     const int N = W * H;
@@ -117,7 +117,7 @@ frame_analysis analyse_frame(const image_u8 &img) {
     }
     // Lossy codecs (4:2:0 chroma) smear object edges into colours that match neither the palette nor grey. Such
     // unexplained pixels touching an object join it when their nearest palette colour is the object's.
-    for (auto &c : fa.comps) {
+    for (auto & c : fa.comps) {
         std::vector<int> add;
         for (int q : c.pixels) {
             int x = q % W, y = q / W;
@@ -149,7 +149,7 @@ frame_analysis analyse_frame(const image_u8 &img) {
 }
 
 // Best shape template in the component's box; returns the IoU through *iou.
-int match_shape(const component &c, int W, double *iou_out) {
+int match_shape(const component & c, int W, double * iou_out) {
     int bw = c.box.x1 - c.box.x0 + 1, bh = c.box.y1 - c.box.y0 + 1;
     double half = (std::max(bw, bh) - 1) / 2.0;
     double cx = (c.box.x0 + c.box.x1) / 2.0, cy = (c.box.y0 + c.box.y1) / 2.0;
@@ -178,7 +178,7 @@ int match_shape(const component &c, int W, double *iou_out) {
     return best_iou >= 0.6 ? best : -1;
 }
 
-int size_from_box(const world_box &b, int img) {
+int size_from_box(const world_box & b, int img) {
     double half = (std::max(b.x1 - b.x0, b.y1 - b.y0)) / 2.0;
     int best = -1;
     double best_d = 1e9;
@@ -198,7 +198,7 @@ int position_from_center(double cx, double cy, int W, int H) {
     return row * 3 + col;
 }
 
-detected_object to_object(const component &c, int W, int H) {
+detected_object to_object(const component & c, int W, int H) {
     detected_object o;
     o.colour = c.colour;
     o.box = c.box;
@@ -213,7 +213,7 @@ detected_object to_object(const component &c, int W, int H) {
     return o;
 }
 
-bool check_image_arg(const image_u8 &img, std::string *err) {
+bool check_image_arg(const image_u8 & img, std::string * err) {
     if (img.width < 16 || img.height < 16 || (img.channels != 3 && img.channels != 4) ||
         img.pixels.size() != (size_t)img.width * img.height * img.channels) {
         if (err) *err = "judge: image must be RGB or RGBA, at least 16x16, with a matching pixel buffer";
@@ -224,7 +224,7 @@ bool check_image_arg(const image_u8 &img, std::string *err) {
 
 }  // namespace
 
-bool judge_image(const image_u8 &img, image_judgement *out, std::string *err) {
+bool judge_image(const image_u8 & img, image_judgement * out, std::string * err) {
     if (!check_image_arg(img, err)) return false;
     *out = image_judgement();
     out->width = img.width;
@@ -234,8 +234,8 @@ bool judge_image(const image_u8 &img, image_judgement *out, std::string *err) {
         out->reason = fa.reason;
         return true;
     }
-    for (const auto &c : fa.comps) out->objects.push_back(to_object(c, img.width, img.height));
-    std::sort(out->objects.begin(), out->objects.end(), [](const detected_object &a, const detected_object &b) {
+    for (const auto & c : fa.comps) out->objects.push_back(to_object(c, img.width, img.height));
+    std::sort(out->objects.begin(), out->objects.end(), [](const detected_object & a, const detected_object & b) {
         return a.box.y0 != b.box.y0 ? a.box.y0 < b.box.y0 : a.box.x0 < b.box.x0;
     });
     if (out->objects.size() > 12) {
@@ -247,7 +247,7 @@ bool judge_image(const image_u8 &img, image_judgement *out, std::string *err) {
     return true;
 }
 
-double box_iou(const world_box &a, const world_box &b) {
+double box_iou(const world_box & a, const world_box & b) {
     int ix = std::min(a.x1, b.x1) - std::max(a.x0, b.x0) + 1, iy = std::min(a.y1, b.y1) - std::max(a.y0, b.y0) + 1;
     double inter = (ix > 0 && iy > 0) ? (double)ix * iy : 0;
     double aa = (double)(a.x1 - a.x0 + 1) * (a.y1 - a.y0 + 1), bb = (double)(b.x1 - b.x0 + 1) * (b.y1 - b.y0 + 1);
@@ -255,7 +255,7 @@ double box_iou(const world_box &a, const world_box &b) {
     return uni > 0 ? inter / uni : 0;
 }
 
-double mask_iou(const std::vector<uint8_t> &a, const std::vector<uint8_t> &b) {
+double mask_iou(const std::vector<uint8_t> & a, const std::vector<uint8_t> & b) {
     if (a.size() != b.size()) return 0;
     int64_t inter = 0, uni = 0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -267,14 +267,14 @@ double mask_iou(const std::vector<uint8_t> &a, const std::vector<uint8_t> &b) {
 
 // ---- tallies -------------------------------------------------------------------------------------------------
 
-double judge_tally::rate(const std::string &attr) const {
+double judge_tally::rate(const std::string & attr) const {
     auto it = counts.find(attr);
     if (it == counts.end() || it->second.second == 0) return 1.0;
     return (double)it->second.first / it->second.second;
 }
 
-void judge_tally::merge(const judge_tally &o) {
-    for (const auto &kv : o.counts) {
+void judge_tally::merge(const judge_tally & o) {
+    for (const auto & kv : o.counts) {
         counts[kv.first].first += kv.second.first;
         counts[kv.first].second += kv.second.second;
     }
@@ -283,7 +283,7 @@ void judge_tally::merge(const judge_tally &o) {
 std::string judge_tally::to_string() const {
     std::string s;
     char buf[160];
-    for (const auto &kv : counts) {
+    for (const auto & kv : counts) {
         std::snprintf(buf, sizeof(buf), "%-12s %7lld / %-7lld %.4f\n", kv.first.c_str(), (long long)kv.second.first,
                       (long long)kv.second.second, rate(kv.first));
         s += buf;
@@ -291,15 +291,15 @@ std::string judge_tally::to_string() const {
     return s;
 }
 
-void judge_check_image(const image_judgement &j, const image_truth &claimed, const std::vector<uint8_t> &labels,
-                       judge_tally *t) {
+void judge_check_image(const image_judgement & j, const image_truth & claimed, const std::vector<uint8_t> & labels,
+                       judge_tally * t) {
     t->add("judgeable", j.judgeable);
     t->add("count", j.judgeable && j.objects.size() == claimed.objects.size());
     const int W = j.width, H = j.height;
     bool have_labels = !labels.empty() && labels.size() == (size_t)W * H;
     std::vector<bool> used(j.objects.size(), false);
     for (size_t i = 0; i < claimed.objects.size(); ++i) {
-        const world_object &o = claimed.objects[i];
+        const world_object & o = claimed.objects[i];
         // Match by box IoU: the claim's box is where the object should be.
         int best = -1;
         double best_iou = 0.3;
@@ -312,12 +312,12 @@ void judge_check_image(const image_judgement &j, const image_truth &claimed, con
             }
         }
         if (best < 0) {
-            for (const char *a : {"shape", "colour", "size", "position", "box"}) t->add(a, false);
+            for (const char * a : {"shape", "colour", "size", "position", "box"}) t->add(a, false);
             if (have_labels) t->add("mask", false);
             continue;
         }
         used[best] = true;
-        const detected_object &d = j.objects[best];
+        const detected_object & d = j.objects[best];
         t->add("shape", d.shape == o.shape);
         t->add("colour", d.colour == o.colour);
         t->add("size", d.size == o.size);
@@ -331,10 +331,10 @@ void judge_check_image(const image_judgement &j, const image_truth &claimed, con
     }
 }
 
-bool judge_image_matches(const image_judgement &j, const image_truth &claimed, const std::vector<uint8_t> &labels) {
+bool judge_image_matches(const image_judgement & j, const image_truth & claimed, const std::vector<uint8_t> & labels) {
     judge_tally t;
     judge_check_image(j, claimed, labels, &t);
-    for (const auto &kv : t.counts)
+    for (const auto & kv : t.counts)
         if (kv.second.first != kv.second.second) return false;
     return true;
 }
@@ -343,7 +343,7 @@ bool judge_image_matches(const image_judgement &j, const image_truth &claimed, c
 
 namespace {
 
-void fft(std::vector<std::complex<double>> &a) {
+void fft(std::vector<std::complex<double>> & a) {
     const size_t n = a.size();
     for (size_t i = 1, j = 0; i < n; ++i) {
         size_t bit = n >> 1;
@@ -367,7 +367,7 @@ void fft(std::vector<std::complex<double>> &a) {
 }
 
 // Power spectrum of samples [i0, i1) (centre part up to max_len, Hann window, zero-padded to nfft).
-std::vector<double> power_spectrum(const std::vector<float> &x, int i0, int i1, int max_len, int nfft) {
+std::vector<double> power_spectrum(const std::vector<float> & x, int i0, int i1, int max_len, int nfft) {
     int len = std::min(i1 - i0, max_len);
     int start = i0 + (i1 - i0 - len) / 2;
     std::vector<std::complex<double>> buf(nfft, 0.0);
@@ -381,7 +381,7 @@ std::vector<double> power_spectrum(const std::vector<float> &x, int i0, int i1, 
     return p;
 }
 
-double band_energy(const std::vector<double> &p, double f_lo, double f_hi, double bin_hz) {
+double band_energy(const std::vector<double> & p, double f_lo, double f_hi, double bin_hz) {
     int k0 = std::max(1, (int)(f_lo / bin_hz)), k1 = std::min((int)p.size() - 1, (int)(f_hi / bin_hz));
     double s = 0;
     for (int k = k0; k <= k1; ++k) s += p[k];
@@ -390,7 +390,7 @@ double band_energy(const std::vector<double> &p, double f_lo, double f_hi, doubl
 
 // Significant spectral peaks (local maxima above frac * max) between 80 Hz and 5 kHz, ascending in frequency,
 // with parabolic interpolation.
-std::vector<double> spectral_peaks(const std::vector<double> &p, double bin_hz, double frac) {
+std::vector<double> spectral_peaks(const std::vector<double> & p, double bin_hz, double frac) {
     int k0 = (int)(80 / bin_hz), k1 = std::min((int)p.size() - 2, (int)(5000 / bin_hz));
     double mx = 0;
     for (int k = k0; k <= k1; ++k) mx = std::max(mx, p[k]);
@@ -406,7 +406,7 @@ std::vector<double> spectral_peaks(const std::vector<double> &p, double bin_hz, 
 }
 
 // Fundamental of a harmonic or chord spectrum: the lowest significant peak.
-double fundamental(const std::vector<double> &p, double bin_hz) {
+double fundamental(const std::vector<double> & p, double bin_hz) {
     auto pk = spectral_peaks(p, bin_hz, 0.2);
     return pk.empty() ? 0 : pk[0];
 }
@@ -425,7 +425,7 @@ int nearest_pitch(double f) {
     return best;
 }
 
-int timbre_from_spectrum(const std::vector<double> &p, double f0, double bin_hz) {
+int timbre_from_spectrum(const std::vector<double> & p, double f0, double bin_hz) {
     double e1 = band_energy(p, f0 * 0.9, f0 * 1.1, bin_hz);
     if (e1 <= 0) return -1;
     double r2 = band_energy(p, f0 * 1.85, f0 * 2.15, bin_hz) / e1;
@@ -438,7 +438,7 @@ int timbre_from_spectrum(const std::vector<double> &p, double f0, double bin_hz)
 
 }  // namespace
 
-bool judge_audio(const audio_f32 &a, audio_judgement *out, std::string *err) {
+bool judge_audio(const audio_f32 & a, audio_judgement * out, std::string * err) {
     if (a.channels < 1 || a.sample_rate < 8000 || a.sample_rate > 192000 || a.samples.size() % a.channels) {
         if (err) *err = "judge: audio needs >= 1 channel, a sample rate of 8..192 kHz and whole frames";
         return false;
@@ -496,7 +496,7 @@ bool judge_audio(const audio_f32 &a, audio_judgement *out, std::string *err) {
         f = g;
     }
     seg.erase(
-        std::remove_if(seg.begin(), seg.end(), [](const std::pair<int, int> &s) { return s.second - s.first < 3; }),
+        std::remove_if(seg.begin(), seg.end(), [](const std::pair<int, int> & s) { return s.second - s.first < 3; }),
         seg.end());
     if (seg.empty()) {
         out->reason = "no sound event found";
@@ -513,14 +513,14 @@ bool judge_audio(const audio_f32 &a, audio_judgement *out, std::string *err) {
     const double bin_hz = (double)rate / nfft;
     if (seg.size() >= 2) {
         int dmin = 1 << 30, dmax = 0;
-        for (auto &s : seg) {
+        for (auto & s : seg) {
             dmin = std::min(dmin, s.second - s.first);
             dmax = std::max(dmax, s.second - s.first);
         }
         out->pattern = dmax > 1.8 * dmin ? PATTERN_RHYTHM : PATTERN_BEEPS;
         // Pitch and timbre from the longest event.
         auto longest = *std::max_element(seg.begin(), seg.end(),
-                                         [](auto &p, auto &q) { return p.second - p.first < q.second - q.first; });
+                                         [](auto & p, auto & q) { return p.second - p.first < q.second - q.first; });
         int i0 = longest.first * hop + hop * 2, i1 = longest.second * hop - hop * 2;
         if (i1 - i0 < hop * 3) {
             i0 = longest.first * hop;
@@ -615,7 +615,7 @@ bool judge_audio(const audio_f32 &a, audio_judgement *out, std::string *err) {
     return true;
 }
 
-void judge_check_audio(const audio_judgement &j, const audio_truth &c, judge_tally *t) {
+void judge_check_audio(const audio_judgement & j, const audio_truth & c, judge_tally * t) {
     t->add("judgeable", j.judgeable);
     t->add("pattern", j.judgeable && j.pattern == c.pattern);
     if (c.pattern != PATTERN_NOISE) {
@@ -627,22 +627,22 @@ void judge_check_audio(const audio_judgement &j, const audio_truth &c, judge_tal
            j.judgeable && std::fabs(j.onset_s - c.onset_s) < 0.05 && std::fabs(j.offset_s - c.offset_s) < 0.05);
 }
 
-bool judge_audio_matches(const audio_judgement &j, const audio_truth &c) {
+bool judge_audio_matches(const audio_judgement & j, const audio_truth & c) {
     judge_tally t;
     judge_check_audio(j, c, &t);
-    for (const auto &kv : t.counts)
+    for (const auto & kv : t.counts)
         if (kv.second.first != kv.second.second) return false;
     return true;
 }
 
 // ---- video ---------------------------------------------------------------------------------------------------
 
-bool judge_video(const video_u8 &v, video_judgement *out, std::string *err) {
+bool judge_video(const video_u8 & v, video_judgement * out, std::string * err) {
     if (v.frames.size() < 2) {
         if (err) *err = "judge: video needs at least 2 frames";
         return false;
     }
-    for (const auto &f : v.frames)
+    for (const auto & f : v.frames)
         if (!check_image_arg(f, err) || f.width != v.frames[0].width || f.height != v.frames[0].height) {
             if (err) *err = "judge: every video frame must be an RGB(A) image of the same size, at least 16x16";
             return false;
@@ -661,10 +661,10 @@ bool judge_video(const video_u8 &v, video_judgement *out, std::string *err) {
             return true;
         }
         main[f] = *std::max_element(fa.comps.begin(), fa.comps.end(),
-                                    [](const component &a, const component &b) { return a.area < b.area; });
+                                    [](const component & a, const component & b) { return a.area < b.area; });
     }
-    const component &a = main[0];
-    const component &z = main[N - 1];
+    const component & a = main[0];
+    const component & z = main[N - 1];
     detected_object first = to_object(a, W, H);
     out->shape = first.shape;
     out->colour = a.colour;
@@ -687,7 +687,7 @@ bool judge_video(const video_u8 &v, video_judgement *out, std::string *err) {
         // Rotation: the silhouette, re-centred, stops overlapping the first frame's.
         double min_iou = 1;
         for (int f = 1; f < N; ++f) {
-            const component &b = main[f];
+            const component & b = main[f];
             int sx = (int)std::lround(b.sx / b.area - a.sx / a.area),
                 sy = (int)std::lround(b.sy / b.area - a.sy / a.area);
             std::vector<uint8_t> ma((size_t)W * H, 0), mb((size_t)W * H, 0);
@@ -709,7 +709,7 @@ bool judge_video(const video_u8 &v, video_judgement *out, std::string *err) {
     return true;
 }
 
-void judge_check_video(const video_judgement &j, const video_truth &c, judge_tally *t) {
+void judge_check_video(const video_judgement & j, const video_truth & c, judge_tally * t) {
     t->add("judgeable", j.judgeable);
     t->add("motion", j.judgeable && j.motion == c.motion);
     t->add("shape", j.judgeable && j.shape == c.shape);
@@ -717,22 +717,22 @@ void judge_check_video(const video_judgement &j, const video_truth &c, judge_tal
     if (c.motion != MOTION_GROW && c.motion != MOTION_SHRINK) t->add("size", j.judgeable && j.size == c.size);
 }
 
-bool judge_video_matches(const video_judgement &j, const video_truth &c) {
+bool judge_video_matches(const video_judgement & j, const video_truth & c) {
     judge_tally t;
     judge_check_video(j, c, &t);
-    for (const auto &kv : t.counts)
+    for (const auto & kv : t.counts)
         if (kv.second.first != kv.second.second) return false;
     return true;
 }
 
 // ---- consistency ---------------------------------------------------------------------------------------------
 
-bool judge_consistent_image_video(const image_judgement &img, const video_judgement &vid, std::string *why) {
+bool judge_consistent_image_video(const image_judgement & img, const video_judgement & vid, std::string * why) {
     if (!img.judgeable || !vid.judgeable) {
         if (why) *why = "an item is not judgeable";
         return false;
     }
-    for (const auto &o : img.objects)
+    for (const auto & o : img.objects)
         if (o.shape == vid.shape && o.colour == vid.colour) return true;
     if (why)
         *why = std::string("the video shows a ") + colour_name(vid.colour) + " " + shape_name(vid.shape) +
@@ -740,14 +740,14 @@ bool judge_consistent_image_video(const image_judgement &img, const video_judgem
     return false;
 }
 
-bool judge_consistent_images(const image_judgement &a, const image_judgement &b, std::string *why) {
+bool judge_consistent_images(const image_judgement & a, const image_judgement & b, std::string * why) {
     if (!a.judgeable || !b.judgeable) {
         if (why) *why = "an item is not judgeable";
         return false;
     }
     std::vector<std::pair<int, int>> sa, sb;
-    for (const auto &o : a.objects) sa.push_back({o.shape, o.colour});
-    for (const auto &o : b.objects) sb.push_back({o.shape, o.colour});
+    for (const auto & o : a.objects) sa.push_back({o.shape, o.colour});
+    for (const auto & o : b.objects) sb.push_back({o.shape, o.colour});
     std::sort(sa.begin(), sa.end());
     std::sort(sb.begin(), sb.end());
     if (sa != sb) {
@@ -759,12 +759,12 @@ bool judge_consistent_images(const image_judgement &a, const image_judgement &b,
 
 // ---- text claims ---------------------------------------------------------------------------------------------
 
-text_claims parse_text_claims(const std::string &text) {
+text_claims parse_text_claims(const std::string & text) {
     std::string s = " ";
     for (char c : text)
         s += (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : (std::isalnum((unsigned char)c) || c == '-') ? c : ' ';
     s += " ";
-    auto has = [&](const char *w) { return s.find(std::string(" ") + w + " ") != std::string::npos; };
+    auto has = [&](const char * w) { return s.find(std::string(" ") + w + " ") != std::string::npos; };
     text_claims t;
     for (int c = 0; c < COLOUR_COUNT; ++c)
         if (has(colour_name(c))) t.colours.push_back(c);
@@ -772,7 +772,7 @@ text_claims parse_text_claims(const std::string &text) {
         {"circle", "disc", "dot"}, {"square", "block"}, {"triangle"},
         {"diamond", "rhombus"},    {"cross", "plus"},   {"ring", "hoop", "donut"}};
     for (int k = 0; k < SHAPE_COUNT; ++k)
-        for (const char *w : shapes[k])
+        for (const char * w : shapes[k])
             if (has(w)) {
                 t.shapes.push_back(k);
                 break;
@@ -786,7 +786,7 @@ text_claims parse_text_claims(const std::string &text) {
                                                                    {"turning", "turns", "changing"},
                                                                    {"rotating", "rotates"}};
     for (int k = 0; k < MOTION_COUNT; ++k)
-        for (const char *w : motions[k])
+        for (const char * w : motions[k])
             if (has(w)) {
                 t.motions.push_back(k);
                 break;
@@ -799,12 +799,12 @@ text_claims parse_text_claims(const std::string &text) {
                                                                     {"chord"},
                                                                     {"rhythm"}};
     for (int k = 0; k < PATTERN_COUNT; ++k)
-        for (const char *w : patterns[k])
+        for (const char * w : patterns[k])
             if (has(w)) {
                 t.patterns.push_back(k);
                 break;
             }
-    static const char *pitches[] = {"low", "mid-low", "mid", "mid-high", "high"};
+    static const char * pitches[] = {"low", "mid-low", "mid", "mid-high", "high"};
     for (int k = 0; k < PITCH_COUNT; ++k)
         if (has(pitches[k]) || s.find(std::string(" ") + pitches[k] + "-pitched ") != std::string::npos)
             t.pitches.push_back(k);

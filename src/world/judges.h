@@ -49,48 +49,48 @@ struct video_judgement {
 
 // Bad arguments (empty image, unsupported channel count) return false with err; unjudgeable content returns true
 // with judgeable = false and a reason.
-bool judge_image(const image_u8& img, image_judgement* out, std::string* err);
-bool judge_audio(const audio_f32& a, audio_judgement* out, std::string* err);
-bool judge_video(const video_u8& v, video_judgement* out, std::string* err);
+bool judge_image(const image_u8 & img, image_judgement * out, std::string * err);
+bool judge_audio(const audio_f32 & a, audio_judgement * out, std::string * err);
+bool judge_video(const video_u8 & v, video_judgement * out, std::string * err);
 
-double box_iou(const world_box& a, const world_box& b);
-double mask_iou(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);  // non-zero = inside
+double box_iou(const world_box & a, const world_box & b);
+double mask_iou(const std::vector<uint8_t> & a, const std::vector<uint8_t> & b);  // non-zero = inside
 
 // Per-attribute tallies: name -> (correct, total).
 struct judge_tally {
     std::map<std::string, std::pair<int64_t, int64_t>> counts;
-    void add(const std::string& attr, bool ok) {
-        auto& c = counts[attr];
+    void add(const std::string & attr, bool ok) {
+        auto & c = counts[attr];
         c.first += ok;
         c.second += 1;
     }
-    double rate(const std::string& attr) const;  // 1.0 when no samples
-    void merge(const judge_tally& o);
+    double rate(const std::string & attr) const;  // 1.0 when no samples
+    void merge(const judge_tally & o);
     std::string to_string() const;
 };
 
 // Compares a judgement with the truth the item claims. Every attribute is checked; `labels` (the ground-truth
 // masks, may be empty) enables the mask check. Boxes pass at IoU >= 0.9, masks at IoU >= 0.9.
-void judge_check_image(const image_judgement& j, const image_truth& claimed, const std::vector<uint8_t>& labels,
-                       judge_tally* tally);
-void judge_check_audio(const audio_judgement& j, const audio_truth& claimed, judge_tally* tally);
-void judge_check_video(const video_judgement& j, const video_truth& claimed, judge_tally* tally);
+void judge_check_image(const image_judgement & j, const image_truth & claimed, const std::vector<uint8_t> & labels,
+                       judge_tally * tally);
+void judge_check_audio(const audio_judgement & j, const audio_truth & claimed, judge_tally * tally);
+void judge_check_video(const video_judgement & j, const video_truth & claimed, judge_tally * tally);
 
 // True when every attribute of the claim holds (convenience over the tallies).
-bool judge_image_matches(const image_judgement& j, const image_truth& claimed, const std::vector<uint8_t>& labels);
-bool judge_audio_matches(const audio_judgement& j, const audio_truth& claimed);
-bool judge_video_matches(const video_judgement& j, const video_truth& claimed);
+bool judge_image_matches(const image_judgement & j, const image_truth & claimed, const std::vector<uint8_t> & labels);
+bool judge_audio_matches(const audio_judgement & j, const audio_truth & claimed);
+bool judge_video_matches(const video_judgement & j, const video_truth & claimed);
 
 // Consistency between items that should show the same thing: an image and a video of the same object (shape and
 // colour of the video's first frame), or two images (same multiset of shape+colour objects).
-bool judge_consistent_image_video(const image_judgement& img, const video_judgement& vid, std::string* why);
-bool judge_consistent_images(const image_judgement& a, const image_judgement& b, std::string* why);
+bool judge_consistent_image_video(const image_judgement & img, const video_judgement & vid, std::string * why);
+bool judge_consistent_images(const image_judgement & a, const image_judgement & b, std::string * why);
 
 // Attribute words a text mentions (colours, shapes, motions, patterns, pitches), read with the caption synonyms:
 // lets an evaluator check that a generated item is faithful to its T-Prompt.
 struct text_claims {
     std::vector<int> colours, shapes, motions, patterns, pitches;
 };
-text_claims parse_text_claims(const std::string& text);
+text_claims parse_text_claims(const std::string & text);
 
 }  // namespace spider

@@ -6,7 +6,7 @@
 
 namespace spider {
 
-inline uint64_t splitmix64(uint64_t* state) {
+inline uint64_t splitmix64(uint64_t * state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -29,7 +29,7 @@ struct world_rng {
 
     explicit world_rng(uint64_t seed) {
         uint64_t st = seed;
-        for (uint64_t& v : s) v = splitmix64(&st);
+        for (uint64_t & v : s) v = splitmix64(&st);
     }
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     uint64_t next() {
@@ -51,7 +51,7 @@ struct world_rng {
     double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
     bool chance(double p) { return uniform() < p; }
     template <typename T>
-    const T& pick(const T* items, int n) {
+    const T & pick(const T * items, int n) {
         return items[below(n)];
     }
 };

@@ -19,8 +19,8 @@ namespace spider {
 
 // Output / input modalities of the template (same spelling as the added tokens).
 enum tmm_modality : int { TMM_IMAGE, TMM_VIDEO, TMM_AUDIO, TMM_BOX, TMM_MASK, TMM_MODALITY_COUNT };
-const char* tmm_modality_name(int m);                       // "IMAGE", ...
-bool tmm_modality_from_name(const std::string& s, int* m);  // exact upper-case spelling
+const char * tmm_modality_name(int m);                        // "IMAGE", ...
+bool tmm_modality_from_name(const std::string & s, int * m);  // exact upper-case spelling
 
 struct tmm_media {
     int modality = TMM_IMAGE;
@@ -38,10 +38,10 @@ struct tmm_record {
     std::vector<tmm_media> targets;  // in the order of their groups in the answer (when known)
 };
 
-nlohmann::json tmm_record_json(const tmm_record& r);
+nlohmann::json tmm_record_json(const tmm_record & r);
 
 // Builder families (names as written in the "family" field).
-const std::vector<std::string>& tmm_family_names();
+const std::vector<std::string> & tmm_family_names();
 
 struct tmm_build_options {
     uint64_t seed = 1;
@@ -59,11 +59,11 @@ struct tmm_build_stats {
 };
 
 // Reads the world's items of the split and writes `count` records to out_path (atomic). Deterministic.
-bool tmm_build(const std::string& world_dir, const std::string& out_path, const tmm_build_options& o,
-               tmm_build_stats* st, std::string* err);
+bool tmm_build(const std::string & world_dir, const std::string & out_path, const tmm_build_options & o,
+               tmm_build_stats * st, std::string * err);
 // The same into memory (used by tests and benches); items paths are relative to the world directory.
-bool tmm_build_records(const std::vector<world_entry>& items, const tmm_build_options& o, std::vector<tmm_record>* out,
-                       std::string* err);
+bool tmm_build_records(const std::vector<world_entry> & items, const tmm_build_options & o,
+                       std::vector<tmm_record> * out, std::string * err);
 
 // ---- validation ----
 
@@ -84,11 +84,11 @@ struct tmm_validate_result {
 };
 
 // Checks one record object (no file access when base_dir is empty); returns false with the reason.
-bool tmm_check_record(const nlohmann::json& j, std::string* reason);
+bool tmm_check_record(const nlohmann::json & j, std::string * reason);
 // Checks every line of a JSONL file: UTF-8, JSON, fields, template grammar, placeholders, task consistency,
 // referenced files exist and decode. Never stops at the first bad record.
-bool tmm_validate_file(const std::string& path, const tmm_validate_options& o, tmm_validate_result* out,
-                       std::string* err);
+bool tmm_validate_file(const std::string & path, const tmm_validate_options & o, tmm_validate_result * out,
+                       std::string * err);
 
 // ---- statistics ----
 
@@ -100,7 +100,7 @@ struct tmm_stats {
     std::string to_string() const;
     nlohmann::json to_json() const;
 };
-bool tmm_stats_file(const std::string& path, tmm_stats* out, std::string* err);
+bool tmm_stats_file(const std::string & path, tmm_stats * out, std::string * err);
 
 // ---- importers ----
 
@@ -109,10 +109,10 @@ struct import_row {
 };
 // Caption list: CSV with a header holding "file" and "caption" columns (RFC 4180 quoting) or JSONL objects with
 // "file" and "caption". Errors name the line.
-bool import_read_caption_list(const std::string& path, std::vector<import_row>* rows, std::string* err);
+bool import_read_caption_list(const std::string & path, std::vector<import_row> * rows, std::string * err);
 // A folder of media with captions: each media file (png/jpg/jpeg/wav/flac/mp4/webm/mkv/mov) with a sidecar
 // <stem>.txt caption, or a captions.csv / captions.jsonl in the folder.
-bool import_scan_folder(const std::string& dir, std::vector<import_row>* rows, std::string* err);
+bool import_scan_folder(const std::string & dir, std::vector<import_row> * rows, std::string * err);
 
 struct import_options {
     uint64_t seed = 1;
@@ -122,13 +122,13 @@ struct import_options {
 };
 // Writes records for the rows to out_path; file paths are written relative to out_path's directory when the
 // media lie below it, else absolute. `skipped` receives "file: reason" for rows left out.
-bool import_build(const std::vector<import_row>& rows, const std::string& base_dir, const std::string& out_path,
-                  const import_options& o, int64_t* written, std::vector<std::string>* skipped, std::string* err);
+bool import_build(const std::vector<import_row> & rows, const std::string & base_dir, const std::string & out_path,
+                  const import_options & o, int64_t * written, std::vector<std::string> * skipped, std::string * err);
 
 // True when s is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
-bool utf8_valid(const std::string& s);
+bool utf8_valid(const std::string & s);
 
 // Media kind of a path from its extension: TMM_IMAGE / TMM_AUDIO / TMM_VIDEO, or -1.
-int media_kind_from_path(const std::string& path);
+int media_kind_from_path(const std::string & path);
 
 }  // namespace spider

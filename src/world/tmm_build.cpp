@@ -12,11 +12,11 @@
 
 namespace spider {
 
-static const char* k_modalities[] = {"IMAGE", "VIDEO", "AUDIO", "BOX", "MASK"};
-const char* tmm_modality_name(int m) {
+static const char * k_modalities[] = {"IMAGE", "VIDEO", "AUDIO", "BOX", "MASK"};
+const char * tmm_modality_name(int m) {
     return m >= 0 && m < TMM_MODALITY_COUNT ? k_modalities[m] : "UNKNOWN";
 }
-bool tmm_modality_from_name(const std::string& s, int* m) {
+bool tmm_modality_from_name(const std::string & s, int * m) {
     for (int i = 0; i < TMM_MODALITY_COUNT; ++i)
         if (s == k_modalities[i]) {
             *m = i;
@@ -25,7 +25,7 @@ bool tmm_modality_from_name(const std::string& s, int* m) {
     return false;
 }
 
-const std::vector<std::string>& tmm_family_names() {
+const std::vector<std::string> & tmm_family_names() {
     static const std::vector<std::string> names = {"t2i",        "t2a",       "t2v",   "i2t",         "a2t",
                                                    "v2t",        "box",       "mask",  "t2tmm_smart", "t2tmm_specific",
                                                    "multi_item", "long_form", "i2tmm", "a2tmm",       "v2tmm",
@@ -33,8 +33,8 @@ const std::vector<std::string>& tmm_family_names() {
     return names;
 }
 
-nlohmann::json tmm_record_json(const tmm_record& r) {
-    auto media = [](const tmm_media& m) {
+nlohmann::json tmm_record_json(const tmm_record & r) {
+    auto media = [](const tmm_media & m) {
         nlohmann::json j = {{"modality", tmm_modality_name(m.modality)}};
         if (!m.file.empty()) j["file"] = m.file;
         if (!m.caption.empty()) j["caption"] = m.caption;
@@ -44,8 +44,8 @@ nlohmann::json tmm_record_json(const tmm_record& r) {
         return j;
     };
     nlohmann::json in = nlohmann::json::array(), out = nlohmann::json::array();
-    for (const auto& m : r.inputs) in.push_back(media(m));
-    for (const auto& m : r.targets) out.push_back(media(m));
+    for (const auto & m : r.inputs) in.push_back(media(m));
+    for (const auto & m : r.targets) out.push_back(media(m));
     return {{"id", r.id},
             {"family", r.family},
             {"split", r.split},
@@ -62,13 +62,13 @@ namespace {
 using pool_t = std::vector<std::string>;
 
 // Instruction phrasings: the last quarter of every pool (at least one) is held out for the test split.
-const std::string& instr(const pool_t& pool, world_rng& r, world_split split) {
+const std::string & instr(const pool_t & pool, world_rng & r, world_split split) {
     int n = (int)pool.size(), held = std::max(1, n / 4);
     if (split == SPLIT_TEST) return pool[n - held + r.below(held)];
     return pool[r.below(n - held)];
 }
 
-std::string fill(std::string s, const std::string& key, const std::string& v) {
+std::string fill(std::string s, const std::string & key, const std::string & v) {
     size_t p = s.find(key);
     while (p != std::string::npos) {
         s.replace(p, key.size(), v);
@@ -85,9 +85,9 @@ std::string phrase(std::string c) {
 }
 // The caption's content without its sentence frame ("There is ...", "An image of ..."), so that it reads well
 // inside a request ("Show me {c}") and as a T-Prompt.
-std::string core(const std::string& caption) {
+std::string core(const std::string & caption) {
     std::string c = phrase(caption);
-    for (const char* f :
+    for (const char * f :
          {"there is ", "an image of ", "a picture showing ", "a video of ", "the sound of ", "a clip with "}) {
         size_t n = std::strlen(f);
         if (c.compare(0, n, f) == 0) return c.substr(n);
@@ -196,14 +196,14 @@ const pool_t mask_tmm_pool = {"Segment {d} and draw it alone on a plain backgrou
                               "Extract {d} and redraw it alone.",
                               "Segment {d}; also draw it without the rest."};
 
-const char* k_modality_word[] = {"an image", "a video", "a sound"};
+const char * k_modality_word[] = {"an image", "a video", "a sound"};
 
 struct builder {
-    const std::vector<world_entry>* by_kind[3];
-    const tmm_build_options* o;
+    const std::vector<world_entry> * by_kind[3];
+    const tmm_build_options * o;
     int n_signal = 1;
 
-    std::string group(int m, const std::string& t_prompt) const {
+    std::string group(int m, const std::string & t_prompt) const {
         std::string g = std::string("<") + k_modalities[m] + ">" + t_prompt;
         for (int i = 0; i < n_signal; ++i) g += std::string("[") + k_modalities[m] + std::to_string(i) + "]";
         return g + "</" + k_modalities[m] + ">";
@@ -212,16 +212,16 @@ struct builder {
         return std::string("<") + k_modalities[m] + "><" + k_modalities[m] + "-Placeholder></" + k_modalities[m] + ">";
     }
     static std::string task(int m) { return std::string("[") + k_modalities[m] + "]"; }
-    const world_entry& pick(world_kind k, world_rng& r) const {
-        const auto& v = *by_kind[k];
+    const world_entry & pick(world_kind k, world_rng & r) const {
+        const auto & v = *by_kind[k];
         return v[r.below((int)v.size())];
     }
-    static const std::string& cap(const world_entry& e, world_rng& r) {
+    static const std::string & cap(const world_entry & e, world_rng & r) {
         return e.captions[r.below((int)e.captions.size())];
     }
-    static std::string core_cap(const world_entry& e, world_rng& r) { return core(cap(e, r)); }
+    static std::string core_cap(const world_entry & e, world_rng & r) { return core(cap(e, r)); }
     static int tmm_of(world_kind k) { return k == KIND_IMAGE ? TMM_IMAGE : k == KIND_AUDIO ? TMM_AUDIO : TMM_VIDEO; }
-    static tmm_media media(int m, const world_entry& e, const std::string& caption) {
+    static tmm_media media(int m, const world_entry & e, const std::string & caption) {
         tmm_media t;
         t.modality = m;
         t.file = e.file;
@@ -230,13 +230,13 @@ struct builder {
     }
     // "the red circle" (with position when two objects share nothing else... colours are unique per image, so the
     // colour alone already names one object; the position is added half of the time for variety).
-    static std::string refer(const world_object& ob, world_rng& r) {
+    static std::string refer(const world_object & ob, world_rng & r) {
         return describe_object(ob, r.next(), r.chance(0.5));
     }
 
-    bool x2x_t2(tmm_record* rec, world_kind k, world_rng& r) const {
-        const world_entry& e = pick(k, r);
-        const pool_t& pool = k == KIND_IMAGE ? t2i_pool : k == KIND_AUDIO ? t2a_pool : t2v_pool;
+    bool x2x_t2(tmm_record * rec, world_kind k, world_rng & r) const {
+        const world_entry & e = pick(k, r);
+        const pool_t & pool = k == KIND_IMAGE ? t2i_pool : k == KIND_AUDIO ? t2a_pool : t2v_pool;
         std::string c = core_cap(e, r);
         int m = tmm_of(k);
         rec->question = fill(instr(pool, r, o->split), "{c}", c);
@@ -246,8 +246,8 @@ struct builder {
         rec->caption = c;
         return true;
     }
-    bool x2x_2t(tmm_record* rec, world_kind k, world_rng& r) const {
-        const world_entry& e = pick(k, r);
+    bool x2x_2t(tmm_record * rec, world_kind k, world_rng & r) const {
+        const world_entry & e = pick(k, r);
         int m = tmm_of(k);
         std::string c = sentence(cap(e, r));
         rec->question =
@@ -259,9 +259,9 @@ struct builder {
         rec->caption = c;
         return true;
     }
-    bool box_or_mask(tmm_record* rec, int m, world_rng& r) const {
-        const world_entry& e = pick(KIND_IMAGE, r);
-        const world_object& ob = e.image.objects[r.below((int)e.image.objects.size())];
+    bool box_or_mask(tmm_record * rec, int m, world_rng & r) const {
+        const world_entry & e = pick(KIND_IMAGE, r);
+        const world_object & ob = e.image.objects[r.below((int)e.image.objects.size())];
         size_t idx = &ob - e.image.objects.data();
         std::string d = refer(ob, r);
         rec->question =
@@ -286,21 +286,23 @@ struct builder {
         rec->caption = phrase(cap(e, r));
         return true;
     }
-    bool smart(tmm_record* rec, world_rng& r) const {
+    bool smart(tmm_record * rec, world_rng & r) const {
         world_kind k = (world_kind)r.below(3);
-        const world_entry& e = pick(k, r);
+        const world_entry & e = pick(k, r);
         int m = tmm_of(k);
         std::string c = core_cap(e, r);
-        const pool_t& pool = k == KIND_IMAGE ? smart_image_pool : k == KIND_AUDIO ? smart_audio_pool : smart_video_pool;
+        const pool_t & pool = k == KIND_IMAGE   ? smart_image_pool
+                              : k == KIND_AUDIO ? smart_audio_pool
+                                                : smart_video_pool;
         rec->question = fill(instr(pool, r, o->split), "{c}", c);
         rec->task_prompt = "[SMARTMULTIMODAL]";
-        static const char* lead[] = {"Here it is: ", "Sure. ", "", "Here you go: "};
+        static const char * lead[] = {"Here it is: ", "Sure. ", "", "Here you go: "};
         rec->answer = "[OUTPUT]" + std::string(lead[r.below(4)]) + group(m, c) + "[END]";
         rec->targets.push_back(media(m, e, c));
         rec->caption = c;
         return true;
     }
-    bool specific(tmm_record* rec, world_rng& r) const {
+    bool specific(tmm_record * rec, world_rng & r) const {
         // The user names the modalities: 1-3 distinct kinds, each with its own item.
         int kinds[3] = {0, 1, 2};
         for (int i = 2; i > 0; --i) std::swap(kinds[i], kinds[r.below(i + 1)]);
@@ -309,7 +311,7 @@ struct builder {
         std::string ans = "[OUTPUT]";
         for (int i = 0; i < n; ++i) {
             world_kind k = (world_kind)kinds[i];
-            const world_entry& e = pick(k, r);
+            const world_entry & e = pick(k, r);
             int m = tmm_of(k);
             std::string c = core_cap(e, r);
             asks.push_back(std::string(k_modality_word[k == KIND_IMAGE ? 0 : k == KIND_VIDEO ? 1 : 2]) + " of " + c);
@@ -332,13 +334,13 @@ struct builder {
         rec->caption = rec->targets[0].caption;
         return true;
     }
-    bool multi(tmm_record* rec, world_rng& r) const {
+    bool multi(tmm_record * rec, world_rng & r) const {
         int n = r.range(1, 5);
         std::vector<std::string> asks;
         std::string ans = "[OUTPUT]";
         for (int i = 0; i < n; ++i) {
             world_kind k = (world_kind)r.below(3);
-            const world_entry& e = pick(k, r);
+            const world_entry & e = pick(k, r);
             int m = tmm_of(k);
             std::string c = core_cap(e, r);
             asks.push_back(c);
@@ -353,11 +355,11 @@ struct builder {
         rec->caption = rec->targets[0].caption;
         return true;
     }
-    bool long_form(tmm_record* rec, world_rng& r) const {
-        static const char* titles[3] = {"Shapes", "Sounds", "Motion"};
-        static const char* intros[3] = {"The world is full of coloured shapes.",
-                                        "Every sound has a pattern and a pitch.",
-                                        "Things move, grow, shrink, turn and change colour."};
+    bool long_form(tmm_record * rec, world_rng & r) const {
+        static const char * titles[3] = {"Shapes", "Sounds", "Motion"};
+        static const char * intros[3] = {"The world is full of coloured shapes.",
+                                         "Every sound has a pattern and a pitch.",
+                                         "Things move, grow, shrink, turn and change colour."};
         world_kind order[3] = {KIND_IMAGE, KIND_AUDIO, KIND_VIDEO};
         std::string ans = "[OUTPUT]" + std::string(r.chance(0.5) ? "Welcome to the toy world.\n" : "A short tour.\n");
         for (int s = 0; s < 3; ++s) {
@@ -366,7 +368,7 @@ struct builder {
             ans += std::to_string(s + 1) + ". " + titles[s] + "\n" + intros[s] + "\n";
             int n = r.range(1, 3);
             for (int i = 0; i < n; ++i) {
-                const world_entry& e = pick(k, r);
+                const world_entry & e = pick(k, r);
                 std::string c = core_cap(e, r), other = sentence(cap(e, r));
                 ans += " - " + group(m, c) + ": " + other + "\n";
                 rec->targets.push_back(media(m, e, c));
@@ -390,9 +392,9 @@ struct builder {
                 return "down";
         }
     }
-    bool i2tmm(tmm_record* rec, world_rng& r, bool with_box, int side) const {
-        const world_entry& e = pick(KIND_IMAGE, r);
-        const world_object& ob = e.image.objects[r.below((int)e.image.objects.size())];
+    bool i2tmm(tmm_record * rec, world_rng & r, bool with_box, int side) const {
+        const world_entry & e = pick(KIND_IMAGE, r);
+        const world_object & ob = e.image.objects[r.below((int)e.image.objects.size())];
         std::string d = refer(ob, r);
         int motion = r.below(4);  // left, right, up, down
         std::string mw = motion_words(motion);
@@ -456,10 +458,10 @@ struct builder {
         rec->caption = phrase(cap(e, r));
         return true;
     }
-    bool a2tmm(tmm_record* rec, world_rng& r) const {
+    bool a2tmm(tmm_record * rec, world_rng & r) const {
         // Needs a pitched sound whose pitch can move one step.
         for (int tries = 0; tries < 64; ++tries) {
-            const world_entry& e = pick(KIND_AUDIO, r);
+            const world_entry & e = pick(KIND_AUDIO, r);
             if (e.audio.pitch < 0) continue;
             bool higher = e.audio.pitch == 0 ? true : e.audio.pitch == PITCH_COUNT - 1 ? false : r.chance(0.5);
             audio_truth t = e.audio;
@@ -481,9 +483,9 @@ struct builder {
         }
         return false;
     }
-    bool v2tmm(tmm_record* rec, world_rng& r) const {
-        const world_entry& e = pick(KIND_VIDEO, r);
-        const video_truth& t = e.video;
+    bool v2tmm(tmm_record * rec, world_rng & r) const {
+        const world_entry & e = pick(KIND_VIDEO, r);
+        const video_truth & t = e.video;
         std::string obj = std::string(colour_name(t.colour)) + " " + shape_name(t.shape);
         std::string first, last;
         switch (t.motion) {
@@ -525,7 +527,7 @@ struct builder {
         rec->answer =
             "[OUTPUT]At the start: " + group(TMM_IMAGE, first) + " At the end: " + group(TMM_IMAGE, last) + "[END]";
         rec->inputs.push_back(media(TMM_VIDEO, e, ""));
-        for (const std::string* c : {&first, &last}) {
+        for (const std::string * c : {&first, &last}) {
             tmm_media v;
             v.modality = TMM_IMAGE;
             v.caption = *c;
@@ -535,7 +537,7 @@ struct builder {
         return true;
     }
 
-    bool build(const std::string& fam, tmm_record* rec, world_rng& r) const {
+    bool build(const std::string & fam, tmm_record * rec, world_rng & r) const {
         if (fam == "t2i") return x2x_t2(rec, KIND_IMAGE, r);
         if (fam == "t2a") return x2x_t2(rec, KIND_AUDIO, r);
         if (fam == "t2v") return x2x_t2(rec, KIND_VIDEO, r);
@@ -558,7 +560,7 @@ struct builder {
 };
 
 // Which world kinds a family draws from.
-std::vector<world_kind> family_needs(const std::string& f) {
+std::vector<world_kind> family_needs(const std::string & f) {
     if (f == "t2a" || f == "a2t" || f == "a2tmm") return {KIND_AUDIO};
     if (f == "t2v" || f == "v2t" || f == "v2tmm") return {KIND_VIDEO};
     if (f == "t2tmm_smart" || f == "t2tmm_specific" || f == "multi_item" || f == "long_form")
@@ -568,12 +570,12 @@ std::vector<world_kind> family_needs(const std::string& f) {
 
 }  // namespace
 
-bool tmm_build_records(const std::vector<world_entry>& items, const tmm_build_options& o, std::vector<tmm_record>* out,
-                       std::string* err) {
+bool tmm_build_records(const std::vector<world_entry> & items, const tmm_build_options & o,
+                       std::vector<tmm_record> * out, std::string * err) {
     std::vector<std::string> fams = o.families.empty() ? tmm_family_names() : o.families;
-    for (const auto& f : fams) {
+    for (const auto & f : fams) {
         bool known = false;
-        for (const auto& k : tmm_family_names()) known |= k == f;
+        for (const auto & k : tmm_family_names()) known |= k == f;
         if (!known) {
             if (err) *err = "unknown TMM family '" + f + "'";
             return false;
@@ -584,9 +586,9 @@ bool tmm_build_records(const std::vector<world_entry>& items, const tmm_build_op
         return false;
     }
     std::vector<world_entry> by[3];
-    for (const auto& e : items)
+    for (const auto & e : items)
         if (e.split == o.split) by[e.kind].push_back(e);
-    for (const auto& f : fams)
+    for (const auto & f : fams)
         for (world_kind k : family_needs(f))
             if (by[k].empty()) {
                 if (err)
@@ -617,18 +619,18 @@ bool tmm_build_records(const std::vector<world_entry>& items, const tmm_build_op
     return true;
 }
 
-static std::string dir_of(const std::string& path) {
+static std::string dir_of(const std::string & path) {
     size_t s = path.find_last_of('/');
     return s == std::string::npos ? "." : s == 0 ? "/" : path.substr(0, s);
 }
 
-static std::string real_dir(const std::string& d) {
+static std::string real_dir(const std::string & d) {
     char buf[PATH_MAX];
     return realpath(d.c_str(), buf) ? std::string(buf) : d;
 }
 
-bool tmm_build(const std::string& world_dir, const std::string& out_path, const tmm_build_options& o,
-               tmm_build_stats* st, std::string* err) {
+bool tmm_build(const std::string & world_dir, const std::string & out_path, const tmm_build_options & o,
+               tmm_build_stats * st, std::string * err) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<world_entry> items;
     if (!world_read_items(world_dir, o.split, &items, err)) return false;
@@ -639,11 +641,11 @@ bool tmm_build(const std::string& world_dir, const std::string& out_path, const 
     std::string prefix = wd == od ? "" : wd + "/";
     std::string body;
     body.reserve(recs.size() * 400);
-    for (auto& r : recs) {
+    for (auto & r : recs) {
         if (!prefix.empty()) {
-            for (auto& m : r.inputs)
+            for (auto & m : r.inputs)
                 if (!m.file.empty()) m.file = prefix + m.file;
-            for (auto& m : r.targets)
+            for (auto & m : r.targets)
                 if (!m.file.empty()) m.file = prefix + m.file;
         }
         body += tmm_record_json(r).dump() + "\n";

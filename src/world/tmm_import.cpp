@@ -14,17 +14,17 @@
 
 namespace spider {
 
-static bool fail(std::string* err, const std::string& m) {
+static bool fail(std::string * err, const std::string & m) {
     if (err) *err = m;
     return false;
 }
 
 static std::string lower(std::string s) {
-    for (char& c : s) c = (char)std::tolower((unsigned char)c);
+    for (char & c : s) c = (char)std::tolower((unsigned char)c);
     return s;
 }
 
-int media_kind_from_path(const std::string& path) {
+int media_kind_from_path(const std::string & path) {
     size_t dot = path.find_last_of('.');
     if (dot == std::string::npos) return -1;
     std::string e = lower(path.substr(dot + 1));
@@ -35,7 +35,7 @@ int media_kind_from_path(const std::string& path) {
 }
 
 // One CSV record (RFC 4180: quoted fields, doubled quotes, newlines inside quotes).
-static bool csv_next(std::istream& in, std::vector<std::string>* fields, int64_t* line, std::string* err) {
+static bool csv_next(std::istream & in, std::vector<std::string> * fields, int64_t * line, std::string * err) {
     fields->clear();
     std::string f;
     bool quoted = false, any = false, field_was_quoted = false;
@@ -79,7 +79,7 @@ static bool csv_next(std::istream& in, std::vector<std::string>* fields, int64_t
     return any;
 }
 
-bool import_read_caption_list(const std::string& path, std::vector<import_row>* rows, std::string* err) {
+bool import_read_caption_list(const std::string & path, std::vector<import_row> * rows, std::string * err) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return fail(err, "cannot open '" + path + "'");
     rows->clear();
@@ -128,26 +128,26 @@ bool import_read_caption_list(const std::string& path, std::vector<import_row>* 
     return true;
 }
 
-bool import_scan_folder(const std::string& dir, std::vector<import_row>* rows, std::string* err) {
+bool import_scan_folder(const std::string & dir, std::vector<import_row> * rows, std::string * err) {
     rows->clear();
-    for (const char* name : {"captions.csv", "captions.jsonl"}) {
+    for (const char * name : {"captions.csv", "captions.jsonl"}) {
         std::string p = dir + "/" + name;
         struct stat sb;
         if (stat(p.c_str(), &sb) == 0) {
             if (!import_read_caption_list(p, rows, err)) return false;
-            for (auto& r : *rows)
+            for (auto & r : *rows)
                 if (!r.file.empty() && r.file[0] != '/') r.file = dir + "/" + r.file;
             return true;
         }
     }
-    DIR* d = opendir(dir.c_str());
+    DIR * d = opendir(dir.c_str());
     if (!d) return fail(err, "cannot open folder '" + dir + "'");
     std::vector<std::string> names;
-    while (dirent* e = readdir(d)) names.push_back(e->d_name);
+    while (dirent * e = readdir(d)) names.push_back(e->d_name);
     closedir(d);
     std::sort(names.begin(), names.end());
     std::set<std::string> all(names.begin(), names.end());
-    for (const auto& n : names) {
+    for (const auto & n : names) {
         if (media_kind_from_path(n) < 0) continue;
         std::string stem = n.substr(0, n.find_last_of('.'));
         if (!all.count(stem + ".txt")) continue;  // media without a caption are not training data
@@ -162,34 +162,34 @@ bool import_scan_folder(const std::string& dir, std::vector<import_row>* rows, s
     return true;
 }
 
-static std::string real(const std::string& p) {
+static std::string real(const std::string & p) {
     char buf[PATH_MAX];
     return realpath(p.c_str(), buf) ? std::string(buf) : p;
 }
 
-bool import_build(const std::vector<import_row>& rows, const std::string& base_dir, const std::string& out_path,
-                  const import_options& o, int64_t* written, std::vector<std::string>* skipped, std::string* err) {
+bool import_build(const std::vector<import_row> & rows, const std::string & base_dir, const std::string & out_path,
+                  const import_options & o, int64_t * written, std::vector<std::string> * skipped, std::string * err) {
     size_t s = out_path.find_last_of('/');
     std::string out_dir = real(s == std::string::npos ? "." : s == 0 ? "/" : out_path.substr(0, s));
     std::string body;
     int64_t n = 0;
-    static const char* k_names[] = {"IMAGE", "VIDEO", "AUDIO"};
-    static const char* k_t2[] = {"t2i", "t2v", "t2a"};
-    static const char* k_2t[] = {"i2t", "v2t", "a2t"};
-    static const char* k_word[] = {"image", "video", "sound"};
+    static const char * k_names[] = {"IMAGE", "VIDEO", "AUDIO"};
+    static const char * k_t2[] = {"t2i", "t2v", "t2a"};
+    static const char * k_2t[] = {"i2t", "v2t", "a2t"};
+    static const char * k_word[] = {"image", "video", "sound"};
     static const std::vector<std::string> t2_q = {"Generate {w}: {c}.", "Make {a} of {c}.", "Create {a} showing {c}.",
                                                   "Please produce {a}: {c}."};
     static const std::vector<std::string> x2t_q = {"Describe this {w}.", "What is in this {w}?",
                                                    "Write a caption for this {w}.", "Caption the {w}."};
     static const std::vector<std::string> smart_q = {"Show me {c}.", "I would like {c}.", "Can you make {c}?",
                                                      "Give me {c}."};
-    auto fill = [](std::string t, const std::string& k, const std::string& v) {
+    auto fill = [](std::string t, const std::string & k, const std::string & v) {
         size_t p = t.find(k);
         if (p != std::string::npos) t.replace(p, k.size(), v);
         return t;
     };
     for (size_t i = 0; i < rows.size(); ++i) {
-        const import_row& r = rows[i];
+        const import_row & r = rows[i];
         if (!utf8_valid(r.file) || !utf8_valid(r.caption)) {
             if (skipped)
                 skipped->push_back("row " + std::to_string(i + 1) + ": file name or caption is not valid UTF-8");
@@ -234,7 +234,7 @@ bool import_build(const std::vector<import_row>& rows, const std::string& base_d
         std::string ph = "<" + M + "><" + M + "-Placeholder></" + M + ">";
         world_rng rng(seed_mix(o.seed, 0x494D50, i));
         char id[64];
-        auto emit = [&](const std::string& fam, const std::string& q, const std::string& task, const std::string& a,
+        auto emit = [&](const std::string & fam, const std::string & q, const std::string & task, const std::string & a,
                         bool input) {
             std::snprintf(id, sizeof(id), "import_%07zu_%s", i, fam.c_str());
             tmm_record rec;

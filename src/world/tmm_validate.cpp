@@ -13,7 +13,7 @@ namespace spider {
 namespace {
 
 // Returns the byte offset of the first invalid UTF-8 sequence, or -1.
-int64_t utf8_invalid_at(const std::string& s) {
+int64_t utf8_invalid_at(const std::string & s) {
     size_t i = 0, n = s.size();
     while (i < n) {
         unsigned char c = s[i];
@@ -34,7 +34,7 @@ int64_t utf8_invalid_at(const std::string& s) {
     return -1;
 }
 
-bool is_upper_word(const std::string& s) {
+bool is_upper_word(const std::string & s) {
     if (s.empty()) return false;
     for (char c : s)
         if (!((c >= 'A' && c <= 'Z') || c == '_' || c == '-')) return false;
@@ -48,7 +48,7 @@ struct answer_group {
 };
 
 // Parses an answer; fills groups, returns false with the reason.
-bool parse_answer(const std::string& a, std::vector<answer_group>* groups, std::string* why) {
+bool parse_answer(const std::string & a, std::vector<answer_group> * groups, std::string * why) {
     groups->clear();
     const std::string OUT = "[OUTPUT]", END = "[END]";
     if (a.compare(0, OUT.size(), OUT) != 0) {
@@ -173,9 +173,9 @@ bool parse_answer(const std::string& a, std::vector<answer_group>* groups, std::
 }
 
 // Input placeholders of a question, in order; false with the reason for a malformed one.
-bool parse_question(const std::string& q, std::vector<int>* inputs, std::string* why) {
+bool parse_question(const std::string & q, std::vector<int> * inputs, std::string * why) {
     inputs->clear();
-    for (const char* tok : {"[OUTPUT]", "[END]"})
+    for (const char * tok : {"[OUTPUT]", "[END]"})
         if (q.find(tok) != std::string::npos) {
             *why = std::string("question contains ") + tok;
             return false;
@@ -214,7 +214,7 @@ bool parse_question(const std::string& q, std::vector<int>* inputs, std::string*
     return true;
 }
 
-bool check_media_entry(const nlohmann::json& m, bool is_input, int* modality, std::string* why) {
+bool check_media_entry(const nlohmann::json & m, bool is_input, int * modality, std::string * why) {
     if (!m.is_object() || !m.contains("modality") || !m["modality"].is_string()) {
         *why = std::string(is_input ? "input" : "target") + " entry without a \"modality\" string";
         return false;
@@ -237,7 +237,7 @@ bool check_media_entry(const nlohmann::json& m, bool is_input, int* modality, st
         return false;
     }
     if (!is_input && *modality == TMM_BOX) {
-        const auto& b = m.contains("box") ? m["box"] : nlohmann::json();
+        const auto & b = m.contains("box") ? m["box"] : nlohmann::json();
         if (!b.is_array() || b.size() != 4) {
             *why = "BOX target without a 4-number \"box\"";
             return false;
@@ -271,14 +271,16 @@ bool check_media_entry(const nlohmann::json& m, bool is_input, int* modality, st
 
 }  // namespace
 
-bool utf8_valid(const std::string& s) { return utf8_invalid_at(s) < 0; }
+bool utf8_valid(const std::string & s) {
+    return utf8_invalid_at(s) < 0;
+}
 
-bool tmm_check_record(const nlohmann::json& j, std::string* why) {
+bool tmm_check_record(const nlohmann::json & j, std::string * why) {
     if (!j.is_object()) {
         *why = "record is not a JSON object";
         return false;
     }
-    for (const char* k : {"Question", "TaskPrompt", "Answer"})
+    for (const char * k : {"Question", "TaskPrompt", "Answer"})
         if (!j.contains(k) || !j[k].is_string()) {
             *why = std::string("missing string field \"") + k + "\"";
             return false;
@@ -288,8 +290,8 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
         return false;
     }
     const std::string task = j["TaskPrompt"].get<std::string>();
-    static const char* tasks[] = {"[TEXT]", "[IMAGE]", "[VIDEO]",           "[AUDIO]",
-                                  "[BOX]",  "[MASK]",  "[SMARTMULTIMODAL]", "[SPECIFICMULTIMODAL]"};
+    static const char * tasks[] = {"[TEXT]", "[IMAGE]", "[VIDEO]",           "[AUDIO]",
+                                   "[BOX]",  "[MASK]",  "[SMARTMULTIMODAL]", "[SPECIFICMULTIMODAL]"};
     int task_idx = -1;
     for (int i = 0; i < 8; ++i)
         if (task == tasks[i]) task_idx = i;
@@ -305,7 +307,7 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
     }
     // One signal count per modality within a record.
     int n_sig[TMM_MODALITY_COUNT] = {0};
-    for (const auto& g : groups) {
+    for (const auto & g : groups) {
         if (n_sig[g.modality] && n_sig[g.modality] != g.n_signal) {
             *why = std::string("<") + tmm_modality_name(g.modality) + "> groups with different signal token counts";
             return false;
@@ -326,7 +328,7 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
             *why = "TaskPrompt " + task + " but the answer has no group";
             return false;
         }
-        for (const auto& g : groups)
+        for (const auto & g : groups)
             if (g.modality != want) {
                 *why = "TaskPrompt " + task + " but the answer has a <" + tmm_modality_name(g.modality) + "> group";
                 return false;
@@ -347,7 +349,7 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
             *why = "\"Inputs\" must be an array";
             return false;
         }
-        for (const auto& m : j["Inputs"]) {
+        for (const auto & m : j["Inputs"]) {
             int mod;
             if (!check_media_entry(m, true, &mod, why)) return false;
             input_mods.push_back(mod);
@@ -363,14 +365,14 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
             *why = "\"Targets\" must be an array";
             return false;
         }
-        for (const auto& m : j["Targets"]) {
+        for (const auto & m : j["Targets"]) {
             int mod;
             if (!check_media_entry(m, false, &mod, why)) return false;
             target_mods.push_back(mod);
         }
         if (!target_mods.empty()) {
             std::vector<int> gm;
-            for (const auto& g : groups) gm.push_back(g.modality);
+            for (const auto & g : groups) gm.push_back(g.modality);
             if (gm != target_mods) {
                 *why = "Targets do not match the answer's groups (count or modality order)";
                 return false;
@@ -380,13 +382,13 @@ bool tmm_check_record(const nlohmann::json& j, std::string* why) {
     return true;
 }
 
-static std::string dir_of(const std::string& path) {
+static std::string dir_of(const std::string & path) {
     size_t s = path.find_last_of('/');
     return s == std::string::npos ? "." : s == 0 ? "/" : path.substr(0, s);
 }
 
-bool tmm_validate_file(const std::string& path, const tmm_validate_options& o, tmm_validate_result* out,
-                       std::string* err) {
+bool tmm_validate_file(const std::string & path, const tmm_validate_options & o, tmm_validate_result * out,
+                       std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         if (err) *err = "cannot open '" + path + "'";
@@ -395,7 +397,7 @@ bool tmm_validate_file(const std::string& path, const tmm_validate_options& o, t
     *out = tmm_validate_result();
     const std::string base = dir_of(path);
     std::unordered_map<std::string, std::string> decoded;  // path -> "" (ok) or the decode error
-    auto check_file = [&](const std::string& file, int modality, std::string* why) {
+    auto check_file = [&](const std::string & file, int modality, std::string * why) {
         std::string full = !file.empty() && file[0] == '/' ? file : base + "/" + file;
         auto it = decoded.find(full);
         if (it == decoded.end()) {
@@ -450,9 +452,9 @@ bool tmm_validate_file(const std::string& path, const tmm_validate_options& o, t
         if (ok && j.is_object() && j.contains("id") && j["id"].is_string()) id = j["id"].get<std::string>();
         if (ok) ok = tmm_check_record(j, &why);
         if (ok) {
-            for (const char* key : {"Inputs", "Targets"}) {
+            for (const char * key : {"Inputs", "Targets"}) {
                 if (!ok || !j.contains(key)) continue;
-                for (const auto& m : j[key]) {
+                for (const auto & m : j[key]) {
                     if (!m.contains("file")) continue;
                     int mod = 0;
                     tmm_modality_from_name(m["modality"].get<std::string>(), &mod);
@@ -473,7 +475,7 @@ bool tmm_validate_file(const std::string& path, const tmm_validate_options& o, t
 
 // ---- stats ---------------------------------------------------------------------------------------------------
 
-bool tmm_stats_file(const std::string& path, tmm_stats* s, std::string* err) {
+bool tmm_stats_file(const std::string & path, tmm_stats * s, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         if (err) *err = "cannot open '" + path + "'";
@@ -492,15 +494,15 @@ bool tmm_stats_file(const std::string& path, tmm_stats* s, std::string* err) {
             continue;
         }
         ++s->records;
-        auto str = [&](const char* k) {
+        auto str = [&](const char * k) {
             return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string("(none)");
         };
         s->per_family[str("family")]++;
         s->per_task[str("TaskPrompt")]++;
-        for (const auto& g : groups) s->groups_per_modality[tmm_modality_name(g.modality)]++;
+        for (const auto & g : groups) s->groups_per_modality[tmm_modality_name(g.modality)]++;
         s->groups_per_record[(int)groups.size()]++;
         if (j.contains("Inputs") && j["Inputs"].is_array())
-            for (const auto& m : j["Inputs"])
+            for (const auto & m : j["Inputs"])
                 if (m.is_object() && m.contains("modality") && m["modality"].is_string())
                     s->inputs_per_modality[m["modality"].get<std::string>()]++;
         const std::string a = j["Answer"].get<std::string>();
@@ -517,7 +519,7 @@ bool tmm_stats_file(const std::string& path, tmm_stats* s, std::string* err) {
 
 nlohmann::json tmm_stats::to_json() const {
     nlohmann::json hist = nlohmann::json::object();
-    for (const auto& kv : groups_per_record) hist[std::to_string(kv.first)] = kv.second;
+    for (const auto & kv : groups_per_record) hist[std::to_string(kv.first)] = kv.second;
     double n = records ? (double)records : 1.0;
     return {{"records", records},
             {"bad_lines", bad_lines},
@@ -537,15 +539,15 @@ std::string tmm_stats::to_string() const {
     double n = records ? (double)records : 1.0;
     o << "records: " << records << " (unparseable lines: " << bad_lines << ")\n";
     o << "families:\n";
-    for (const auto& kv : per_family) o << "  " << kv.first << ": " << kv.second << "\n";
+    for (const auto & kv : per_family) o << "  " << kv.first << ": " << kv.second << "\n";
     o << "task prompts:\n";
-    for (const auto& kv : per_task) o << "  " << kv.first << ": " << kv.second << "\n";
+    for (const auto & kv : per_task) o << "  " << kv.first << ": " << kv.second << "\n";
     o << "groups per modality:\n";
-    for (const auto& kv : groups_per_modality) o << "  " << kv.first << ": " << kv.second << "\n";
+    for (const auto & kv : groups_per_modality) o << "  " << kv.first << ": " << kv.second << "\n";
     o << "inputs per modality:\n";
-    for (const auto& kv : inputs_per_modality) o << "  " << kv.first << ": " << kv.second << "\n";
+    for (const auto & kv : inputs_per_modality) o << "  " << kv.first << ": " << kv.second << "\n";
     o << "groups per record:";
-    for (const auto& kv : groups_per_record) o << " " << kv.first << ":" << kv.second;
+    for (const auto & kv : groups_per_record) o << " " << kv.first << ":" << kv.second;
     o << "\nanswer length: mean " << answer_chars / n << " chars, max " << answer_chars_max << " chars, mean "
       << answer_words / n << " words\nquestion length: mean " << question_chars / n << " chars\n";
     return o.str();

@@ -74,19 +74,19 @@ enum video_motion : int {
 enum world_split : int { SPLIT_TRAIN, SPLIT_VALIDATION, SPLIT_TEST };
 enum world_kind : int { KIND_IMAGE, KIND_AUDIO, KIND_VIDEO };
 
-const char* shape_name(int s);
-const char* colour_name(int c);
-const char* size_name(int s);
-const char* position_name(int p);  // "top left", "top", ..., "center", ..., "bottom right"
-const char* background_name(int b);
-const char* pattern_name(int p);
-const char* pitch_name(int p);
-const char* timbre_name(int t);
-const char* motion_name(int m);
-const char* split_name(int s);
-const char* kind_name(int k);
-bool split_from_name(const std::string& s, world_split* out);
-bool kind_from_name(const std::string& s, world_kind* out);
+const char * shape_name(int s);
+const char * colour_name(int c);
+const char * size_name(int s);
+const char * position_name(int p);  // "top left", "top", ..., "center", ..., "bottom right"
+const char * background_name(int b);
+const char * pattern_name(int p);
+const char * pitch_name(int p);
+const char * timbre_name(int t);
+const char * motion_name(int m);
+const char * split_name(int s);
+const char * kind_name(int k);
+bool split_from_name(const std::string & s, world_split * out);
+bool kind_from_name(const std::string & s, world_kind * out);
 
 void colour_rgb(int c, uint8_t rgb[3]);
 double pitch_hz(int p);                // fundamental of each pitch class
@@ -112,7 +112,7 @@ struct world_params {
 };
 
 // Checks ranges; returns false with a message naming the bad field.
-bool world_params_check(const world_params& p, std::string* err);
+bool world_params_check(const world_params & p, std::string * err);
 
 // ---- items ----
 
@@ -165,27 +165,27 @@ struct video_item {
 };
 
 // Generators: the item is a pure function of (seed, index, params).
-void world_make_image(uint64_t seed, uint64_t index, const world_params& p, image_item* out);
-void world_make_audio(uint64_t seed, uint64_t index, const world_params& p, audio_item* out);
-void world_make_video(uint64_t seed, uint64_t index, const world_params& p, video_item* out);
+void world_make_image(uint64_t seed, uint64_t index, const world_params & p, image_item * out);
+void world_make_audio(uint64_t seed, uint64_t index, const world_params & p, audio_item * out);
+void world_make_video(uint64_t seed, uint64_t index, const world_params & p, video_item * out);
 
 // Renders one shape into an RGB image (and a label map when labels != nullptr) with hard edges; the judges use
 // the same rasteriser to build their templates. angle in radians.
-void world_draw_shape(image_u8* img, std::vector<uint8_t>* labels, uint8_t label, int shape, const uint8_t rgb[3],
+void world_draw_shape(image_u8 * img, std::vector<uint8_t> * labels, uint8_t label, int shape, const uint8_t rgb[3],
                       double cx, double cy, double half, double angle);
 // True when pixel centre (x, y) is inside the shape centred at (cx, cy) with half extent `half`.
 bool world_shape_contains(int shape, double cx, double cy, double half, double angle, double x, double y);
 
 // Structured truth as JSON (stable field names: see docs/WORLD.md).
-nlohmann::json image_truth_json(const image_truth& t);
-nlohmann::json audio_truth_json(const audio_truth& t);
-nlohmann::json video_truth_json(const video_truth& t);
+nlohmann::json image_truth_json(const image_truth & t);
+nlohmann::json audio_truth_json(const audio_truth & t);
+nlohmann::json video_truth_json(const video_truth & t);
 
 // Captions: `n` different phrasings of the same truth, chosen by `rng_seed` (synonyms, word orders, sentence frames).
-std::vector<std::string> caption_image(const image_truth& t, uint64_t rng_seed, int n);
-std::vector<std::string> caption_audio(const audio_truth& t, uint64_t rng_seed, int n);
-std::vector<std::string> caption_video(const video_truth& t, uint64_t rng_seed, int n);
+std::vector<std::string> caption_image(const image_truth & t, uint64_t rng_seed, int n);
+std::vector<std::string> caption_audio(const audio_truth & t, uint64_t rng_seed, int n);
+std::vector<std::string> caption_video(const video_truth & t, uint64_t rng_seed, int n);
 // A short noun phrase for one object ("the small red circle"), used by referring expressions.
-std::string describe_object(const world_object& o, uint64_t rng_seed, bool with_position);
+std::string describe_object(const world_object & o, uint64_t rng_seed, bool with_position);
 
 }  // namespace spider

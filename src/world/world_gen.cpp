@@ -7,63 +7,63 @@
 
 namespace spider {
 
-static const char* k_shapes[] = {"circle", "square", "triangle", "diamond", "cross", "ring"};
-static const char* k_colours[] = {"red",     "green",  "blue",   "yellow", "cyan",
-                                  "magenta", "orange", "purple", "white",  "black"};
+static const char * k_shapes[] = {"circle", "square", "triangle", "diamond", "cross", "ring"};
+static const char * k_colours[] = {"red",     "green",  "blue",   "yellow", "cyan",
+                                   "magenta", "orange", "purple", "white",  "black"};
 static const uint8_t k_rgb[][3] = {{220, 30, 30},  {30, 180, 40},  {30, 60, 220},  {235, 215, 30},  {30, 210, 220},
                                    {210, 40, 200}, {245, 130, 20}, {120, 40, 170}, {245, 245, 245}, {15, 15, 15}};
-static const char* k_sizes[] = {"small", "medium", "large"};
-static const char* k_positions[] = {"top left", "top",         "top right", "left",        "center",
-                                    "right",    "bottom left", "bottom",    "bottom right"};
-static const char* k_backgrounds[] = {"plain", "horizontal stripes", "vertical stripes", "checkerboard", "noise"};
-static const char* k_patterns[] = {"tone", "rising chirp", "falling chirp", "beeps", "noise burst", "chord", "rhythm"};
-static const char* k_pitches[] = {"low", "mid-low", "mid", "mid-high", "high"};
+static const char * k_sizes[] = {"small", "medium", "large"};
+static const char * k_positions[] = {"top left", "top",         "top right", "left",        "center",
+                                     "right",    "bottom left", "bottom",    "bottom right"};
+static const char * k_backgrounds[] = {"plain", "horizontal stripes", "vertical stripes", "checkerboard", "noise"};
+static const char * k_patterns[] = {"tone", "rising chirp", "falling chirp", "beeps", "noise burst", "chord", "rhythm"};
+static const char * k_pitches[] = {"low", "mid-low", "mid", "mid-high", "high"};
 static const double k_pitch_hz[] = {220.0, 311.127, 440.0, 622.254, 880.0};  // half-octave steps
-static const char* k_timbres[] = {"sine", "square", "sawtooth"};
-static const char* k_motions[] = {"left", "right", "up", "down", "grow", "shrink", "change colour", "rotate"};
-static const char* k_splits[] = {"train", "validation", "test"};
-static const char* k_kinds[] = {"image", "audio", "video"};
+static const char * k_timbres[] = {"sine", "square", "sawtooth"};
+static const char * k_motions[] = {"left", "right", "up", "down", "grow", "shrink", "change colour", "rotate"};
+static const char * k_splits[] = {"train", "validation", "test"};
+static const char * k_kinds[] = {"image", "audio", "video"};
 
 template <int N>
-static const char* name_at(const char* const (&t)[N], int i) {
+static const char * name_at(const char * const (&t)[N], int i) {
     return i >= 0 && i < N ? t[i] : "unknown";
 }
 
-const char* shape_name(int s) {
+const char * shape_name(int s) {
     return name_at(k_shapes, s);
 }
-const char* colour_name(int c) {
+const char * colour_name(int c) {
     return name_at(k_colours, c);
 }
-const char* size_name(int s) {
+const char * size_name(int s) {
     return name_at(k_sizes, s);
 }
-const char* position_name(int p) {
+const char * position_name(int p) {
     return name_at(k_positions, p);
 }
-const char* background_name(int b) {
+const char * background_name(int b) {
     return name_at(k_backgrounds, b);
 }
-const char* pattern_name(int p) {
+const char * pattern_name(int p) {
     return name_at(k_patterns, p);
 }
-const char* pitch_name(int p) {
+const char * pitch_name(int p) {
     return name_at(k_pitches, p);
 }
-const char* timbre_name(int t) {
+const char * timbre_name(int t) {
     return name_at(k_timbres, t);
 }
-const char* motion_name(int m) {
+const char * motion_name(int m) {
     return name_at(k_motions, m);
 }
-const char* split_name(int s) {
+const char * split_name(int s) {
     return name_at(k_splits, s);
 }
-const char* kind_name(int k) {
+const char * kind_name(int k) {
     return name_at(k_kinds, k);
 }
 
-bool split_from_name(const std::string& s, world_split* out) {
+bool split_from_name(const std::string & s, world_split * out) {
     for (int i = 0; i < 3; ++i)
         if (s == k_splits[i]) {
             *out = (world_split)i;
@@ -71,7 +71,7 @@ bool split_from_name(const std::string& s, world_split* out) {
         }
     return false;
 }
-bool kind_from_name(const std::string& s, world_kind* out) {
+bool kind_from_name(const std::string & s, world_kind * out) {
     for (int i = 0; i < 3; ++i)
         if (s == k_kinds[i]) {
             *out = (world_kind)i;
@@ -101,8 +101,8 @@ bool held_out_pattern_pitch(int pattern, int pitch) {
     return pattern != PATTERN_NOISE && pitch == (pattern * 2 + 1) % PITCH_COUNT;
 }
 
-bool world_params_check(const world_params& p, std::string* err) {
-    auto bad = [&](const std::string& m) {
+bool world_params_check(const world_params & p, std::string * err) {
+    auto bad = [&](const std::string & m) {
         if (err) *err = "world params: " + m;
         return false;
     };
@@ -145,7 +145,7 @@ bool world_shape_contains(int shape, double cx, double cy, double half, double a
     }
 }
 
-void world_draw_shape(image_u8* img, std::vector<uint8_t>* labels, uint8_t label, int shape, const uint8_t rgb[3],
+void world_draw_shape(image_u8 * img, std::vector<uint8_t> * labels, uint8_t label, int shape, const uint8_t rgb[3],
                       double cx, double cy, double half, double angle) {
     double reach = half * 1.5 + 1;  // a rotated square reaches half*sqrt(2)
     int x0 = std::max(0, (int)std::floor(cx - reach)), x1 = std::min(img->width - 1, (int)std::ceil(cx + reach));
@@ -153,7 +153,7 @@ void world_draw_shape(image_u8* img, std::vector<uint8_t>* labels, uint8_t label
     for (int y = y0; y <= y1; ++y)
         for (int x = x0; x <= x1; ++x) {
             if (!world_shape_contains(shape, cx, cy, half, angle, x, y)) continue;
-            uint8_t* p = &img->pixels[((size_t)y * img->width + x) * img->channels];
+            uint8_t * p = &img->pixels[((size_t)y * img->width + x) * img->channels];
             p[0] = rgb[0];
             p[1] = rgb[1];
             p[2] = rgb[2];
@@ -161,7 +161,7 @@ void world_draw_shape(image_u8* img, std::vector<uint8_t>* labels, uint8_t label
         }
 }
 
-static void fill_background(image_u8* img, int bg, int level, world_rng& rng) {
+static void fill_background(image_u8 * img, int bg, int level, world_rng & rng) {
     for (int y = 0; y < img->height; ++y)
         for (int x = 0; x < img->width; ++x) {
             int v = level;
@@ -181,12 +181,12 @@ static void fill_background(image_u8* img, int bg, int level, world_rng& rng) {
                 default:
                     break;
             }
-            uint8_t* p = &img->pixels[((size_t)y * img->width + x) * 3];
+            uint8_t * p = &img->pixels[((size_t)y * img->width + x) * 3];
             p[0] = p[1] = p[2] = (uint8_t)v;
         }
 }
 
-static void new_rgb(image_u8* img, int w, int h) {
+static void new_rgb(image_u8 * img, int w, int h) {
     img->width = w;
     img->height = h;
     img->channels = 3;
@@ -195,7 +195,7 @@ static void new_rgb(image_u8* img, int w, int h) {
 
 // Draws (shape, colour) pairs honouring the split: train never uses a held-out pair; test forces one on the first
 // object; validation follows the train distribution.
-static void pick_shape_colour(world_rng& rng, world_split split, bool force_held_out, int* shape, int* colour) {
+static void pick_shape_colour(world_rng & rng, world_split split, bool force_held_out, int * shape, int * colour) {
     if (force_held_out) {
         *shape = rng.below(SHAPE_COUNT);
         *colour = (*shape * 3 + 1) % COLOUR_COUNT;
@@ -207,11 +207,11 @@ static void pick_shape_colour(world_rng& rng, world_split split, bool force_held
     } while (split != SPLIT_TEST && held_out_shape_colour(*shape, *colour));
 }
 
-void world_make_image(uint64_t seed, uint64_t index, const world_params& p, image_item* out) {
+void world_make_image(uint64_t seed, uint64_t index, const world_params & p, image_item * out) {
     world_rng rng(seed_mix(seed, KIND_IMAGE * 4 + p.split, index));
     const int S = p.image_size;
     *out = image_item();
-    image_truth& t = out->truth;
+    image_truth & t = out->truth;
     t.width = t.height = S;
     t.background = p.textured ? rng.below(BG_COUNT) : BG_PLAIN;
     t.bg_level = rng.range(95, 150);
@@ -279,7 +279,7 @@ static double osc(int timbre, double phase, double f0, double rate) {
 }
 
 // Adds one note [t0, t0 + dur) with 5 ms linear fades; the frequency glides from f_start to f_end exponentially.
-static void add_note(audio_f32* a, int timbre, double t0, double dur, double f_start, double f_end, double amp) {
+static void add_note(audio_f32 * a, int timbre, double t0, double dur, double f_start, double f_end, double amp) {
     const double rate = a->sample_rate;
     int i0 = (int)std::lround(t0 * rate), n = (int)std::lround(dur * rate);
     double phase = 0, fade = 0.005 * rate;
@@ -293,10 +293,10 @@ static void add_note(audio_f32* a, int timbre, double t0, double dur, double f_s
     }
 }
 
-void world_make_audio(uint64_t seed, uint64_t index, const world_params& p, audio_item* out) {
+void world_make_audio(uint64_t seed, uint64_t index, const world_params & p, audio_item * out) {
     world_rng rng(seed_mix(seed, KIND_AUDIO * 4 + p.split, index));
     *out = audio_item();
-    audio_truth& t = out->truth;
+    audio_truth & t = out->truth;
     bool force = p.split == SPLIT_TEST;
     do {
         t.pattern = rng.below(PATTERN_COUNT);
@@ -339,12 +339,12 @@ void world_make_audio(uint64_t seed, uint64_t index, const world_params& p, audi
     }
     t.onset_s = std::round(rng.uniform(0.2, t.duration_s - span - 0.25) * 1000) / 1000;
     t.offset_s = t.onset_s + span;
-    audio_f32& a = out->audio;
+    audio_f32 & a = out->audio;
     a.sample_rate = p.audio_rate;
     a.channels = 1;
     a.samples.assign((size_t)std::lround(t.duration_s * p.audio_rate), 0.0f);
     double f = pitch_hz(t.pitch);
-    for (const auto& nt : notes) {
+    for (const auto & nt : notes) {
         double t0 = t.onset_s + nt.first, d = nt.second;
         switch (t.pattern) {
             case PATTERN_CHIRP_UP:
@@ -373,16 +373,16 @@ void world_make_audio(uint64_t seed, uint64_t index, const world_params& p, audi
         }
     }
     // A faint room hiss so that silence is not digital zero.
-    for (float& s : a.samples) s += (float)(0.002 * rng.uniform(-1.0, 1.0));
+    for (float & s : a.samples) s += (float)(0.002 * rng.uniform(-1.0, 1.0));
     out->captions = caption_audio(t, rng.next(), p.n_captions);
 }
 
 // ---- video ---------------------------------------------------------------------------------------------------
 
-void world_make_video(uint64_t seed, uint64_t index, const world_params& p, video_item* out) {
+void world_make_video(uint64_t seed, uint64_t index, const world_params & p, video_item * out) {
     world_rng rng(seed_mix(seed, KIND_VIDEO * 4 + p.split, index));
     *out = video_item();
-    video_truth& t = out->truth;
+    video_truth & t = out->truth;
     const int S = p.video_size, N = p.video_frames;
     t.motion = rng.below(MOTION_COUNT);
     for (;;) {
@@ -402,7 +402,7 @@ void world_make_video(uint64_t seed, uint64_t index, const world_params& p, vide
     fill_background(&bg, t.background, t.bg_level, rng);  // static background: noise is drawn once
     double half = size_half_extent(t.size, S);
     double jx = rng.range(-2, 2), jy = rng.range(-2, 2);
-    video_u8& v = out->video;
+    video_u8 & v = out->video;
     v.width = v.height = S;
     v.fps = p.video_fps;
     for (int f = 0; f < N; ++f) {
@@ -447,9 +447,9 @@ void world_make_video(uint64_t seed, uint64_t index, const world_params& p, vide
 
 // ---- truth JSON ----------------------------------------------------------------------------------------------
 
-nlohmann::json image_truth_json(const image_truth& t) {
+nlohmann::json image_truth_json(const image_truth & t) {
     nlohmann::json objs = nlohmann::json::array();
-    for (const auto& o : t.objects)
+    for (const auto & o : t.objects)
         objs.push_back({{"shape", shape_name(o.shape)},
                         {"colour", colour_name(o.colour)},
                         {"size", size_name(o.size)},
@@ -462,7 +462,7 @@ nlohmann::json image_truth_json(const image_truth& t) {
             {"objects", objs}};
 }
 
-nlohmann::json audio_truth_json(const audio_truth& t) {
+nlohmann::json audio_truth_json(const audio_truth & t) {
     return {{"pattern", pattern_name(t.pattern)},
             {"pitch", t.pitch < 0 ? "none" : pitch_name(t.pitch)},
             {"pitch_hz", pitch_hz(t.pitch)},
@@ -473,7 +473,7 @@ nlohmann::json audio_truth_json(const audio_truth& t) {
             {"offset_s", t.offset_s}};
 }
 
-nlohmann::json video_truth_json(const video_truth& t) {
+nlohmann::json video_truth_json(const video_truth & t) {
     return {{"shape", shape_name(t.shape)},
             {"colour", colour_name(t.colour)},
             {"colour_to", colour_name(t.colour_to)},

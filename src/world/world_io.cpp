@@ -13,12 +13,12 @@
 
 namespace spider {
 
-static bool fail(std::string* err, const std::string& m) {
+static bool fail(std::string * err, const std::string & m) {
     if (err) *err = m;
     return false;
 }
 
-bool make_dirs(const std::string& path, std::string* err) {
+bool make_dirs(const std::string & path, std::string * err) {
     if (path.empty()) return true;
     std::string cur;
     for (size_t i = 0; i <= path.size(); ++i) {
@@ -39,7 +39,7 @@ static std::string item_id(world_split s, world_kind k, uint64_t i) {
     return buf;
 }
 
-nlohmann::json world_entry_json(const world_entry& e) {
+nlohmann::json world_entry_json(const world_entry & e) {
     nlohmann::json j = {{"id", e.id},
                         {"kind", kind_name(e.kind)},
                         {"split", split_name(e.split)},
@@ -55,7 +55,7 @@ nlohmann::json world_entry_json(const world_entry& e) {
 
 // Name -> index in a name table (for "none", -1).
 template <typename F>
-static bool lookup(const nlohmann::json& j, const char* key, F name_of, int n, int* out, std::string* err,
+static bool lookup(const nlohmann::json & j, const char * key, F name_of, int n, int * out, std::string * err,
                    bool allow_none = false) {
     if (!j.contains(key) || !j[key].is_string()) return fail(err, std::string("truth: missing string '") + key + "'");
     std::string v = j[key].get<std::string>();
@@ -71,7 +71,7 @@ static bool lookup(const nlohmann::json& j, const char* key, F name_of, int n, i
     return fail(err, std::string("truth: unknown ") + key + " '" + v + "'");
 }
 
-static bool get_int_array(const nlohmann::json& j, const char* key, size_t n, int* out, std::string* err) {
+static bool get_int_array(const nlohmann::json & j, const char * key, size_t n, int * out, std::string * err) {
     if (!j.contains(key) || !j[key].is_array() || j[key].size() != n)
         return fail(err, std::string("truth: '") + key + "' must be an array of " + std::to_string(n) + " integers");
     for (size_t i = 0; i < n; ++i) {
@@ -81,7 +81,7 @@ static bool get_int_array(const nlohmann::json& j, const char* key, size_t n, in
     return true;
 }
 
-bool image_truth_from_json(const nlohmann::json& j, image_truth* t, std::string* err) {
+bool image_truth_from_json(const nlohmann::json & j, image_truth * t, std::string * err) {
     if (!j.is_object()) return fail(err, "truth: not an object");
     *t = image_truth();
     if (!lookup(j, "background", background_name, BG_COUNT, &t->background, err)) return false;
@@ -92,7 +92,7 @@ bool image_truth_from_json(const nlohmann::json& j, image_truth* t, std::string*
     t->width = wh[0];
     t->height = wh[1];
     if (!j.contains("objects") || !j["objects"].is_array()) return fail(err, "truth: missing 'objects' array");
-    for (const auto& o : j["objects"]) {
+    for (const auto & o : j["objects"]) {
         world_object w;
         if (!o.is_object()) return fail(err, "truth: object entries must be objects");
         if (!lookup(o, "shape", shape_name, SHAPE_COUNT, &w.shape, err) ||
@@ -111,14 +111,14 @@ bool image_truth_from_json(const nlohmann::json& j, image_truth* t, std::string*
     return true;
 }
 
-bool audio_truth_from_json(const nlohmann::json& j, audio_truth* t, std::string* err) {
+bool audio_truth_from_json(const nlohmann::json & j, audio_truth * t, std::string * err) {
     if (!j.is_object()) return fail(err, "truth: not an object");
     *t = audio_truth();
     if (!lookup(j, "pattern", pattern_name, PATTERN_COUNT, &t->pattern, err) ||
         !lookup(j, "pitch", pitch_name, PITCH_COUNT, &t->pitch, err, true) ||
         !lookup(j, "timbre", timbre_name, TIMBRE_COUNT, &t->timbre, err, true))
         return false;
-    for (const char* k : {"count", "duration_s", "onset_s", "offset_s"})
+    for (const char * k : {"count", "duration_s", "onset_s", "offset_s"})
         if (!j.contains(k) || !j[k].is_number()) return fail(err, std::string("truth: missing number '") + k + "'");
     t->count = j["count"].get<int>();
     t->duration_s = j["duration_s"].get<double>();
@@ -127,7 +127,7 @@ bool audio_truth_from_json(const nlohmann::json& j, audio_truth* t, std::string*
     return true;
 }
 
-bool video_truth_from_json(const nlohmann::json& j, video_truth* t, std::string* err) {
+bool video_truth_from_json(const nlohmann::json & j, video_truth * t, std::string * err) {
     if (!j.is_object()) return fail(err, "truth: not an object");
     *t = video_truth();
     return lookup(j, "shape", shape_name, SHAPE_COUNT, &t->shape, err) &&
@@ -138,9 +138,9 @@ bool video_truth_from_json(const nlohmann::json& j, video_truth* t, std::string*
            lookup(j, "background", background_name, BG_COUNT, &t->background, err);
 }
 
-bool world_entry_from_json(const nlohmann::json& j, world_entry* e, std::string* err) {
+bool world_entry_from_json(const nlohmann::json & j, world_entry * e, std::string * err) {
     if (!j.is_object()) return fail(err, "item is not a JSON object");
-    for (const char* k : {"id", "kind", "split", "file"})
+    for (const char * k : {"id", "kind", "split", "file"})
         if (!j.contains(k) || !j[k].is_string()) return fail(err, std::string("item: missing string '") + k + "'");
     *e = world_entry();
     e->id = j["id"].get<std::string>();
@@ -151,7 +151,7 @@ bool world_entry_from_json(const nlohmann::json& j, world_entry* e, std::string*
     if (j.contains("mask") && j["mask"].is_string()) e->mask_file = j["mask"].get<std::string>();
     if (!j.contains("captions") || !j["captions"].is_array() || j["captions"].empty())
         return fail(err, "item: missing 'captions' array");
-    for (const auto& c : j["captions"]) {
+    for (const auto & c : j["captions"]) {
         if (!c.is_string()) return fail(err, "item: captions must be strings");
         e->captions.push_back(c.get<std::string>());
     }
@@ -162,8 +162,8 @@ bool world_entry_from_json(const nlohmann::json& j, world_entry* e, std::string*
 }
 
 // Generates and writes one item; returns its JSON line.
-static bool write_one(const std::string& dir, const world_write_options& o, world_kind kind, uint64_t i,
-                      std::string* line, std::string* err) {
+static bool write_one(const std::string & dir, const world_write_options & o, world_kind kind, uint64_t i,
+                      std::string * line, std::string * err) {
     world_entry e;
     e.kind = kind;
     e.split = o.params.split;
@@ -210,7 +210,7 @@ static bool write_one(const std::string& dir, const world_write_options& o, worl
     return true;
 }
 
-bool world_write(const std::string& dir, const world_write_options& o, world_write_stats* st, std::string* err) {
+bool world_write(const std::string & dir, const world_write_options & o, world_write_stats * st, std::string * err) {
     if (!world_params_check(o.params, err)) return false;
     if (o.video_ext != "mp4" && o.video_ext != "webm") return fail(err, "video format must be mp4 or webm");
     if (o.count == 0 || o.count > 10000000) return fail(err, "count must be 1..10000000");
@@ -244,10 +244,10 @@ bool world_write(const std::string& dir, const world_write_options& o, world_wri
     std::vector<std::thread> pool;
     for (int t = 1; t < o.threads; ++t) pool.emplace_back(worker);
     worker();
-    for (auto& t : pool) t.join();
+    for (auto & t : pool) t.join();
     if (failed) return fail(err, first_err);
     std::string body;
-    for (const auto& l : lines) body += l + "\n";
+    for (const auto & l : lines) body += l + "\n";
     std::string items = dir + "/items_" + split_name(o.params.split) + ".jsonl";
     if (!file_write_atomic(items, body.data(), body.size(), err)) return false;
     // world.json: merge this split's counts with what an earlier run wrote.
@@ -286,7 +286,7 @@ bool world_write(const std::string& dir, const world_write_options& o, world_wri
     return true;
 }
 
-bool world_read_items(const std::string& dir, world_split split, std::vector<world_entry>* out, std::string* err) {
+bool world_read_items(const std::string & dir, world_split split, std::vector<world_entry> * out, std::string * err) {
     std::string path = dir + "/items_" + split_name(split) + ".jsonl";
     std::ifstream f(path);
     if (!f) return fail(err, "cannot open '" + path + "' (run `spider world --split " + split_name(split) + "` first)");

@@ -44,20 +44,20 @@ struct world_write_stats {
 
 // Generates and writes `count` items per kind of one split (params.split) into dir (created if missing).
 // Deterministic: the same options give byte-identical files whatever the thread count.
-bool world_write(const std::string& dir, const world_write_options& o, world_write_stats* st, std::string* err);
+bool world_write(const std::string & dir, const world_write_options & o, world_write_stats * st, std::string * err);
 
 // Reads items_<split>.jsonl of a world directory. Errors name the line.
-bool world_read_items(const std::string& dir, world_split split, std::vector<world_entry>* out, std::string* err);
+bool world_read_items(const std::string & dir, world_split split, std::vector<world_entry> * out, std::string * err);
 
 // JSON line of one entry, and back.
-nlohmann::json world_entry_json(const world_entry& e);
-bool world_entry_from_json(const nlohmann::json& j, world_entry* out, std::string* err);
+nlohmann::json world_entry_json(const world_entry & e);
+bool world_entry_from_json(const nlohmann::json & j, world_entry * out, std::string * err);
 
 // Truth from the JSON written by *_truth_json (attribute names back to indices).
-bool image_truth_from_json(const nlohmann::json& j, image_truth* out, std::string* err);
-bool audio_truth_from_json(const nlohmann::json& j, audio_truth* out, std::string* err);
-bool video_truth_from_json(const nlohmann::json& j, video_truth* out, std::string* err);
+bool image_truth_from_json(const nlohmann::json & j, image_truth * out, std::string * err);
+bool audio_truth_from_json(const nlohmann::json & j, audio_truth * out, std::string * err);
+bool video_truth_from_json(const nlohmann::json & j, video_truth * out, std::string * err);
 
-bool make_dirs(const std::string& path, std::string* err);  // mkdir -p
+bool make_dirs(const std::string & path, std::string * err);  // mkdir -p
 
 }  // namespace spider

@@ -23,12 +23,12 @@ void usage() {
                  "                          [--no-check]\n"
                  "  build: --out defaults to DIR/tmm_<split>.jsonl; families default to all:\n"
                  "        ");
-    for (const auto& f : spider::tmm_family_names()) std::fprintf(stderr, "%s ", f.c_str());
+    for (const auto & f : spider::tmm_family_names()) std::fprintf(stderr, "%s ", f.c_str());
     std::fprintf(stderr, "\n");
 }
 
-bool parse_u64(const std::string& s, uint64_t* out) {
-    char* end = nullptr;
+bool parse_u64(const std::string & s, uint64_t * out) {
+    char * end = nullptr;
     errno = 0;
     unsigned long long v = std::strtoull(s.c_str(), &end, 10);
     if (errno || !end || *end || s.empty() || s[0] == '-') return false;
@@ -36,7 +36,7 @@ bool parse_u64(const std::string& s, uint64_t* out) {
     return true;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
+std::vector<std::string> split_list(const std::string & s) {
     std::vector<std::string> out;
     size_t a = 0;
     while (a <= s.size()) {
@@ -49,7 +49,7 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
-int run_build(int argc, char** argv) {
+int run_build(int argc, char ** argv) {
     using namespace spider;
     std::string world, out;
     tmm_build_options o;
@@ -103,7 +103,7 @@ int run_build(int argc, char** argv) {
     return 0;
 }
 
-int run_validate(int argc, char** argv) {
+int run_validate(int argc, char ** argv) {
     using namespace spider;
     std::string path;
     tmm_validate_options o;
@@ -134,11 +134,11 @@ int run_validate(int argc, char** argv) {
     if (json) {
         nlohmann::json j = {
             {"records", r.records}, {"bad_records", r.bad_records}, {"issues", nlohmann::json::array()}};
-        for (const auto& is : r.issues)
+        for (const auto & is : r.issues)
             j["issues"].push_back({{"line", is.line}, {"id", is.id}, {"reason", is.reason}});
         std::printf("%s\n", j.dump(2).c_str());
     } else {
-        for (const auto& is : r.issues)
+        for (const auto & is : r.issues)
             std::printf("%s:%lld: %s%s%s\n", path.c_str(), (long long)is.line, is.id.empty() ? "" : is.id.c_str(),
                         is.id.empty() ? "" : ": ", is.reason.c_str());
         std::printf("%lld records, %lld bad\n", (long long)r.records, (long long)r.bad_records);
@@ -146,7 +146,7 @@ int run_validate(int argc, char** argv) {
     return r.bad_records ? 1 : 0;
 }
 
-int run_stats(int argc, char** argv) {
+int run_stats(int argc, char ** argv) {
     using namespace spider;
     std::string path;
     bool json = false;
@@ -175,7 +175,7 @@ int run_stats(int argc, char** argv) {
     return 0;
 }
 
-int run_import(int argc, char** argv) {
+int run_import(int argc, char ** argv) {
     using namespace spider;
     std::string list, folder, out;
     import_options o;
@@ -232,13 +232,13 @@ int run_import(int argc, char** argv) {
         std::fprintf(stderr, "spider data import: %s\n", err.c_str());
         return 1;
     }
-    for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
+    for (const auto & s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
     std::printf("%zu rows -> %lld records in %s (%zu skipped)\n", rows.size(), (long long)n, out.c_str(),
                 skipped.size());
     return 0;
 }
 
-int run_data(int argc, char** argv) {
+int run_data(int argc, char ** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
         usage();
         return argc < 2 ? 1 : 0;

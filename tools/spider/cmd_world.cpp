@@ -28,8 +28,8 @@ void usage() {
                  "  --plain          plain backgrounds only\n");
 }
 
-bool parse_u64(const char* s, uint64_t* out) {
-    char* end = nullptr;
+bool parse_u64(const char * s, uint64_t * out) {
+    char * end = nullptr;
     errno = 0;
     unsigned long long v = std::strtoull(s, &end, 10);
     if (errno || !end || *end || s[0] == '-' || !s[0]) return false;
@@ -37,7 +37,7 @@ bool parse_u64(const char* s, uint64_t* out) {
     return true;
 }
 
-bool parse_kinds(const std::string& s, std::vector<spider::world_kind>* out) {
+bool parse_kinds(const std::string & s, std::vector<spider::world_kind> * out) {
     out->clear();
     size_t start = 0;
     while (start <= s.size()) {
@@ -57,17 +57,17 @@ bool parse_kinds(const std::string& s, std::vector<spider::world_kind>* out) {
     return !out->empty();
 }
 
-nlohmann::json box_json(const spider::world_box& b) {
+nlohmann::json box_json(const spider::world_box & b) {
     return {b.x0, b.y0, b.x1, b.y1};
 }
 
-int run_judge(int argc, char** argv) {
+int run_judge(int argc, char ** argv) {
     using namespace spider;
     std::string dir, image, audio, video;
     world_split split = SPLIT_TRAIN;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        auto val = [&](std::string* v) {
+        auto val = [&](std::string * v) {
             if (i + 1 >= argc) return false;
             *v = argv[++i];
             return true;
@@ -91,7 +91,7 @@ int run_judge(int argc, char** argv) {
             return 1;
         }
         nlohmann::json out = {{"judgeable", j.judgeable}, {"reason", j.reason}, {"objects", nlohmann::json::array()}};
-        for (const auto& o : j.objects)
+        for (const auto & o : j.objects)
             out["objects"].push_back({{"shape", shape_name(o.shape)},
                                       {"colour", colour_name(o.colour)},
                                       {"size", size_name(o.size)},
@@ -145,7 +145,7 @@ int run_judge(int argc, char** argv) {
     }
     judge_tally tally[3];
     int bad_files = 0;
-    for (const auto& e : items) {
+    for (const auto & e : items) {
         std::string path = dir + "/" + e.file;
         if (e.kind == KIND_IMAGE) {
             image_u8 img, lab;
@@ -187,7 +187,7 @@ int run_judge(int argc, char** argv) {
     return bad_files ? 1 : 0;
 }
 
-int run_world(int argc, char** argv) {
+int run_world(int argc, char ** argv) {
     using namespace spider;
     if (argc >= 2 && !std::strcmp(argv[1], "judge")) return run_judge(argc - 1, argv + 1);
     world_write_options o;

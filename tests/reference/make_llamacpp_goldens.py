@@ -34,9 +34,7 @@ PROMPTS = [
     "Once upon a time, in a small village by the sea,",
     "To repair a bicycle puncture, first",
     "def fibonacci(n):\n",
-    "The three primary colors are",
     "Water boils at a temperature of",
-    "Translate to French: I would like a cup of coffee.\n",
     "1, 2, 3, 5, 8, 13,",
 ]
 
@@ -95,6 +93,7 @@ def perplexity(model, text_file):
 
 
 def greedy(model):
+    import llama_cpp
     from llama_cpp import Llama
 
     llm = Llama(model_path=model, n_ctx=512, n_batch=512, n_threads=2, logits_all=False, verbose=False)
@@ -105,7 +104,9 @@ def greedy(model):
         llm.eval(toks)
         out, margins = [], []
         for _ in range(N_GREEDY):
-            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            # The last token's logits straight from llama.cpp (llm.scores stays zero without logits_all in 0.3.36).
+            ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            row = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32)
             order = np.argsort(-row, kind="stable")
             out.append(int(order[0]))
             margins.append(float(row[order[0]] - row[order[1]]))
@@ -122,8 +123,12 @@ def greedy(model):
 
 def main():
     model = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL
+    out_path = os.path.join(DATA, "goldens", "gemma3_270m_llamacpp.json")
     prompts, n_ppl = greedy(model)
-    ppl = perplexity(model, os.path.join(DATA, "ppl_text.txt"))
+    if os.environ.get("KEEP_PPL") and os.path.exists(out_path):  # re-run only the greedy part
+        ppl = json.load(open(out_path))["ppl"]
+    else:
+        ppl = perplexity(model, os.path.join(DATA, "ppl_text.txt"))
     ppl["n_tokens"] = n_ppl
     print(f"PPL(c={N_CTX_PPL}) = {ppl['final']} +/- {ppl['error']} over {n_ppl} tokens")
     golden = {
@@ -135,7 +140,7 @@ def main():
         "prompts": prompts,
     }
     os.makedirs(os.path.join(DATA, "goldens"), exist_ok=True)
-    with open(os.path.join(DATA, "goldens", "gemma3_270m_llamacpp.json"), "w") as f:
+    with open(out_path, "w") as f:
         json.dump(golden, f, indent=1)
 
 

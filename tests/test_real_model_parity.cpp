@@ -1,0 +1,190 @@
+// Parity with llama.cpp on the real default model (gemma-3-270m Q4_K_M GGUF, installed by scripts/setup.sh).
+// Goldens: tests/data/llm/goldens/gemma3_270m_llamacpp.json from tests/reference/make_llamacpp_goldens.py
+// (llama.cpp 0c1e57098 via llama-perplexity and llama-cpp-python 0.3.36). Checked:
+//   - tokenization of every prompt and of the whole perplexity text equals llama.cpp's;
+//   - greedy continuations (32 tokens, teacher-forced with llama.cpp's tokens so later steps stay comparable):
+//     our argmax equals llama.cpp's at every step, except that a step where llama.cpp's own top-2 margin is a
+//     near-tie (< NEAR_TIE logits) may differ - both engines round differently inside the quantized dot products;
+//   - perplexity of tests/data/llm/ppl_text.txt at n_ctx 512 with llama-perplexity's method, within 0.5% (the
+//     issue's bound). Measured 2026-12-04: ours 25.4787 vs llama.cpp 25.3527 (+0.497%, every chunk within
+//     -0.9%..+0.5%): at the edge of the bound - a systematic gap the llm / kern owners should look at.
+// Skipped (not failed) when the default model is not installed: it is a 250 MB download that CI may not have.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llm/default_model.h"
+#include "spider.h"
+
+namespace {
+
+const std::string k_golden = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/goldens/gemma3_270m_llamacpp.json";
+const std::string k_text = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/ppl_text.txt";
+// llama.cpp's margin below which the two engines may legitimately pick different tokens (measured divergences on
+// this model happen only below it; see the test output and docs/BENCHMARKS.md).
+constexpr double NEAR_TIE = 0.25;
+
+using model_ptr = std::unique_ptr<spider_model, void (*)(spider_model *)>;
+using context_ptr = std::unique_ptr<spider_context, void (*)(spider_context *)>;
+
+class real_model : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        std::string path, err;
+        if (!spider::find_default_model(&path, &err)) {
+            skip_reason_ = "default model not installed (" + err + ")";
+            return;
+        }
+        std::ifstream f(k_golden);
+        ASSERT_TRUE(f) << "cannot open " << k_golden;
+        golden_ = nlohmann::json::parse(f, nullptr, false);
+        ASSERT_FALSE(golden_.is_discarded()) << k_golden << " is not valid JSON";
+        spider_model_params mp = spider_model_default_params();
+        mp.n_threads = 2;
+        spider_model * m = nullptr;
+        ASSERT_EQ(spider_model_load(path.c_str(), mp, &m), SPIDER_STATUS_OK) << spider_last_error();
+        model_ = m;
+    }
+    static void TearDownTestSuite() {
+        if (model_) spider_model_free(model_);
+        model_ = nullptr;
+    }
+    void SetUp() override {
+        if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+        ASSERT_NE(model_, nullptr);
+    }
+    static std::vector<spider_token> tokenize(const std::string & text) {
+        int32_t n = spider_tokenize(model_, text.data(), static_cast<int32_t>(text.size()), nullptr, 0, true, false);
+        std::vector<spider_token> t(n < 0 ? -n : n);
+        n = spider_tokenize(model_, text.data(), static_cast<int32_t>(text.size()), t.data(),
+                            static_cast<int32_t>(t.size()), true, false);
+        t.resize(n < 0 ? 0 : n);
+        return t;
+    }
+    static context_ptr make_context(uint32_t n_ctx) {
+        spider_context_params cp = spider_context_default_params();
+        cp.n_ctx = n_ctx;
+        cp.n_batch = n_ctx;
+        cp.n_threads = 2;
+        // KV cache F32 (our default). llama.cpp's goldens used its F16 default, but F16 here moves our PPL further
+        // away (+0.70% vs +0.50% with F32, measured 2026-12-04): the gap is not the KV cache type.
+        spider_context * c = nullptr;
+        if (spider_context_create(model_, cp, &c) != SPIDER_STATUS_OK) c = nullptr;
+        return context_ptr(c, spider_context_free);
+    }
+    static spider_model * model_;
+    static nlohmann::json golden_;
+    static std::string skip_reason_;
+};
+spider_model * real_model::model_ = nullptr;
+nlohmann::json real_model::golden_;
+std::string real_model::skip_reason_;
+
+int argmax(const float * v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; ++i)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+TEST_F(real_model, tokenization_matches_llama_cpp) {
+    for (const auto & p : golden_["prompts"]) {
+        const std::string text = p["text"];
+        EXPECT_EQ(tokenize(text), p["tokens"].get<std::vector<spider_token>>()) << "prompt: " << text;
+    }
+    std::ifstream f(k_text, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    EXPECT_EQ(static_cast<int64_t>(tokenize(ss.str()).size()), golden_["ppl"]["n_tokens"].get<int64_t>());
+}
+
+TEST_F(real_model, greedy_continuations_match_llama_cpp) {
+    const int V = spider_model_n_vocab(model_);
+    int n_steps = 0, n_same = 0;
+    for (const auto & p : golden_["prompts"]) {
+        const auto prompt = p["tokens"].get<std::vector<spider_token>>();
+        const auto greedy = p["greedy"].get<std::vector<spider_token>>();
+        const auto margins = p["margins"].get<std::vector<double>>();
+        context_ptr ctx = make_context(512);
+        ASSERT_NE(ctx, nullptr) << spider_last_error();
+        ASSERT_EQ(spider_decode(ctx.get(), spider_batch_tokens(prompt.data(), static_cast<int32_t>(prompt.size()))),
+                  SPIDER_STATUS_OK)
+            << spider_last_error();
+        int prefix = -1;
+        for (size_t i = 0; i < greedy.size(); ++i) {
+            if (i > 0) {
+                ASSERT_EQ(spider_decode(ctx.get(), spider_batch_tokens(&greedy[i - 1], 1)), SPIDER_STATUS_OK)
+                    << spider_last_error();
+            }
+            const float * row = spider_get_logits_ith(ctx.get(), -1);
+            ASSERT_NE(row, nullptr);
+            const int ours = argmax(row, V);
+            ++n_steps;
+            if (ours == greedy[i]) {
+                ++n_same;
+                continue;
+            }
+            if (prefix < 0) prefix = static_cast<int>(i);
+            EXPECT_LT(margins[i], NEAR_TIE)
+                << "prompt '" << p["text"].get<std::string>() << "' step " << i << ": ours " << ours << ", llama.cpp "
+                << greedy[i] << " with a clear margin " << margins[i];
+        }
+        std::printf("[real] '%s': common greedy prefix %d/%zu\n", p["text"].get<std::string>().c_str(),
+                    prefix < 0 ? static_cast<int>(greedy.size()) : prefix, greedy.size());
+    }
+    std::printf("[real] greedy steps equal to llama.cpp: %d/%d\n", n_same, n_steps);
+}
+
+TEST_F(real_model, perplexity_within_half_percent_of_llama_cpp) {
+    // llama-perplexity's method (see tools/spider/cmd_perplexity.cpp).
+    const int n_ctx = golden_["ppl"]["n_ctx"];
+    std::ifstream f(k_text, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const std::vector<spider_token> toks = tokenize(ss.str());
+    ASSERT_GE(static_cast<int>(toks.size()), 2 * n_ctx);
+    const int V = spider_model_n_vocab(model_);
+    context_ptr ctx = make_context(static_cast<uint32_t>(n_ctx));
+    ASSERT_NE(ctx, nullptr) << spider_last_error();
+    const int n_chunk = static_cast<int>(toks.size()) / n_ctx, first = n_ctx / 2;
+    double nll = 0;
+    long count = 0;
+    const auto ref_chunks = golden_["ppl"]["chunks"].get<std::vector<double>>();
+    for (int c = 0; c < n_chunk; ++c) {
+        std::vector<spider_token> chunk(toks.begin() + c * n_ctx, toks.begin() + (c + 1) * n_ctx);
+        chunk[0] = spider_token_bos(model_);
+        spider_kv_clear(ctx.get());
+        spider_batch b = spider_batch_tokens(chunk.data(), n_ctx);
+        b.output = SPIDER_OUTPUT_ALL;
+        ASSERT_EQ(spider_decode(ctx.get(), b), SPIDER_STATUS_OK) << spider_last_error();
+        const float * logits = spider_get_logits(ctx.get());
+        ASSERT_EQ(spider_n_outputs(ctx.get()), n_ctx);
+        for (int j = first; j < n_ctx - 1; ++j) {
+            const float * row = logits + static_cast<size_t>(j) * V;
+            float mx = row[0];
+            for (int v = 1; v < V; ++v) mx = std::max(mx, row[v]);
+            double se = 0;
+            for (int v = 0; v < V; ++v) se += std::exp(static_cast<double>(row[v] - mx));
+            nll -= static_cast<double>(row[toks[c * n_ctx + j + 1]] - mx) - std::log(se);
+            ++count;
+        }
+        const double running = std::exp(nll / count);
+        std::printf("[real] chunk %d: ppl %.4f (llama.cpp %.4f)\n", c + 1, running,
+                    c < static_cast<int>(ref_chunks.size()) ? ref_chunks[c] : NAN);
+    }
+    const double ppl = std::exp(nll / count), ref = golden_["ppl"]["final"];
+    std::printf("[real] PPL %.4f, llama.cpp %.4f, difference %+.3f%%\n", ppl, ref, 100.0 * (ppl - ref) / ref);
+    EXPECT_EQ(n_chunk, static_cast<int>(ref_chunks.size()));
+    EXPECT_LT(std::fabs(ppl - ref) / ref, 0.005);
+}
+
+}  // namespace

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libpng-dev libjpeg-dev libsndfile1-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
   clang libclang-rt-14-dev libopenmpi-dev openmpi-bin time
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,5 +1,5 @@
 // Parity of Spider's LLM forward pass with Hugging Face transformers on tiny random-weight checkpoints
-// (tests/data/llm/tiny_{llama,gemma3}_hf, goldens from tests/reference/make_tiny_llms.py: F32, eager attention).
+// (tests/data/llm/tiny_{llama,llama31,gemma3}_hf, goldens from tests/reference/make_tiny_llms.py: F32, eager attention).
 // The checkpoints go through our own converter (spider::hf_convert, the code behind `spider convert`) and, for the
 // quantized rows, our quantizer (spider::gguf_quantize_file, behind `spider quantize`); the GGUF is loaded with the
 // public C API. Checked, per model and weight type:
@@ -13,6 +13,8 @@
 //   F16    6.0e-07 / 1.5e-06        9.9e-07     9.7e-07 / 1.8e-06        2.0e-06     2e-5   16 (all)
 //   Q8_0   6.3e-04 / 1.2e-03        6.6e-04     1.3e-03 / 1.8e-03        1.3e-03     1e-2   >= 8 (measured 16)
 //   Q4_K   2.8e-02 / 3.9e-02        2.8e-02     3.4e-02 / 5.6e-02        3.4e-02     2e-1   not asserted (0)
+// tiny_llama31 (rope_type "llama3", tied head): F32 3.0e-13 / 4.5e-13, F16 4.0e-07 / 7.2e-07, Q8_0 5.3e-04 / 8.6e-04;
+// the same weights with the frequency factors ignored are 5.9e-02 away from its goldens, so the check bites.
 // (llama.cpp's F32 error is its F16 KV cache.) Quantized errors equal llama.cpp's on the same bytes, so they are
 // the formats' rounding, not our kernels. Q4_K: rows of 64 values cannot be Q4_K and fall back as llama-quantize
 // does; a random model's top-2 margins (min 0.13) are inside 4.5-bit noise, so greedy agreement is only printed.
@@ -156,7 +158,7 @@ bool model_file(const std::string& name, const std::string& type, std::string* p
 }
 
 struct parity_case {
-    const char* model;  // tiny_llama | tiny_gemma3
+    const char* model;  // tiny_llama | tiny_llama31 | tiny_gemma3
     const char* type;   // f32 | f16 | q8_0 | q4_k
     double max_nmse;
     int min_greedy_prefix;  // greedy tokens that must equal transformers' (16 = all)
@@ -227,7 +229,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(parity_case{"tiny_llama", "f32", 1e-5, 16}, parity_case{"tiny_gemma3", "f32", 1e-5, 16},
                       parity_case{"tiny_llama", "f16", 2e-5, 16}, parity_case{"tiny_gemma3", "f16", 2e-5, 16},
                       parity_case{"tiny_llama", "q8_0", 1e-2, 8}, parity_case{"tiny_gemma3", "q8_0", 1e-2, 8},
-                      parity_case{"tiny_llama", "q4_k", 2e-1, 0}, parity_case{"tiny_gemma3", "q4_k", 2e-1, 0}),
+                      parity_case{"tiny_llama", "q4_k", 2e-1, 0}, parity_case{"tiny_gemma3", "q4_k", 2e-1, 0},
+                      // Llama 3.1 / DeepSeek-R1-Distill-Llama RoPE ("llama3" scaling -> rope_freqs.weight), tied head
+                      parity_case{"tiny_llama31", "f32", 1e-5, 16}, parity_case{"tiny_llama31", "f16", 2e-5, 16},
+                      parity_case{"tiny_llama31", "q8_0", 1e-2, 0}),  // near-tie margins (0.11): greedy printed only
     [](const ::testing::TestParamInfo<parity_case>& i) { return std::string(i.param.model) + "_" + i.param.type; });
 
 // A GGUF that is not a model must be refused with a message, not crash (converter output is checked above).

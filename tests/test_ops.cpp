@@ -316,6 +316,27 @@ TEST(ops_random, rope_both_modes) {
     }
 }
 
+// Llama 3.1-style frequency divisors: optimised vs reference, and a divisor of 1 everywhere equals no divisors.
+TEST(ops_random, rope_freq_factors) {
+    rng r;
+    const int64_t n_tok = 5, n_head = 3, hd = 64, n_rot = 64;
+    auto x = r.vec(n_tok * n_head * hd);
+    std::vector<int32_t> pos(n_tok);
+    for (int64_t t = 0; t < n_tok; ++t) pos[t] = static_cast<int32_t>(t * 911 + 7);
+    std::vector<float> ff(n_rot / 2), ones(n_rot / 2, 1.0f);
+    for (int64_t i = 0; i < n_rot / 2; ++i) ff[i] = 1.0f + 7.0f * static_cast<float>(i) / (n_rot / 2);
+    for (rope_mode m : {ROPE_MODE_NORMAL, ROPE_MODE_NEOX}) {
+        std::vector<float> y0 = x, y1 = x, y2 = x, y3 = x;
+        ref::rope(y0.data(), pos.data(), n_tok, n_head, hd, n_rot, 500000.0f, 1.0f, m, ff.data());
+        rope(y1.data(), pos.data(), n_tok, n_head, hd, n_rot, 500000.0f, 1.0f, m, ff.data());
+        EXPECT_LE(max_err(y1, y0), 2e-6) << "rope mode " << m;
+        ref::rope(y2.data(), pos.data(), n_tok, n_head, hd, n_rot, 500000.0f, 1.0f, m, ones.data());
+        ref::rope(y3.data(), pos.data(), n_tok, n_head, hd, n_rot, 500000.0f, 1.0f, m);
+        EXPECT_EQ(y2, y3);
+        EXPECT_GT(max_err(y0, y3), 1e-2) << "the divisors must change the rotation";
+    }
+}
+
 TEST(ops_random, attention_shapes) {
     rng r;
     struct shape {

@@ -303,11 +303,13 @@ void group_norm(const float *x, const float *w, const float *b, float *y, int64_
 // ---- rope: the cos / sin table is computed once per token and applied to every head
 
 void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, float freq_base,
-          float freq_scale, rope_mode mode) {
+          float freq_scale, rope_mode mode, const float *freq_factors) {
     const int64_t half = n_rot / 2;
     std::vector<double> inv_freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i)
+    for (int64_t i = 0; i < half; ++i) {
         inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot) * freq_scale;
+        if (freq_factors) inv_freq[i] /= static_cast<double>(freq_factors[i]);
+    }
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
     for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t i = 0; i < half; ++i) {

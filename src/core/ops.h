@@ -42,9 +42,10 @@ enum act_type : int32_t { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_SILU = 2, ACT
     /* x: [C, HW] channel-major (C channels of HW values), groups of C/n_groups channels */                       \
     void group_norm(const float * x, const float * w, const float * b, float * y, int64_t C, int64_t HW,         \
                     int64_t n_groups, float eps);                                                                 \
-    /* in place on x [n_tok, n_head, head_dim]; rotates the first n_rot dims; pos[t] per token */                 \
+    /* in place on x [n_tok, n_head, head_dim]; rotates the first n_rot dims; pos[t] per token; freq_factors:    \
+       nullptr or n_rot/2 divisors of the pair frequencies (Llama 3.1 "llama3" scaling, GGUF rope_freqs.weight) */ \
     void rope(float * x, const int32_t * pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot,    \
-              float freq_base, float freq_scale, rope_mode mode);                                                 \
+              float freq_base, float freq_scale, rope_mode mode, const float * freq_factors = nullptr);           \
     /* q [n_q, n_head, hd]; k, v [n_kv, n_head_kv, hd] (GQA: head h uses kv head h / (n_head / n_head_kv));      \
        out [n_q, n_head, hd]. Query i sits at absolute position q_pos0 + i, key j at j. causal: key j visible iff \
        j <= q_pos; window > 0: also q_pos - j < window. scale: logits multiplier. */                              \

@@ -125,15 +125,16 @@ void group_norm(const float* x, const float* w, const float* b, float* y, int64_
 }
 
 void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, float freq_base,
-          float freq_scale, rope_mode mode) {
+          float freq_scale, rope_mode mode, const float* freq_factors) {
     const int64_t half = n_rot / 2;
     for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t h = 0; h < n_head; ++h) {
             float* v = x + (t * n_head + h) * head_dim;
             for (int64_t i = 0; i < half; ++i) {
-                // theta_i = pos * base^(-2i/n_rot) * freq_scale (llama.cpp's rope with ext_factor 0)
+                // theta_i = pos * base^(-2i/n_rot) * freq_scale / factor_i (llama.cpp's rope with ext_factor 0)
                 const double theta = static_cast<double>(pos[t]) *
-                                     std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot) * freq_scale;
+                                     std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot) * freq_scale /
+                                     (freq_factors ? static_cast<double>(freq_factors[i]) : 1.0);
                 const double c = std::cos(theta), s = std::sin(theta);
                 const int64_t i0 = mode == ROPE_MODE_NEOX ? i : 2 * i;
                 const int64_t i1 = mode == ROPE_MODE_NEOX ? i + half : 2 * i + 1;

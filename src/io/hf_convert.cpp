@@ -437,8 +437,37 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
         return fail(*err);
     }
     rope_type = rope_full.value("rope_type", rope_full.value("type", std::string("default")));
-    if (rope_type != "default" && rope_type != "linear") {
-        return fail("rope type '" + rope_type + "' is not supported (default and linear are)");
+    if (rope_type != "default" && rope_type != "linear" && !(rope_type == "llama3" && !is_gemma)) {
+        return fail("rope type '" + rope_type + "' is not supported (default, linear, and llama3 for Llama are)");
+    }
+    // Llama 3.1 ("llama3") RoPE scaling: each rotated pair's frequency is divided by a factor that is 1 for short
+    // wavelengths, `factor` for long ones and blended in between; stored as rope_freqs.weight (n_rot / 2 floats).
+    std::vector<float> rope_freqs;
+    if (rope_type == "llama3") {
+        double low = 1.0, high = 4.0;
+        int64_t orig_ctx = 8192;
+        if (!hp_float(rope_full, "low_freq_factor", &low, err) ||
+            !hp_float(rope_full, "high_freq_factor", &high, err) ||
+            !hp_int(rope_full, "original_max_position_embeddings", &orig_ctx, err, false)) {
+            return fail(*err);
+        }
+        if (!(rope_factor >= 1.0) || !(high > low) || !(low > 0) || orig_ctx <= 0) {
+            return fail("rope llama3 parameters out of range (factor >= 1, high_freq_factor > low_freq_factor > 0, "
+                        "original_max_position_embeddings > 0)");
+        }
+        const double low_wavelen = orig_ctx / low, high_wavelen = orig_ctx / high;
+        for (int64_t i = 0; i < head_dim / 2; ++i) {
+            const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+            const double wavelen = 2.0 * M_PI / inv_freq;
+            double f = 1.0;
+            if (wavelen > low_wavelen) {
+                f = rope_factor;
+            } else if (wavelen >= high_wavelen) {
+                const double smooth = (orig_ctx / wavelen - low) / (high - low);
+                f = 1.0 / ((1.0 - smooth) / rope_factor + smooth);
+            }
+            rope_freqs.push_back(static_cast<float>(f));
+        }
     }
 
     auto st = safetensors_model::open(dir, err);
@@ -611,6 +640,11 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
         log(line);
     }
     if (!have_embd) return fail("checkpoint has no model.embed_tokens.weight");
+    if (!rope_freqs.empty()) {
+        const int64_t ne[2] = {static_cast<int64_t>(rope_freqs.size()), 1};
+        if (!w.add_tensor_ref("rope_freqs.weight", DTYPE_F32, ne, 1, rope_freqs.data(), err)) return fail(*err);
+        log("added rope_freqs.weight (llama3 RoPE scaling, " + std::to_string(rope_freqs.size()) + " factors)");
+    }
     if (!w.write(out_path, err)) return fail(*err);
     log("wrote " + out_path + " (" + std::to_string(w.n_tensors()) + " tensors, " + arch + ", " +
         dtype_name(params.out_type) + ")");

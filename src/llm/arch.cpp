@@ -37,6 +37,7 @@ const char* const k_tensor_names[LLM_TENSOR_COUNT] = {
     "blk.%d.ffn_up.weight",               // LLM_TENSOR_FFN_UP
     "blk.%d.ffn_down.weight",             // LLM_TENSOR_FFN_DOWN
     "blk.%d.post_ffw_norm.weight",        // LLM_TENSOR_FFN_POST_NORM
+    "rope_freqs.weight",                  // LLM_TENSOR_ROPE_FREQS
 };
 
 }  // namespace

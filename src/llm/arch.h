@@ -38,6 +38,7 @@ enum llm_tensor : int {
     LLM_TENSOR_FFN_UP,            // blk.N.ffn_up.weight        ne {n_embd, n_ff}
     LLM_TENSOR_FFN_DOWN,          // blk.N.ffn_down.weight      ne {n_ff, n_embd}
     LLM_TENSOR_FFN_POST_NORM,     // blk.N.post_ffw_norm.weight ne {n_embd}
+    LLM_TENSOR_ROPE_FREQS,        // rope_freqs.weight          ne {n_rot / 2}  F32 (Llama 3.1 RoPE scaling)
     LLM_TENSOR_COUNT,
 };
 

@@ -79,6 +79,7 @@ struct llm_model {
     bool output_tied = false;
     tensor tok_embd_extra;  // {n_embd, n_added} F32 or empty
     tensor output_extra;    // {n_embd, n_added} F32 or empty (then == tok_embd_extra)
+    tensor rope_freqs;      // {n_rot / 2} F32 divisors of the RoPE pair frequencies, or empty (llama only)
     std::vector<std::string> added_tokens;
     std::vector<llm_layer> layers;
 

@@ -15,9 +15,11 @@ Writes, under tests/data/llm/:
 The forward pass is transformers in F32 with eager attention, recomputed over the whole sequence at every step
 (no KV cache), so the goldens do not depend on transformers' cache code. The prompt is given as token ids, so the
 parity test checks the network, not the tokenizer. Sequence length 48 > Gemma's sliding window 8, so local
-layers really mask.
+layers really mask. tiny_llama31 is the Llama 3.1 / DeepSeek-R1-Distill-Llama RoPE: rope_type "llama3" with an
+original context of 32 so that, at head_dim 16, one frequency is kept, one is blended and the rest are divided by
+the factor.
 
-Run: python3 tests/reference/make_tiny_llms.py   (deterministic: fixed seeds; ~10 s on a CPU)
+Run: python3 tests/reference/make_tiny_llms.py [NAME...]   (NAME: llama, gemma3, llama31; default all; deterministic: fixed seeds; ~10 s on a CPU)
 """
 import json
 import os
@@ -174,6 +176,26 @@ def make_llama():
     make_goldens("tiny_llama", model, sp)
 
 
+def make_llama31():
+    out = os.path.join(DATA, "tiny_llama31_hf")
+    shutil.rmtree(out, ignore_errors=True)
+    sp = train_tokenizer(out, unk=0, bos=1, eos=2, pad=-1)
+    cfg = LlamaConfig(
+        vocab_size=N_VOCAB, hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=None, attention_bias=False,
+        mlp_bias=False, hidden_act="silu")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM._from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    seed = pick_seed(model, sp, range(300, 308), norm_offset=1.0, embd_std=1.0, final_norm_gain=1.0)
+    model.config.spider_seed = seed
+    model.save_pretrained(out)
+    write_tokenizer_config(out, "LlamaTokenizer", sp, add_bos=True)
+    make_goldens("tiny_llama31", model, sp)
+
+
 def make_gemma3():
     out = os.path.join(DATA, "tiny_gemma3_hf")
     shutil.rmtree(out, ignore_errors=True)
@@ -200,5 +222,8 @@ def make_gemma3():
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    make_llama()
-    make_gemma3()
+    makers = {"llama": make_llama, "gemma3": make_gemma3, "llama31": make_llama31}
+    for name in sys.argv[1:] or list(makers):
+        if name not in makers:
+            sys.exit(f"unknown model {name!r}; choose from {', '.join(makers)}")
+        makers[name]()

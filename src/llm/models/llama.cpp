@@ -23,10 +23,6 @@ bool llama_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
             LLM_ERR_UNSUPPORTED, err,
             "mixture-of-experts llama (expert_count " + std::to_string(n_expert) + ") is not supported");
     }
-    // Llama 3.1-style RoPE frequency factors would be silently ignored: refuse rather than run a wrong model.
-    if (f.find_tensor("rope_freqs.weight")) {
-        return llm_load_error(LLM_ERR_UNSUPPORTED, err, "RoPE frequency factors (rope_freqs.weight) are not supported");
-    }
     return true;
 }
 
@@ -41,6 +37,17 @@ bool llama_load_tensors(llm_model *m, std::string *err) {
     if (!m->output.data) {
         m->output = m->tok_embd;
         m->output_tied = true;
+    }
+    // Llama 3.1-style RoPE scaling ("llama3" rope type): one divisor per rotated pair.
+    if (!m->bind(LLM_TENSOR_ROPE_FREQS, -1, hp.n_rot / 2, 1, false, &m->rope_freqs, err)) return false;
+    if (m->rope_freqs.data) {
+        const float *ff = static_cast<const float *>(m->rope_freqs.data);
+        for (int64_t i = 0; i < hp.n_rot / 2; i++) {
+            if (!(ff[i] > 0) || !std::isfinite(ff[i])) {
+                return llm_load_error(LLM_ERR_FORMAT, err,
+                                      "rope_freqs.weight[" + std::to_string(i) + "] is not a positive finite number");
+            }
+        }
     }
     m->layers.resize(hp.n_layer);
     for (int il = 0; il < hp.n_layer; il++) {
@@ -70,6 +77,7 @@ bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
     const int64_t n = ub.n_tokens, d = hp.n_embd;
     const int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
     thread_pool *pool = c->pool.get();
+    const float *rope_ff = static_cast<const float *>(m.rope_freqs.data);  // nullptr unless Llama 3.1 scaling
     float *x = c->x.data();
     float *xn = c->xn.data();
 
@@ -86,9 +94,9 @@ bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         matmul(l.wk, xn, c->k.data(), n, pool);
         matmul(l.wv, xn, c->v.data(), n, pool);
         rope(c->q.data(), c->pos.data(), n, hp.n_head, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
-             hp.rope_type);
+             hp.rope_type, rope_ff);
         rope(c->k.data(), c->pos.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
-             hp.rope_type);
+             hp.rope_type, rope_ff);
         c->dump("Qcur", il, c->q.data(), n, q_dim);
         c->dump("Kcur", il, c->k.data(), n, kv_dim);
         c->dump("Vcur", il, c->v.data(), n, kv_dim);

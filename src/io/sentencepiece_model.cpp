@@ -36,7 +36,7 @@ struct pb_reader {
         return fail("varint longer than 10 bytes");
     }
     bool tag(uint32_t *field, uint32_t *wire) {
-        uint64_t t;
+        uint64_t t = 0;
         if (!varint(&t)) return false;
         *field = static_cast<uint32_t>(t >> 3);
         *wire = static_cast<uint32_t>(t & 7);
@@ -44,7 +44,7 @@ struct pb_reader {
         return true;
     }
     bool bytes(const uint8_t **b, size_t *n) {
-        uint64_t len;
+        uint64_t len = 0;
         if (!varint(&len)) return false;
         if (len > static_cast<uint64_t>(end - p)) {
             return fail("length " + std::to_string(len) + " goes beyond the end of the data (" +
@@ -62,7 +62,7 @@ struct pb_reader {
         return true;
     }
     bool skip(uint32_t wire) {
-        uint64_t v;
+        uint64_t v = 0;
         const uint8_t *b;
         size_t n;
         switch (wire) {
@@ -98,16 +98,16 @@ bool parse_piece(const uint8_t *b, size_t n, sp_piece *out, std::string *err) {
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 1) {
-            const uint8_t *s;
-            size_t len;
+            const uint8_t *s = nullptr;
+            size_t len = 0;
             if (!expect_wire(r, f, w, 2) || !r.bytes(&s, &len)) return false;
             out->piece.assign(reinterpret_cast<const char *>(s), len);
         } else if (f == 2) {
-            uint32_t bits;
+            uint32_t bits = 0;
             if (!expect_wire(r, f, w, 5) || !r.fixed32(&bits)) return false;
             std::memcpy(&out->score, &bits, 4);
         } else if (f == 3) {
-            uint64_t v;
+            uint64_t v = 0;
             if (!expect_wire(r, f, w, 0) || !r.varint(&v)) return false;
             if (v < SP_PIECE_NORMAL || v > SP_PIECE_BYTE) return r.fail("unknown piece type " + std::to_string(v));
             out->type = static_cast<sp_piece_type>(v);
@@ -124,7 +124,7 @@ bool parse_trainer(const uint8_t *b, size_t n, sp_model *m, std::string *err) {
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 3 || f == 35 || (f >= 40 && f <= 43)) {
-            uint64_t v;
+            uint64_t v = 0;
             if (!expect_wire(r, f, w, 0) || !r.varint(&v)) return false;
             const int32_t iv = static_cast<int32_t>(static_cast<uint32_t>(v));  // int32 negatives use 10 bytes
             switch (f) {
@@ -160,12 +160,12 @@ bool parse_normalizer(const uint8_t *b, size_t n, sp_model *m, std::string *err)
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 1) {
-            const uint8_t *s;
-            size_t len;
+            const uint8_t *s = nullptr;
+            size_t len = 0;
             if (!expect_wire(r, f, w, 2) || !r.bytes(&s, &len)) return false;
             m->normalizer_name.assign(reinterpret_cast<const char *>(s), len);
         } else if (f == 3 || f == 4) {
-            uint64_t v;
+            uint64_t v = 0;
             if (!expect_wire(r, f, w, 0) || !r.varint(&v)) return false;
             (f == 3 ? m->add_dummy_prefix : m->remove_extra_whitespaces) = v != 0;
         } else if (!r.skip(w)) {

@@ -101,6 +101,9 @@ spider_model_params spider_model_default_params(void);
 
 // Loads a GGUF model (architectures: "llama", "gemma3"). On failure *out is NULL and the status says why.
 spider_status spider_model_load(const char* path, spider_model_params params, spider_model** out);
+// Merges a Spider LoRA adapter (`spider train` stage `instruct`) into a loaded model and adds its new tokens.
+// Call before creating any context on the model.
+spider_status spider_model_apply_lora(spider_model * model, const char * adapter_path);
 void spider_model_free(spider_model* model);
 
 const char* spider_model_arch(const spider_model* model);  // "llama", "gemma3"

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "llm/context.h"
+#include "llm/lora_apply.h"
 #include "llm/model.h"
 #include "llm/vocab.h"
 #include "spider.h"
@@ -179,6 +180,34 @@ spider_status spider_model_load(const char *path, spider_model_params params, sp
         return set_error(SPIDER_STATUS_OUT_OF_MEMORY, std::string("spider_model_load: out of memory loading ") + path);
     } catch (const std::exception &e) {
         return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_model_load: ") + e.what());
+    }
+}
+
+spider_status spider_model_apply_lora(spider_model * model, const char * adapter_path) {
+    if (!model || !adapter_path || !*adapter_path)
+        return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_model_apply_lora: null model or empty path");
+    try {
+        std::string err;
+        if (!spider::llm_model_apply_lora(model->m.get(), adapter_path, &err))
+            return set_error(SPIDER_STATUS_BAD_FORMAT, err);
+        model->added_ids.clear();
+        model->added_by_len.clear();
+        const auto & added = model->m->added_tokens;
+        for (size_t i = 0; i < added.size(); i++) {
+            if (added[i].empty() ||
+                !model->added_ids.emplace(added[i], (int32_t)(model->m->hparams.n_vocab + i)).second)
+                return set_error(SPIDER_STATUS_BAD_FORMAT,
+                                 std::string(adapter_path) + ": empty or duplicate added token '" + added[i] + "'");
+            model->added_by_len.push_back(added[i]);
+        }
+        std::stable_sort(model->added_by_len.begin(), model->added_by_len.end(),
+                         [](const std::string & a, const std::string & b) { return a.size() > b.size(); });
+        model->desc = model->m->desc() + " + LoRA " + adapter_path;
+        return set_error(SPIDER_STATUS_OK, "");
+    } catch (const std::bad_alloc &) {
+        return set_error(SPIDER_STATUS_OUT_OF_MEMORY, "spider_model_apply_lora: out of memory");
+    } catch (const std::exception & e) {
+        return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_model_apply_lora: ") + e.what());
     }
 }
 

@@ -19,7 +19,7 @@ namespace {
 
 int run_generate(int argc, char** argv) {
     CLI::App app{"Continue a prompt with the LLM (streams tokens; prints speed at the end)", "spider generate"};
-    std::string model_path, prompt, prompt_file, grammar_file;
+    std::string model_path, prompt, prompt_file, grammar_file, lora_path;
     std::vector<std::string> stops;
     int n_predict = 64, n_threads = spider_cli::default_threads(), n_ctx = 2048;
     bool no_special = false, show_prompt = false, kv_f16 = false;
@@ -30,6 +30,7 @@ int run_generate(int argc, char** argv) {
     app.add_option("-n,--n-predict", n_predict, "tokens to generate (default 64)")->check(CLI::Range(0, 1 << 20));
     app.add_option("-t,--threads", n_threads, "threads")->check(CLI::Range(1, 1024));
     app.add_option("-c,--ctx-size", n_ctx, "context size in tokens (default 2048)")->check(CLI::Range(1, 1 << 20));
+    app.add_option("--lora", lora_path, "merge a Spider LoRA adapter (spider train stage instruct) at load");
     app.add_option("--grammar", grammar_file, "GBNF grammar file constraining the output");
     app.add_option("--stop", stops, "stop when this text appears (repeatable)");
     app.add_flag("--kv-f16", kv_f16, "store the KV cache in F16");
@@ -69,6 +70,11 @@ int run_generate(int argc, char** argv) {
 
     spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
+    if (!lora_path.empty() && spider_model_apply_lora(model, lora_path.c_str()) != SPIDER_STATUS_OK) {
+        std::fprintf(stderr, "error: --lora: %s\n", spider_last_error());
+        spider_model_free(model);
+        return 1;
+    }
     // Grammar-constrained sampling: a matcher masks the tokens that cannot continue a sentence of the grammar.
     std::unique_ptr<spider::grammar> grammar;
     std::unique_ptr<spider::grammar_matcher> matcher;

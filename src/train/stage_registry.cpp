@@ -6,10 +6,12 @@ namespace spider::train {
 
 // Factories, one per stage file.
 std::unique_ptr<stage> make_stage_lm_scratch();
+std::unique_ptr<stage> make_stage_instruct();
 
 const std::vector<stage_info> & stage_registry() {
     static const std::vector<stage_info> table = {
         {"lm_scratch", "a Llama-architecture LM trained from scratch on bytes", make_stage_lm_scratch},
+        {"instruct", "Spider stage 3: LoRA + new-token rows of a frozen GGUF LLM on TMM data", make_stage_instruct},
     };
     return table;
 }

@@ -6,12 +6,15 @@ namespace spider::train {
 
 // Factories, one per stage file.
 std::unique_ptr<stage> make_stage_lm_scratch();
-std::unique_ptr<stage> make_stage_instruct();
+std::unique_ptr<stage> make_stage_encoder_align();
+std::unique_ptr<stage> make_stage_udp_align();
 
 const std::vector<stage_info> & stage_registry() {
     static const std::vector<stage_info> table = {
         {"lm_scratch", "a Llama-architecture LM trained from scratch on bytes", make_stage_lm_scratch},
-        {"instruct", "Spider stage 3: LoRA + new-token rows of a frozen GGUF LLM on TMM data", make_stage_instruct},
+        {"encoder_align", "Spider stage 1: the input projector, X -> caption through the frozen LLM",
+         make_stage_encoder_align},
+        {"udp_align", "Spider stage 2: the UDP against the decoders' text embeddings", make_stage_udp_align},
     };
     return table;
 }

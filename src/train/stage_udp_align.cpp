@@ -1,0 +1,264 @@
+// Stage `udp_align` (Spider stage 2, decoder-side alignment): the UDP (train/udp_tape.h) learns to map M-Prompts
+// (LLM hidden state + input embedding at the signal tokens) to each decoder's text-encoder embedding of the
+// caption (decoder::encode_text(T-Prompt)). Loss per example: l2 * per-token L2; per micro-batch and modality:
+// info_nce * (members) * symmetric InfoNCE between the token-means of the UDP outputs and of the targets, with a
+// learnable log logit scale (CLIP). Exports `<checkpoint.dir>/udp.gguf`, which the pipeline loads (udp_model).
+//
+// Data: JSON Lines, one pair per line:
+//   {"modality": "image", "mprompt": [[d_model floats], ...n_tok rows], "target": [[d_out floats], ...t_out rows]}
+#include <cmath>
+#include <fstream>
+#include <map>
+
+#include "train/autograd_conv.h"
+#include "train/losses.h"
+#include "train/stage.h"
+#include "train/tiny_lm.h"
+#include "train/udp_tape.h"
+
+namespace spider::train {
+
+namespace {
+
+struct udp_pair {
+    modality m = MODALITY_IMAGE;
+    int64_t n_tok = 0;
+    std::vector<float> mprompt;  // [n_tok, d_model]
+    std::vector<float> target;   // [t_out, d_out]
+};
+
+// Reads a JSON array of equal-length number rows into a flat vector; false with a message on any defect.
+bool read_rows(const nlohmann::json & j, int64_t width, int64_t want_rows, std::vector<float> * out, int64_t * rows,
+               std::string * why) {
+    if (!j.is_array() || j.empty()) {
+        *why = "must be a non-empty array of rows";
+        return false;
+    }
+    if (want_rows > 0 && static_cast<int64_t>(j.size()) != want_rows) {
+        *why = "has " + std::to_string(j.size()) + " rows, expected " + std::to_string(want_rows);
+        return false;
+    }
+    for (size_t r = 0; r < j.size(); ++r) {
+        const auto & row = j[r];
+        if (!row.is_array() || static_cast<int64_t>(row.size()) != width) {
+            *why = "row " + std::to_string(r) + " must be an array of " + std::to_string(width) + " numbers";
+            return false;
+        }
+        for (const auto & v : row) {
+            if (!v.is_number()) {
+                *why = "row " + std::to_string(r) + " holds a non-number";
+                return false;
+            }
+            const float f = v.get<float>();
+            if (!std::isfinite(f)) {
+                *why = "row " + std::to_string(r) + " holds a non-finite number";
+                return false;
+            }
+            out->push_back(f);
+        }
+    }
+    *rows = static_cast<int64_t>(j.size());
+    return true;
+}
+
+class udp_align_stage final : public stage {
+public:
+    bool parse(const nlohmann::json & sections, train_config * cfg, std::string * err) override {
+        (void)cfg;
+        config_reader top{sections, "", err};
+        top.require("udp");
+        top.require("data");
+        if (const nlohmann::json * u = top.object("udp")) {
+            config_reader r{*u, "udp.", err};
+            r.get("d_model", &hp_.d_model);
+            r.get("d_hidden", &hp_.d_hidden);
+            r.get("n_expert", &hp_.n_expert);
+            r.get("n_enc_layer", &hp_.n_enc_layer);
+            r.get("n_dec_layer", &hp_.n_dec_layer);
+            r.get("n_head", &hp_.n_head);
+            r.get("d_ff", &hp_.d_ff);
+            r.get("eps", &hp_.eps);
+            r.get("init", &init_);
+            std::map<std::string, std::vector<int>> heads;
+            r.get("heads", &heads);
+            if (!r.finish()) return false;
+            for (const auto & [name, shape] : heads) {
+                modality m;
+                if (!modality_from_name(name, &m) || m == MODALITY_BOX) {
+                    *err = "config: 'udp.heads." + name + "': not a UDP modality (image, video, audio, mask)";
+                    return false;
+                }
+                if (shape.size() != 2 || shape[0] <= 0 || shape[1] <= 0) {
+                    *err = "config: 'udp.heads." + name + "' must be [t_out, d_out] with positive sizes";
+                    return false;
+                }
+                hp_.t_out[m] = shape[0];
+                hp_.d_out[m] = shape[1];
+            }
+        }
+        if (const nlohmann::json * d = top.object("data")) {
+            config_reader r{*d, "data.", err};
+            r.require("path");
+            r.get("path", &data_path_);
+            if (!r.finish()) return false;
+        }
+        if (const nlohmann::json * l = top.object("loss")) {
+            config_reader r{*l, "loss.", err};
+            r.get("l2", &w_l2_);
+            r.get("info_nce", &w_nce_);
+            r.get("logit_scale", &logit_scale_init_);
+            if (!r.finish()) return false;
+        }
+        if (!top.finish()) return false;
+        if (init_.empty()) {
+            if (!config_positive(hp_.d_model, "udp.d_model", err) ||
+                !config_positive(hp_.d_hidden, "udp.d_hidden", err) ||
+                !config_positive(hp_.n_expert, "udp.n_expert", err) ||
+                !config_positive(hp_.n_head, "udp.n_head", err) || !config_positive(hp_.d_ff, "udp.d_ff", err))
+                return false;
+            if (hp_.d_hidden % hp_.n_head != 0) {
+                *err = "config: 'udp.d_hidden' must be a multiple of 'udp.n_head'";
+                return false;
+            }
+            bool any = false;
+            for (int i = 0; i < MODALITY_COUNT; ++i) any = any || hp_.t_out[i] > 0;
+            if (!any) {
+                *err = "config: 'udp.heads' must name at least one modality (e.g. {\"image\": [77, 768]})";
+                return false;
+            }
+        }
+        if (w_l2_ < 0 || w_nce_ < 0 || w_l2_ + w_nce_ <= 0) {
+            *err = "config: 'loss.l2' and 'loss.info_nce' must be >= 0 and not both 0";
+            return false;
+        }
+        return true;
+    }
+
+    bool setup(const train_config & cfg, std::string * err) override {
+        seed_ = cfg.seed;
+        if (!init_.empty()) {
+            udp_ = udp_tape::load(init_, err);
+            if (!udp_) return false;
+        } else {
+            udp_ = udp_tape::create(hp_, cfg.seed, err);
+            if (!udp_) return false;
+        }
+        const udp_hparams & hp = udp_->hparams();
+        logit_scale_ = parameter({1}, {logit_scale_init_});
+        std::ifstream f(data_path_);
+        if (!f) {
+            *err = "data: cannot open '" + data_path_ + "'";
+            return false;
+        }
+        std::string line;
+        int64_t ln = 0;
+        while (std::getline(f, line)) {
+            ++ln;
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            const std::string where = "data: " + data_path_ + ":" + std::to_string(ln) + ": ";
+            nlohmann::json j;
+            try {
+                j = nlohmann::json::parse(line);
+            } catch (const std::exception & e) {
+                *err = where + "not valid JSON (" + e.what() + ")";
+                return false;
+            }
+            if (!j.is_object()) {
+                *err = where + "a record must be a JSON object";
+                return false;
+            }
+            for (auto it = j.begin(); it != j.end(); ++it)
+                if (it.key() != "modality" && it.key() != "mprompt" && it.key() != "target") {
+                    *err = where + "unknown field '" + it.key() + "'";
+                    return false;
+                }
+            udp_pair p;
+            if (!j.contains("modality") || !j["modality"].is_string() ||
+                !modality_from_name(j["modality"].get<std::string>(), &p.m)) {
+                *err = where + "'modality' must be one of image, video, audio, mask";
+                return false;
+            }
+            if (!udp_->has(p.m)) {
+                *err = where + "the UDP has no head for modality " + modality_name_lower(p.m);
+                return false;
+            }
+            std::string why;
+            int64_t rows = 0;
+            if (!j.contains("mprompt") || !read_rows(j["mprompt"], hp.d_model, 0, &p.mprompt, &p.n_tok, &why)) {
+                *err = where + "'mprompt' " + (why.empty() ? "is missing" : why);
+                return false;
+            }
+            if (!j.contains("target") ||
+                !read_rows(j["target"], hp.d_out[p.m], hp.t_out[p.m], &p.target, &rows, &why)) {
+                *err = where + "'target' " + (why.empty() ? "is missing" : why);
+                return false;
+            }
+            pairs_.push_back(std::move(p));
+        }
+        if (pairs_.empty()) {
+            *err = "data: '" + data_path_ + "' holds no records";
+            return false;
+        }
+        return true;
+    }
+
+    std::vector<std::pair<std::string, value>> trainable() override {
+        auto p = udp_->named_params();
+        p.emplace_back("spider.train.logit_scale", logit_scale_);
+        return p;
+    }
+
+    value loss(const micro_batch & mb) override {
+        const udp_hparams & hp = udp_->hparams();
+        value total;
+        auto acc = [&](const value & v) { total = total ? add(total, v) : v; };
+        std::map<int, std::vector<std::pair<value, value>>> pooled;  // modality -> (mean output, mean target)
+        for (int64_t b : mb.examples) {
+            const udp_pair & p = pairs_[pick(mb.step, b)];
+            value y = udp_->forward(p.m, constant({p.n_tok, hp.d_model}, p.mprompt));
+            value t = constant({hp.t_out[p.m], hp.d_out[p.m]}, p.target);
+            if (w_l2_ > 0) acc(scale(token_l2(y, t), w_l2_));
+            pooled[p.m].emplace_back(mean_rows(y), mean_rows(t));
+        }
+        if (w_nce_ > 0)
+            for (auto & [m, v] : pooled) {
+                if (v.size() < 2) continue;  // a contrastive loss needs at least two pairs
+                std::vector<value> ys, ts;
+                for (auto & [y, t] : v) {
+                    ys.push_back(y);
+                    ts.push_back(t);
+                }
+                acc(scale(info_nce(concat(ys, 0), concat(ts, 0), logit_scale_), w_nce_ * static_cast<float>(v.size())));
+            }
+        return total;
+    }
+
+    bool export_artifacts(const std::string & dir, int64_t step, std::string * err) override {
+        (void)step;
+        return udp_->save(dir + "/udp.gguf", err);
+    }
+
+private:
+    // The record for example b of step s: a hash of (seed, s, b), independent of ranks and resumes.
+    size_t pick(int64_t step, int64_t b) const {
+        rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(step + 1)) ^ (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
+        r.next();
+        return static_cast<size_t>(r.next() % pairs_.size());
+    }
+
+    udp_hparams hp_;
+    std::string init_, data_path_;
+    float w_l2_ = 1.0f, w_nce_ = 1.0f, logit_scale_init_ = kClipLogScaleInit;
+    uint64_t seed_ = 0;
+    std::unique_ptr<udp_tape> udp_;
+    value logit_scale_;
+    std::vector<udp_pair> pairs_;
+};
+
+}  // namespace
+
+std::unique_ptr<stage> make_stage_udp_align() {
+    return std::make_unique<udp_align_stage>();
+}
+
+}  // namespace spider::train

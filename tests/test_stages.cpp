@@ -1,0 +1,355 @@
+// Training stages of `spider train` (train/stage.h): the registry, the UDP on the tape against the pipeline's UDP,
+// and the `udp_align` stage (loss falls, exported UDP loads in the pipeline with the same forward, bad config and
+// data stop with named errors).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "controller/udp.h"
+#include "encoders/encoder.h"
+#include "io/gguf.h"
+#include "train/stage.h"
+#include "train/udp_tape.h"
+
+#include "grad_check.h"
+
+using namespace spider;
+using namespace spider::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tmpdir(const std::string & name) {
+    fs::path p = fs::temp_directory_path() / ("spider_test_stages_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p.string();
+}
+
+double nmse(const std::vector<float> & a, const std::vector<float> & b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+        den += static_cast<double>(b[i]) * b[i];
+    }
+    return num / std::max(den, 1e-30);
+}
+
+udp_hparams tiny_udp() {
+    udp_hparams hp;
+    hp.d_model = 8;
+    hp.d_hidden = 16;
+    hp.n_expert = 2;
+    hp.n_enc_layer = 1;
+    hp.n_dec_layer = 1;
+    hp.n_head = 2;
+    hp.d_ff = 24;
+    hp.t_out[MODALITY_IMAGE] = 3;
+    hp.d_out[MODALITY_IMAGE] = 6;
+    hp.t_out[MODALITY_AUDIO] = 1;
+    hp.d_out[MODALITY_AUDIO] = 4;
+    return hp;
+}
+
+// Synthetic alignment pairs: M-Prompts of 1-3 random tokens; targets a fixed nonlinear function of their mean
+// (what a decoder's text encoder would give for the caption the M-Prompt stands for).
+void write_pairs(const std::string & path, int n) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> A(8 * 6 * 3), B(8 * 4);
+    for (auto & v : A) v = nd(rng) * 0.5f;
+    for (auto & v : B) v = nd(rng) * 0.5f;
+    std::ofstream f(path);
+    for (int i = 0; i < n; ++i) {
+        const bool audio = i % 3 == 2;
+        const int n_tok = 1 + i % 3;
+        nlohmann::json mp = nlohmann::json::array();
+        std::vector<float> mean(8, 0.0f);
+        for (int t = 0; t < n_tok; ++t) {
+            std::vector<float> row(8);
+            for (int k = 0; k < 8; ++k) {
+                row[k] = nd(rng);
+                mean[k] += row[k] / n_tok;
+            }
+            mp.push_back(row);
+        }
+        nlohmann::json tg = nlohmann::json::array();
+        const int T = audio ? 1 : 3, D = audio ? 4 : 6;
+        for (int t = 0; t < T; ++t) {
+            std::vector<float> row(D);
+            for (int d = 0; d < D; ++d) {
+                float acc = 0;
+                for (int k = 0; k < 8; ++k) acc += mean[k] * (audio ? B[k * 4 + d] : A[(k * 6 + d) * 3 + t]);
+                row[d] = std::tanh(acc);
+            }
+            tg.push_back(row);
+        }
+        f << nlohmann::json{{"modality", audio ? "audio" : "image"}, {"mprompt", mp}, {"target", tg}}.dump() << "\n";
+    }
+}
+
+std::string udp_config(const std::string & dir, const std::string & data, int steps, const std::string & extra = "") {
+    return R"({"stage": "udp_align", "steps": )" + std::to_string(steps) +
+           R"(, "batch": 4, "grad_accum": 1, "clip": 1.0, "seed": 5, "log_every": 5,
+      "udp": {"d_model": 8, "d_hidden": 16, "n_expert": 2, "n_enc_layer": 1, "n_dec_layer": 1, "n_head": 2,
+              "d_ff": 24, "heads": {"image": [3, 6], "audio": [1, 4]})" +
+           extra + R"(},
+      "data": {"path": ")" +
+           data + R"("},
+      "loss": {"l2": 1.0, "info_nce": 0.1},
+      "optimizer": {"kind": "adamw", "lr": 0.003},
+      "schedule": {"kind": "constant", "warmup": 2},
+      "checkpoint": {"dir": ")" +
+           dir + R"(", "every": 10}})";
+}
+
+}  // namespace
+
+TEST(stages, registry_lists_the_stages) {
+    EXPECT_NE(make_stage("lm_scratch"), nullptr);
+    EXPECT_NE(make_stage("udp_align"), nullptr);
+    EXPECT_EQ(make_stage("nope"), nullptr);
+    EXPECT_NE(stage_names().find("udp_align"), std::string::npos);
+}
+
+TEST(stages, udp_tape_forward_equals_pipeline_udp) {
+    std::string err;
+    auto t = udp_tape::create(tiny_udp(), 9, &err);
+    ASSERT_TRUE(t) << err;
+    const std::string d = tmpdir("udpfwd");
+    ASSERT_TRUE(t->save(d + "/udp.gguf", &err)) << err;
+    auto m = udp_model::load(d + "/udp.gguf", &err);
+    ASSERT_TRUE(m) << err;
+    std::mt19937 rng(4);
+    for (modality mod : {MODALITY_IMAGE, MODALITY_AUDIO}) {
+        const auto x = randv(3 * 8, rng);
+        std::vector<float> y, rw;
+        ASSERT_TRUE(m->forward(mod, x.data(), 3, &y, &rw, &err)) << err;
+        value router;
+        value yt = t->forward(mod, constant({3, 8}, x), &router);
+        EXPECT_LT(nmse(yt->data, y), 1e-10) << modality_name(mod);
+        std::printf("%s: tape vs pipeline UDP NMSE %.3g\n", modality_name(mod), nmse(yt->data, y));
+        EXPECT_LT(nmse(router->data, rw), 1e-10);
+    }
+    // And back: the tape loaded from the file is the same function.
+    auto t2 = udp_tape::load(d + "/udp.gguf", &err);
+    ASSERT_TRUE(t2) << err;
+    value x = constant({2, 8}, randv(16, rng));
+    EXPECT_EQ(t2->forward(MODALITY_IMAGE, x)->data, t->forward(MODALITY_IMAGE, x)->data);
+    fs::remove_all(d);
+}
+
+TEST(stages, udp_tape_gradients_match_finite_differences) {
+    udp_hparams hp = tiny_udp();
+    hp.d_hidden = 4;
+    hp.d_ff = 6;
+    hp.d_model = 3;
+    std::string err;
+    auto t = udp_tape::create(hp, 2, &err);
+    ASSERT_TRUE(t) << err;
+    std::mt19937 rng(6);
+    value x = parameter({2, 3}, randv(6, rng));
+    std::vector<value> ps = {x};
+    for (auto & [name, v] : t->named_params())
+        if (name.find("router_up.weight") != std::string::npos ||
+            name.find("expert.1.dec.0.cross_qkv.weight") != std::string::npos ||
+            name.find("image.query") != std::string::npos)
+            ps.push_back(v);
+    grad_check(
+        "udp_tape", ps, [&] { return t->forward(MODALITY_IMAGE, x); }, 2e-3f, 3e-2f, 3e-3f);
+}
+
+TEST(stages, udp_align_loss_falls_and_export_loads_in_pipeline) {
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("align");
+    write_pairs(d + "/pairs.jsonl", 12);
+    std::string err;
+    train_config first, cfg;
+    ASSERT_TRUE(train_config_parse(udp_config(d + "/run1", d + "/pairs.jsonl", 1), &first, &err)) << err;
+    train_result r1, r2;
+    ASSERT_TRUE(train_run(first, *c, false, true, &r1, &err)) << err;
+    ASSERT_TRUE(train_config_parse(udp_config(d + "/run", d + "/pairs.jsonl", 60), &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, &r2, &err)) << err;
+    EXPECT_LT(r2.last_loss, 0.5f * r1.last_loss) << r1.last_loss << " -> " << r2.last_loss;
+
+    // The exported UDP loads with the pipeline's loader and computes what the trained tape computes.
+    auto m = udp_model::load(d + "/run/udp.gguf", &err);
+    ASSERT_TRUE(m) << err;
+    auto t = udp_tape::load(d + "/run/udp.gguf", &err);
+    ASSERT_TRUE(t) << err;
+    std::mt19937 rng(8);
+    const auto x = randv(2 * 8, rng);
+    std::vector<float> y;
+    ASSERT_TRUE(m->forward(MODALITY_IMAGE, x.data(), 2, &y, nullptr, &err)) << err;
+    const double e = nmse(t->forward(MODALITY_IMAGE, constant({2, 8}, x))->data, y);
+    EXPECT_LT(e, 1e-10);
+    std::printf("udp_align: loss %.4f (step 1) -> %.4f (step 60); exported UDP vs tape NMSE %.3g\n", r1.last_loss,
+                r2.last_loss, e);
+    fs::remove_all(d);
+}
+
+TEST(stages, udp_align_bad_config_and_data_are_named) {
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("bad");
+    write_pairs(d + "/pairs.jsonl", 4);
+    std::string err;
+    train_config cfg;
+    EXPECT_FALSE(train_config_parse(udp_config(d, d + "/pairs.jsonl", 2, R"(, "n_layerz": 2)"), &cfg, &err));
+    EXPECT_NE(err.find("unknown field 'udp.n_layerz'"), std::string::npos) << err;
+    EXPECT_FALSE(train_config_parse(udp_config(d, d + "/pairs.jsonl", 2, R"(, "heads": {"box": [1, 4]})"), &cfg, &err));
+    EXPECT_NE(err.find("udp.heads.box"), std::string::npos) << err;
+
+    // A record whose M-Prompt rows have the wrong width, on line 3.
+    {
+        std::ifstream in(d + "/pairs.jsonl");
+        std::string l1, l2;
+        std::getline(in, l1);
+        std::getline(in, l2);
+        std::ofstream out(d + "/bad.jsonl");
+        out << l1 << "\n"
+            << l2 << "\n"
+            << R"({"modality": "image", "mprompt": [[1, 2]], "target": [[0]]})"
+            << "\n";
+    }
+    ASSERT_TRUE(train_config_parse(udp_config(d + "/o", d + "/bad.jsonl", 2), &cfg, &err)) << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("bad.jsonl:3"), std::string::npos) << err;
+    EXPECT_NE(err.find("mprompt"), std::string::npos) << err;
+    {
+        std::ofstream out(d + "/bad2.jsonl");
+        out << R"({"modality": "image", "mprompt": [[1, 2, 3, 4, 5, 6, 7, 8]], "target": [[0]], "extra": 1})"
+            << "\n";
+    }
+    ASSERT_TRUE(train_config_parse(udp_config(d + "/o", d + "/bad2.jsonl", 2), &cfg, &err)) << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("bad2.jsonl:1: unknown field 'extra'"), std::string::npos) << err;
+    fs::remove_all(d);
+}
+
+namespace {
+
+// Captions with an embedding each: the embedding identifies the caption (a random vector per caption).
+const char * const kCaps[] = {"a red ball", "two cats", "the sea", "a tall tree"};
+
+void write_captions(const std::string & path) {
+    std::mt19937 rng(21);
+    std::normal_distribution<float> nd;
+    std::ofstream f(path);
+    for (const char * c : kCaps) {
+        std::vector<float> e(6);
+        for (auto & v : e) v = nd(rng);
+        f << nlohmann::json{{"embedding", e}, {"caption", c}}.dump() << "\n";
+    }
+}
+
+// The frozen LLM of stage 1 knows the language: a byte-level lm_scratch model trained briefly on the captions.
+std::string train_caption_lm(const std::string & dir) {
+    std::mt19937 rng(1);
+    {
+        std::ofstream f(dir + "/corpus.txt");
+        for (int i = 0; i < 400; ++i) f << kCaps[rng() % 4] << "\n";
+    }
+    const std::string cfg = R"({"stage": "lm_scratch", "steps": 150, "batch": 8, "seed": 1, "log_every": 50,
+      "model": {"vocab": 256, "n_embd": 16, "n_ff": 32, "n_layer": 1, "n_head": 2, "n_head_kv": 1, "init_std": 0.1},
+      "data": {"path": ")" + dir +
+                            R"(/corpus.txt", "seq_len": 16},
+      "optimizer": {"kind": "adamw", "lr": 0.01}, "schedule": {"kind": "cosine", "warmup": 5},
+      "checkpoint": {"dir": ")" +
+                            dir + R"(/lm", "every": 150}})";
+    auto c = comm_create(nullptr, nullptr);
+    train_config tc;
+    std::string err;
+    EXPECT_TRUE(train_config_parse(cfg, &tc, &err)) << err;
+    EXPECT_TRUE(train_run(tc, *c, false, true, nullptr, &err)) << err;
+    return dir + "/lm/checkpoint.gguf";
+}
+
+std::string enc_config(const std::string & dir, const std::string & data, int steps,
+                       const std::string & llm_extra = "") {
+    return R"({"stage": "encoder_align", "steps": )" + std::to_string(steps) +
+           R"(, "batch": 4, "grad_accum": 2, "clip": 1.0, "seed": 3, "log_every": 5,
+      "llm": {"model": {"vocab": 256, "n_embd": 16, "n_ff": 32, "n_layer": 1, "n_head": 2, "n_head_kv": 1})" +
+           llm_extra + R"(},
+      "projector": {"emb_dim": 6, "init_std": 0.1},
+      "data": {"path": ")" +
+           data + R"("},
+      "optimizer": {"kind": "adamw", "lr": 0.03},
+      "schedule": {"kind": "constant"},
+      "checkpoint": {"dir": ")" +
+           dir + R"(", "every": 20}})";
+}
+
+}  // namespace
+
+TEST(stages, encoder_align_loss_falls_and_projector_loads) {
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("enc");
+    write_captions(d + "/caps.jsonl");
+    const std::string llm = R"(, "checkpoint": ")" + train_caption_lm(d) + R"(")";
+    std::string err;
+    train_config first, cfg;
+    ASSERT_TRUE(train_config_parse(enc_config(d + "/r1", d + "/caps.jsonl", 1, llm), &first, &err)) << err;
+    train_result r1, r2;
+    ASSERT_TRUE(train_run(first, *c, false, true, &r1, &err)) << err;
+    ASSERT_TRUE(train_config_parse(enc_config(d + "/r", d + "/caps.jsonl", 60, llm), &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, &r2, &err)) << err;
+    // The caption loss through the frozen LLM falls as the projector learns to tell the captions apart.
+    EXPECT_LT(r2.last_loss, 0.6f * r1.last_loss) << r1.last_loss << " -> " << r2.last_loss;
+    std::printf("encoder_align: caption loss %.4f (step 1) -> %.4f (step 60)\n", r1.last_loss, r2.last_loss);
+
+    // The exported projector loads with the pipeline's loader and projects like the checkpointed weights.
+    std::string e;
+    std::shared_ptr<gguf_file> f(gguf_file::open(d + "/r/proj.gguf", &e));
+    ASSERT_TRUE(f) << e;
+    auto proj = input_projector::from_gguf(f, &err);
+    ASSERT_TRUE(proj) << err;
+    EXPECT_EQ(proj->emb_dim(), 6);
+    EXPECT_EQ(proj->d_model(), 16);
+    std::vector<float> emb = {0.5f, -1, 0.25f, 2, 0, 1}, tok;
+    ASSERT_TRUE(proj->project(emb, &tok, &err)) << err;
+    std::shared_ptr<gguf_file> ck(gguf_file::open(d + "/r/checkpoint.gguf", &e));
+    ASSERT_TRUE(ck) << e;
+    const float * W = static_cast<const float *>(ck->view(*ck->find_tensor("param.spider.proj.weight")).data);
+    const float * b = static_cast<const float *>(ck->view(*ck->find_tensor("param.spider.proj.bias")).data);
+    for (int o = 0; o < 16; ++o) {
+        float acc = b[o];
+        for (int i = 0; i < 6; ++i) acc += W[o * 6 + i] * emb[i];
+        EXPECT_NEAR(tok[o], acc, 1e-4f * (1 + std::fabs(acc))) << o;
+    }
+    fs::remove_all(d);
+}
+
+TEST(stages, encoder_align_bad_config_and_data_are_named) {
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("encbad");
+    std::string err;
+    train_config cfg;
+    EXPECT_FALSE(train_config_parse(enc_config(d, d + "/x.jsonl", 2, R"(, "path": "x")"), &cfg, &err));
+    EXPECT_NE(err.find("unknown field 'llm.path'"), std::string::npos) << err;
+    {
+        std::ofstream out(d + "/bad.jsonl");
+        out << R"({"embedding": [1, 2, 3, 4, 5, 6], "caption": "ok"})"
+            << "\n"
+            << R"({"embedding": [1, 2, 3], "caption": "short"})"
+            << "\n";
+    }
+    ASSERT_TRUE(train_config_parse(enc_config(d + "/o", d + "/bad.jsonl", 2), &cfg, &err)) << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("bad.jsonl:2: 'embedding'"), std::string::npos) << err;
+    // A frozen LLM checkpoint whose shapes do not match llm.model is reported naming the tensor.
+    write_captions(d + "/caps.jsonl");
+    ASSERT_TRUE(train_config_parse(enc_config(d + "/o2", d + "/caps.jsonl", 2), &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, nullptr, &err)) << err;
+    ASSERT_TRUE(train_config_parse(
+        enc_config(d + "/o3", d + "/caps.jsonl", 2, R"(, "checkpoint": ")" + d + R"(/o2/checkpoint.gguf")"), &cfg,
+        &err))
+        << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("llm: "), std::string::npos) << err;
+    fs::remove_all(d);
+}

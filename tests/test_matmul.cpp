@@ -52,7 +52,7 @@ weights make_weights(dtype type, int64_t n_in, int64_t n_out, uint32_t seed) {
     std::vector<float> row(static_cast<size_t>(n_in));
     for (int64_t o = 0; o < n_out; ++o) {
         const float scale = 0.02f * (1 + (o % 5));  // rows of different magnitude
-        for (auto& v : row) v = nd(rng) * scale;
+        for (auto & v : row) v = nd(rng) * scale;
         EXPECT_TRUE(quantize_row(type, row.data(), w.bytes.data() + o * rb, n_in));
     }
     w.t = make_tensor(type, w.bytes.data(), n_in, n_out);
@@ -66,13 +66,13 @@ std::vector<float> make_acts(int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> x(static_cast<size_t>(n));
-    for (auto& v : x) v = nd(rng);
+    for (auto & v : x) v = nd(rng);
     if (n > 40) x[37] = 30.0f;  // an outlier, as real activations have
     return x;
 }
 
 // x after the kernel's activation quantization (what the kernel actually multiplies).
-std::vector<float> quantized_acts(dtype wtype, const std::vector<float>& x, int64_t n_in, int64_t n_tok) {
+std::vector<float> quantized_acts(dtype wtype, const std::vector<float> & x, int64_t n_in, int64_t n_tok) {
     const dtype at = act_type_for(wtype);
     if (at == DTYPE_F32) return x;
     std::vector<float> out(x.size());
@@ -159,9 +159,9 @@ TEST(matmul, matches_reference_at_every_level) {
                         int n_bad = 0;
                         for (int64_t t = 0; t < n_tok; ++t) {
                             for (int64_t o = 0; o < n_out; ++o) {
-                                const float* wr = w.deq.data() + o * n_in;
-                                const float* xr = x.data() + t * n_in;
-                                const float* xqr = xq.data() + t * n_in;
+                                const float * wr = w.deq.data() + o * n_in;
+                                const float * xr = x.data() + t * n_in;
+                                const float * xqr = xq.data() + t * n_in;
                                 double exact_q = 0, mag_q = 0, qerr = 0, mag = 0;
                                 for (int64_t i = 0; i < n_in; ++i) {
                                     exact_q += static_cast<double>(wr[i]) * xqr[i];
@@ -205,7 +205,7 @@ TEST(matmul, extreme_levels_match_reference) {
     for (dtype type : {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K}) {
         std::vector<uint8_t> bytes(dtype_row_bytes(type, n_in) * n_out);
         std::mt19937 rng(77);
-        for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+        for (auto & b : bytes) b = static_cast<uint8_t>(rng());
         const size_t bb = dtype_get_traits(type)->block_bytes;
         for (size_t off = 0; off < bytes.size(); off += bb) {
             // finite fp16 scales; the rest random or all-ones (every level at its maximum)
@@ -291,6 +291,62 @@ TEST(get_rows, matches_reference_and_rejects_bad_ids) {
     }
 }
 
+// matmul_multi (Q/K/V and gate/up in one dispatch) must give exactly what separate matmul() calls give: same
+// tiles, same chunk boundaries whatever the thread count. Mixed weight types (two activation formats), outputs of
+// different widths (so chunks of different sizes share the queue), decode and prompt sizes, 1 to 3 threads.
+TEST(matmul, multi_is_bit_identical_to_separate_calls) {
+    level_guard g;
+    for (cpu_level lvl : supported_levels()) {
+        ASSERT_TRUE(cpu_features_force(lvl));
+        const int64_t n_in = 512;
+        const weights wq = make_weights(DTYPE_Q5_0, n_in, 1030, 21);  // many chunks, a partial last tile
+        const weights wk = make_weights(DTYPE_Q8_0, n_in, 64, 22);
+        const weights wv = make_weights(DTYPE_Q4_K, n_in, 70, 23);  // Q8_K activations
+        const tensor * W[3] = {&wq.t, &wk.t, &wv.t};
+        for (int64_t n_tok : {1, 5, 70}) {
+            const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok));
+            std::vector<std::vector<float>> want(3);
+            for (int i = 0; i < 3; ++i) {
+                want[i].assign(static_cast<size_t>(W[i]->ne[1] * n_tok), 0.0f);
+                matmul(*W[i], x.data(), want[i].data(), n_tok, nullptr);
+            }
+            for (int nth : {1, 2, 3}) {
+                thread_pool pool(nth);
+                std::vector<std::vector<float>> got(3);
+                float * y[3];
+                for (int i = 0; i < 3; ++i) {
+                    got[i].assign(want[i].size(), -7.0f);
+                    y[i] = got[i].data();
+                }
+                matmul_multi(3, W, x.data(), y, n_tok, &pool);
+                for (int i = 0; i < 3; ++i) {
+                    ASSERT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)))
+                        << cpu_level_name(lvl) << " weight " << i << " n_tok " << n_tok << " threads " << nth;
+                }
+                // and the single-weight path with threads (dynamic chunks) against the single-thread result
+                std::vector<float> y1(want[0].size(), -7.0f);
+                matmul(*W[0], x.data(), y1.data(), n_tok, &pool);
+                ASSERT_EQ(0, std::memcmp(y1.data(), want[0].data(), y1.size() * sizeof(float)));
+            }
+        }
+        // A weight with a different n_in or a broken one: falls back to separate calls (the broken one poisoned).
+        const weights w2 = make_weights(DTYPE_Q8_0, 2 * n_in, 8, 24);
+        tensor bad = wk.t;
+        bad.data = nullptr;
+        const tensor * W2[3] = {&wq.t, &w2.t, &bad};
+        const std::vector<float> x = make_acts(2 * n_in, 9);
+        std::vector<float> a(1030), b(8), c(64), a_want(1030), b_want(8);
+        float * y2[3] = {a.data(), b.data(), c.data()};
+        thread_pool pool(2);
+        matmul_multi(3, W2, x.data(), y2, 1, &pool);
+        matmul(wq.t, x.data(), a_want.data(), 1, nullptr);
+        matmul(w2.t, x.data(), b_want.data(), 1, nullptr);
+        EXPECT_EQ(a, a_want);
+        EXPECT_EQ(b, b_want);
+        EXPECT_TRUE(std::isnan(c[0]));
+    }
+}
+
 // Opt-in benchmark: SPIDER_BENCH=1 ./test_matmul --gtest_filter=matmul.bench   (SPIDER_BENCH_TYPES=q4_0,q8_0
 // limits the types). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are
 // replicated past 96 MB and the copies used in turn, so they come from memory and not from the 32 MB L3.
@@ -306,7 +362,7 @@ double cpu_seconds() {
 
 TEST(matmul, bench) {
     if (!std::getenv("SPIDER_BENCH")) GTEST_SKIP() << "set SPIDER_BENCH=1 to run";
-    const char* only = std::getenv("SPIDER_BENCH_TYPES");
+    const char * only = std::getenv("SPIDER_BENCH_TYPES");
     const int64_t n_in = 2048, n_out = 5632;
     const dtype types[] = {DTYPE_Q4_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q5_0, DTYPE_F16, DTYPE_F32};
     std::printf(
@@ -325,7 +381,7 @@ TEST(matmul, bench) {
         for (int nth : {1, 2}) {
             thread_pool pool(nth);
             int next = 0;
-            auto time_it = [&](int64_t n_tok, int reps, double* cpu) {
+            auto time_it = [&](int64_t n_tok, int reps, double * cpu) {
                 double best = 1e30, best_cpu = 1e30;
                 for (int r = 0; r < reps + 1; ++r) {  // first call warms up
                     const tensor W = make_tensor(type, big.data() + (next++ % copies) * mat_bytes, n_in, n_out);

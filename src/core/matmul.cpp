@@ -1,11 +1,21 @@
 // Optimised matmul / get_rows (ops.h): picks the kernel for the weight type at the active CPU level
 // (cpu_features.h), converts the activations once to the kernel's format (Q8_0 / Q8_K for quantized weights, so the
-// inner loops are integer dot products), then splits the output rows over the thread pool.
+// inner loops are integer dot products), then shares the output rows out over the thread pool.
 //
-// Loop order per thread: token chunks of TOK_CHUNK, then the thread's 4-row weight tiles, then token tiles of
-// max_nc. A 4-row tile (a few KB) stays in L1 while every token tile of the chunk uses it, and the chunk's
-// activations (<= 64 rows) stay in L2, so weights stream from memory once per chunk. Decode (n_tok = 1) is the
-// degenerate case: each weight row is read exactly once, four rows at a time.
+// Work is split into chunks of whole 4-row weight tiles (about CHUNK_BYTES of weights each) that threads take
+// from a shared atomic counter, so a thread that was descheduled on a busy machine, or is slower, does less
+// instead of making the others wait. Chunk boundaries depend only on the shapes, never on the thread count or on
+// which thread runs a chunk, and every output is computed by the same tile call: results are identical with any
+// number of threads.
+//
+// Loop order in a chunk: token chunks of TOK_CHUNK, then the chunk's 4-row weight tiles, then token tiles of
+// max_nc. A chunk's weights (<= CHUNK_BYTES) stay in L2 while every token chunk uses them, and one token chunk's
+// activations (<= 64 rows) stay in L1/L2, so weights stream from memory once per matmul. Decode (n_tok = 1) is
+// the degenerate case: each weight row is read exactly once, four rows at a time.
+//
+// matmul_multi runs several weights that read the same input (Q/K/V, gate/up) as one job: one activation
+// conversion per activation format and one pool dispatch, with all weights' chunks in one queue.
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -20,6 +30,8 @@ namespace spider {
 namespace {
 
 constexpr int64_t TOK_CHUNK = 64;
+constexpr size_t CHUNK_BYTES = 64 * 1024;  // weight bytes per work chunk (fits L2 with room for activations)
+constexpr int MULTI_MAX = 8;               // weights per matmul_multi call
 
 matmul_kernel select_kernel(dtype t) {
     matmul_kernel k;
@@ -30,7 +42,7 @@ matmul_kernel select_kernel(dtype t) {
     return k;
 }
 
-void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
+void parallel(thread_pool * pool, const std::function<void(int, int)> & fn) {
     if (pool && pool->size() > 1) {
         pool->run(fn);
     } else {
@@ -38,35 +50,66 @@ void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
     }
 }
 
-}  // namespace
+// One weight of a (multi-)matmul, ready to run: kernel, weights, converted activations, output.
+struct mm_job {
+    matmul_kernel k;
+    const uint8_t * w0 = nullptr;
+    size_t w_stride = 0;
+    int64_t n_out = 0, n_tiles = 0, chunk_tiles = 1, n_chunks = 0;
+    const uint8_t * xq = nullptr;
+    size_t x_stride = 0;
+    float * y = nullptr;
+};
 
-void matmul(const tensor &W, const float *x, float *y, int64_t n_tok, thread_pool *pool) {
-    if (!matmul_check(W, n_tok, nullptr)) {
-        ref::matmul(W, x, y, n_tok, pool);  // writes NaN for the broken invariant; never reads out of bounds
-        return;
+// Row tiles [tb, te) of one job for tokens [c_begin, c_end).
+void run_tiles(const mm_job & j, int64_t n_in, int64_t tb, int64_t te, int64_t c_begin, int64_t c_end) {
+    const matmul_kernel & k = j.k;
+    for (int64_t t0 = c_begin; t0 < c_end; t0 += TOK_CHUNK) {
+        const int64_t t1 = t0 + TOK_CHUNK < c_end ? t0 + TOK_CHUNK : c_end;
+        for (int64_t rt = tb; rt < te; ++rt) {
+            const int64_t r0 = rt * MATMUL_MAX_NR;
+            const int nr = static_cast<int>(j.n_out - r0 < MATMUL_MAX_NR ? j.n_out - r0 : MATMUL_MAX_NR);
+            for (int64_t c0 = t0; c0 < t1; c0 += k.max_nc) {
+                const int nc = static_cast<int>(t1 - c0 < k.max_nc ? t1 - c0 : k.max_nc);
+                k.tile(n_in, j.w0 + r0 * j.w_stride, j.w_stride, nr, j.xq + c0 * j.x_stride, j.x_stride, nc,
+                       j.y + c0 * j.n_out + r0, static_cast<size_t>(j.n_out));
+            }
+        }
     }
-    const int64_t n_in = W.ne[0], n_out = W.ne[1];
-    if (n_tok == 0) return;
-    const matmul_kernel k = select_kernel(W.type);
+}
 
-    // Activations in the kernel's format. The buffer is per calling thread so concurrent matmuls from different
-    // threads (each with its own pool) do not collide.
-    const uint8_t *xq = reinterpret_cast<const uint8_t *>(x);
-    size_t x_stride = static_cast<size_t>(n_in) * sizeof(float);
-    if (k.prep || k.vec_dot_type != DTYPE_F32) {
-        static thread_local std::vector<uint8_t> xbuf;
-        x_stride = k.prep ? k.x_bytes(n_in) : dtype_row_bytes(k.vec_dot_type, n_in);
-        if (xbuf.size() < x_stride * static_cast<size_t>(n_tok)) xbuf.resize(x_stride * static_cast<size_t>(n_tok));
-        uint8_t *dst = xbuf.data();
-        const dtype vt = k.vec_dot_type;
+// Converts x to each job's activation format (once per distinct format; the buffers are per calling thread so
+// concurrent matmuls from different threads, each with its own pool, do not collide).
+void prepare_activations(mm_job * jobs, int n_jobs, const float * x, int64_t n_in, int64_t n_tok, thread_pool * pool) {
+    static thread_local std::vector<uint8_t> xbufs[MULTI_MAX];
+    for (int i = 0; i < n_jobs; ++i) {
+        mm_job & j = jobs[i];
+        const matmul_kernel & k = j.k;
+        j.xq = reinterpret_cast<const uint8_t *>(x);
+        j.x_stride = static_cast<size_t>(n_in) * sizeof(float);
+        if (!k.prep && k.vec_dot_type == DTYPE_F32) continue;
+        int same = -1;
+        for (int p = 0; p < i && same < 0; ++p) {
+            if (jobs[p].k.prep == k.prep && jobs[p].k.vec_dot_type == k.vec_dot_type) same = p;
+        }
+        if (same >= 0) {
+            j.xq = jobs[same].xq;
+            j.x_stride = jobs[same].x_stride;
+            continue;
+        }
+        std::vector<uint8_t> & xbuf = xbufs[i];
+        j.x_stride = k.prep ? k.x_bytes(n_in) : dtype_row_bytes(k.vec_dot_type, n_in);
+        if (xbuf.size() < j.x_stride * static_cast<size_t>(n_tok)) xbuf.resize(j.x_stride * static_cast<size_t>(n_tok));
+        uint8_t * dst = xbuf.data();
+        const size_t xs = j.x_stride;
         auto quantize_tokens = [&](int ith, int nth) {
             long long b, e;
             split_range(n_tok, ith, nth, b, e);
             for (long long t = b; t < e; ++t) {
                 if (k.prep) {
-                    k.prep(x + t * n_in, n_in, dst + t * x_stride);
+                    k.prep(x + t * n_in, n_in, dst + t * xs);
                 } else {
-                    quantize_row(vt, x + t * n_in, dst + t * x_stride, n_in);
+                    quantize_row(k.vec_dot_type, x + t * n_in, dst + t * xs, n_in);
                 }
             }
         };
@@ -75,43 +118,116 @@ void matmul(const tensor &W, const float *x, float *y, int64_t n_tok, thread_poo
         } else {
             quantize_tokens(0, 1);
         }
-        xq = dst;
+        j.xq = dst;
     }
+}
 
-    const int64_t n_tiles = (n_out + MATMUL_MAX_NR - 1) / MATMUL_MAX_NR;
-    const uint8_t *w0 = static_cast<const uint8_t *>(W.data);
-    const size_t w_stride = W.nb[1];
-    auto run_tiles = [&](int64_t tb, int64_t te, int64_t c_begin, int64_t c_end) {
-        for (int64_t t0 = c_begin; t0 < c_end; t0 += TOK_CHUNK) {
-            const int64_t t1 = t0 + TOK_CHUNK < c_end ? t0 + TOK_CHUNK : c_end;
-            for (int64_t rt = tb; rt < te; ++rt) {
-                const int64_t r0 = rt * MATMUL_MAX_NR;
-                const int nr = static_cast<int>(n_out - r0 < MATMUL_MAX_NR ? n_out - r0 : MATMUL_MAX_NR);
-                for (int64_t c0 = t0; c0 < t1; c0 += k.max_nc) {
-                    const int nc = static_cast<int>(t1 - c0 < k.max_nc ? t1 - c0 : k.max_nc);
-                    k.tile(n_in, w0 + r0 * w_stride, w_stride, nr, xq + c0 * x_stride, x_stride, nc,
-                           y + c0 * n_out + r0, static_cast<size_t>(n_out));
-                }
-            }
+// Runs the jobs' chunks over the pool (all jobs have the same n_in and n_tok).
+void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_pool * pool) {
+    const int nth = pool ? pool->size() : 1;
+    int64_t total_tiles = 0;
+    for (int i = 0; i < n_jobs; ++i) {
+        mm_job & j = jobs[i];
+        j.n_tiles = (j.n_out + MATMUL_MAX_NR - 1) / MATMUL_MAX_NR;
+        total_tiles += j.n_tiles;
+    }
+    if (nth > 1 && total_tiles < nth && n_tok > jobs[0].k.max_nc) {
+        // Fewer row tiles than threads (a narrow output, many tokens): split the tokens instead, in whole token
+        // tiles so every output is computed by the same tile shape as with one thread.
+        for (int i = 0; i < n_jobs; ++i) {
+            const mm_job & j = jobs[i];
+            parallel(pool, [&](int ith, int nth_) {
+                long long b, e;
+                const int64_t n_units = (n_tok + j.k.max_nc - 1) / j.k.max_nc;
+                split_range(n_units, ith, nth_, b, e);
+                const int64_t c_end = e * j.k.max_nc < n_tok ? e * j.k.max_nc : n_tok;
+                if (b * j.k.max_nc < c_end) run_tiles(j, n_in, 0, j.n_tiles, b * j.k.max_nc, c_end);
+            });
         }
+        return;
+    }
+    // Chunks: about CHUNK_BYTES of weights each, but at least 4 per thread when the work allows (balance).
+    int64_t n_chunks = 0;
+    int64_t first_chunk[MULTI_MAX + 1];
+    for (int i = 0; i < n_jobs; ++i) {
+        mm_job & j = jobs[i];
+        const size_t tile_bytes = MATMUL_MAX_NR * j.w_stride;
+        int64_t ct = static_cast<int64_t>((CHUNK_BYTES + tile_bytes - 1) / tile_bytes);
+        const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
+        if (ct > balance) ct = balance;
+        if (ct < 1) ct = 1;
+        j.chunk_tiles = ct;
+        j.n_chunks = (j.n_tiles + ct - 1) / ct;
+        first_chunk[i] = n_chunks;
+        n_chunks += j.n_chunks;
+    }
+    first_chunk[n_jobs] = n_chunks;
+    auto run_chunk = [&](int64_t c) {
+        int i = 0;
+        while (c >= first_chunk[i + 1]) ++i;
+        const mm_job & j = jobs[i];
+        const int64_t tb = (c - first_chunk[i]) * j.chunk_tiles;
+        const int64_t te = tb + j.chunk_tiles < j.n_tiles ? tb + j.chunk_tiles : j.n_tiles;
+        run_tiles(j, n_in, tb, te, 0, n_tok);
     };
-    parallel(pool, [&](int ith, int nth) {
-        long long b, e;
-        if (n_tiles >= nth || n_tok <= k.max_nc) {  // usual case: each thread owns a range of output rows
-            split_range(n_tiles, ith, nth, b, e);
-            run_tiles(b, e, 0, n_tok);
-        } else {
-            // Fewer row tiles than threads (a narrow output, many tokens): split the tokens instead, in whole
-            // token tiles so every output is computed by the same tile shape as with one thread.
-            const int64_t n_units = (n_tok + k.max_nc - 1) / k.max_nc;
-            split_range(n_units, ith, nth, b, e);
-            const int64_t c_end = e * k.max_nc < n_tok ? e * k.max_nc : n_tok;
-            if (b * k.max_nc < c_end) run_tiles(0, n_tiles, b * k.max_nc, c_end);
+    if (nth == 1 || n_chunks == 1) {
+        for (int64_t c = 0; c < n_chunks; ++c) run_chunk(c);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    pool->run([&](int, int) {
+        for (;;) {
+            const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+            if (c >= n_chunks) break;
+            run_chunk(c);
         }
     });
 }
 
-void get_rows(const tensor &table, const int32_t *ids, int64_t n_ids, float *y) {
+}  // namespace
+
+void matmul(const tensor & W, const float * x, float * y, int64_t n_tok, thread_pool * pool) {
+    if (!matmul_check(W, n_tok, nullptr)) {
+        ref::matmul(W, x, y, n_tok, pool);  // writes NaN for the broken invariant; never reads out of bounds
+        return;
+    }
+    if (n_tok == 0) return;
+    mm_job j;
+    j.k = select_kernel(W.type);
+    j.w0 = static_cast<const uint8_t *>(W.data);
+    j.w_stride = W.nb[1];
+    j.n_out = W.ne[1];
+    j.y = y;
+    if (pool && pool->size() < 2) pool = nullptr;
+    prepare_activations(&j, 1, x, W.ne[0], n_tok, pool);
+    run_jobs(&j, 1, W.ne[0], n_tok, pool);
+}
+
+void matmul_multi(int n_w, const tensor * const * W, const float * x, float * const * y, int64_t n_tok,
+                  thread_pool * pool) {
+    bool fused = n_w >= 1 && n_w <= MULTI_MAX;
+    for (int i = 0; fused && i < n_w; ++i) {
+        fused = matmul_check(*W[i], n_tok, nullptr) && W[i]->ne[0] == W[0]->ne[0];
+    }
+    if (!fused) {  // a broken invariant (matmul poisons that output) or too many weights: one at a time
+        for (int i = 0; i < n_w; ++i) matmul(*W[i], x, y[i], n_tok, pool);
+        return;
+    }
+    if (n_tok == 0) return;
+    mm_job jobs[MULTI_MAX];
+    for (int i = 0; i < n_w; ++i) {
+        jobs[i].k = select_kernel(W[i]->type);
+        jobs[i].w0 = static_cast<const uint8_t *>(W[i]->data);
+        jobs[i].w_stride = W[i]->nb[1];
+        jobs[i].n_out = W[i]->ne[1];
+        jobs[i].y = y[i];
+    }
+    if (pool && pool->size() < 2) pool = nullptr;
+    prepare_activations(jobs, n_w, x, W[0]->ne[0], n_tok, pool);
+    run_jobs(jobs, n_w, W[0]->ne[0], n_tok, pool);
+}
+
+void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * y) {
     if (!get_rows_check(table, ids, n_ids, nullptr)) {
         ref::get_rows(table, ids, n_ids, y);  // NaN rows for the broken invariant
         return;

@@ -83,6 +83,12 @@ SPIDER_OPS_DECLARE
 
 SPIDER_OPS_DECLARE
 
+// y[i] = matmul(*W[i], x) for n_w (<= 8) weights that read the same input x (Q/K/V, gate/up), all with the same
+// n_in: one activation conversion and one pool dispatch for all of them. Bit-identical to n_w matmul() calls (its
+// reference is that loop); falls back to it for more weights or a broken invariant.
+void matmul_multi(int n_w, const tensor * const * W, const float * x, float * const * y, int64_t n_tok,
+                  thread_pool * pool);
+
 // Kernel selection of the optimised ops (not matmul): by default the set matching cpu_level_active() ("avx2"
 // from CPU_LEVEL_AVX2 up, else "generic"). on = true forces the generic set (tests check both); on = false goes
 // back to following cpu_level_active() and returns whether that gives the SIMD set.

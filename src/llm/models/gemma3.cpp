@@ -20,7 +20,7 @@ namespace spider {
 
 namespace {
 
-bool gemma3_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
+bool gemma3_load_hparams(const gguf_file & f, llm_hparams * hp, std::string * err) {
     hp->rope_type = ROPE_MODE_NEOX;
     hp->ffn_act = ACT_GELU_TANH;
     hp->embd_scale = std::sqrt((float)hp->n_embd);
@@ -49,8 +49,8 @@ bool gemma3_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) 
     return true;
 }
 
-bool gemma3_load_tensors(llm_model *m, std::string *err) {
-    const llm_hparams &hp = m->hparams;
+bool gemma3_load_tensors(llm_model * m, std::string * err) {
+    const llm_hparams & hp = m->hparams;
     const int64_t d = hp.n_embd, hd = hp.head_dim, q_dim = hp.n_head * hd, kv_dim = hp.n_head_kv * hd;
     if (!m->bind(LLM_TENSOR_TOKEN_EMBD, -1, d, hp.n_vocab, true, &m->tok_embd, err) ||
         !m->bind(LLM_TENSOR_OUTPUT_NORM, -1, d, 1, true, &m->output_norm, err) ||
@@ -63,7 +63,7 @@ bool gemma3_load_tensors(llm_model *m, std::string *err) {
     }
     m->layers.resize(hp.n_layer);
     for (int il = 0; il < hp.n_layer; il++) {
-        llm_layer &l = m->layers[il];
+        llm_layer & l = m->layers[il];
         if (!m->bind(LLM_TENSOR_ATTN_NORM, il, d, 1, true, &l.attn_norm, err) ||
             !m->bind(LLM_TENSOR_ATTN_Q, il, d, q_dim, true, &l.wq, err) ||
             !m->bind(LLM_TENSOR_ATTN_K, il, d, kv_dim, true, &l.wk, err) ||
@@ -83,39 +83,41 @@ bool gemma3_load_tensors(llm_model *m, std::string *err) {
     return true;
 }
 
-void add_into(float *x, const float *y, int64_t n) {
+void add_into(float * x, const float * y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-bool gemma3_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
-    const llm_model &m = *c->model;
-    const llm_hparams &hp = m.hparams;
+bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
+    const llm_model & m = *c->model;
+    const llm_hparams & hp = m.hparams;
     const int64_t n = ub.n_tokens, d = hp.n_embd, hd = hp.head_dim;
     const int64_t q_dim = hp.n_head * hd, kv_dim = hp.n_head_kv * hd;
-    thread_pool *pool = c->pool.get();
-    float *x = c->x.data();
-    float *xn = c->xn.data();
-    float *q = c->q.data();
-    float *qn = c->attn.data();  // normed Q, then reused below as attention output's source
-    float *k = c->k.data();
-    float *kn = c->k2.data();
-    float *v = c->v.data();
+    thread_pool * pool = c->pool.get();
+    float * x = c->x.data();
+    float * xn = c->xn.data();
+    float * q = c->q.data();
+    float * qn = c->attn.data();  // normed Q, then reused below as attention output's source
+    float * k = c->k.data();
+    float * kn = c->k2.data();
+    float * v = c->v.data();
 
     if (!c->embed_input(ub, err)) return false;
     c->capture_rows(0, ub, x);
     c->dump("inp_scaled", -1, x, n, d);
 
     for (int64_t il = 0; il < hp.n_layer; il++) {
-        const llm_layer &l = m.layers[il];
+        const llm_layer & l = m.layers[il];
         const bool swa = hp.is_swa(il);
         const float freq_base = swa ? hp.rope_freq_base_swa : hp.rope_freq_base;
         const float freq_scale = swa ? 1.0f : hp.rope_freq_scale;
 
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
-        matmul(l.wq, xn, q, n, pool);
-        matmul(l.wk, xn, k, n, pool);
-        matmul(l.wv, xn, v, n, pool);
+        {
+            const tensor * w[3] = {&l.wq, &l.wk, &l.wv};
+            float * y[3] = {q, k, v};
+            matmul_multi(3, w, xn, y, n, pool);  // one dispatch for Q, K and V
+        }
         // per-head norms: rows of head_dim
         rms_norm(q, (const float *)l.attn_q_norm.data, qn, n * hp.n_head, hd, hp.rms_eps);
         rms_norm(k, (const float *)l.attn_k_norm.data, kn, n * hp.n_head_kv, hd, hp.rms_eps);
@@ -128,7 +130,7 @@ bool gemma3_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
         const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
         if (nr == 0) break;
-        float *xr = x + r0 * d;
+        float * xr = x + r0 * d;
         c->kv_attend(il, ub.tail(r0), qn + r0 * q_dim, q, hp.attn_scale, swa ? hp.n_swa : 0);
         c->dump("kqv_out", il, q, nr, q_dim);
         matmul(l.wo, q, c->proj.data(), nr, pool);
@@ -138,8 +140,11 @@ bool gemma3_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         c->dump("sa_out", il, xr, nr, d);
 
         rms_norm(xr, (const float *)l.ffn_norm.data, xn, nr, d, hp.rms_eps);
-        matmul(l.ffn_gate, xn, c->gate.data(), nr, pool);
-        matmul(l.ffn_up, xn, c->up.data(), nr, pool);
+        {
+            const tensor * w[2] = {&l.ffn_gate, &l.ffn_up};
+            float * y[2] = {c->gate.data(), c->up.data()};
+            matmul_multi(2, w, xn, y, nr, pool);
+        }
         glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
         matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
         rms_norm(c->proj.data(), (const float *)l.ffn_post_norm.data, xn, nr, d, hp.rms_eps);
@@ -156,7 +161,7 @@ const llm_arch_impl k_gemma3 = {LLM_ARCH_GEMMA3, gemma3_load_hparams, gemma3_loa
 
 }  // namespace
 
-const llm_arch_impl *llm_arch_impl_gemma3() {
+const llm_arch_impl * llm_arch_impl_gemma3() {
     return &k_gemma3;
 }
 

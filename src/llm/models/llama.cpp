@@ -10,7 +10,7 @@ namespace spider {
 
 namespace {
 
-bool llama_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
+bool llama_load_hparams(const gguf_file & f, llm_hparams * hp, std::string * err) {
     hp->rope_type = ROPE_MODE_NORMAL;
     hp->ffn_act = ACT_SILU;
     hp->embd_scale = 1.0f;
@@ -26,8 +26,8 @@ bool llama_load_hparams(const gguf_file &f, llm_hparams *hp, std::string *err) {
     return true;
 }
 
-bool llama_load_tensors(llm_model *m, std::string *err) {
-    const llm_hparams &hp = m->hparams;
+bool llama_load_tensors(llm_model * m, std::string * err) {
+    const llm_hparams & hp = m->hparams;
     const int64_t d = hp.n_embd, q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
     if (!m->bind(LLM_TENSOR_TOKEN_EMBD, -1, d, hp.n_vocab, true, &m->tok_embd, err) ||
         !m->bind(LLM_TENSOR_OUTPUT_NORM, -1, d, 1, true, &m->output_norm, err) ||
@@ -41,7 +41,7 @@ bool llama_load_tensors(llm_model *m, std::string *err) {
     // Llama 3.1-style RoPE scaling ("llama3" rope type): one divisor per rotated pair.
     if (!m->bind(LLM_TENSOR_ROPE_FREQS, -1, hp.n_rot / 2, 1, false, &m->rope_freqs, err)) return false;
     if (m->rope_freqs.data) {
-        const float *ff = static_cast<const float *>(m->rope_freqs.data);
+        const float * ff = static_cast<const float *>(m->rope_freqs.data);
         for (int64_t i = 0; i < hp.n_rot / 2; i++) {
             if (!(ff[i] > 0) || !std::isfinite(ff[i])) {
                 return llm_load_error(LLM_ERR_FORMAT, err,
@@ -51,7 +51,7 @@ bool llama_load_tensors(llm_model *m, std::string *err) {
     }
     m->layers.resize(hp.n_layer);
     for (int il = 0; il < hp.n_layer; il++) {
-        llm_layer &l = m->layers[il];
+        llm_layer & l = m->layers[il];
         if (!m->bind(LLM_TENSOR_ATTN_NORM, il, d, 1, true, &l.attn_norm, err) ||
             !m->bind(LLM_TENSOR_ATTN_Q, il, d, q_dim, true, &l.wq, err) ||
             !m->bind(LLM_TENSOR_ATTN_K, il, d, kv_dim, true, &l.wk, err) ||
@@ -67,32 +67,34 @@ bool llama_load_tensors(llm_model *m, std::string *err) {
     return true;
 }
 
-void add_into(float *x, const float *y, int64_t n) {
+void add_into(float * x, const float * y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
-    const llm_model &m = *c->model;
-    const llm_hparams &hp = m.hparams;
+bool llama_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
+    const llm_model & m = *c->model;
+    const llm_hparams & hp = m.hparams;
     const int64_t n = ub.n_tokens, d = hp.n_embd;
     const int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
-    thread_pool *pool = c->pool.get();
-    const float *rope_ff = static_cast<const float *>(m.rope_freqs.data);  // nullptr unless Llama 3.1 scaling
-    float *x = c->x.data();
-    float *xn = c->xn.data();
+    thread_pool * pool = c->pool.get();
+    const float * rope_ff = static_cast<const float *>(m.rope_freqs.data);  // nullptr unless Llama 3.1 scaling
+    float * x = c->x.data();
+    float * xn = c->xn.data();
 
     if (!c->embed_input(ub, err)) return false;
     c->capture_rows(0, ub, x);
     c->dump("inp_embd", -1, x, n, d);
 
     for (int64_t il = 0; il < hp.n_layer; il++) {
-        const llm_layer &l = m.layers[il];
+        const llm_layer & l = m.layers[il];
         // attention
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
-        matmul(l.wq, xn, c->q.data(), n, pool);
-        matmul(l.wk, xn, c->k.data(), n, pool);
-        matmul(l.wv, xn, c->v.data(), n, pool);
+        {
+            const tensor * w[3] = {&l.wq, &l.wk, &l.wv};
+            float * y[3] = {c->q.data(), c->k.data(), c->v.data()};
+            matmul_multi(3, w, xn, y, n, pool);  // one dispatch for Q, K and V
+        }
         rope(c->q.data(), c->pos.data(), n, hp.n_head, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
              hp.rope_type, rope_ff);
         rope(c->k.data(), c->pos.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
@@ -104,7 +106,7 @@ bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
         const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
         if (nr == 0) break;
-        float *xr = x + r0 * d;
+        float * xr = x + r0 * d;
         c->kv_attend(il, ub.tail(r0), c->q.data() + r0 * q_dim, c->attn.data(), hp.attn_scale, 0);
         c->dump("kqv_out", il, c->attn.data(), nr, q_dim);
         matmul(l.wo, c->attn.data(), c->proj.data(), nr, pool);
@@ -112,8 +114,11 @@ bool llama_forward(llm_context *c, const llm_ubatch &ub, std::string *err) {
         c->dump("ffn_inp", il, xr, nr, d);
         // feed-forward
         rms_norm(xr, (const float *)l.ffn_norm.data, xn, nr, d, hp.rms_eps);
-        matmul(l.ffn_gate, xn, c->gate.data(), nr, pool);
-        matmul(l.ffn_up, xn, c->up.data(), nr, pool);
+        {
+            const tensor * w[2] = {&l.ffn_gate, &l.ffn_up};
+            float * y[2] = {c->gate.data(), c->up.data()};
+            matmul_multi(2, w, xn, y, nr, pool);
+        }
         glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
         matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
         c->dump("ffn_out", il, c->proj.data(), nr, d);
@@ -129,7 +134,7 @@ const llm_arch_impl k_llama = {LLM_ARCH_LLAMA, llama_load_hparams, llama_load_te
 
 }  // namespace
 
-const llm_arch_impl *llm_arch_impl_llama() {
+const llm_arch_impl * llm_arch_impl_llama() {
     return &k_llama;
 }
 

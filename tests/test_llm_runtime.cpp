@@ -336,7 +336,7 @@ struct tiny_cfg {
     int64_t n_embd = 32, n_layer = 2, n_head = 4, n_head_kv = 2, n_ff = 48, n_vocab = 50;
     std::vector<std::string> added;  // Spider added tokens
     bool skip_ffn_down = false;
-    bool rope_freqs = false;  // add a Llama 3.1-style rope_freqs.weight (unsupported)
+    int rope_freqs = 0;  // Llama 3.1-style rope_freqs.weight: 0 none, 1 valid, 2 wrong length, 3 a negative factor
 };
 
 // Writes a tiny random llama GGUF (F32 weights). Returns false + err on a writer failure.
@@ -371,7 +371,14 @@ bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
              add(p + "ffn_gate.weight", c.n_embd, c.n_ff) && add(p + "ffn_up.weight", c.n_embd, c.n_ff) &&
              (c.skip_ffn_down || add(p + "ffn_down.weight", c.n_ff, c.n_embd));
     }
-    if (ok && c.rope_freqs) ok = add("rope_freqs.weight", hd / 2, 1, true);
+    if (ok && c.rope_freqs == 3) {
+        std::vector<float> ff((size_t)(hd / 2), 2.0f);
+        ff[1] = -1.0f;
+        int64_t ne[2] = {hd / 2, 1};
+        ok = w.add_tensor("rope_freqs.weight", spider::DTYPE_F32, ne, 1, ff.data(), err);
+    } else if (ok && c.rope_freqs) {
+        ok = add("rope_freqs.weight", hd / 2 + (c.rope_freqs == 2 ? 1 : 0), 1, true);
+    }
     if (ok && !c.added.empty()) {
         w.set_array_str("spider.added_tokens", c.added);
         ok = add("token_embd_extra.weight", c.n_embd, (int64_t)c.added.size()) &&
@@ -444,16 +451,25 @@ TEST(LlmErrors, MissingTensorIsNamed) {
     std::remove(p.c_str());
 }
 
-TEST(LlmErrors, RopeFrequencyFactorsAreRefused) {
-    tiny_cfg c;
-    c.rope_freqs = true;
-    std::string err;
-    const std::string p = tmp_path("ropefreqs.gguf");
-    ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
-    EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_UNSUPPORTED);
-    EXPECT_NE(std::string(spider_last_error()).find("rope_freqs"), std::string::npos) << spider_last_error();
-    std::remove(p.c_str());
+// Llama 3.1 RoPE frequency factors load (their effect is checked against transformers in test_llm_parity); a
+// factor table of the wrong length or with a non-positive factor is refused, naming the tensor.
+TEST(LlmErrors, RopeFrequencyFactorsAreChecked) {
+    for (int kind : {1, 2, 3}) {
+        tiny_cfg c;
+        c.rope_freqs = kind;
+        std::string err;
+        const std::string p = tmp_path("ropefreqs.gguf");
+        ASSERT_TRUE(write_tiny(p, c, &err)) << err;
+        spider_model* m = nullptr;
+        if (kind == 1) {
+            EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
+            spider_model_free(m);
+        } else {
+            EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_BAD_FORMAT) << "kind " << kind;
+            EXPECT_NE(std::string(spider_last_error()).find("rope_freqs"), std::string::npos) << spider_last_error();
+        }
+        std::remove(p.c_str());
+    }
 }
 
 TEST(LlmErrors, BadHeadCounts) {
@@ -617,7 +633,8 @@ TEST(TinyLlama, AddedTokens) {
     ASSERT_EQ(spider_context_create(m, cp, &ctx), SPIDER_STATUS_OK);
     const int32_t layers[] = {0, -1};
     ASSERT_EQ(spider_set_capture_layers(ctx, layers, 2), SPIDER_STATUS_OK);
-    const spider_token toks[] = {4, c.n_vocab + 0, 9, c.n_vocab + 1};
+    const spider_token nv0 = static_cast<spider_token>(c.n_vocab);
+    const spider_token toks[] = {4, nv0, 9, nv0 + 1};
     spider_batch b = spider_batch_tokens(toks, 4);
     b.output = SPIDER_OUTPUT_ALL;
     ASSERT_EQ(spider_decode(ctx, b), SPIDER_STATUS_OK) << spider_last_error();

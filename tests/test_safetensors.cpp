@@ -20,10 +20,10 @@ namespace {
 const std::string data_dir = std::string(SPIDER_SOURCE_DIR) + "/tests/data/safetensors";
 
 std::vector<uint8_t> make_file(const std::string &header, size_t data_bytes) {
-    std::vector<uint8_t> b(8);
+    std::vector<uint8_t> b(8 + header.size());
     const uint64_t n = header.size();
     std::memcpy(b.data(), &n, 8);
-    b.insert(b.end(), header.begin(), header.end());
+    std::memcpy(b.data() + 8, header.data(), header.size());
     for (size_t i = 0; i < data_bytes; ++i) b.push_back(static_cast<uint8_t>(i));
     return b;
 }
@@ -278,7 +278,9 @@ TEST(sentencepiece, broken_models) {
     // Every prefix either parses (a cut at a field boundary is a valid shorter message) or fails with a message.
     for (size_t n = 0; n < b.size(); n += 7) {
         err.clear();
-        if (!sentencepiece_model_parse(b.data(), n, &m, &err)) EXPECT_FALSE(err.empty()) << n;
+        if (!sentencepiece_model_parse(b.data(), n, &m, &err)) {
+            EXPECT_FALSE(err.empty()) << n;
+        }
     }
     EXPECT_FALSE(sentencepiece_model_parse(nullptr, 0, &m, &err));
     EXPECT_NE(err.find("no pieces"), std::string::npos) << err;

@@ -353,3 +353,68 @@ TEST(stages, encoder_align_bad_config_and_data_are_named) {
     EXPECT_NE(err.find("llm: "), std::string::npos) << err;
     fs::remove_all(d);
 }
+
+namespace {
+
+std::string diff_config(const std::string & dir, int steps, const std::string & pred, const std::string & extra = "") {
+    return R"({"stage": "diffusion_scratch", "steps": )" + std::to_string(steps) +
+           R"(, "batch": 4, "seed": 2, "log_every": 1,
+      "model": {"channels": 8, "image_size": 16, "t_embed": 16, "groups": 4)" +
+           extra + R"(},
+      "data": {"world_seed": 1, "n_images": 32, "world_size": 48},
+      "diffusion": {"prediction": ")" +
+           pred + R"(", "schedule": "linear", "n_steps": 1000, "beta_start": 0.0001, "beta_end": 0.02},
+      "optimizer": {"kind": "adamw", "lr": 0.01}, "schedule": {"kind": "constant", "warmup": 5},
+      "checkpoint": {"dir": ")" +
+           dir + R"(", "every": 100}})";
+}
+
+// Mean loss of log.jsonl lines [from, to) (1-based steps).
+double mean_logged_loss(const std::string & dir, int from, int to) {
+    std::ifstream f(dir + "/log.jsonl");
+    std::string line;
+    double acc = 0;
+    int n = 0;
+    while (std::getline(f, line)) {
+        auto j = nlohmann::json::parse(line);
+        const int s = j["step"];
+        if (s >= from && s < to) {
+            acc += j["loss"].get<double>();
+            ++n;
+        }
+    }
+    EXPECT_EQ(n, to - from);
+    return n ? acc / n : 0;
+}
+
+}  // namespace
+
+TEST(stages, diffusion_scratch_loss_falls_for_epsilon_and_v) {
+    auto c = comm_create(nullptr, nullptr);
+    for (const char * pred : {"epsilon", "v"}) {
+        const std::string d = tmpdir(std::string("diff_") + pred);
+        std::string err;
+        train_config cfg;
+        ASSERT_TRUE(train_config_parse(diff_config(d, 60, pred), &cfg, &err)) << err;
+        ASSERT_TRUE(train_run(cfg, *c, false, true, nullptr, &err)) << err;
+        const double first = mean_logged_loss(d, 1, 11), last = mean_logged_loss(d, 51, 61);
+        std::printf("diffusion_scratch (%s): mean loss of steps 1-10 %.4f, of steps 51-60 %.4f\n", pred, first, last);
+        EXPECT_LT(last, 0.6 * first) << pred;
+        std::string e;
+        std::unique_ptr<gguf_file> f = gguf_file::open(d + "/diffusion.gguf", &e);
+        ASSERT_TRUE(f) << e;
+        EXPECT_NE(f->find_tensor("out.conv.weight"), nullptr);
+        fs::remove_all(d);
+    }
+}
+
+TEST(stages, diffusion_scratch_bad_config_is_named) {
+    std::string err;
+    train_config cfg;
+    EXPECT_FALSE(train_config_parse(diff_config("/tmp/x", 2, "x0"), &cfg, &err));
+    EXPECT_NE(err.find("diffusion.prediction"), std::string::npos) << err;
+    EXPECT_FALSE(train_config_parse(diff_config("/tmp/x", 2, "v", R"(, "depth": 3)"), &cfg, &err));
+    EXPECT_NE(err.find("unknown field 'model.depth'"), std::string::npos) << err;
+    EXPECT_FALSE(train_config_parse(diff_config("/tmp/x", 2, "v", R"(, "image_size": 20)"), &cfg, &err));
+    EXPECT_NE(err.find("model.image_size"), std::string::npos) << err;
+}

@@ -8,6 +8,7 @@ namespace spider::train {
 std::unique_ptr<stage> make_stage_lm_scratch();
 std::unique_ptr<stage> make_stage_encoder_align();
 std::unique_ptr<stage> make_stage_udp_align();
+std::unique_ptr<stage> make_stage_diffusion_scratch();
 
 const std::vector<stage_info> & stage_registry() {
     static const std::vector<stage_info> table = {
@@ -15,6 +16,8 @@ const std::vector<stage_info> & stage_registry() {
         {"encoder_align", "Spider stage 1: the input projector, X -> caption through the frozen LLM",
          make_stage_encoder_align},
         {"udp_align", "Spider stage 2: the UDP against the decoders' text embeddings", make_stage_udp_align},
+        {"diffusion_scratch", "a tiny conv denoiser trained from scratch on ToyWorld images (epsilon or v)",
+         make_stage_diffusion_scratch},
     };
     return table;
 }

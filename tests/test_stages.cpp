@@ -13,6 +13,7 @@
 #include "controller/udp.h"
 #include "encoders/encoder.h"
 #include "io/gguf.h"
+#include "io/hf_convert.h"
 #include "train/stage.h"
 #include "train/udp_tape.h"
 
@@ -417,4 +418,46 @@ TEST(stages, diffusion_scratch_bad_config_is_named) {
     EXPECT_NE(err.find("unknown field 'model.depth'"), std::string::npos) << err;
     EXPECT_FALSE(train_config_parse(diff_config("/tmp/x", 2, "v", R"(, "image_size": 20)"), &cfg, &err));
     EXPECT_NE(err.find("model.image_size"), std::string::npos) << err;
+}
+
+TEST(stages, encoder_align_through_a_frozen_gguf_llm) {
+    // The frozen LLM is a tiny random Llama (tests/data/llm/tiny_llama_hf) converted to GGUF by our converter and
+    // run on the tape (train/llm_tape.h); the caption is tokenized by its SentencePiece tokenizer.
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("encgguf");
+    std::string err;
+    hf_convert_params hp;
+    hp.out_type = DTYPE_F32;
+    ASSERT_TRUE(hf_convert(std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/tiny_llama_hf", d + "/llm.gguf", hp, &err))
+        << err;
+    write_captions(d + "/caps.jsonl");
+    auto cfg_of = [&](const std::string & dir, int steps) {
+        return R"({"stage": "encoder_align", "steps": )" + std::to_string(steps) +
+               R"(, "batch": 4, "seed": 3, "log_every": 1,
+          "llm": {"gguf": ")" +
+               d + R"(/llm.gguf", "n_threads": 1},
+          "projector": {"emb_dim": 6, "init_std": 0.1}, "data": {"path": ")" +
+               d + R"(/caps.jsonl"},
+          "optimizer": {"kind": "adamw", "lr": 0.05}, "schedule": {"kind": "constant"},
+          "checkpoint": {"dir": ")" +
+               dir + R"(", "every": 100}})";
+    };
+    train_config first, cfg;
+    ASSERT_TRUE(train_config_parse(cfg_of(d + "/r1", 1), &first, &err)) << err;
+    train_result r1, r2;
+    ASSERT_TRUE(train_run(first, *c, false, true, &r1, &err)) << err;
+    ASSERT_TRUE(train_config_parse(cfg_of(d + "/r", 30), &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, &r2, &err)) << err;
+    std::printf("encoder_align (GGUF LLM): caption loss %.4f (step 1) -> %.4f (step 30)\n", r1.last_loss, r2.last_loss);
+    EXPECT_LT(r2.last_loss, 0.9f * r1.last_loss) << r1.last_loss << " -> " << r2.last_loss;
+    std::string e;
+    std::shared_ptr<gguf_file> f(gguf_file::open(d + "/r/proj.gguf", &e));
+    ASSERT_TRUE(f) << e;
+    auto proj = input_projector::from_gguf(f, &err);
+    ASSERT_TRUE(proj) << err;
+    EXPECT_EQ(proj->d_model(), 64);
+    EXPECT_FALSE(train_config_parse(
+        cfg_of(d, 2).replace(cfg_of(d, 2).find(R"("n_threads")"), 11, R"("model": {}, "n_threads")"), &cfg, &err));
+    EXPECT_NE(err.find("exclude each other"), std::string::npos) << err;
+    fs::remove_all(d);
 }

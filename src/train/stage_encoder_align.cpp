@@ -4,16 +4,20 @@
 // gradient flows through the frozen LLM to the projector. Exports `<checkpoint.dir>/proj.gguf`
 // (spider.proj.weight / spider.proj.bias), which the pipeline's input_projector loads.
 //
-// The frozen LLM is a byte-level tiny_lm (the `lm_scratch` architecture): random from the seed, or the weights of
-// an lm_scratch checkpoint. Data: JSON Lines {"embedding": [emb_dim floats], "caption": "text"}; the caption's
-// UTF-8 bytes are its tokens.
+// The frozen LLM is either a GGUF LLM on the tape (train/llm_tape.h: llama / gemma3, any dtype; the caption is
+// tokenized by the model's tokenizer) or a byte-level tiny_lm (the `lm_scratch` architecture: random from the
+// seed, or the weights of an lm_scratch checkpoint; the caption's UTF-8 bytes are its tokens).
+// Data: JSON Lines {"embedding": [emb_dim floats], "caption": "text"}.
 #include <cmath>
 #include <fstream>
 #include <map>
 
 #include "io/gguf.h"
+#include "llm/model.h"
+#include "spider.h"
 #include "train/autograd_conv.h"
 #include "train/checkpoint.h"
+#include "train/llm_tape.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
 
@@ -37,6 +41,12 @@ public:
         if (const nlohmann::json * l = top.object("llm")) {
             config_reader r{*l, "llm.", err};
             r.get("checkpoint", &llm_ckpt_);
+            r.get("gguf", &llm_gguf_);
+            r.get("n_threads", &n_threads_);
+            if (!llm_gguf_.empty() && (l->contains("checkpoint") || l->contains("model"))) {
+                *err = "config: 'llm.gguf' and 'llm.checkpoint' / 'llm.model' exclude each other";
+                return false;
+            }
             if (const nlohmann::json * m = r.object("model")) {
                 config_reader mr{*m, "llm.model.", err};
                 mr.get("vocab", &lm_.vocab);
@@ -69,6 +79,7 @@ public:
         if (!top.finish()) return false;
         if (!config_positive(emb_dim_, "projector.emb_dim", err) ||
             !config_positive(max_caption_, "data.max_caption", err) ||
+            !config_positive(n_threads_, "llm.n_threads", err) ||
             !config_positive(lm_.n_embd, "llm.model.n_embd", err) ||
             !config_positive(lm_.n_layer, "llm.model.n_layer", err) ||
             !config_positive(lm_.n_head, "llm.model.n_head", err) ||
@@ -86,7 +97,45 @@ public:
         return true;
     }
 
+    ~encoder_align_stage() override {
+        tape_.reset();
+        if (smodel_) spider_model_free(smodel_);
+    }
+
     bool setup(const train_config & cfg, std::string * err) override {
+        if (!llm_gguf_.empty()) {
+            if (!setup_gguf(cfg, err)) return false;
+        } else if (!setup_tiny(cfg, err)) {
+            return false;
+        }
+        rng64 r{cfg.seed ^ 0x70726f6aull};
+        std::vector<float> w(static_cast<size_t>(d_model_ * emb_dim_));
+        for (auto & x : w) x = proj_init_std_ * r.normal();
+        proj_w_ = parameter({d_model_, emb_dim_}, std::move(w));
+        proj_b_ = parameter({d_model_}, std::vector<float>(static_cast<size_t>(d_model_), 0.0f));
+        seed_ = cfg.seed;
+        return load_data(err);
+    }
+
+    bool setup_gguf(const train_config & cfg, std::string * err) {
+        spider_model_params mp = spider_model_default_params();
+        mp.n_threads = n_threads_;
+        if (spider_model_load(llm_gguf_.c_str(), mp, &smodel_) != SPIDER_STATUS_OK) {
+            *err = "llm: " + llm_gguf_ + ": " + spider_last_error();
+            return false;
+        }
+        llm_tape_config tc;
+        tc.lora_targets.clear();  // frozen: only the projector trains
+        tc.seed = cfg.seed;
+        tc.n_threads = n_threads_;
+        tape_ = llm_tape::create(*llm_model_of(smodel_), tc, err);
+        if (!tape_) return false;
+        d_model_ = spider_model_n_embd(smodel_);
+        return true;
+    }
+
+    bool setup_tiny(const train_config & cfg, std::string * err) {
+        d_model_ = lm_.n_embd;
         llm_ = std::make_unique<tiny_lm>(lm_);
         llm_->init_random(cfg.seed, lm_init_std_);
         if (!llm_ckpt_.empty()) {
@@ -102,13 +151,10 @@ public:
             v->grad.clear();
             w_[name] = v;
         }
-        rng64 r{cfg.seed ^ 0x70726f6aull};
-        std::vector<float> w(static_cast<size_t>(lm_.n_embd * emb_dim_));
-        for (auto & x : w) x = proj_init_std_ * r.normal();
-        proj_w_ = parameter({lm_.n_embd, emb_dim_}, std::move(w));
-        proj_b_ = parameter({lm_.n_embd}, std::vector<float>(static_cast<size_t>(lm_.n_embd), 0.0f));
-        seed_ = cfg.seed;
+        return true;
+    }
 
+    bool load_data(std::string * err) {
         std::ifstream f(data_path_);
         if (!f) {
             *err = "data: cannot open '" + data_path_ + "'";
@@ -160,7 +206,18 @@ public:
                        std::to_string(max_caption_);
                 return false;
             }
-            for (unsigned char ch : cap) p.ids.push_back(ch);
+            if (smodel_) {
+                std::vector<int32_t> buf(cap.size() + 8);
+                const int32_t n = spider_tokenize(smodel_, cap.data(), static_cast<int32_t>(cap.size()), buf.data(),
+                                                  static_cast<int32_t>(buf.size()), false, false);
+                if (n <= 0) {
+                    *err = where + "cannot tokenize the caption: " + spider_last_error();
+                    return false;
+                }
+                p.ids.assign(buf.begin(), buf.begin() + n);
+            } else {
+                for (unsigned char ch : cap) p.ids.push_back(ch);
+            }
             pairs_.push_back(std::move(p));
         }
         if (pairs_.empty()) {
@@ -190,7 +247,7 @@ public:
         (void)step;
         gguf_writer g;
         g.set_string("general.architecture", "spider-projector");
-        int64_t ne_w[2] = {emb_dim_, lm_.n_embd}, ne_b[1] = {lm_.n_embd};
+        int64_t ne_w[2] = {emb_dim_, d_model_}, ne_b[1] = {d_model_};
         if (!g.add_tensor("spider.proj.weight", DTYPE_F32, ne_w, 2, proj_w_->data.data(), err) ||
             !g.add_tensor("spider.proj.bias", DTYPE_F32, ne_b, 1, proj_b_->data.data(), err))
             return false;
@@ -202,8 +259,14 @@ private:
     // caption[i] (the caption tokens are the only targets).
     value caption_loss(const std::vector<float> & emb, const std::vector<int32_t> & ids) const {
         const int64_t n = static_cast<int64_t>(ids.size());  // placeholder + n - 1 caption tokens as input
+        value tok = linear(constant({1, emb_dim_}, emb), proj_w_, proj_b_);  // [1, d_model]
+        if (tape_) {  // the placeholder id is replaced by the projected row
+            std::vector<int32_t> in(static_cast<size_t>(n));
+            in[0] = spider_token_bos(smodel_);
+            for (int64_t i = 1; i < n; ++i) in[i] = ids[i - 1];
+            return tape_->loss(in, ids, {0}, tok);
+        }
         const int64_t hd = lm_.n_embd / lm_.n_head;
-        value tok = linear(constant({1, emb_dim_}, emb), proj_w_, proj_b_);  // [1, n_embd]
         value x = tok;
         if (n > 1) {
             std::vector<int32_t> in(ids.begin(), ids.end() - 1);
@@ -238,7 +301,11 @@ private:
 
     tiny_lm_config lm_;
     float lm_init_std_ = 0.02f, proj_init_std_ = 0.02f;
-    std::string llm_ckpt_, data_path_;
+    std::string llm_ckpt_, llm_gguf_, data_path_;
+    int n_threads_ = 2;
+    int64_t d_model_ = 0;
+    spider_model * smodel_ = nullptr;
+    std::unique_ptr<llm_tape> tape_;
     int64_t emb_dim_ = 0, max_caption_ = 256;
     uint64_t seed_ = 0;
     std::unique_ptr<tiny_lm> llm_;

@@ -24,23 +24,23 @@ std::vector<float> random_row(int64_t n, uint32_t seed, float scale = 1.0f) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, scale);
     std::vector<float> v(static_cast<size_t>(n));
-    for (auto &f : v) f = nd(rng);
+    for (auto & f : v) f = nd(rng);
     return v;
 }
 
-std::vector<uint8_t> quantize(dtype t, const std::vector<float> &x) {
+std::vector<uint8_t> quantize(dtype t, const std::vector<float> & x) {
     std::vector<uint8_t> q(dtype_row_bytes(t, static_cast<int64_t>(x.size())));
     EXPECT_TRUE(quantize_row(t, x.data(), q.data(), static_cast<int64_t>(x.size()))) << dtype_name(t);
     return q;
 }
 
-std::vector<float> dequantize(dtype t, const std::vector<uint8_t> &q, int64_t n) {
+std::vector<float> dequantize(dtype t, const std::vector<uint8_t> & q, int64_t n) {
     std::vector<float> y(static_cast<size_t>(n));
     EXPECT_TRUE(dequantize_row(t, q.data(), y.data(), n)) << dtype_name(t);
     return y;
 }
 
-bool read_file(const std::string &path, std::vector<uint8_t> *out) {
+bool read_file(const std::string & path, std::vector<uint8_t> * out) {
     std::ifstream f(path, std::ios::binary);
     if (!f) return false;
     out->assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
@@ -57,7 +57,7 @@ TEST(thread_pool, every_index_runs_once_per_call) {
         ASSERT_EQ(pool.size(), n);
         for (int rep = 0; rep < 200; ++rep) {
             std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-            for (auto &h : hits) h = 0;
+            for (auto & h : hits) h = 0;
             std::atomic<int> bad_nth{0};
             pool.run([&](int ith, int nth) {
                 if (nth != n) bad_nth++;
@@ -82,6 +82,41 @@ TEST(thread_pool, results_visible_after_run_and_survives_idle_sleep) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 3 * static_cast<long long>(i));
+}
+
+// run_any: the caller and whichever workers join pull items from a shared queue; every item runs exactly once,
+// thread indices are distinct and in range, the caller is index 0, and run() keeps working in between.
+TEST(thread_pool, run_any_finishes_a_shared_queue_and_mixes_with_run) {
+    for (int n : {1, 2, 3, 4}) {
+        thread_pool pool(n);
+        for (int rep = 0; rep < 300; ++rep) {
+            const int n_items = 1 + rep % 37;
+            std::vector<std::atomic<int>> hits(static_cast<size_t>(n_items));
+            for (auto & h : hits) h = 0;
+            std::vector<std::atomic<int>> by_thread(static_cast<size_t>(n));
+            for (auto & b : by_thread) b = 0;
+            std::atomic<int> next{0}, bad{0};
+            bool caller_ran = false;
+            const std::thread::id me = std::this_thread::get_id();
+            pool.run_any([&](int ith, int nth) {
+                if (nth != n || ith < 0 || ith >= n) {
+                    bad++;
+                    return;
+                }
+                if (by_thread[static_cast<size_t>(ith)]++ != 0) bad++;  // each index at most once
+                if (ith == 0) caller_ran = std::this_thread::get_id() == me;
+                for (int i; (i = next.fetch_add(1)) < n_items;) hits[static_cast<size_t>(i)]++;
+            });
+            ASSERT_EQ(bad.load(), 0);
+            ASSERT_TRUE(caller_ran);
+            for (int i = 0; i < n_items; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << n << " " << i;
+            if (rep % 10 == 0) {
+                std::atomic<int> calls{0};
+                pool.run([&](int, int) { calls++; });
+                ASSERT_EQ(calls.load(), n);
+            }
+        }
+    }
 }
 
 TEST(thread_pool, zero_or_negative_threads_means_one) {
@@ -159,7 +194,7 @@ TEST(quants, round_trip_error_bounds) {
         {DTYPE_Q5_K, 1024, 0.08, 0.045, 256},
         {DTYPE_Q4_K, 1024, 0.15, 0.09, 256},
     };
-    for (const rt_case &c : cases) {
+    for (const rt_case & c : cases) {
         for (uint32_t seed = 1; seed <= 4; ++seed) {
             std::vector<float> x = random_row(c.n, seed * 77 + c.t, seed == 4 ? 1000.0f : 1.0f);
             if (seed == 3) {  // blocks of all zeros and a lone outlier exercise the degenerate paths
@@ -190,7 +225,7 @@ TEST(quants, round_trip_error_bounds) {
 TEST(quants, q8_K_bsums_match_quants) {
     const std::vector<float> x = random_row(512, 5);
     const std::vector<uint8_t> q = quantize(DTYPE_Q8_K, x);
-    const block_q8_K *b = reinterpret_cast<const block_q8_K *>(q.data());
+    const block_q8_K * b = reinterpret_cast<const block_q8_K *>(q.data());
     for (int i = 0; i < 2; ++i) {
         for (int j = 0; j < QK_K / 16; ++j) {
             int s = 0;
@@ -203,8 +238,8 @@ TEST(quants, q8_K_bsums_match_quants) {
 // ---- goldens from gguf-py (tests/reference/make_quant_goldens.py) ----
 
 TEST(quants, match_gguf_py_goldens) {
-    const char *names[] = {"f16", "bf16", "q4_0", "q5_0", "q8_0", "q4_K", "q5_K", "q6_K"};
-    for (const char *name : names) {
+    const char * names[] = {"f16", "bf16", "q4_0", "q5_0", "q8_0", "q4_K", "q5_K", "q6_K"};
+    for (const char * name : names) {
         const std::string path = std::string(SPIDER_SOURCE_DIR) + "/tests/data/quants/" + name + ".bin";
         std::vector<uint8_t> buf;
         ASSERT_TRUE(read_file(path, &buf)) << "missing golden " << path;

@@ -175,7 +175,7 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
         return;
     }
     std::atomic<int64_t> next{0};
-    pool->run([&](int, int) {
+    pool->run_any([&](int, int) {
         for (;;) {
             const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
             if (c >= n_chunks) break;

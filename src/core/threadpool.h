@@ -16,6 +16,10 @@ public:
     int size() const;
     // Runs fn(i, size()) for i in [0, size()) and returns when all are done. Not reentrant.
     void run(const std::function<void(int ith, int nth)> & fn);
+    // Runs fn(0, size()) on the calling thread and fn(i, size()) on each worker that starts before that call
+    // returns; waits only for those. For work that threads pull from a shared queue (any subset of the calls
+    // finishes it): a worker that a busy machine has not scheduled yet does not hold the caller up. Not reentrant.
+    void run_any(const std::function<void(int ith, int nth)> & fn);
 
 private:
     struct impl;

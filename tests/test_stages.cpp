@@ -461,3 +461,58 @@ TEST(stages, encoder_align_through_a_frozen_gguf_llm) {
     EXPECT_NE(err.find("exclude each other"), std::string::npos) << err;
     fs::remove_all(d);
 }
+
+TEST(stages, udp_align_builds_features_from_a_gguf_llm_and_builtin_decoders) {
+    // M-Prompts from a tiny random Llama GGUF (hidden state + input embedding at the last token of each text),
+    // targets from the built-in decoders' text encoder of the caption.
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("udpfeat");
+    std::string err;
+    hf_convert_params hp;
+    hp.out_type = DTYPE_F32;
+    ASSERT_TRUE(hf_convert(std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/tiny_llama_hf", d + "/llm.gguf", hp, &err))
+        << err;
+    {
+        const char * caps[] = {"a red circle",   "a blue square", "a green ring",
+                               "a yellow cross", "a loud tone",   "a soft chirp"};
+        std::ofstream f(d + "/pairs.jsonl");
+        for (int i = 0; i < 6; ++i)
+            f << nlohmann::json{{"modality", i < 4 ? "image" : "audio"},
+                                {"text", std::string("Here is ") + caps[i] + " for you."},
+                                {"caption", caps[i]}}
+                     .dump()
+              << "\n";
+    }
+    auto cfg_of = [&](const std::string & dir, int steps) {
+        return R"({"stage": "udp_align", "steps": )" + std::to_string(steps) + R"(, "batch": 3, "seed": 4,
+          "udp": {"d_model": 64, "d_hidden": 16, "n_expert": 2, "n_enc_layer": 1, "n_dec_layer": 1, "n_head": 2,
+                  "d_ff": 24, "heads": {"image": [3, 6], "audio": [1, 4]}},
+          "features": {"llm": ")" +
+               d + R"(/llm.gguf", "n_signal": 1, "targets": "builtin", "n_threads": 1},
+          "data": {"path": ")" +
+               d + R"(/pairs.jsonl"}, "loss": {"l2": 1.0, "info_nce": 0.1},
+          "optimizer": {"kind": "adamw", "lr": 0.003}, "schedule": {"kind": "constant"},
+          "checkpoint": {"dir": ")" +
+               dir + R"(", "every": 100}})";
+    };
+    train_config first, cfg;
+    ASSERT_TRUE(train_config_parse(cfg_of(d + "/r1", 1), &first, &err)) << err;
+    train_result r1, r2;
+    ASSERT_TRUE(train_run(first, *c, false, true, &r1, &err)) << err;
+    ASSERT_TRUE(train_config_parse(cfg_of(d + "/r", 40), &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, &r2, &err)) << err;
+    std::printf("udp_align (GGUF LLM features, builtin targets): loss %.4f (step 1) -> %.4f (step 40)\n", r1.last_loss,
+                r2.last_loss);
+    EXPECT_LT(r2.last_loss, 0.5f * r1.last_loss) << r1.last_loss << " -> " << r2.last_loss;
+    ASSERT_TRUE(udp_model::load(d + "/r/udp.gguf", &err)) << err;
+    // A caption without features.targets, and a text without features.llm, are named errors.
+    {
+        std::ofstream f(d + "/bad.jsonl");
+        f << R"({"modality": "image", "mprompt": [[1, 2, 3, 4, 5, 6, 7, 8]], "caption": "x"})"
+          << "\n";
+    }
+    ASSERT_TRUE(train_config_parse(udp_config(d + "/o", d + "/bad.jsonl", 2), &cfg, &err)) << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("bad.jsonl:1: 'caption' needs features.targets"), std::string::npos) << err;
+    fs::remove_all(d);
+}

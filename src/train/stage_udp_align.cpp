@@ -6,10 +6,16 @@
 //
 // Data: JSON Lines, one pair per line:
 //   {"modality": "image", "mprompt": [[d_model floats], ...n_tok rows], "target": [[d_out floats], ...t_out rows]}
+// or, with the `features` section, built at setup instead of precomputed:
+//   "text": the LLM input ending with the signal tokens -> M-Prompt = the GGUF LLM's last-layer hidden state +
+//           input embedding at the last `features.n_signal` tokens (what the pipeline feeds the UDP);
+//   "caption": the T-Prompt -> target = the built-in decoders' text encoding (builtin_text_encode, [t_out, d_out]).
 #include <cmath>
 #include <fstream>
 #include <map>
 
+#include "decoders/decoder.h"
+#include "spider.h"
 #include "train/autograd_conv.h"
 #include "train/losses.h"
 #include "train/stage.h"
@@ -102,6 +108,21 @@ public:
             r.get("path", &data_path_);
             if (!r.finish()) return false;
         }
+        if (const nlohmann::json * fe = top.object("features")) {
+            config_reader r{*fe, "features.", err};
+            r.get("llm", &feat_llm_);
+            r.get("n_signal", &n_signal_);
+            r.get("targets", &feat_targets_);
+            r.get("n_threads", &n_threads_);
+            if (!r.finish()) return false;
+            if (!feat_targets_.empty() && feat_targets_ != "builtin") {
+                *err = "config: 'features.targets' must be \"builtin\" (the built-in decoders' text encoder)";
+                return false;
+            }
+            if (!config_positive(n_signal_, "features.n_signal", err) ||
+                !config_positive(n_threads_, "features.n_threads", err))
+                return false;
+        }
         if (const nlohmann::json * l = top.object("loss")) {
             config_reader r{*l, "loss.", err};
             r.get("l2", &w_l2_);
@@ -134,7 +155,28 @@ public:
         return true;
     }
 
+    ~udp_align_stage() override {
+        if (ctx_) spider_context_free(ctx_);
+        if (smodel_) spider_model_free(smodel_);
+    }
+
     bool setup(const train_config & cfg, std::string * err) override {
+        if (!feat_llm_.empty()) {
+            spider_model_params mp = spider_model_default_params();
+            mp.n_threads = n_threads_;
+            if (spider_model_load(feat_llm_.c_str(), mp, &smodel_) != SPIDER_STATUS_OK) {
+                *err = "features.llm: " + feat_llm_ + ": " + spider_last_error();
+                return false;
+            }
+            spider_context_params cp = spider_context_default_params();
+            cp.n_threads = n_threads_;
+            const int32_t last = -1;
+            if (spider_context_create(smodel_, cp, &ctx_) != SPIDER_STATUS_OK ||
+                spider_set_capture_layers(ctx_, &last, 1) != SPIDER_STATUS_OK) {
+                *err = std::string("features.llm: ") + spider_last_error();
+                return false;
+            }
+        }
         seed_ = cfg.seed;
         if (!init_.empty()) {
             udp_ = udp_tape::load(init_, err);
@@ -168,7 +210,8 @@ public:
                 return false;
             }
             for (auto it = j.begin(); it != j.end(); ++it)
-                if (it.key() != "modality" && it.key() != "mprompt" && it.key() != "target") {
+                if (it.key() != "modality" && it.key() != "mprompt" && it.key() != "target" && it.key() != "text" &&
+                    it.key() != "caption") {
                     *err = where + "unknown field '" + it.key() + "'";
                     return false;
                 }
@@ -184,13 +227,31 @@ public:
             }
             std::string why;
             int64_t rows = 0;
-            if (!j.contains("mprompt") || !read_rows(j["mprompt"], hp.d_model, 0, &p.mprompt, &p.n_tok, &why)) {
-                *err = where + "'mprompt' " + (why.empty() ? "is missing" : why);
+            if (j.contains("text") == j.contains("mprompt")) {
+                *err = where + "needs exactly one of 'mprompt' and 'text'";
                 return false;
             }
-            if (!j.contains("target") ||
-                !read_rows(j["target"], hp.d_out[p.m], hp.t_out[p.m], &p.target, &rows, &why)) {
-                *err = where + "'target' " + (why.empty() ? "is missing" : why);
+            if (j.contains("caption") == j.contains("target")) {
+                *err = where + "needs exactly one of 'target' and 'caption'";
+                return false;
+            }
+            if (j.contains("text")) {
+                if (!j["text"].is_string() || !mprompt_of_text(j["text"].get<std::string>(), &p, &why)) {
+                    *err = where + "'text': " + (why.empty() ? "must be a string" : why);
+                    return false;
+                }
+            } else if (!read_rows(j["mprompt"], hp.d_model, 0, &p.mprompt, &p.n_tok, &why)) {
+                *err = where + "'mprompt' " + why;
+                return false;
+            }
+            if (j.contains("caption")) {
+                if (feat_targets_ != "builtin" || !j["caption"].is_string()) {
+                    *err = where + "'caption' needs features.targets = \"builtin\" and a string";
+                    return false;
+                }
+                p.target = builtin_text_encode(j["caption"].get<std::string>(), hp.t_out[p.m], hp.d_out[p.m]);
+            } else if (!read_rows(j["target"], hp.d_out[p.m], hp.t_out[p.m], &p.target, &rows, &why)) {
+                *err = where + "'target' " + why;
                 return false;
             }
             pairs_.push_back(std::move(p));
@@ -247,7 +308,51 @@ private:
     }
 
     udp_hparams hp_;
-    std::string init_, data_path_;
+    // M-Prompt of an LLM input: hidden state after the final norm + input embedding at its last n_signal tokens.
+    bool mprompt_of_text(const std::string & text, udp_pair * p, std::string * why) {
+        if (!smodel_) {
+            *why = "needs features.llm (a GGUF LLM)";
+            return false;
+        }
+        const int64_t d = udp_->hparams().d_model;
+        if (spider_model_n_embd(smodel_) != d) {
+            *why = "the LLM's width " + std::to_string(spider_model_n_embd(smodel_)) + " is not udp.d_model " +
+                   std::to_string(d);
+            return false;
+        }
+        std::vector<int32_t> ids(text.size() + 8);
+        const int32_t n = spider_tokenize(smodel_, text.data(), static_cast<int32_t>(text.size()), ids.data(),
+                                          static_cast<int32_t>(ids.size()), true, true);
+        if (n < n_signal_) {
+            *why = "has " + std::to_string(n) + " tokens, fewer than features.n_signal";
+            return false;
+        }
+        ids.resize(static_cast<size_t>(n));
+        spider_kv_clear(ctx_);
+        spider_batch b = spider_batch_tokens(ids.data(), n);
+        b.output = SPIDER_OUTPUT_NONE;
+        int32_t rows = 0;
+        const float * h = nullptr;
+        if (spider_decode(ctx_, b) != SPIDER_STATUS_OK || !(h = spider_get_hidden(ctx_, -1, &rows)) || rows != n) {
+            *why = std::string("the LLM failed: ") + spider_last_error();
+            return false;
+        }
+        std::vector<float> emb(static_cast<size_t>(n_signal_ * d));
+        if (spider_token_embeddings(smodel_, ids.data() + n - n_signal_, n_signal_, emb.data()) != SPIDER_STATUS_OK) {
+            *why = std::string("the LLM failed: ") + spider_last_error();
+            return false;
+        }
+        p->n_tok = n_signal_;
+        p->mprompt.resize(static_cast<size_t>(n_signal_ * d));
+        for (int64_t t = 0; t < n_signal_; ++t)
+            for (int64_t i = 0; i < d; ++i) p->mprompt[t * d + i] = h[(n - n_signal_ + t) * d + i] + emb[t * d + i];
+        return true;
+    }
+
+    std::string init_, data_path_, feat_llm_, feat_targets_;
+    int n_signal_ = 1, n_threads_ = 2;
+    spider_model * smodel_ = nullptr;
+    spider_context * ctx_ = nullptr;
     float w_l2_ = 1.0f, w_nce_ = 1.0f, logit_scale_init_ = kClipLogScaleInit;
     uint64_t seed_ = 0;
     std::unique_ptr<udp_tape> udp_;

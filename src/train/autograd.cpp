@@ -4,8 +4,12 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <unordered_set>
+
+#include "core/quants.h"
+#include "train/train_gemm.h"
 
 namespace spider::train {
 
@@ -21,41 +25,50 @@ void node::zero_grad() {
 
 namespace {
 
+std::unique_ptr<thread_pool> g_pool;  // nullptr = one thread
+int g_threads = 1;
+
+// The pool for a product of this many multiply-adds: a hand-off to the workers costs microseconds (much more on a
+// loaded machine, when a worker has to be scheduled), so small products stay on the calling thread.
+thread_pool * tpool_for(int64_t macs) {
+    return macs >= (int64_t{1} << 18) ? g_pool.get() : nullptr;
+}
+
 // Shape errors are programming errors of model code, not bad user input: they throw with the op named, and the
 // training loop (which validates configs and data before building graphs) turns them into a reported error.
-[[noreturn]] void fail(const char *op, const std::string &what) {
+[[noreturn]] void fail(const char * op, const std::string & what) {
     throw std::invalid_argument(std::string("[") + op + "] " + what);
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
+std::string shape_str(const std::vector<int64_t> & s) {
     std::string r = "[";
     for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
     return r + "]";
 }
 
-value make(const char *op, std::vector<int64_t> shape, std::vector<value> inputs) {
+value make(const char * op, std::vector<int64_t> shape, std::vector<value> inputs) {
     auto n = std::make_shared<node>();
     n->op = op;
     n->shape = std::move(shape);
     n->data.assign(static_cast<size_t>(n->numel()), 0.0f);
-    for (const auto &in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
+    for (const auto & in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
     n->inputs = std::move(inputs);
     if (n->requires_grad) n->grad.assign(n->data.size(), 0.0f);
     return n;
 }
 
 // Gradient buffer of an input, or nullptr if it does not need one.
-float *gbuf(const value &v) {
+float * gbuf(const value & v) {
     if (!v || !v->requires_grad) return nullptr;
     if (v->grad.size() != v->data.size()) v->grad.assign(v->data.size(), 0.0f);
     return v->grad.data();
 }
 
-void check_same(const char *op, const value &a, const value &b) {
+void check_same(const char * op, const value & a, const value & b) {
     if (a->shape != b->shape) fail(op, "shape mismatch " + shape_str(a->shape) + " vs " + shape_str(b->shape));
 }
 
-int64_t rows_of(const value &x) {
+int64_t rows_of(const value & x) {
     return x->shape.empty() ? 1 : x->numel() / x->shape.back();
 }
 
@@ -103,6 +116,18 @@ float act_grad(act_type a, float x) {
 
 }  // namespace
 
+void set_threads(int n) {
+    n = std::max(1, n);
+    if (n == g_threads) return;
+    g_pool.reset();
+    if (n > 1) g_pool = std::make_unique<thread_pool>(n);
+    g_threads = n;
+}
+
+int get_threads() {
+    return g_threads;
+}
+
 value constant(std::vector<int64_t> shape, std::vector<float> data) {
     auto n = std::make_shared<node>();
     n->op = "leaf";
@@ -128,112 +153,112 @@ value zeros(std::vector<int64_t> shape, bool requires_grad) {
     return n;
 }
 
-value add(const value &a, const value &b) {
+value add(const value & a, const value & b) {
     check_same("add", a, b);
     value y = make("add", a->shape, {a, b});
     spider::add(a->data.data(), b->data.data(), y->data.data(), y->numel());
-    y->backward_fn = [](node &s) {
+    y->backward_fn = [](node & s) {
         for (int k = 0; k < 2; ++k)
-            if (float *g = gbuf(s.inputs[k]))
+            if (float * g = gbuf(s.inputs[k]))
                 for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
     };
     return y;
 }
 
-value sub(const value &a, const value &b) {
+value sub(const value & a, const value & b) {
     check_same("sub", a, b);
     value y = make("sub", a->shape, {a, b});
     for (size_t i = 0; i < y->data.size(); ++i) y->data[i] = a->data[i] - b->data[i];
-    y->backward_fn = [](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
-        if (float *g = gbuf(s.inputs[1]))
+        if (float * g = gbuf(s.inputs[1]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] -= s.grad[i];
     };
     return y;
 }
 
-value mul(const value &a, const value &b) {
+value mul(const value & a, const value & b) {
     check_same("mul", a, b);
     value y = make("mul", a->shape, {a, b});
     spider::mul(a->data.data(), b->data.data(), y->data.data(), y->numel());
-    y->backward_fn = [](node &s) {
-        const auto &a = s.inputs[0]->data;
-        const auto &b = s.inputs[1]->data;
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [](node & s) {
+        const auto & a = s.inputs[0]->data;
+        const auto & b = s.inputs[1]->data;
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * b[i];
-        if (float *g = gbuf(s.inputs[1]))
+        if (float * g = gbuf(s.inputs[1]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * a[i];
     };
     return y;
 }
 
-value scale(const value &a, float f) {
+value scale(const value & a, float f) {
     value y = make("scale", a->shape, {a});
     spider::scale(a->data.data(), f, y->data.data(), y->numel());
-    y->backward_fn = [f](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [f](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += f * s.grad[i];
     };
     return y;
 }
 
-value square(const value &a) {
+value square(const value & a) {
     return mul(a, a);
 }
 
-value add_row(const value &x, const value &b) {
+value add_row(const value & x, const value & b) {
     const int64_t n = x->shape.back();
     if (b->numel() != n) fail("add_row", "bias of " + shape_str(b->shape) + " for rows of " + std::to_string(n));
     value y = make("add_row", x->shape, {x, b});
     spider::add_row(x->data.data(), b->data.data(), y->data.data(), rows_of(x), n);
-    y->backward_fn = [n](node &s) {
+    y->backward_fn = [n](node & s) {
         const int64_t rows = static_cast<int64_t>(s.grad.size()) / n;
-        if (float *g = gbuf(s.inputs[0]))
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
-        if (float *g = gbuf(s.inputs[1]))
+        if (float * g = gbuf(s.inputs[1]))
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t i = 0; i < n; ++i) g[i] += s.grad[r * n + i];
     };
     return y;
 }
 
-value mul_row(const value &x, const value &w) {
+value mul_row(const value & x, const value & w) {
     const int64_t n = x->shape.back();
     if (w->numel() != n) fail("mul_row", "weight of " + shape_str(w->shape) + " for rows of " + std::to_string(n));
     value y = make("mul_row", x->shape, {x, w});
     spider::mul_row(x->data.data(), w->data.data(), y->data.data(), rows_of(x), n);
-    y->backward_fn = [n](node &s) {
+    y->backward_fn = [n](node & s) {
         const int64_t rows = static_cast<int64_t>(s.grad.size()) / n;
-        const auto &xd = s.inputs[0]->data;
-        const auto &wd = s.inputs[1]->data;
-        if (float *g = gbuf(s.inputs[0]))
+        const auto & xd = s.inputs[0]->data;
+        const auto & wd = s.inputs[1]->data;
+        if (float * g = gbuf(s.inputs[0]))
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t i = 0; i < n; ++i) g[r * n + i] += s.grad[r * n + i] * wd[i];
-        if (float *g = gbuf(s.inputs[1]))
+        if (float * g = gbuf(s.inputs[1]))
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t i = 0; i < n; ++i) g[i] += s.grad[r * n + i] * xd[r * n + i];
     };
     return y;
 }
 
-value sum(const value &a) {
+value sum(const value & a) {
     value y = make("sum", {1}, {a});
     double acc = 0;
     for (float v : a->data) acc += v;
     y->data[0] = static_cast<float>(acc);
-    y->backward_fn = [](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.inputs[0]->data.size(); ++i) g[i] += s.grad[0];
     };
     return y;
 }
 
-value mean(const value &a) {
+value mean(const value & a) {
     return scale(sum(a), 1.0f / static_cast<float>(a->numel()));
 }
 
-value linear(const value &x, const value &W, const value &b) {
+value linear(const value & x, const value & W, const value & b) {
     if (W->shape.size() != 2) fail("linear", "weight must be 2-D [out, in], got " + shape_str(W->shape));
     const int64_t out = W->shape[0], in = W->shape[1];
     if (x->shape.back() != in) fail("linear", "input " + shape_str(x->shape) + " vs weight " + shape_str(W->shape));
@@ -246,35 +271,26 @@ value linear(const value &x, const value &W, const value &b) {
     if (b) inputs.push_back(b);
     value y = make("linear", shape, inputs);
     tensor wt = make_tensor(DTYPE_F32, W->data.data(), in, out);
-    spider::matmul(wt, x->data.data(), y->data.data(), n, nullptr);
+    spider::matmul(wt, x->data.data(), y->data.data(), n, tpool_for(n * in * out));
     if (b) spider::add_row(y->data.data(), b->data.data(), y->data.data(), n, out);
-    y->backward_fn = [n, in, out](node &s) {
-        const float *xd = s.inputs[0]->data.data();
-        const float *wd = s.inputs[1]->data.data();
-        const float *gy = s.grad.data();
-        if (float *gx = gbuf(s.inputs[0]))  // gx[t, i] += sum_o gy[t, o] W[o, i]
-            for (int64_t t = 0; t < n; ++t)
-                for (int64_t o = 0; o < out; ++o) {
-                    const float g = gy[t * out + o];
-                    if (g == 0.0f) continue;
-                    for (int64_t i = 0; i < in; ++i) gx[t * in + i] += g * wd[o * in + i];
-                }
-        if (float *gw = gbuf(s.inputs[1]))  // gW[o, i] += sum_t gy[t, o] x[t, i]
-            for (int64_t t = 0; t < n; ++t)
-                for (int64_t o = 0; o < out; ++o) {
-                    const float g = gy[t * out + o];
-                    if (g == 0.0f) continue;
-                    for (int64_t i = 0; i < in; ++i) gw[o * in + i] += g * xd[t * in + i];
-                }
+    y->backward_fn = [n, in, out](node & s) {
+        const float * xd = s.inputs[0]->data.data();
+        const float * wd = s.inputs[1]->data.data();
+        const float * gy = s.grad.data();
+        // gx [n, in] += gy [n, out] W [out, in]
+        thread_pool * tp = tpool_for(n * in * out);
+        if (float * gx = gbuf(s.inputs[0])) gemm_acc(n, in, out, gy, out, 1, wd, in, gx, in, tp);
+        // gW [out, in] += gy^T [out, n] x [n, in]
+        if (float * gw = gbuf(s.inputs[1])) gemm_acc(out, in, n, gy, 1, out, xd, in, gw, in, tp);
         if (s.inputs.size() > 2)
-            if (float *gb = gbuf(s.inputs[2]))
+            if (float * gb = gbuf(s.inputs[2]))
                 for (int64_t t = 0; t < n; ++t)
                     for (int64_t o = 0; o < out; ++o) gb[o] += gy[t * out + o];
     };
     return y;
 }
 
-value linear_frozen(const value &x, const tensor &W, thread_pool *pool) {
+value linear_frozen(const value & x, const tensor & W, thread_pool * pool) {
     const int64_t in = W.ne[0], out = W.ne[1];
     if (x->shape.back() != in)
         fail("linear_frozen", "input " + shape_str(x->shape) + " vs weight of " + std::to_string(in) + " inputs");
@@ -282,70 +298,85 @@ value linear_frozen(const value &x, const tensor &W, thread_pool *pool) {
     std::vector<int64_t> shape = x->shape;
     shape.back() = out;
     value y = make("linear_frozen", shape, {x});
-    spider::matmul(W, x->data.data(), y->data.data(), n, pool);
-    y->backward_fn = [W, n, in, out](node &s) {
-        float *gx = gbuf(s.inputs[0]);
+    spider::matmul(W, x->data.data(), y->data.data(), n, pool ? pool : tpool_for(n * in * out));
+    y->backward_fn = [W, n, in, out, pool](node & s) {
+        float * gx = gbuf(s.inputs[0]);
         if (!gx) return;
-        // gx[t, :] += sum_o gy[t, o] * W[o, :], dequantizing one weight row at a time.
-        std::vector<float> row(static_cast<size_t>(in));
-        for (int64_t o = 0; o < out; ++o) {
-            int32_t id = static_cast<int32_t>(o);
-            spider::get_rows(W, &id, 1, row.data());
-            for (int64_t t = 0; t < n; ++t) {
-                const float g = s.grad[t * out + o];
-                if (g == 0.0f) continue;
-                for (int64_t i = 0; i < in; ++i) gx[t * in + i] += g * row[i];
-            }
+        thread_pool * tp = pool ? pool : tpool_for(n * in * out);
+        // gx [n, in] += gy [n, out] W [out, in]. A float weight is used in place; any other dtype is dequantized
+        // in blocks of rows (never the whole matrix: a 262k-row LM head would need 0.7 GB as F32).
+        if (W.type == DTYPE_F32 && W.nb[1] % sizeof(float) == 0) {
+            gemm_acc(n, in, out, s.grad.data(), out, 1, static_cast<const float *>(W.data),
+                     static_cast<int64_t>(W.nb[1] / sizeof(float)), gx, in, tp);
+            return;
+        }
+        const int64_t block = 256;
+        std::vector<float> wb(static_cast<size_t>(std::min(block, out) * in));
+        for (int64_t o0 = 0; o0 < out; o0 += block) {
+            const int64_t nb = std::min(block, out - o0);
+            auto deq = [&](int ith, int nth) {
+                long long b, e;
+                split_range(nb, ith, nth, b, e);
+                for (long long o = b; o < e; ++o) {
+                    int32_t id = static_cast<int32_t>(o0 + o);
+                    spider::get_rows(W, &id, 1, wb.data() + o * in);
+                }
+            };
+            if (tp && tp->size() > 1)
+                tp->run(deq);
+            else
+                deq(0, 1);
+            gemm_acc(n, in, nb, s.grad.data() + o0, out, 1, wb.data(), in, gx, in, tp);
         }
     };
     return y;
 }
 
-value transpose(const value &a) {
+value transpose(const value & a) {
     if (a->shape.size() != 2) fail("transpose", "needs 2-D, got " + shape_str(a->shape));
     const int64_t r = a->shape[0], c = a->shape[1];
     value y = make("transpose", {c, r}, {a});
     for (int64_t i = 0; i < r; ++i)
         for (int64_t j = 0; j < c; ++j) y->data[j * r + i] = a->data[i * c + j];
-    y->backward_fn = [r, c](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [r, c](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (int64_t i = 0; i < r; ++i)
                 for (int64_t j = 0; j < c; ++j) g[i * c + j] += s.grad[j * r + i];
     };
     return y;
 }
 
-value matmul(const value &a, const value &b) {
+value matmul(const value & a, const value & b) {
     if (a->shape.size() != 2 || b->shape.size() != 2 || a->shape[1] != b->shape[0])
         fail("matmul", "shapes " + shape_str(a->shape) + " x " + shape_str(b->shape));
     // a [n, k] x b [k, m] = linear(a, b^T)
     return linear(a, transpose(b), nullptr);
 }
 
-value activation(const value &x, act_type a) {
+value activation(const value & x, act_type a) {
     value y = make("activation", x->shape, {x});
     for (size_t i = 0; i < y->data.size(); ++i) y->data[i] = act_fwd(a, x->data[i]);
-    y->backward_fn = [a](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [a](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i] * act_grad(a, s.inputs[0]->data[i]);
     };
     return y;
 }
 
-value glu(const value &gate, const value &up, act_type a) {
+value glu(const value & gate, const value & up, act_type a) {
     return mul(activation(gate, a), up);
 }
 
-value softmax(const value &x) {
+value softmax(const value & x) {
     const int64_t n = x->shape.back(), rows = rows_of(x);
     value y = make("softmax", x->shape, {x});
     spider::ref::softmax_rows(x->data.data(), y->data.data(), rows, n);
-    y->backward_fn = [n, rows](node &s) {
-        float *g = gbuf(s.inputs[0]);
+    y->backward_fn = [n, rows](node & s) {
+        float * g = gbuf(s.inputs[0]);
         if (!g) return;
         for (int64_t r = 0; r < rows; ++r) {  // gx = y * (gy - sum(gy * y))
-            const float *yr = s.data.data() + r * n;
-            const float *gr = s.grad.data() + r * n;
+            const float * yr = s.data.data() + r * n;
+            const float * gr = s.grad.data() + r * n;
             double dot = 0;
             for (int64_t i = 0; i < n; ++i) dot += gr[i] * yr[i];
             for (int64_t i = 0; i < n; ++i) g[r * n + i] += yr[i] * (gr[i] - static_cast<float>(dot));
@@ -354,19 +385,19 @@ value softmax(const value &x) {
     return y;
 }
 
-value log_softmax(const value &x) {
+value log_softmax(const value & x) {
     const int64_t n = x->shape.back(), rows = rows_of(x);
     value y = make("log_softmax", x->shape, {x});
     for (int64_t r = 0; r < rows; ++r) {
-        const float *xr = x->data.data() + r * n;
+        const float * xr = x->data.data() + r * n;
         float mx = *std::max_element(xr, xr + n);
         double se = 0;
         for (int64_t i = 0; i < n; ++i) se += std::exp(static_cast<double>(xr[i] - mx));
         const float lse = mx + static_cast<float>(std::log(se));
         for (int64_t i = 0; i < n; ++i) y->data[r * n + i] = xr[i] - lse;
     }
-    y->backward_fn = [n, rows](node &s) {
-        float *g = gbuf(s.inputs[0]);
+    y->backward_fn = [n, rows](node & s) {
+        float * g = gbuf(s.inputs[0]);
         if (!g) return;
         for (int64_t r = 0; r < rows; ++r) {  // gx = gy - softmax * sum(gy)
             double gs = 0;
@@ -378,7 +409,7 @@ value log_softmax(const value &x) {
     return y;
 }
 
-value rms_norm(const value &x, const value &w, float eps) {
+value rms_norm(const value & x, const value & w, float eps) {
     const int64_t n = x->shape.back(), rows = rows_of(x);
     if (w && w->numel() != n) fail("rms_norm", "weight " + shape_str(w->shape) + " for rows of " + std::to_string(n));
     std::vector<value> inputs = {x};
@@ -386,21 +417,21 @@ value rms_norm(const value &x, const value &w, float eps) {
     value y = make("rms_norm", x->shape, inputs);
     auto inv = std::make_shared<std::vector<float>>(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) {
-        const float *xr = x->data.data() + r * n;
+        const float * xr = x->data.data() + r * n;
         double ss = 0;
         for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
         const float iv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
         (*inv)[r] = iv;
         for (int64_t i = 0; i < n; ++i) y->data[r * n + i] = xr[i] * iv * (w ? w->data[i] : 1.0f);
     }
-    y->backward_fn = [n, rows, inv](node &s) {
-        const value &x = s.inputs[0];
+    y->backward_fn = [n, rows, inv](node & s) {
+        const value & x = s.inputs[0];
         const value w = s.inputs.size() > 1 ? s.inputs[1] : nullptr;
-        float *gx = gbuf(x);
-        float *gw = w ? gbuf(w) : nullptr;
+        float * gx = gbuf(x);
+        float * gw = w ? gbuf(w) : nullptr;
         for (int64_t r = 0; r < rows; ++r) {
-            const float *xr = x->data.data() + r * n;
-            const float *gy = s.grad.data() + r * n;
+            const float * xr = x->data.data() + r * n;
+            const float * gy = s.grad.data() + r * n;
             const float iv = (*inv)[r];
             // xhat = x * iv; gxhat = gy * w; gx = iv * (gxhat - xhat * mean(gxhat * xhat))
             double dot = 0;
@@ -416,7 +447,7 @@ value rms_norm(const value &x, const value &w, float eps) {
     return y;
 }
 
-value layer_norm(const value &x, const value &w, const value &b, float eps) {
+value layer_norm(const value & x, const value & w, const value & b, float eps) {
     const int64_t n = x->shape.back(), rows = rows_of(x);
     if ((w && w->numel() != n) || (b && b->numel() != n)) fail("layer_norm", "affine size does not match rows");
     std::vector<value> inputs = {x, w, b};
@@ -424,7 +455,7 @@ value layer_norm(const value &x, const value &w, const value &b, float eps) {
     value y = make("layer_norm", x->shape, inputs);
     auto stats = std::make_shared<std::vector<float>>(static_cast<size_t>(2 * rows));  // mean, inv std
     for (int64_t r = 0; r < rows; ++r) {
-        const float *xr = x->data.data() + r * n;
+        const float * xr = x->data.data() + r * n;
         double mu = 0, var = 0;
         for (int64_t i = 0; i < n; ++i) mu += xr[i];
         mu /= n;
@@ -437,16 +468,16 @@ value layer_norm(const value &x, const value &w, const value &b, float eps) {
                 (xr[i] - static_cast<float>(mu)) * iv * (w ? w->data[i] : 1.0f) + (b ? b->data[i] : 0.0f);
     }
     const bool has_w = static_cast<bool>(w), has_b = static_cast<bool>(b);
-    y->backward_fn = [n, rows, stats, has_w, has_b](node &s) {
-        const value &x = s.inputs[0];
+    y->backward_fn = [n, rows, stats, has_w, has_b](node & s) {
+        const value & x = s.inputs[0];
         const value w = has_w ? s.inputs[1] : nullptr;
         const value b = has_b ? s.inputs[has_w ? 2 : 1] : nullptr;
-        float *gx = gbuf(x);
-        float *gw = w ? gbuf(w) : nullptr;
-        float *gb = b ? gbuf(b) : nullptr;
+        float * gx = gbuf(x);
+        float * gw = w ? gbuf(w) : nullptr;
+        float * gb = b ? gbuf(b) : nullptr;
         for (int64_t r = 0; r < rows; ++r) {
-            const float *xr = x->data.data() + r * n;
-            const float *gy = s.grad.data() + r * n;
+            const float * xr = x->data.data() + r * n;
+            const float * gy = s.grad.data() + r * n;
             const float mu = (*stats)[2 * r], iv = (*stats)[2 * r + 1];
             double sg = 0, sgx = 0;
             for (int64_t i = 0; i < n; ++i) {
@@ -466,7 +497,7 @@ value layer_norm(const value &x, const value &w, const value &b, float eps) {
     return y;
 }
 
-value embedding(const value &table, const std::vector<int32_t> &ids) {
+value embedding(const value & table, const std::vector<int32_t> & ids) {
     if (table->shape.size() != 2) fail("embedding", "table must be [V, d], got " + shape_str(table->shape));
     const int64_t V = table->shape[0], d = table->shape[1];
     for (int32_t id : ids)
@@ -474,147 +505,267 @@ value embedding(const value &table, const std::vector<int32_t> &ids) {
             fail("embedding", "token id " + std::to_string(id) + " outside vocab of " + std::to_string(V));
     value y = make("embedding", {static_cast<int64_t>(ids.size()), d}, {table});
     for (size_t t = 0; t < ids.size(); ++t) std::copy_n(table->data.data() + ids[t] * d, d, y->data.data() + t * d);
-    y->backward_fn = [ids, d](node &s) {
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [ids, d](node & s) {
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t t = 0; t < ids.size(); ++t)
                 for (int64_t i = 0; i < d; ++i) g[ids[t] * d + i] += s.grad[t * d + i];
     };
     return y;
 }
 
-value rope(const value &x, const std::vector<int32_t> &pos, int64_t n_head, int64_t head_dim, float freq_base,
+value rope(const value & x, const std::vector<int32_t> & pos, int64_t n_head, int64_t head_dim, float freq_base,
            rope_mode mode) {
     const int64_t n_tok = rows_of(x);
     if (x->shape.back() != n_head * head_dim || static_cast<int64_t>(pos.size()) != n_tok)
         fail("rope", "input " + shape_str(x->shape) + " vs " + std::to_string(n_head) + " heads of " +
                          std::to_string(head_dim) + " and " + std::to_string(pos.size()) + " positions");
     value y = make("rope", x->shape, {x});
-    y->data = x->data;
-    spider::ref::rope(y->data.data(), pos.data(), n_tok, n_head, head_dim, head_dim, freq_base, 1.0f, mode);
-    y->backward_fn = [pos, n_tok, n_head, head_dim, freq_base, mode](node &s) {
-        float *g = gbuf(s.inputs[0]);
-        if (!g) return;
-        // RoPE is a rotation; its transpose is the rotation by the opposite angle (negated positions).
-        std::vector<int32_t> neg(pos.size());
-        for (size_t i = 0; i < pos.size(); ++i) neg[i] = -pos[i];
-        std::vector<float> tmp = s.grad;
-        spider::ref::rope(tmp.data(), neg.data(), n_tok, n_head, head_dim, head_dim, freq_base, 1.0f, mode);
-        for (size_t i = 0; i < tmp.size(); ++i) g[i] += tmp[i];
-    };
-    return y;
-}
-
-value attention(const value &q, const value &k, const value &v, int64_t n_head, int64_t n_head_kv, float scale,
-                bool causal) {
-    const int64_t n = rows_of(q);
-    if (n_head % n_head_kv != 0 || q->shape.back() % n_head != 0) fail("attention", "bad head counts");
-    const int64_t hd = q->shape.back() / n_head;
-    if (k->shape.back() != n_head_kv * hd || v->shape.back() != n_head_kv * hd || rows_of(k) != n || rows_of(v) != n)
-        fail("attention", "q " + shape_str(q->shape) + ", k " + shape_str(k->shape) + ", v " + shape_str(v->shape));
-    value y = make("attention", q->shape, {q, k, v});
-    const int64_t group = n_head / n_head_kv;
-    // probs[h][i][j]: kept for backward.
-    auto probs = std::make_shared<std::vector<float>>(static_cast<size_t>(n_head * n * n), 0.0f);
-    for (int64_t h = 0; h < n_head; ++h) {
-        const int64_t hk = h / group;
-        for (int64_t i = 0; i < n; ++i) {
-            float *p = probs->data() + (h * n + i) * n;
-            const float *qi = q->data.data() + (i * n_head + h) * hd;
-            const int64_t nj = causal ? i + 1 : n;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < nj; ++j) {
-                const float *kj = k->data.data() + (j * n_head_kv + hk) * hd;
-                float d = 0;
-                for (int64_t c = 0; c < hd; ++c) d += qi[c] * kj[c];
-                p[j] = d * scale;
-                mx = std::max(mx, p[j]);
-            }
-            double se = 0;
-            for (int64_t j = 0; j < nj; ++j) se += (p[j] = std::exp(p[j] - mx));
-            for (int64_t j = 0; j < nj; ++j) p[j] = static_cast<float>(p[j] / se);
-            float *yi = y->data.data() + (i * n_head + h) * hd;
-            for (int64_t j = 0; j < nj; ++j) {
-                const float *vj = v->data.data() + (j * n_head_kv + hk) * hd;
-                for (int64_t c = 0; c < hd; ++c) yi[c] += p[j] * vj[c];
-            }
+    // cos / sin of every (token, pair) once, in double like ref::rope (theta = pos * base^(-2i/head_dim)); the
+    // backward pass is the rotation by the opposite angle and reuses the table.
+    const int64_t half = head_dim / 2;
+    auto cs = std::make_shared<std::vector<double>>(static_cast<size_t>(2 * n_tok * half));
+    std::vector<double> inv_freq(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i)
+        inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / static_cast<double>(head_dim));
+    for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t i = 0; i < half; ++i) {
+            const double theta = static_cast<double>(pos[t]) * inv_freq[i];
+            (*cs)[(t * half + i) * 2] = std::cos(theta);
+            (*cs)[(t * half + i) * 2 + 1] = std::sin(theta);
         }
-    }
-    y->backward_fn = [n, n_head, n_head_kv, hd, group, scale, causal, probs](node &s) {
-        const auto &qd = s.inputs[0]->data;
-        const auto &kd = s.inputs[1]->data;
-        const auto &vd = s.inputs[2]->data;
-        float *gq = gbuf(s.inputs[0]);
-        float *gk = gbuf(s.inputs[1]);
-        float *gv = gbuf(s.inputs[2]);
-        std::vector<float> dp(static_cast<size_t>(n));
-        for (int64_t h = 0; h < n_head; ++h) {
-            const int64_t hk = h / group;
-            for (int64_t i = 0; i < n; ++i) {
-                const float *p = probs->data() + (h * n + i) * n;
-                const float *gy = s.grad.data() + (i * n_head + h) * hd;
-                const int64_t nj = causal ? i + 1 : n;
-                double pdp = 0;
-                for (int64_t j = 0; j < nj; ++j) {
-                    const float *vj = vd.data() + (j * n_head_kv + hk) * hd;
-                    float d = 0;
-                    for (int64_t c = 0; c < hd; ++c) d += gy[c] * vj[c];
-                    dp[j] = d;
-                    pdp += p[j] * d;
-                    if (gv)
-                        for (int64_t c = 0; c < hd; ++c) gv[(j * n_head_kv + hk) * hd + c] += p[j] * gy[c];
-                }
-                for (int64_t j = 0; j < nj; ++j) {
-                    const float ds = p[j] * (dp[j] - static_cast<float>(pdp)) * scale;
-                    if (ds == 0.0f) continue;
-                    for (int64_t c = 0; c < hd; ++c) {
-                        if (gq) gq[(i * n_head + h) * hd + c] += ds * kd[(j * n_head_kv + hk) * hd + c];
-                        if (gk) gk[(j * n_head_kv + hk) * hd + c] += ds * qd[(i * n_head + h) * hd + c];
+    // out = rotation of in by sign * theta; add: accumulate into out instead of writing it.
+    auto rotate = [n_tok, n_head, head_dim, half, mode, cs](const float * in, float * out, double sign, bool add) {
+        for (int64_t t = 0; t < n_tok; ++t)
+            for (int64_t h = 0; h < n_head; ++h) {
+                const float * v = in + (t * n_head + h) * head_dim;
+                float * o = out + (t * n_head + h) * head_dim;
+                for (int64_t i = 0; i < half; ++i) {
+                    const double c = (*cs)[(t * half + i) * 2], sn = sign * (*cs)[(t * half + i) * 2 + 1];
+                    const int64_t i0 = mode == ROPE_MODE_NEOX ? i : 2 * i;
+                    const int64_t i1 = mode == ROPE_MODE_NEOX ? i + half : 2 * i + 1;
+                    const double a = v[i0], b = v[i1];
+                    const float r0 = static_cast<float>(a * c - b * sn), r1 = static_cast<float>(a * sn + b * c);
+                    if (add) {
+                        o[i0] += r0;
+                        o[i1] += r1;
+                    } else {
+                        o[i0] = r0;
+                        o[i1] = r1;
                     }
                 }
             }
-        }
+    };
+    rotate(x->data.data(), y->data.data(), 1.0, false);
+    y->backward_fn = [rotate](node & s) {
+        if (float * g = gbuf(s.inputs[0])) rotate(s.grad.data(), g, -1.0, true);
     };
     return y;
 }
 
-value cross_entropy(const value &logits, const std::vector<int32_t> &targets) {
+value attention(const value & q, const value & k, const value & v, int64_t n_head, int64_t n_head_kv, float scale,
+                bool causal, int64_t n_seq) {
+    const int64_t n_rows = rows_of(q);
+    if (n_seq < 1 || n_rows % n_seq != 0) fail("attention", "bad sequence count " + std::to_string(n_seq));
+    const int64_t n = n_rows / n_seq;  // tokens per sequence
+    if (n_head % n_head_kv != 0 || q->shape.back() % n_head != 0) fail("attention", "bad head counts");
+    const int64_t hd = q->shape.back() / n_head;
+    if (k->shape.back() != n_head_kv * hd || v->shape.back() != n_head_kv * hd || rows_of(k) != n_rows ||
+        rows_of(v) != n_rows)
+        fail("attention", "q " + shape_str(q->shape) + ", k " + shape_str(k->shape) + ", v " + shape_str(v->shape));
+    value y = make("attention", q->shape, {q, k, v});
+    const int64_t group = n_head / n_head_kv;
+    const int64_t ldq = n_head * hd, ldk = n_head_kv * hd;
+    // probs[seq][h][i][j]: kept for backward (zero where masked). Products go through gemm_acc in row blocks of RB
+    // queries; a causal block only touches the keys it can see. (sequence, head) units are split between threads
+    // when there are enough of them, otherwise each product is.
+    constexpr int64_t RB = 32;
+    auto probs = std::make_shared<std::vector<float>>(static_cast<size_t>(n_seq * n_head * n * n), 0.0f);
+    thread_pool * tp = tpool_for(n * n * hd * n_head * n_seq);
+    const int nth_pool = tp ? tp->size() : 1;
+    auto fwd = [&](int ith, int nth) {
+        thread_pool * inner = nth > 1 ? nullptr : tp;
+        long long ub, ue;
+        split_range(n_seq * n_head, ith, nth, ub, ue);
+        std::vector<float> kt(static_cast<size_t>(hd * n));
+        int64_t kt_unit = -1;
+        for (long long u = ub; u < ue; ++u) {
+            const int64_t sq = u / n_head, h = u % n_head, hk = h / group;
+            const float * qs = q->data.data() + sq * n * ldq + h * hd;
+            const float * vs = v->data.data() + sq * n * ldk + hk * hd;
+            float * ys = y->data.data() + sq * n * ldq + h * hd;
+            if (sq * n_head_kv + hk != kt_unit) {  // K of this sequence and kv head transposed to [hd, n]
+                const float * ks = k->data.data() + sq * n * ldk + hk * hd;
+                for (int64_t j = 0; j < n; ++j)
+                    for (int64_t c = 0; c < hd; ++c) kt[c * n + j] = ks[j * ldk + c];
+                kt_unit = sq * n_head_kv + hk;
+            }
+            float * P = probs->data() + u * n * n;
+            for (int64_t i0 = 0; i0 < n; i0 += RB) {
+                const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
+                gemm_acc(i1 - i0, nj, hd, qs + i0 * ldq, ldq, 1, kt.data(), n, P + i0 * n, n, inner);
+            }
+            for (int64_t i = 0; i < n; ++i) {
+                float * p = P + i * n;
+                const int64_t nj = causal ? i + 1 : n;
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < nj; ++j) mx = std::max(mx, p[j] *= scale);
+                double se = 0;
+                for (int64_t j = 0; j < nj; ++j) se += (p[j] = std::exp(p[j] - mx));
+                const float inv = static_cast<float>(1.0 / se);
+                for (int64_t j = 0; j < nj; ++j) p[j] *= inv;
+                for (int64_t j = nj; j < n; ++j) p[j] = 0.0f;
+            }
+            for (int64_t i0 = 0; i0 < n; i0 += RB) {
+                const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
+                gemm_acc(i1 - i0, hd, nj, P + i0 * n, n, 1, vs, ldk, ys + i0 * ldq, ldq, inner);
+            }
+        }
+    };
+    if (tp && n_seq * n_head >= nth_pool)
+        tp->run(fwd);
+    else
+        fwd(0, 1);
+    y->backward_fn = [n, n_seq, n_head, n_head_kv, hd, group, ldq, ldk, scale, causal, probs](node & s) {
+        float * gq = gbuf(s.inputs[0]);
+        float * gk = gbuf(s.inputs[1]);
+        float * gv = gbuf(s.inputs[2]);
+        thread_pool * tp = tpool_for(n * n * hd * n_head * n_seq);
+        const int nth_pool = tp ? tp->size() : 1;
+        // Units of (sequence, kv head): the query heads of one group all add into the same gk / gv rows.
+        auto bwd = [&](int ith, int nth) {
+            thread_pool * inner = nth > 1 ? nullptr : tp;
+            long long ub, ue;
+            split_range(n_seq * n_head_kv, ith, nth, ub, ue);
+            std::vector<float> vt(static_cast<size_t>(hd * n)), dp(static_cast<size_t>(n * n));
+            for (long long u = ub; u < ue; ++u) {
+                const int64_t sq = u / n_head_kv, hk = u % n_head_kv;
+                const float * qs = s.inputs[0]->data.data() + sq * n * ldq;
+                const float * ks = s.inputs[1]->data.data() + sq * n * ldk + hk * hd;
+                const float * vs = s.inputs[2]->data.data() + sq * n * ldk + hk * hd;
+                for (int64_t j = 0; j < n; ++j)
+                    for (int64_t c = 0; c < hd; ++c) vt[c * n + j] = vs[j * ldk + c];
+                for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+                    const float * P = probs->data() + (sq * n_head + h) * n * n;
+                    const float * gy = s.grad.data() + sq * n * ldq + h * hd;
+                    const float * qh = qs + h * hd;
+                    // Key rows j0..j1 only receive from queries i >= j0 when causal.
+                    if (gv)
+                        for (int64_t j0 = 0; j0 < n; j0 += RB) {  // gv += P^T gy
+                            const int64_t j1 = std::min(n, j0 + RB), i0 = causal ? j0 : 0;
+                            gemm_acc(j1 - j0, hd, n - i0, P + i0 * n + j0, 1, n, gy + i0 * ldq, ldq,
+                                     gv + (sq * n + j0) * ldk + hk * hd, ldk, inner);
+                        }
+                    if (!gq && !gk) continue;
+                    std::fill(dp.begin(), dp.end(), 0.0f);
+                    for (int64_t i0 = 0; i0 < n; i0 += RB) {  // dP = gy V^T
+                        const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
+                        gemm_acc(i1 - i0, nj, hd, gy + i0 * ldq, ldq, 1, vt.data(), n, dp.data() + i0 * n, n, inner);
+                    }
+                    for (int64_t i = 0; i < n; ++i) {  // dS = P * (dP - sum(P * dP)) * scale
+                        const float * p = P + i * n;
+                        float * d = dp.data() + i * n;
+                        const int64_t nj = causal ? i + 1 : n;
+                        double pdp = 0;
+                        for (int64_t j = 0; j < nj; ++j) pdp += p[j] * d[j];
+                        for (int64_t j = 0; j < nj; ++j) d[j] = p[j] * (d[j] - static_cast<float>(pdp)) * scale;
+                        for (int64_t j = nj; j < n; ++j) d[j] = 0.0f;
+                    }
+                    if (gq)
+                        for (int64_t i0 = 0; i0 < n; i0 += RB) {  // gq += dS K
+                            const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
+                            gemm_acc(i1 - i0, hd, nj, dp.data() + i0 * n, n, 1, ks, ldk,
+                                     gq + (sq * n + i0) * ldq + h * hd, ldq, inner);
+                        }
+                    if (gk)
+                        for (int64_t j0 = 0; j0 < n; j0 += RB) {  // gk += dS^T q
+                            const int64_t j1 = std::min(n, j0 + RB), i0 = causal ? j0 : 0;
+                            gemm_acc(j1 - j0, hd, n - i0, dp.data() + i0 * n + j0, 1, n, qh + i0 * ldq, ldq,
+                                     gk + (sq * n + j0) * ldk + hk * hd, ldk, inner);
+                        }
+                }
+            }
+        };
+        if (tp && n_seq * n_head_kv >= nth_pool)
+            tp->run(bwd);
+        else
+            bwd(0, 1);
+    };
+    return y;
+}
+
+value cross_entropy(const value & logits, const std::vector<int32_t> & targets) {
     const int64_t V = logits->shape.back(), n = rows_of(logits);
     if (static_cast<int64_t>(targets.size()) != n)
         fail("cross_entropy", std::to_string(targets.size()) + " targets for " + std::to_string(n) + " rows");
+    for (int32_t t : targets)
+        if (t >= V) fail("cross_entropy", "target " + std::to_string(t) + " outside " + std::to_string(V) + " classes");
     value y = make("cross_entropy", {1}, {logits});
-    auto probs = std::make_shared<std::vector<float>>(logits->data.size());
+    // No [n, V] probability matrix is kept (at a 262k vocabulary it would be as large as the logits): backward
+    // recomputes each row's softmax. Rows are split between threads; the loss is summed in row order.
+    std::vector<double> row_loss(static_cast<size_t>(n), 0.0);
+    thread_pool * tp = tpool_for(n * V * 8);  // ~8 multiply-adds' worth per exp
+    auto fwd = [&](int ith, int nth) {
+        long long b, e;
+        split_range(n, ith, nth, b, e);
+        std::vector<float> p(static_cast<size_t>(V));
+        for (long long r = b; r < e; ++r) {
+            const int32_t t = targets[r];
+            if (t < 0) continue;
+            const float * lr = logits->data.data() + r * V;
+            spider::softmax_rows(lr, p.data(), 1, V);
+            if (p[t] > 1e-30f) {
+                row_loss[r] = -std::log(static_cast<double>(p[t]));
+            } else {  // the probability underflows: the exact log-sum-exp instead
+                const float mx = *std::max_element(lr, lr + V);
+                double se = 0;
+                for (int64_t i = 0; i < V; ++i) se += std::exp(static_cast<double>(lr[i] - mx));
+                row_loss[r] = mx + std::log(se) - lr[t];
+            }
+        }
+    };
+    if (tp && n > 1)
+        tp->run(fwd);
+    else
+        fwd(0, 1);
     int64_t n_valid = 0;
     double loss = 0;
-    for (int64_t r = 0; r < n; ++r) {
-        const float *lr = logits->data.data() + r * V;
-        const float mx = *std::max_element(lr, lr + V);
-        double se = 0;
-        for (int64_t i = 0; i < V; ++i) se += std::exp(static_cast<double>(lr[i] - mx));
-        for (int64_t i = 0; i < V; ++i) (*probs)[r * V + i] = static_cast<float>(std::exp(lr[i] - mx) / se);
-        const int32_t t = targets[r];
-        if (t < 0) continue;
-        if (t >= V) fail("cross_entropy", "target " + std::to_string(t) + " outside " + std::to_string(V) + " classes");
-        loss += mx + std::log(se) - lr[t];
-        ++n_valid;
-    }
+    for (int64_t r = 0; r < n; ++r)
+        if (targets[r] >= 0) {
+            loss += row_loss[r];
+            ++n_valid;
+        }
     y->data[0] = n_valid ? static_cast<float>(loss / n_valid) : 0.0f;
-    y->backward_fn = [targets, V, n, n_valid, probs](node &s) {
-        float *g = gbuf(s.inputs[0]);
+    y->backward_fn = [targets, V, n, n_valid](node & s) {
+        float * g = gbuf(s.inputs[0]);
         if (!g || n_valid == 0) return;
         const float f = s.grad[0] / static_cast<float>(n_valid);
-        for (int64_t r = 0; r < n; ++r) {
-            if (targets[r] < 0) continue;
-            for (int64_t i = 0; i < V; ++i) g[r * V + i] += f * ((*probs)[r * V + i] - (i == targets[r] ? 1.0f : 0.0f));
-        }
+        const float * ld = s.inputs[0]->data.data();
+        auto bwd = [&](int ith, int nth) {
+            long long b, e;
+            split_range(n, ith, nth, b, e);
+            std::vector<float> p(static_cast<size_t>(V));
+            for (long long r = b; r < e; ++r) {
+                if (targets[r] < 0) continue;
+                spider::softmax_rows(ld + r * V, p.data(), 1, V);
+                float * gr = g + r * V;
+                for (int64_t i = 0; i < V; ++i) gr[i] += f * p[i];
+                gr[targets[r]] -= f;
+            }
+        };
+        thread_pool * tp = tpool_for(n * V * 8);
+        if (tp && n > 1)
+            tp->run(bwd);
+        else
+            bwd(0, 1);
     };
     return y;
 }
 
-value mse(const value &a, const value &b) {
+value mse(const value & a, const value & b) {
     return mean(square(sub(a, b)));
 }
 
-value bce_with_logits(const value &logits, const value &targets) {
+value bce_with_logits(const value & logits, const value & targets) {
     check_same("bce_with_logits", logits, targets);
     value y = make("bce_with_logits", {1}, {logits, targets});
     double acc = 0;
@@ -624,18 +775,18 @@ value bce_with_logits(const value &logits, const value &targets) {
     }
     const float nn = static_cast<float>(logits->data.size());
     y->data[0] = static_cast<float>(acc / nn);
-    y->backward_fn = [nn](node &s) {
-        const auto &x = s.inputs[0]->data;
-        const auto &t = s.inputs[1]->data;
-        if (float *g = gbuf(s.inputs[0]))
+    y->backward_fn = [nn](node & s) {
+        const auto & x = s.inputs[0]->data;
+        const auto & t = s.inputs[1]->data;
+        if (float * g = gbuf(s.inputs[0]))
             for (size_t i = 0; i < x.size(); ++i) g[i] += s.grad[0] * (1.0f / (1.0f + std::exp(-x[i])) - t[i]) / nn;
-        if (float *g = gbuf(s.inputs[1]))
+        if (float * g = gbuf(s.inputs[1]))
             for (size_t i = 0; i < x.size(); ++i) g[i] += s.grad[0] * (-x[i]) / nn;
     };
     return y;
 }
 
-value dice_loss(const value &logits, const value &targets, float smooth) {
+value dice_loss(const value & logits, const value & targets, float smooth) {
     check_same("dice_loss", logits, targets);
     value y = make("dice_loss", {1}, {logits});
     const size_t n = logits->data.size();
@@ -651,8 +802,8 @@ value dice_loss(const value &logits, const value &targets, float smooth) {
     const double num = 2 * inter + smooth, den = ps + ts + smooth;
     y->data[0] = static_cast<float>(1.0 - num / den);
     value tgt = targets;
-    y->backward_fn = [sig, tgt, num, den](node &s) {
-        float *g = gbuf(s.inputs[0]);
+    y->backward_fn = [sig, tgt, num, den](node & s) {
+        float * g = gbuf(s.inputs[0]);
         if (!g) return;
         for (size_t i = 0; i < sig->size(); ++i) {
             const double p = (*sig)[i];
@@ -663,7 +814,7 @@ value dice_loss(const value &logits, const value &targets, float smooth) {
     return y;
 }
 
-void backward(const value &root) {
+void backward(const value & root) {
     if (root->numel() != 1)
         throw std::invalid_argument("[backward] root must be a scalar, got " + shape_str(root->shape));
     // Reverse topological order by iterative DFS (graphs can be deep: no recursion).
@@ -672,9 +823,9 @@ void backward(const value &root) {
     std::vector<std::pair<node *, size_t>> stack = {{root.get(), 0}};
     seen.insert(root.get());
     while (!stack.empty()) {
-        auto &[nd, next] = stack.back();
+        auto & [nd, next] = stack.back();
         if (next < nd->inputs.size()) {
-            node *c = nd->inputs[next++].get();
+            node * c = nd->inputs[next++].get();
             if (c && c->requires_grad && seen.insert(c).second) stack.push_back({c, 0});
         } else {
             order.push_back(nd);

@@ -23,17 +23,20 @@ struct tiny_lm_config {
 
 class tiny_lm {
 public:
-    explicit tiny_lm(const tiny_lm_config& c) : c_(c) {}
+    explicit tiny_lm(const tiny_lm_config & c) : c_(c) {}
     // Random init (normal(0, std) for matrices, ones for norms) from a seed; deterministic on every platform.
     void init_random(uint64_t seed, float std = 0.02f);
     // Adds/replaces a named parameter (e.g. loaded from a checkpoint or a PyTorch golden).
-    void set_param(const std::string& name, value v);
+    void set_param(const std::string & name, value v);
     // Mean next-token cross-entropy of one sequence.
-    value forward_loss(const std::vector<int32_t>& ids);
+    value forward_loss(const std::vector<int32_t> & ids);
+    // The same over a batch of sequences of equal length on one tape (larger products, fewer nodes): the mean over
+    // all predicted tokens, which equals the mean of forward_loss over the sequences.
+    value forward_loss_batch(const std::vector<std::vector<int32_t>> & seqs);
     // Parameters in a fixed order (by name).
     std::vector<std::pair<std::string, value>> named_params() const;
     std::vector<value> params() const;
-    const tiny_lm_config& config() const { return c_; }
+    const tiny_lm_config & config() const { return c_; }
     // Expected parameter shapes by name, for validating checkpoints against a config.
     std::map<std::string, std::vector<int64_t>> expected_shapes() const;
 

@@ -4,23 +4,28 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "command.h"
 #include "train/trainer.h"
 
-static int run_train(int argc, char** argv) {
+static int run_train(int argc, char ** argv) {
     CLI::App app{"spider train: train a model from a JSON config (docs/TRAINING.md)", "spider train"};
     std::string config_path;
     bool resume = false, quiet = false;
+    int threads = 0;
     app.add_option("config", config_path, "training config (JSON)")->required();
     app.add_flag("--resume", resume, "continue from the checkpoint in the config's checkpoint.dir if there is one");
     app.add_flag("--quiet", quiet, "no progress bar");
+    app.add_option("-t,--threads", threads, "threads per rank (default: the cores divided by the ranks)");
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::ParseError & e) {
         return app.exit(e);
     }
     auto comm = spider::train::comm_create(&argc, &argv);
+    if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency()) / comm->size();
+    spider::train::set_threads(threads);  // results do not depend on the thread count
     std::ifstream f(config_path);
     if (!f) {
         std::fprintf(stderr, "spider train: cannot open config '%s'\n", config_path.c_str());

@@ -24,12 +24,12 @@ public:
     void zero_grad();
     int64_t steps() const { return t_; }
     // Serialisable state for checkpoints: first and second moments, flattened in parameter order.
-    std::vector<float>& m() { return m_; }
-    std::vector<float>& v() { return v_; }
-    const std::vector<float>& m() const { return m_; }
-    const std::vector<float>& v() const { return v_; }
+    std::vector<float> & m() { return m_; }
+    std::vector<float> & v() { return v_; }
+    const std::vector<float> & m() const { return m_; }
+    const std::vector<float> & v() const { return v_; }
     void set_steps(int64_t t) { t_ = t; }
-    const std::vector<value>& params() const { return params_; }
+    const std::vector<value> & params() const { return params_; }
 
 private:
     std::vector<value> params_;
@@ -50,6 +50,12 @@ public:
     sgd(std::vector<value> params, sgd_params p);
     void step(float lr);
     void zero_grad();
+    // Serialisable state for checkpoints: the momentum buffer (flattened in parameter order) and whether a step
+    // has filled it (PyTorch's first step sets the buffer to the gradient instead of decaying it).
+    std::vector<float> & momentum_buffer() { return buf_; }
+    const std::vector<float> & momentum_buffer() const { return buf_; }
+    bool started() const { return !first_; }
+    void set_started(bool s) { first_ = !s; }
 
 private:
     std::vector<value> params_;
@@ -69,13 +75,13 @@ struct lr_schedule {
     int64_t total = 1;
     float at(int64_t step) const;  // step counts from 0
 };
-bool parse_schedule_kind(const std::string& s, schedule_kind* out);
+bool parse_schedule_kind(const std::string & s, schedule_kind * out);
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
-float clip_grad_norm(const std::vector<value>& params, float max_norm);
+float clip_grad_norm(const std::vector<value> & params, float max_norm);
 // Multiplies every gradient by f (gradient accumulation: average over micro-batches).
-void scale_grads(const std::vector<value>& params, float f);
+void scale_grads(const std::vector<value> & params, float f);
 // True if any gradient is NaN or Inf.
-bool grads_non_finite(const std::vector<value>& params);
+bool grads_non_finite(const std::vector<value> & params);
 
 }  // namespace spider::train

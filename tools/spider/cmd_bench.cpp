@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "git_commit.h"
 #include "common.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
@@ -319,7 +320,7 @@ int run_bench(int argc, char** argv) {
                     for (double v : r.samples_ns) sd_ns += (v - avg_ns) * (v - avg_ns);
                     sd_ns = r.samples_ns.size() > 1 ? std::sqrt(sd_ns / (r.samples_ns.size() - 1)) : 0.0;
                     nlohmann::json j;
-                    j["build_commit"] = "spider 0.1.0";
+                    j["build_commit"] = SPIDER_GIT_COMMIT;
                     j["cpu_info"] = spider::cpu_level_name(spider::cpu_level_active());
                     j["backends"] = "CPU";
                     j["model_filename"] = r.model_path;
@@ -346,7 +347,8 @@ int run_bench(int argc, char** argv) {
         spider_model_free(model);
     }
     if (md)
-        std::printf("\nbuild: spider 0.1.0 (%s)\n", spider::cpu_level_name(spider::cpu_level_active()));
+        std::printf("\nbuild: %s (spider 0.1.0, %s)\n", SPIDER_GIT_COMMIT,
+                    spider::cpu_level_name(spider::cpu_level_active()));
     else
         std::printf("%s\n", rows.dump(2).c_str());
     return 0;

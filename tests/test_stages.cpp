@@ -554,3 +554,30 @@ TEST(stages, udp_align_resume_equals_uninterrupted) {
     }
     fs::remove_all(d);
 }
+
+TEST(stages, encoder_scratch_contrastive_loss_falls) {
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("encscratch");
+    const std::string cfg_text = R"({"stage": "encoder_scratch", "steps": 80, "batch": 8, "seed": 6, "log_every": 1,
+      "model": {"channels": 8, "image_size": 16, "emb_dim": 32, "groups": 4},
+      "data": {"world_seed": 1, "n_images": 32, "world_size": 48},
+      "optimizer": {"kind": "adamw", "lr": 0.01}, "schedule": {"kind": "constant", "warmup": 5},
+      "checkpoint": {"dir": ")" + d +
+                                 R"(", "every": 100}})";
+    std::string err;
+    train_config cfg;
+    ASSERT_TRUE(train_config_parse(cfg_text, &cfg, &err)) << err;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, nullptr, &err)) << err;
+    const double first = mean_logged_loss(d, 1, 11), last = mean_logged_loss(d, 71, 81);
+    std::printf("encoder_scratch: mean InfoNCE of steps 1-10 %.4f, of steps 71-80 %.4f\n", first, last);
+    EXPECT_LT(last, 0.7 * first);
+    std::string e;
+    std::unique_ptr<gguf_file> f = gguf_file::open(d + "/encoder.gguf", &e);
+    ASSERT_TRUE(f) << e;
+    EXPECT_NE(f->find_tensor("out.weight"), nullptr);
+    train_config bad;
+    EXPECT_FALSE(train_config_parse(
+        std::string(cfg_text).replace(cfg_text.find(R"("groups": 4)"), 11, R"("groups": 3)"), &bad, &err));
+    EXPECT_NE(err.find("model.groups"), std::string::npos) << err;
+    fs::remove_all(d);
+}

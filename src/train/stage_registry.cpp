@@ -9,6 +9,7 @@ std::unique_ptr<stage> make_stage_lm_scratch();
 std::unique_ptr<stage> make_stage_encoder_align();
 std::unique_ptr<stage> make_stage_udp_align();
 std::unique_ptr<stage> make_stage_diffusion_scratch();
+std::unique_ptr<stage> make_stage_encoder_scratch();
 std::unique_ptr<stage> make_stage_instruct();
 
 const std::vector<stage_info> & stage_registry() {
@@ -19,6 +20,8 @@ const std::vector<stage_info> & stage_registry() {
         {"udp_align", "Spider stage 2: the UDP against the decoders' text embeddings", make_stage_udp_align},
         {"diffusion_scratch", "a tiny conv denoiser trained from scratch on ToyWorld images (epsilon or v)",
          make_stage_diffusion_scratch},
+        {"encoder_scratch", "a tiny conv image encoder trained from scratch, CLIP-style, on ToyWorld captions",
+         make_stage_encoder_scratch},
         {"instruct", "Spider stage 3: LoRA + new-token rows of a frozen GGUF LLM on TMM data", make_stage_instruct},
     };
     return table;

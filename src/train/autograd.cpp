@@ -364,7 +364,33 @@ value activation(const value & x, act_type a) {
 }
 
 value glu(const value & gate, const value & up, act_type a) {
-    return mul(activation(gate, a), up);
+    check_same("glu", gate, up);
+    // One node: act(gate) is kept for backward (up's gradient; SiLU's derivative from it), computed by the
+    // optimised kernel.
+    value y = make("glu", gate->shape, {gate, up});
+    const int64_t n = gate->numel();
+    auto act = std::make_shared<std::vector<float>>(static_cast<size_t>(n));
+    spider::activation(a, gate->data.data(), act->data(), n);
+    spider::mul(act->data(), up->data.data(), y->data.data(), n);
+    y->backward_fn = [a, n, act](node & s) {
+        const float * g = s.inputs[0]->data.data();
+        const float * u = s.inputs[1]->data.data();
+        const float * gy = s.grad.data();
+        const float * f = act->data();
+        if (float * gu = gbuf(s.inputs[1]))
+            for (int64_t i = 0; i < n; ++i) gu[i] += gy[i] * f[i];
+        float * gg = gbuf(s.inputs[0]);
+        if (!gg) return;
+        if (a == ACT_SILU) {
+            for (int64_t i = 0; i < n; ++i) {  // silu' = sig (1 + x (1 - sig)), sig = silu(x) / x
+                const float sg = g[i] != 0.0f ? f[i] / g[i] : 0.5f;
+                gg[i] += gy[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+            }
+        } else {
+            for (int64_t i = 0; i < n; ++i) gg[i] += gy[i] * u[i] * act_grad(a, g[i]);
+        }
+    };
+    return y;
 }
 
 value softmax(const value & x) {

@@ -5,7 +5,9 @@
 //
 // Data: windows of seq_len + 1 bytes of a text file; window b of step s starts at rng64{seed}.next() % span drawn
 // in (step, example) order, which the PyTorch script reproduces exactly.
+#include <malloc.h>
 #include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -76,6 +78,10 @@ static int run_bench_train(int argc, char ** argv) {
         return 1;
     }
     set_threads(threads);
+    // A step frees and reallocates the same tape buffers (MBs each): keep them in the heap instead of mmap/munmap
+    // with fresh zeroed pages every step (spider train does the same).
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     tiny_lm model(c);
     model.init_random(seed, 0.02f);
     auto params = model.params();

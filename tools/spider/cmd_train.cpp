@@ -1,6 +1,8 @@
 // `spider train CONFIG.json [--resume] [--quiet]`: runs a training config (docs/TRAINING.md). Under
 // `mpirun -np N spider train ...` the global batch is split over N data-parallel ranks.
+#include <malloc.h>
 #include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -26,6 +28,9 @@ static int run_train(int argc, char ** argv) {
     auto comm = spider::train::comm_create(&argc, &argv);
     if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency()) / comm->size();
     spider::train::set_threads(threads);  // results do not depend on the thread count
+    // Every step frees and reallocates the same tape buffers: keep them in the heap (no fresh zeroed pages per step).
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     std::ifstream f(config_path);
     if (!f) {
         std::fprintf(stderr, "spider train: cannot open config '%s'\n", config_path.c_str());

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "train/autograd_conv.h"
@@ -166,4 +168,55 @@ TEST(autograd_conv, bad_shapes_throw_naming_the_op) {
     }
     EXPECT_THROW(reshape(x, {4, 4}), std::invalid_argument);
     EXPECT_THROW(group_norm(x, 2, nullptr, nullptr, 1e-5f), std::invalid_argument);
+}
+
+TEST(autograd_conv, forward_and_gradients_match_pytorch) {
+    // Goldens from tests/reference/make_conv_goldens.py (torch 2.15.0, float64): PyTorch's own ops on the same
+    // inputs, so the layouts and the stride / padding / dilation / groups / output_padding conventions are PyTorch's.
+    std::ifstream f(std::string(SPIDER_SOURCE_DIR) + "/tests/data/train/conv_goldens.json");
+    ASSERT_TRUE(f.good()) << "missing tests/data/train/conv_goldens.json";
+    const auto cases = nlohmann::json::parse(f);
+    ASSERT_EQ(cases.size(), 9u);
+    for (const auto & c : cases) {
+        const std::string name = c["name"];
+        std::vector<value> in;
+        for (const auto & t : c["inputs"])
+            in.push_back(parameter(t["shape"].get<std::vector<int64_t>>(), t["data"].get<std::vector<float>>()));
+        const auto & o = c["opts"];
+        conv_opts co;
+        if (o.contains("stride")) co.stride = o["stride"];
+        if (o.contains("padding")) co.padding = o["padding"];
+        if (o.contains("dilation")) co.dilation = o["dilation"];
+        if (o.contains("groups")) co.groups = o["groups"];
+        if (o.contains("output_padding")) co.output_padding = o["output_padding"];
+        value y;
+        if (name.rfind("conv1d", 0) == 0)
+            y = conv1d(in[0], in[1], in[2], co);
+        else if (name == "conv2d")
+            y = conv2d(in[0], in[1], in[2], co);
+        else if (name == "conv3d")
+            y = conv3d(in[0], in[1], in[2], co);
+        else if (name == "conv_transpose2d")
+            y = conv_transpose2d(in[0], in[1], in[2], co);
+        else if (name == "group_norm")
+            y = group_norm(in[0], o["num_groups"], in[1], in[2], o["eps"].get<float>());
+        else if (name == "avg_pool2d")
+            y = avg_pool2d(in[0], o["kernel_size"], o["stride"]);
+        else if (name == "max_pool2d")
+            y = max_pool2d(in[0], o["kernel_size"], o["stride"]);
+        else if (name == "upsample_nearest2d")
+            y = upsample_nearest2d(in[0], o["scale_factor"]);
+        else
+            FAIL() << "unknown case " << name;
+        ASSERT_EQ(y->shape, c["out_shape"].get<std::vector<int64_t>>()) << name;
+        const auto want = c["out"].get<std::vector<double>>();
+        for (size_t i = 0; i < want.size(); ++i)
+            ASSERT_NEAR(y->data[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << name << " out " << i;
+        backward(sum(mul(y, constant(y->shape, c["r"].get<std::vector<float>>()))));
+        for (size_t k = 0; k < in.size(); ++k) {
+            const auto gw = c["inputs"][k]["grad"].get<std::vector<double>>();
+            for (size_t i = 0; i < gw.size(); ++i)
+                ASSERT_NEAR(in[k]->grad[i], gw[i], 1e-4 * (1 + std::fabs(gw[i]))) << name << " grad " << k << " " << i;
+        }
+    }
 }

@@ -61,6 +61,20 @@ JSON
 [ -s "$T/diff/diffusion.gguf" ] || { echo "FAIL: no diffusion.gguf"; exit 1; }
 echo "PASS: diffusion_scratch"
 
+# Per-example losses make a stage rank-count independent: diffusion_scratch on 2 MPI ranks matches 1 process.
+if command -v mpirun >/dev/null 2>&1; then
+  sed -e 's/"steps": 30/"steps": 6/' -e "s|$T/diff|$T/diff1|" "$T/diff.json" > "$T/diff1.json"
+  sed -e 's/"steps": 30/"steps": 6/' -e "s|$T/diff|$T/diff2|" "$T/diff.json" > "$T/diff2.json"
+  "$SPIDER" train "$T/diff1.json" --quiet
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -np 2 "$SPIDER" train "$T/diff2.json" --quiet
+  "$SPIDER" gguf-diff "$T/diff1/checkpoint.gguf" "$T/diff2/checkpoint.gguf" --tol 1e-4
+  echo "PASS: diffusion_scratch on mpirun -np 2 matches one process"
+else
+  echo "FAIL: mpirun not installed (scripts/setup.sh installs openmpi-bin)"
+  exit 1
+fi
+
 # Bad config and bad data stop with the field / line named.
 sed 's/"d_ff": 16/"d_ff": 16, "dff": 3/' "$T/udp.json" > "$T/bad.json"
 if "$SPIDER" train "$T/bad.json" --quiet 2> "$T/err.txt"; then echo "FAIL: bad config accepted"; exit 1; fi

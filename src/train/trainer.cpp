@@ -159,13 +159,14 @@ bool train_run(const train_config & cfg, comm & c, bool resume, bool quiet, trai
     for (auto & np : named) params.push_back(np.second);
     adamw opt(params, cfg.adam);
     sgd opt_sgd(params, cfg.sgd_p);
+    sgd * sgd_state = cfg.optimizer == "sgd" ? &opt_sgd : nullptr;  // its momentum buffer goes into checkpoints
 
     std::error_code ec;
     std::filesystem::create_directories(cfg.out_dir, ec);
     int64_t start = 0;
     if (resume && std::filesystem::exists(ckpt_path(cfg.out_dir))) {
         checkpoint_meta meta;
-        if (!checkpoint_load(ckpt_path(cfg.out_dir), named, &opt, &meta, err)) return false;
+        if (!checkpoint_load(ckpt_path(cfg.out_dir), named, &opt, &meta, err, sgd_state)) return false;
         start = meta.step;
         if (!quiet && c.rank() == 0) std::fprintf(stderr, "resuming from step %lld\n", static_cast<long long>(start));
     }
@@ -232,7 +233,7 @@ bool train_run(const train_config & cfg, comm & c, bool resume, bool quiet, trai
             if (!quiet) progress(s + 1, cfg.steps, loss_v, lr, elapsed, done);
             if ((s + 1) % cfg.checkpoint_every == 0 || s + 1 == cfg.steps) {
                 checkpoint_meta meta{s + 1, cfg.raw_json};
-                if (!checkpoint_save(ckpt_path(cfg.out_dir), named, opt, meta, err)) return false;
+                if (!checkpoint_save(ckpt_path(cfg.out_dir), named, opt, meta, err, sgd_state)) return false;
                 if (!st->export_artifacts(cfg.out_dir, s + 1, err)) return false;
             }
         }

@@ -109,6 +109,44 @@ void conv_visit(const conv_geom & g, F && f) {
                 }
 }
 
+// im2col of a (non-transposed) convolution: [N * P, C * K] rows of the input patches read by each output position
+// (zero where the patch leaves the padded input). The gather map is built once; backward scatters back (col2im).
+value im2col(const conv_geom & g, const value & x) {
+    const int64_t in_sp = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t K = g.k[0] * g.k[1] * g.k[2], CK = g.C * K;
+    auto map = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(g.N * P * CK), -1);
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
+            for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+                for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+                    const int64_t row = n * P + (o0 * g.out[1] + o1) * g.out[2] + o2;
+                    int64_t * m = map->data() + row * CK;
+                    for (int64_t c = 0; c < g.C; ++c)
+                        for (int64_t a0 = 0; a0 < g.k[0]; ++a0) {
+                            const int64_t i0 = o0 * g.s - g.p[0] + a0 * g.d;
+                            for (int64_t a1 = 0; a1 < g.k[1]; ++a1) {
+                                const int64_t i1 = o1 * g.s - g.p[1] + a1 * g.d;
+                                for (int64_t a2 = 0; a2 < g.k[2]; ++a2) {
+                                    const int64_t i2 = o2 * g.s - g.p[2] + a2 * g.d;
+                                    const int64_t col = (c * g.k[0] + a0) * g.k[1] * g.k[2] + a1 * g.k[2] + a2;
+                                    if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1] || i2 < 0 || i2 >= g.in[2])
+                                        continue;
+                                    m[col] = (n * g.C + c) * in_sp + (i0 * g.in[1] + i1) * g.in[2] + i2;
+                                }
+                            }
+                        }
+                }
+    value y = make("im2col", {g.N * P, CK}, {x});
+    for (size_t i = 0; i < map->size(); ++i)
+        if ((*map)[i] >= 0) y->data[i] = x->data[(*map)[i]];
+    y->backward_fn = [map](node & s) {
+        if (float * gx = gbuf(s.inputs[0]))
+            for (size_t i = 0; i < map->size(); ++i)
+                if ((*map)[i] >= 0) gx[(*map)[i]] += s.grad[i];
+    };
+    return y;
+}
+
 value conv_nd(const char * op, int nsp, bool transposed, const value & x, const value & W, const value & b,
               const conv_opts & o) {
     const size_t rank = static_cast<size_t>(nsp) + 2;
@@ -148,6 +186,12 @@ value conv_nd(const char * op, int nsp, bool transposed, const value & x, const 
         yshape.push_back(g.out[slot]);
     }
     if (b && b->numel() != g.Co) fail(op, "bias " + shape_str(b->shape) + " for " + std::to_string(g.Co) + " outputs");
+    if (!transposed && g.G == 1) {
+        // The usual case through the optimised matmul: y[n, :, p] = W [Co, C*K] x patch(n, p) + b.
+        const int64_t P = g.out[0] * g.out[1] * g.out[2], CK = g.C * g.k[0] * g.k[1] * g.k[2];
+        value rows = linear(im2col(g, x), reshape(W, {g.Co, CK}), b);  // [N * P, Co]
+        return reshape(permute(reshape(rows, {g.N, P, g.Co}), {0, 2, 1}), yshape);
+    }
     value y = make(op, yshape, {x, W, b});
     const float * xd = x->data.data();
     const float * wd = W->data.data();

@@ -107,7 +107,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (bool parse_special : {false, true}) {
         std::vector<int32_t> ids = spm.tokenize(text, false, parse_special);
         check_ids(spm, ids);
-        if (!parse_special && valid_utf8(text)) {
+        // SentencePiece writes spaces as U+2581 and turns every U+2581 back into a space when decoding (as the
+        // reference implementation does), so a text that already holds U+2581 cannot round-trip.
+        const bool has_space_marker = text.find("\xE2\x96\x81") != std::string::npos;
+        if (!parse_special && valid_utf8(text) && !has_space_marker) {
             // prefix space added by add_space_prefix
             if (spm.detokenize(ids, true) != " " + text && !text.empty()) {
                 // user-defined <x> re-adds the prefix space after it: only check texts without it

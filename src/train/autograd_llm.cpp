@@ -143,6 +143,53 @@ value glu_k(const value & gate, const value & up, act_type a) {
     return y;
 }
 
+value cross_entropy_k(const value & logits, const std::vector<int32_t> & targets, thread_pool * pool) {
+    const int64_t V = logits->shape.back(), n = rows_of(logits);
+    if (static_cast<int64_t>(targets.size()) != n)
+        fail("cross_entropy_k", std::to_string(targets.size()) + " targets for " + std::to_string(n) + " rows");
+    for (int32_t t : targets)
+        if (t >= V)
+            fail("cross_entropy_k", "target " + std::to_string(t) + " outside " + std::to_string(V) + " classes");
+    value y = make("cross_entropy_k", {1}, {logits});
+    auto probs = std::make_shared<std::vector<float>>(logits->data.size());
+    std::vector<double> row_loss(static_cast<size_t>(n), 0.0);
+    run_on(pool, [&](int ith, int nth) {
+        long long b = 0, e = 0;
+        split_range(n, ith, nth, b, e);
+        for (long long r = b; r < e; ++r) {
+            const float * lr = logits->data.data() + r * V;
+            float * pr = probs->data() + r * V;
+            const float mx = *std::max_element(lr, lr + V);
+            double se = 0;
+            for (int64_t i = 0; i < V; ++i) se += (pr[i] = std::exp(lr[i] - mx));
+            const float inv = static_cast<float>(1.0 / se);
+            for (int64_t i = 0; i < V; ++i) pr[i] *= inv;
+            if (targets[r] >= 0) row_loss[r] = mx + std::log(se) - lr[targets[r]];
+        }
+    });
+    int64_t n_valid = 0;
+    double loss = 0;
+    for (int64_t r = 0; r < n; ++r)
+        if (targets[r] >= 0) {
+            loss += row_loss[r];
+            ++n_valid;
+        }
+    y->data[0] = n_valid ? static_cast<float>(loss / n_valid) : 0.0f;
+    y->backward_fn = [targets, V, n, n_valid, probs](node & s) {
+        float * g = gbuf(s.inputs[0]);
+        if (!g || n_valid == 0) return;
+        const float f = s.grad[0] / static_cast<float>(n_valid);
+        for (int64_t r = 0; r < n; ++r) {
+            if (targets[r] < 0) continue;
+            const float * pr = probs->data() + r * V;
+            float * gr = g + r * V;
+            for (int64_t i = 0; i < V; ++i) gr[i] += f * pr[i];
+            gr[targets[r]] -= f;
+        }
+    };
+    return y;
+}
+
 value view_shape(const value & x, std::vector<int64_t> shape) {
     if (numel_of(shape) != x->numel()) fail("view_shape", shape_str(x->shape) + " cannot become " + shape_str(shape));
     value y = make("view_shape", std::move(shape), {x});

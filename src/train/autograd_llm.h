@@ -25,6 +25,10 @@ value replace_rows(const value & x, const std::vector<int32_t> & pos, const valu
 value rms_norm_k(const value & x, const value & w, float eps);
 value glu_k(const value & gate, const value & up, act_type a);
 
+// Mean cross-entropy of logits [n, V] against targets (< 0 = ignored), for wide vocabularies: one pass of float
+// exponentials per row (split over the pool's threads), probabilities kept for the backward.
+value cross_entropy_k(const value & logits, const std::vector<int32_t> & targets, thread_pool * pool = nullptr);
+
 // [n, a] | [n, b] -> [n, a + b].
 value concat_cols(const value & a, const value & b);
 

@@ -243,7 +243,7 @@ value llm_tape::loss(const std::vector<int32_t> & ids, const std::vector<int32_t
             tg.push_back(targets[i]);
         }
     if (rows.empty()) throw std::invalid_argument("[llm_tape] no position has a target");
-    return cross_entropy(logits(ids, rows, embd_pos, embd_rows), tg);
+    return cross_entropy_k(logits(ids, rows, embd_pos, embd_rows), tg, p_->pool.get());
 }
 
 std::vector<std::pair<std::string, value>> llm_tape::named_params() const {

@@ -39,6 +39,7 @@ void usage() {
         "  -m MODEL        an LLM GGUF (may also carry spider.udp.* / spider.proj.*) or a spider.model JSON\n"
         "                  manifest of GGUFs (docs/CONTROLLER.md); default: the installed default model\n"
         "  --export-components DIR  write DIR/spider.model.json + udp.gguf + proj.gguf and exit\n"
+        "  --lora ADAPTER  merge a LoRA adapter + template token rows (spider train stage instruct) into the LLM\n"
         "  --script FILE   use FILE's text as the LLM answer (same parser, rules, decoders and bundle)\n"
         "  --batch FILE    one JSON request per line: {\"id\", \"prompt\", \"images\", \"audios\", \"videos\",\n"
         "                  \"modalities\", \"seed\", \"script\", \"rules\"}; bundles go to OUT/<id>\n"
@@ -101,7 +102,7 @@ struct progress_printer {
 };
 
 struct run_options {
-    std::string model, rules_path, out = "spider_out", batch, script_path, export_dir, video_format = "mp4";
+    std::string model, rules_path, out = "spider_out", batch, script_path, export_dir, video_format = "mp4", lora;
     int workers = 2, threads = 0, size = 64, max_tokens = 256;
     double timeout = 120;
     bool quiet = false;
@@ -225,6 +226,9 @@ int run_cmd(int argc, char** argv) {
         } else if (a == "--size") {
             if (!(v = need("--size"))) return 1;
             o.size = std::atoi(v);
+        } else if (a == "--lora") {
+            if (!(v = need("--lora"))) return 1;
+            o.lora = v;
         } else if (a == "--max-tokens") {
             if (!(v = need("--max-tokens"))) return 1;
             o.max_tokens = std::atoi(v);
@@ -280,6 +284,10 @@ int run_cmd(int argc, char** argv) {
         }
         if (spider_model_load(path.c_str(), spider_model_default_params(), &llm) != SPIDER_STATUS_OK) {
             std::fprintf(stderr, "spider run: cannot load %s: %s\n", path.c_str(), spider_last_error());
+            return false;
+        }
+        if (!o.lora.empty() && spider_model_apply_lora(llm, o.lora.c_str()) != SPIDER_STATUS_OK) {
+            std::fprintf(stderr, "spider run: --lora: %s\n", spider_last_error());
             return false;
         }
         if (bundle.llm_path.empty()) bundle.llm_path = path;

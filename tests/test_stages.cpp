@@ -14,8 +14,10 @@
 #include "encoders/encoder.h"
 #include "io/gguf.h"
 #include "io/hf_convert.h"
+#include "io/media.h"
 #include "train/stage.h"
 #include "train/udp_tape.h"
+#include "world/world.h"
 
 #include "grad_check.h"
 
@@ -579,5 +581,52 @@ TEST(stages, encoder_scratch_contrastive_loss_falls) {
     EXPECT_FALSE(train_config_parse(
         std::string(cfg_text).replace(cfg_text.find(R"("groups": 4)"), 11, R"("groups": 3)"), &bad, &err));
     EXPECT_NE(err.find("model.groups"), std::string::npos) << err;
+    fs::remove_all(d);
+}
+
+TEST(stages, encoder_align_on_images_through_the_builtin_encoder) {
+    // Records naming ToyWorld PNGs: the stage runs the pipeline's built-in encoder on them (what `spider run` feeds
+    // the projector), then trains the projector through the frozen byte-level LM.
+    auto c = comm_create(nullptr, nullptr);
+    const std::string d = tmpdir("encimg");
+    world_params wp;
+    wp.image_size = 48;
+    {
+        std::ofstream f(d + "/imgs.jsonl");
+        for (int i = 0; i < 4; ++i) {
+            image_item it;
+            world_make_image(3, static_cast<uint64_t>(i), wp, &it);
+            std::string err;
+            ASSERT_TRUE(image_write_png(d + "/img" + std::to_string(i) + ".png", it.image, {}, &err)) << err;
+            f << nlohmann::json{{"image", "img" + std::to_string(i) + ".png"}, {"caption", kCaps[i]}}.dump() << "\n";
+        }
+        f << "\n";
+    }
+    const std::string llm = R"(, "checkpoint": ")" + train_caption_lm(d) + R"(")";
+    std::string cfg_text = enc_config(d + "/r", d + "/imgs.jsonl", 60, llm);
+    cfg_text.replace(cfg_text.find(R"("emb_dim": 6)"), 12, R"("emb_dim": 64)");
+    std::string err;
+    train_config first, cfg;
+    ASSERT_TRUE(train_config_parse(cfg_text, &cfg, &err)) << err;
+    train_result r;
+    ASSERT_TRUE(train_run(cfg, *c, false, true, &r, &err)) << err;
+    std::string one = cfg_text;
+    one.replace(one.find(R"("steps": 60)"), 11, R"("steps": 1)");
+    one.replace(one.find(d + "/r\""), d.size() + 3, d + "/r1\"");
+    ASSERT_TRUE(train_config_parse(one, &first, &err)) << err;
+    train_result r1;
+    ASSERT_TRUE(train_run(first, *c, false, true, &r1, &err)) << err;
+    std::printf("encoder_align on images (built-in encoder): caption loss %.4f (step 1) -> %.4f (step 60)\n",
+                r1.last_loss, r.last_loss);
+    EXPECT_LT(r.last_loss, 0.6f * r1.last_loss);
+    // A missing image is named with its line.
+    {
+        std::ofstream f(d + "/bad.jsonl");
+        f << R"({"image": "nope.png", "caption": "x"})"
+          << "\n";
+    }
+    ASSERT_TRUE(train_config_parse(enc_config(d + "/o", d + "/bad.jsonl", 2, llm), &cfg, &err)) << err;
+    EXPECT_FALSE(train_run(cfg, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("bad.jsonl:1: 'image'"), std::string::npos) << err;
     fs::remove_all(d);
 }

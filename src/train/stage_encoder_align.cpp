@@ -7,12 +7,18 @@
 // The frozen LLM is either a GGUF LLM on the tape (train/llm_tape.h: llama / gemma3, any dtype; the caption is
 // tokenized by the model's tokenizer) or a byte-level tiny_lm (the `lm_scratch` architecture: random from the
 // seed, or the weights of an lm_scratch checkpoint; the caption's UTF-8 bytes are its tokens).
-// Data: JSON Lines {"embedding": [emb_dim floats], "caption": "text"}.
+// Data: JSON Lines {"embedding": [emb_dim floats], "caption": "text"}, or {"image": "a.png", "caption": "text"}: the
+// image (PNG or JPEG; a relative path is relative to the data file) goes through the pipeline's built-in encoder
+// (make_builtin_encoder(projector.emb_dim, data.encoder_seed)), so the projector is trained on what `spider run`
+// feeds it.
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
+#include "encoders/encoder.h"
 #include "io/gguf.h"
+#include "io/media.h"
 #include "llm/model.h"
 #include "spider.h"
 #include "train/autograd_conv.h"
@@ -74,6 +80,7 @@ public:
             r.require("path");
             r.get("path", &data_path_);
             r.get("max_caption", &max_caption_);
+            r.get("encoder_seed", &encoder_seed_);
             if (!r.finish()) return false;
         }
         if (!top.finish()) return false;
@@ -178,18 +185,35 @@ public:
                 return false;
             }
             for (auto it = j.begin(); it != j.end(); ++it)
-                if (it.key() != "embedding" && it.key() != "caption") {
+                if (it.key() != "embedding" && it.key() != "caption" && it.key() != "image") {
                     *err = where + "unknown field '" + it.key() + "'";
                     return false;
                 }
             caption_pair p;
-            if (!j.contains("embedding") || !j["embedding"].is_array() ||
-                static_cast<int64_t>(j["embedding"].size()) != emb_dim_) {
+            if (j.contains("image") == j.contains("embedding")) {
+                *err = where + "needs exactly one of 'embedding' and 'image'";
+                return false;
+            }
+            if (j.contains("image")) {
+                if (!j["image"].is_string()) {
+                    *err = where + "'image' must be a path";
+                    return false;
+                }
+                std::filesystem::path ip = j["image"].get<std::string>();
+                if (ip.is_relative()) ip = std::filesystem::path(data_path_).parent_path() / ip;
+                if (!encoder_) encoder_ = make_builtin_encoder(static_cast<int>(emb_dim_), encoder_seed_);
+                image_u8 img;
+                std::string e;
+                if (!image_read(ip.string(), &img, &e) || !encoder_->encode_image(img, &p.emb, &e)) {
+                    *err = where + "'image' " + ip.string() + ": " + e;
+                    return false;
+                }
+            } else if (!j["embedding"].is_array() || static_cast<int64_t>(j["embedding"].size()) != emb_dim_) {
                 *err = where + "'embedding' must be an array of projector.emb_dim = " + std::to_string(emb_dim_) +
                        " numbers";
                 return false;
             }
-            for (const auto & v : j["embedding"]) {
+            for (const auto & v : j.contains("embedding") ? j["embedding"] : nlohmann::json::array()) {
                 if (!v.is_number() || !std::isfinite(v.get<double>())) {
                     *err = where + "'embedding' holds a non-number";
                     return false;
@@ -302,6 +326,8 @@ private:
     tiny_lm_config lm_;
     float lm_init_std_ = 0.02f, proj_init_std_ = 0.02f;
     std::string llm_ckpt_, llm_gguf_, data_path_;
+    uint64_t encoder_seed_ = 42;
+    std::unique_ptr<encoder> encoder_;
     int n_threads_ = 2;
     int64_t d_model_ = 0;
     spider_model * smodel_ = nullptr;

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/cpu_features.h"
+#include "core/quants.h"
 #include "grad_check.h"
 #include "train/optim.h"
 #include "train/tiny_lm.h"
@@ -124,4 +125,36 @@ TEST(train_kernels, batched_attention_equals_per_sequence) {
     for (bool causal : {true, false})
         grad_check("attention n_seq 2", {q, k, v},
                    [&] { return attention(q, k, v, n_head, n_head_kv, 0.4f, causal, 2); });
+}
+
+TEST(train_kernels, linear_frozen_backward_over_several_blocks) {
+    // 600 output rows = 3 blocks of dequantized rows (3 chunks): the same input gradient as linear() over the
+    // dequantized weight, and bit-identical with 1 and 3 threads.
+    std::mt19937 rng(14);
+    const int64_t in = 64, out = 600, n = 7;
+    const size_t rb = dtype_row_bytes(DTYPE_Q8_0, in);
+    std::vector<uint8_t> q(rb * out);
+    std::vector<float> deq(static_cast<size_t>(in * out));
+    for (int64_t o = 0; o < out; ++o) {
+        const auto row = randv(static_cast<size_t>(in), rng);
+        ASSERT_TRUE(quantize_row(DTYPE_Q8_0, row.data(), q.data() + o * rb, in));
+        ASSERT_TRUE(dequantize_row(DTYPE_Q8_0, q.data() + o * rb, deq.data() + o * in, in));
+    }
+    tensor W = make_tensor(DTYPE_Q8_0, q.data(), in, out);
+    value x = parameter({n, in}, randv(static_cast<size_t>(n * in), rng));
+    value r = constant({n, out}, randv(static_cast<size_t>(n * out), rng));
+    backward(sum(mul(linear(x, constant({out, in}, deq), nullptr), r)));
+    const std::vector<float> want = x->grad;
+    std::vector<float> first;
+    for (int nth : {1, 3}) {
+        set_threads(nth);
+        x->zero_grad();
+        backward(sum(mul(linear_frozen(x, W), r)));
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(x->grad[i], want[i], 1e-4) << nth << " threads, " << i;
+        if (first.empty())
+            first = x->grad;
+        else
+            ASSERT_EQ(first, x->grad);
+    }
+    set_threads(1);
 }

@@ -310,23 +310,37 @@ value linear_frozen(const value & x, const tensor & W, thread_pool * pool) {
                      static_cast<int64_t>(W.nb[1] / sizeof(float)), gx, in, tp);
             return;
         }
-        const int64_t block = 256;
-        std::vector<float> wb(static_cast<size_t>(std::min(block, out) * in));
-        for (int64_t o0 = 0; o0 < out; o0 += block) {
-            const int64_t nb = std::min(block, out - o0);
-            auto deq = [&](int ith, int nth) {
-                long long b, e;
-                split_range(nb, ith, nth, b, e);
-                for (long long o = b; o < e; ++o) {
-                    int32_t id = static_cast<int32_t>(o0 + o);
-                    spider::get_rows(W, &id, 1, wb.data() + o * in);
+        // Blocks of 256 weight rows are grouped into at most 16 chunks; each chunk (one thread) dequantizes its
+        // blocks and accumulates gy[:, block] W[block, :] into its own [n, in] partial; the partials are then added
+        // in chunk order. The chunking depends only on the shapes, so the result does not depend on the threads,
+        // and one hand-off covers the whole product.
+        const int64_t block = 256, n_blocks = (out + block - 1) / block;
+        const int64_t n_chunks = std::min<int64_t>(16, n_blocks);
+        std::vector<float> partial(static_cast<size_t>(n_chunks * n * in), 0.0f);
+        const float * gy = s.grad.data();
+        auto run_chunks = [&](int ith, int nth) {
+            long long cb, ce;
+            split_range(n_chunks, ith, nth, cb, ce);
+            std::vector<float> wb(static_cast<size_t>(std::min(block, out) * in));
+            std::vector<int32_t> ids(static_cast<size_t>(block));
+            for (long long c = cb; c < ce; ++c) {
+                long long bb, be;
+                split_range(n_blocks, static_cast<int>(c), static_cast<int>(n_chunks), bb, be);
+                for (long long bk = bb; bk < be; ++bk) {
+                    const int64_t o0 = bk * block, nb = std::min(block, out - o0);
+                    for (int64_t o = 0; o < nb; ++o) ids[o] = static_cast<int32_t>(o0 + o);
+                    spider::get_rows(W, ids.data(), nb, wb.data());
+                    gemm_acc(n, in, nb, gy + o0, out, 1, wb.data(), in, partial.data() + c * n * in, in, nullptr);
                 }
-            };
-            if (tp && tp->size() > 1)
-                tp->run(deq);
-            else
-                deq(0, 1);
-            gemm_acc(n, in, nb, s.grad.data() + o0, out, 1, wb.data(), in, gx, in, tp);
+            }
+        };
+        if (tp && tp->size() > 1)
+            tp->run(run_chunks);
+        else
+            run_chunks(0, 1);
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            const float * pc = partial.data() + c * n * in;
+            for (int64_t i = 0; i < n * in; ++i) gx[i] += pc[i];
         }
     };
     return y;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training throughput, Spider vs PyTorch side by side (docs/BENCHMARKS.md, "Training"): the same tiny Llama
 # (default 3.3M parameters: n_embd 256, 4 layers, 8 heads / 4 KV heads, MLP 768, byte vocab), the same data windows,
-# AdamW + clipping, batch 8 x 128 tokens, the same thread count. Runs the pair ROUNDS times alternating which goes
-# first, each under /usr/bin/time -v for the peak RSS.
+# AdamW + clipping, batch 8 x 128 tokens, the same thread count. Runs the three ROUNDS times, rotating which goes
+# first, each under /usr/bin/time -v for the peak RSS: spider, PyTorch as installed, and PyTorch with
+# OMP_WAIT_POLICY=PASSIVE (its OpenMP workers otherwise spin, which on a loaded machine costs it a lot).
 #
 #   scripts/bench_train.sh [SPIDER_BIN] [THREADS] [ROUNDS] [extra args for both, e.g. -s 64 --n-layer 2]
 set -euo pipefail
@@ -32,14 +33,22 @@ PY
 echo "| impl | params | batch x seq | threads | ms/step (median) | samples/s | tokens/s | CPU ms/step | peak RSS MiB | loss first -> last |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) -eq 1 ]; then order="spider torch"; else order="torch spider"; fi
+  case $((r % 3)) in
+    1) order="spider torch torch_passive" ;;
+    2) order="torch torch_passive spider" ;;
+    *) order="torch_passive spider torch" ;;
+  esac
   for who in $order; do
-    if [ "$who" = spider ]; then
-      run_one spider "$SPIDER" bench-train --data "$SRC/tests/data/train/corpus.txt" -t "$THREADS" "${EXTRA[@]}"
-    else
-      run_one torch python3 "$SRC/tests/reference/bench_train_torch.py" --data "$SRC/tests/data/train/corpus.txt" \
-        -t "$THREADS" "${EXTRA[@]}"
-    fi
+    case $who in
+      spider)
+        run_one spider "$SPIDER" bench-train --data "$SRC/tests/data/train/corpus.txt" -t "$THREADS" "${EXTRA[@]}" ;;
+      torch)
+        run_one torch python3 "$SRC/tests/reference/bench_train_torch.py" \
+          --data "$SRC/tests/data/train/corpus.txt" -t "$THREADS" "${EXTRA[@]}" ;;
+      torch_passive)
+        run_one torch_passive env OMP_WAIT_POLICY=PASSIVE python3 "$SRC/tests/reference/bench_train_torch.py" \
+          --label "OMP passive" --data "$SRC/tests/data/train/corpus.txt" -t "$THREADS" "${EXTRA[@]}" ;;
+    esac
   done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

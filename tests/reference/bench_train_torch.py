@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--attn", default="sdpa", help="transformers attention implementation (sdpa or eager)")
+    ap.add_argument("--label", default="", help="added to the impl column (e.g. the OpenMP settings used)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
@@ -85,7 +86,8 @@ def main():
     median = sorted(times)[len(times) // 2]
     sps = a.batch * 1000 / mean
     tps = sps * a.seq
-    row = {"impl": f"pytorch {torch.__version__} ({a.attn})", "params": n_params, "n_embd": a.n_embd,
+    label = f"{a.attn}, {a.label}" if a.label else a.attn
+    row = {"impl": f"pytorch {torch.__version__} ({label})", "params": n_params, "n_embd": a.n_embd,
            "n_layer": a.n_layer, "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
            "warmup": a.warmup, "ms_per_step": mean, "ms_median": median, "samples_per_s": sps, "tokens_per_s": tps,
            "cpu_ms_per_step": cpu / a.steps,
@@ -95,7 +97,7 @@ def main():
     else:
         print("| impl | params | n_embd x layers | batch x seq | threads | ms/step (median) | samples/s | tokens/s "
               "| CPU ms/step | loss first -> last |\n|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| pytorch {torch.__version__} ({a.attn}) | {n_params / 1e6:.2f}M | {a.n_embd} x {a.n_layer} | "
+        print(f"| {row['impl']} | {n_params / 1e6:.2f}M | {a.n_embd} x {a.n_layer} | "
               f"{a.batch} x {a.seq} | {a.threads} | {mean:.1f} ({median:.1f}) | {sps:.2f} | {tps:.0f} | {cpu / a.steps:.1f} | "
               f"{losses[0]:.3f} -> {losses[-1]:.3f} |")
 

@@ -581,6 +581,14 @@ TEST(stages, encoder_scratch_contrastive_loss_falls) {
     EXPECT_FALSE(train_config_parse(
         std::string(cfg_text).replace(cfg_text.find(R"("groups": 4)"), 11, R"("groups": 3)"), &bad, &err));
     EXPECT_NE(err.find("model.groups"), std::string::npos) << err;
+    // One example per micro-batch cannot be contrasted: reported as an error of the step, not a crash.
+    ASSERT_TRUE(train_config_parse(cfg_text, &bad, &err)) << err;
+    bad.batch = 2;
+    bad.grad_accum = 2;
+    EXPECT_FALSE(train_run(bad, *c, false, true, nullptr, &err));
+    EXPECT_NE(err.find("stage encoder_scratch, step 1: [encoder_scratch] a contrastive micro-batch needs at least 2"),
+              std::string::npos)
+        << err;
     fs::remove_all(d);
 }
 

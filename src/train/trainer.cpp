@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "train/checkpoint.h"
 #include "train/stage.h"
@@ -191,9 +192,15 @@ bool train_run(const train_config & cfg, comm & c, bool resume, bool quiet, trai
             mb.micro = a;
             // rank r takes global examples r, r + size, ...: the union over ranks is the same global batch.
             for (int64_t m = 0; m < micro; ++m) mb.examples.push_back((a * micro + m) * c.size() + c.rank());
-            value loss = st->loss(mb);
-            backward(scale(loss, 1.0f / static_cast<float>(per_step)));
-            loss_sum += loss->data[0];
+            try {  // shape errors of model code throw (autograd ops name themselves): report, do not crash
+                value loss = st->loss(mb);
+                backward(scale(loss, 1.0f / static_cast<float>(per_step)));
+                loss_sum += loss->data[0];
+            } catch (const std::exception & e) {
+                *err = "stage " + cfg.stage + ", step " + std::to_string(s + 1) + ": " + e.what();
+                if (!quiet) std::fprintf(stderr, "\n");
+                return false;
+            }
         }
         // All-reduce the gradients (one flat buffer) and the loss.
         if (c.size() > 1) {

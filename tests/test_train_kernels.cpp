@@ -158,3 +158,32 @@ TEST(train_kernels, linear_frozen_backward_over_several_blocks) {
     }
     set_threads(1);
 }
+
+TEST(train_kernels, cross_entropy_large_vocab_and_underflowing_target) {
+    // A 70 000-class row (no stored probability matrix) against the double log-sum-exp, and a row whose target
+    // probability underflows float (logit 150 below the max): the loss stays finite and exact, the gradient is
+    // softmax - onehot.
+    const int64_t V = 70000;
+    std::mt19937 rng(15);
+    std::vector<float> lg = randv(static_cast<size_t>(2 * V), rng, -3, 3);
+    lg[V + 10] = -150.0f;  // row 1 targets class 10
+    value logits = parameter({2, V}, lg);
+    value L = cross_entropy(logits, {123, 10});
+    double want = 0;
+    for (int r = 0; r < 2; ++r) {
+        const float * x = lg.data() + r * V;
+        double mx = -1e30, se = 0;
+        for (int64_t i = 0; i < V; ++i) mx = std::max(mx, static_cast<double>(x[i]));
+        for (int64_t i = 0; i < V; ++i) se += std::exp(x[i] - mx);
+        want += mx + std::log(se) - x[r == 0 ? 123 : 10];
+    }
+    want /= 2;
+    ASSERT_TRUE(std::isfinite(L->data[0]));
+    EXPECT_NEAR(L->data[0], want, 1e-4 * want);
+    EXPECT_GT(want, 75.0);  // row 1 alone adds more than 150 / 2
+    backward(L);
+    double row_sum = 0;
+    for (int64_t i = 0; i < V; ++i) row_sum += logits->grad[i];
+    EXPECT_NEAR(row_sum, 0.0, 1e-5);                // softmax sums to 1, minus the one-hot
+    EXPECT_NEAR(logits->grad[V + 10], -0.5, 1e-6);  // p ~ 0 at the target: (0 - 1) / 2 rows
+}

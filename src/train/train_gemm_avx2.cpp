@@ -113,12 +113,12 @@ void gemm_block_avx2(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, 
         const int64_t k1 = k0 + KC < K ? k0 + KC : K;
         int64_t j = n0;
         for (; j + 16 <= n1; j += 16) {
-            float * pp = panel.data() - k0 * 16;  // indexed by absolute k below
+            float * pp = panel.data();  // row k - k0 of the panel
             for (int64_t k = k0; k < k1; ++k) {
-                _mm256_storeu_ps(pp + k * 16, _mm256_loadu_ps(B + k * ldb + j));
-                _mm256_storeu_ps(pp + k * 16 + 8, _mm256_loadu_ps(B + k * ldb + j + 8));
+                _mm256_storeu_ps(pp + (k - k0) * 16, _mm256_loadu_ps(B + k * ldb + j));
+                _mm256_storeu_ps(pp + (k - k0) * 16 + 8, _mm256_loadu_ps(B + k * ldb + j + 8));
             }
-            column<16>(m0, m1, 0, k0, k1, A, a_rs, a_cs, pp, 16, C + j, ldc);
+            column<16>(m0, m1, 0, 0, k1 - k0, A + k0 * a_cs, a_rs, a_cs, pp, 16, C + j, ldc);
         }
         if (j + 8 <= n1) {
             column<8>(m0, m1, j, k0, k1, A, a_rs, a_cs, B, ldb, C, ldc);

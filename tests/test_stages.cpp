@@ -638,3 +638,29 @@ TEST(stages, encoder_align_on_images_through_the_builtin_encoder) {
     EXPECT_NE(err.find("bad.jsonl:1: 'image'"), std::string::npos) << err;
     fs::remove_all(d);
 }
+
+TEST(stages, udp_tape_keeps_a_loaded_learned_fusion) {
+    // A UDP file with learned TM-Fusion (the pipeline's built-in one has it) keeps its fusion tensors through
+    // load -> save, and only the UDP proper is trainable.
+    udp_hparams hp = tiny_udp();
+    hp.tmf_learned = true;
+    hp.tmf_n_head = 2;
+    auto m = udp_model::random(hp, 5, 0.3f);
+    const std::string d = tmpdir("tmf");
+    std::string err;
+    ASSERT_TRUE(m->save(d + "/in.gguf", &err)) << err;
+    auto t = udp_tape::load(d + "/in.gguf", &err);
+    ASSERT_TRUE(t) << err;
+    for (const auto & [name, v] : t->named_params()) EXPECT_EQ(name.rfind("spider.tmf.", 0), std::string::npos) << name;
+    ASSERT_TRUE(t->save(d + "/out.gguf", &err)) << err;
+    auto m2 = udp_model::load(d + "/out.gguf", &err);
+    ASSERT_TRUE(m2) << err;
+    EXPECT_TRUE(m2->hparams().tmf_learned);
+    std::mt19937 rng(2);
+    const auto y = randv(3 * 6, rng), text = randv(3 * 6, rng);
+    std::vector<float> c1, c2;
+    ASSERT_TRUE(m->fuse(MODALITY_IMAGE, y.data(), text.data(), 3, &c1, &err)) << err;
+    ASSERT_TRUE(m2->fuse(MODALITY_IMAGE, y.data(), text.data(), 3, &c2, &err)) << err;
+    EXPECT_EQ(c1, c2);
+    fs::remove_all(d);
+}

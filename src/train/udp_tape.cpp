@@ -66,8 +66,7 @@ std::unique_ptr<udp_tape> udp_tape::load(const std::string & path, std::string *
         return nullptr;
     }
     std::unique_ptr<udp_tape> t(new udp_tape);
-    t->hp_ = m->hparams();
-    t->hp_.tmf_learned = false;
+    t->hp_ = m->hparams();  // learned TM-Fusion tensors, if any, are kept as constants and written back by save()
     for (const auto & spec : udp_tensor_specs(t->hp_)) {
         tensor v = f->view(*f->find_tensor(spec.name));
         std::vector<float> buf(static_cast<size_t>(v.nelements()));
@@ -76,7 +75,10 @@ std::unique_ptr<udp_tape> udp_tape::load(const std::string & path, std::string *
                 *err = "udp: " + path + ": tensor " + spec.name + " has unsupported type " + dtype_name(v.type);
                 return nullptr;
             }
-        t->w_[spec.name] = parameter(torch_shape(spec.ne), std::move(buf));
+        if (spec.name.rfind("spider.tmf.", 0) == 0)
+            t->fixed_[spec.name] = constant(torch_shape(spec.ne), std::move(buf));
+        else
+            t->w_[spec.name] = parameter(torch_shape(spec.ne), std::move(buf));
     }
     return t;
 }
@@ -163,12 +165,13 @@ bool udp_tape::save(const std::string & path, std::string * err) const {
         w.set_u32(base + ".d_out", hp_.d_out[i]);
     }
     w.set_f32("spider.tmf.alpha", hp_.tmf_alpha);
-    w.set_bool("spider.tmf.learned", false);
+    w.set_bool("spider.tmf.learned", hp_.tmf_learned);
     w.set_u32("spider.tmf.n_head", hp_.tmf_n_head);
     for (const auto & spec : udp_tensor_specs(hp_)) {
         int64_t ne[MAX_DIMS] = {1, 1, 1, 1};
         for (size_t d = 0; d < spec.ne.size(); ++d) ne[d] = spec.ne[d];
-        if (!w.add_tensor(spec.name, DTYPE_F32, ne, static_cast<int>(spec.ne.size()), p(spec.name)->data.data(), err))
+        const value & v = w_.count(spec.name) ? w_.at(spec.name) : fixed_.at(spec.name);
+        if (!w.add_tensor(spec.name, DTYPE_F32, ne, static_cast<int>(spec.ne.size()), v->data.data(), err))
             return false;
     }
     return w.write(path, err);

@@ -3,7 +3,8 @@
 # gemma-3-270m Q4_K_M (the default model) and on the TinyLlama-1.1B-shaped random model in Q8_0 and Q4_0 (made by
 # `spider random-model`; the same file is read by both engines), plus the memory read bandwidth (decode roofline)
 # and the peak RSS of each run (/usr/bin/time -v). Results go to $OUT_DIR (default /tmp/spider_bench) and a
-# summary table to stdout; copy it into docs/BENCHMARKS.md with the date and machine.
+# summary table and each engine's share of the decode roofline to stdout; copy them into docs/BENCHMARKS.md with
+# the date and machine.
 #
 # usage: scripts/bench_vs_llamacpp.sh [SPIDER_BIN] [LLAMA_CPP_BIN_DIR]
 #   env: THREADS (2) P (512) N (128) R (5) ROUNDS (2: each pair is run ROUNDS times, alternating engines)
@@ -40,7 +41,7 @@ echo "# spider $(git rev-parse --short HEAD 2>/dev/null || echo '?'), llama.cpp 
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "## memory read bandwidth"
-"$SPIDER" bench --membw -t "$THREADS" -r 3
+"$SPIDER" bench --membw -t "$THREADS" -r 3 | tee "$OUT_DIR/membw.md"
 echo
 
 # Decode bytes per token: every tensor is read once per token, except token_embd (one row) unless it is also
@@ -92,4 +93,30 @@ cat "$OUT_DIR/summary.md"
 echo
 echo "## decode roofline inputs"
 cat "$OUT_DIR/bytes.txt"
+echo
+# Share of the roofline: mean tg over the rounds / (read bandwidth / decode bytes per token), per engine.
+echo "## decode vs the memory-bandwidth roofline"
+python3 - "$OUT_DIR" "$N" $MODELS <<'PY'
+import json, os, sys
+out, n, models = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+bw = float(open(os.path.join(out, "membw.md")).read().strip().splitlines()[-1].split("|")[2])
+bytes_ = {l.split(":")[0]: int(l.split()[-1]) for l in open(os.path.join(out, "bytes.txt")) if l.strip()}
+print(f"read bandwidth {bw:.2f} GB/s\n")
+print(f"| model | bytes/token | roofline t/s | engine | tg{n} t/s (mean of rounds) | share of roofline |")
+print("|---|---:|---:|---|---:|---:|")
+for m in models:
+    base = os.path.basename(m)[:-len(".gguf")] if m.endswith(".gguf") else os.path.basename(m)
+    roof = bw * 1e9 / bytes_[base]
+    for engine in ("llama.cpp", "spider"):
+        tgs = []
+        for f in sorted(os.listdir(out)):
+            if f.startswith(f"{base}.{engine}.") and f.endswith(".json"):
+                rows = json.load(open(os.path.join(out, f)))
+                tgs += [r["avg_ts"] for r in rows if r["n_gen"] and not r["n_prompt"]]
+        if tgs:
+            tg = sum(tgs) / len(tgs)
+            print(f"| {base} | {bytes_[base] / 1e6:.1f} MB | {roof:.1f} | {engine} | {tg:.2f} | {100 * tg / roof:.0f}% |")
+PY
+spider_build=$(python3 -c "import json,glob,sys; f=sorted(glob.glob(sys.argv[1]+'/*.spider.*.json')); print(json.load(open(f[0]))[0]['build_commit'] if f else '?')" "$OUT_DIR")
+echo "# spider binary build_commit: $spider_build"
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

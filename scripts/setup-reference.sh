@@ -21,6 +21,7 @@ PINS=(
   sentencepiece==0.2.3
   numpy==2.4.6
   gguf==0.19.0
+  accelerate==1.10.0 # transformers needs it to load a GGUF (tests/reference/lora_throughput_torch.py)
 )
 
 $PY -m pip install --disable-pip-version-check "${PINS[@]}"

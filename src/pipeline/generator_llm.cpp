@@ -25,7 +25,7 @@ std::shared_ptr<const grammar_vocab> shared_grammar_vocab(const ::spider_model* 
     const vocab* v = llm_vocab_of(m);
     if (!v) return nullptr;
     // Added tokens (a LoRA adapter's template tokens, ids n_vocab + i) are named tokens of the grammar view.
-    const llm_model* lm = llm_model_of(m);
+    const llm_model * lm = llm_model_of(m);
     std::shared_ptr<const grammar_vocab> gv =
         grammar_vocab::from_vocab(*v, lm ? lm->added_tokens : std::vector<std::string>{});
     cache[m] = gv;

@@ -76,7 +76,8 @@ TEST(losses, token_l2_matches_pytorch_and_fd) {
 }
 
 TEST(losses, noise_schedules_match_pytorch) {
-    for (const auto & s : goldens()["schedules"]) {
+    const auto all = goldens();  // a local: a range-for over a temporary's member would dangle
+    for (const auto & s : all["schedules"]) {
         noise_schedule ns;
         ns.kind = s["kind"];
         ns.n_steps = s["n_steps"];

@@ -48,7 +48,7 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
         return false;
     }
     const std::string dir = dir_of(path);
-    for (const char* k : {"llm", "udp", "projector"}) {
+    for (const char* k : {"llm", "udp", "projector", "lora"}) {
         if (j.contains(k) && !j[k].is_string()) {
             if (err) *err = std::string("[model] ") + path + ": \"" + k + "\" must be a path string";
             return false;
@@ -57,6 +57,7 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
     out->llm_path = join(dir, j.value("llm", ""));
     out->udp_path = join(dir, j.value("udp", ""));
     out->projector_path = join(dir, j.value("projector", ""));
+    out->lora_path = join(dir, j.value("lora", ""));
     if (j.contains("rules")) out->rules_json = j["rules"].dump();
     return true;
 }

@@ -82,6 +82,7 @@ bool run_pipeline(pipeline_components& c, const pipeline_config& cfg, text_gener
 struct model_bundle {
     std::string llm_path;                  // the LLM GGUF ("" = none named)
     std::string udp_path, projector_path;  // "" = look in the LLM GGUF, then tiny random
+    std::string lora_path;                 // "" = none; else a LoRA adapter (+ template token rows) merged at load
     std::string rules_json;                // "" = none
     std::vector<std::string> notes;        // what was loaded from where
 };

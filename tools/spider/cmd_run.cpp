@@ -286,10 +286,14 @@ int run_cmd(int argc, char** argv) {
             std::fprintf(stderr, "spider run: cannot load %s: %s\n", path.c_str(), spider_last_error());
             return false;
         }
-        if (!o.lora.empty() && spider_model_apply_lora(llm, o.lora.c_str()) != SPIDER_STATUS_OK) {
-            std::fprintf(stderr, "spider run: --lora: %s\n", spider_last_error());
+        // --lora wins over the bundle's "lora" (one adapter at a time: both would add the template tokens).
+        const std::string lora = !o.lora.empty() ? o.lora : bundle.lora_path;
+        if (!lora.empty() && spider_model_apply_lora(llm, lora.c_str()) != SPIDER_STATUS_OK) {
+            std::fprintf(stderr, "spider run: %s: %s\n", o.lora.empty() ? "model bundle \"lora\"" : "--lora",
+                         spider_last_error());
             return false;
         }
+        if (!lora.empty() && !o.quiet) std::fprintf(stderr, "model: lora: %s\n", lora.c_str());
         if (bundle.llm_path.empty()) bundle.llm_path = path;
         return true;
     };

@@ -133,6 +133,8 @@ TEST(LlmTape, TinyGemma3MatchesRuntimeBeyondTheSlidingWindow) {
 TEST(LlmTape, TinyLlamaMatchesRuntime) {
     check_parity(tiny_model("tiny_llama", "f32"), some_ids(16, 200, 3), 1e-12);
     check_parity(tiny_model("tiny_llama", "q8_0"), some_ids(16, 200, 4), 1e-12);
+    // Llama 3.1 RoPE scaling (rope_freqs.weight divisors).
+    check_parity(tiny_model("tiny_llama31", "f32"), some_ids(16, 200, 5), 1e-12);
 }
 
 TEST(LlmTape, DefaultModelMatchesRuntime) {
@@ -164,6 +166,10 @@ TEST(LlmTape, OpGradients) {
     // 2 heads of 6, rotating the first 4 dims, linear scaling.
     value qx = parameter({4, 12}, randv(48, rng));
     grad_check("rope_ext", {qx}, [&] { return rope_ext(qx, {0, 1, 5, 9}, 2, 6, 4, 10000.0f, 0.5f, ROPE_MODE_NEOX); });
+    const float ff[2] = {1.0f, 8.0f};
+    grad_check("rope_ext freq_factors", {qx}, [&] {
+        return rope_ext(qx, {0, 1, 5, 9}, 2, 6, 4, 10000.0f, 1.0f, ROPE_MODE_NORMAL, ff);
+    });
     // GQA 4 heads over 2 KV heads of 3, window 3 over 7 tokens, with and without threads.
     value q = parameter({7, 12}, randv(84, rng)), k = parameter({7, 6}, randv(42, rng)),
           v = parameter({7, 6}, randv(42, rng));

@@ -261,7 +261,7 @@ value concat_cols(const value & a, const value & b) {
 }
 
 value rope_ext(const value & x, const std::vector<int32_t> & pos, int64_t n_head, int64_t head_dim, int64_t n_rot,
-               float freq_base, float freq_scale, rope_mode mode) {
+               float freq_base, float freq_scale, rope_mode mode, const float * freq_factors) {
     const int64_t n_tok = rows_of(x);
     if (x->shape.back() != n_head * head_dim || static_cast<int64_t>(pos.size()) != n_tok || n_rot > head_dim ||
         n_rot <= 0 || n_rot % 2)
@@ -270,15 +270,15 @@ value rope_ext(const value & x, const std::vector<int32_t> & pos, int64_t n_head
                              std::to_string(pos.size()) + " positions");
     value y = make("rope_ext", x->shape, {x});
     y->data = x->data;
-    spider::rope(y->data.data(), pos.data(), n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode);
-    y->backward_fn = [pos, n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode](node & s) {
+    spider::rope(y->data.data(), pos.data(), n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode, freq_factors);
+    y->backward_fn = [pos, n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode, freq_factors](node & s) {
         float * g = gbuf(s.inputs[0]);
         if (!g) return;
         // A rotation: its transpose rotates by the opposite angle (negated positions).
         std::vector<int32_t> neg(pos.size());
         for (size_t i = 0; i < pos.size(); ++i) neg[i] = -pos[i];
         std::vector<float> tmp = s.grad;
-        spider::rope(tmp.data(), neg.data(), n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode);
+        spider::rope(tmp.data(), neg.data(), n_tok, n_head, head_dim, n_rot, freq_base, freq_scale, mode, freq_factors);
         for (size_t i = 0; i < tmp.size(); ++i) g[i] += tmp[i];
     };
     return y;

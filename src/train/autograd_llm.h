@@ -33,8 +33,9 @@ value cross_entropy_k(const value & logits, const std::vector<int32_t> & targets
 value concat_cols(const value & a, const value & b);
 
 // RoPE on x [n_tok, n_head * head_dim] rotating the first n_rot dims with freq_scale (linear position scaling).
+// freq_factors: nullptr or n_rot / 2 divisors of the pair frequencies (Llama 3.1 rope_freqs), as in core/ops.h.
 value rope_ext(const value & x, const std::vector<int32_t> & pos, int64_t n_head, int64_t head_dim, int64_t n_rot,
-               float freq_base, float freq_scale, rope_mode mode);
+               float freq_base, float freq_scale, rope_mode mode, const float * freq_factors = nullptr);
 
 // Causal self-attention with GQA and, if window > 0, a sliding window (key j visible to query i iff
 // j <= i and i - j < window). q [n, n_head*hd], k/v [n, n_head_kv*hd] -> [n, n_head*hd]. The output comes from the

@@ -194,6 +194,7 @@ value llm_tape::logits(const std::vector<int32_t> & ids, const std::vector<int32
         const lora_adapter & a = it->second;
         return add(base, scale(linear(linear(in, a.A, nullptr), a.B, nullptr), a.scaling()));
     };
+    const float * ff = static_cast<const float *>(m.rope_freqs.data);  // Llama 3.1 frequency divisors or null
     const float attn_scale = hp.attn_scale > 0 ? hp.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const layer_tape & l = p.layers[il];
@@ -208,8 +209,8 @@ value llm_tape::logits(const std::vector<int32_t> & ids, const std::vector<int32
         if (l.k_norm)
             k = view_shape(rms_norm_k(view_shape(k, {n * hp.n_head_kv, hd}), l.k_norm, hp.rms_eps),
                            {n, hp.n_head_kv * hd});
-        q = rope_ext(q, pos, hp.n_head, hd, hp.n_rot, fb, fs, hp.rope_type);
-        k = rope_ext(k, pos, hp.n_head_kv, hd, hp.n_rot, fb, fs, hp.rope_type);
+        q = rope_ext(q, pos, hp.n_head, hd, hp.n_rot, fb, fs, hp.rope_type, ff);
+        k = rope_ext(k, pos, hp.n_head_kv, hd, hp.n_rot, fb, fs, hp.rope_type, ff);
         dump("Qcur", il, q);
         dump("Kcur", il, k);
         dump("Vcur", il, v);

@@ -58,6 +58,10 @@ struct llm_gen_params {
 // (one token each when the model carries Spider's added tokens). An untuned model does not yet choose groups by
 // itself, so length budgets decide when a group opens: the requested modalities for [M] /
 // [SPECIFICMULTIMODAL], modalities named in the prompt (else IMAGE) for [SMARTMULTIMODAL], none for [TEXT].
+// A model tuned to the template (one that carries [OUTPUT] etc. as added tokens, e.g. the default LLM with
+// models/spider-lora-gemma3-270m.gguf) is model-driven instead: no chat wrapping (it was trained on the raw
+// `<bos>[INPUT]...` layout), it picks markers, groups and T-Prompts itself among the grammar-allowed tokens, and the
+// constraint only adds requested groups it left out before [END] and closes a T-Prompt that runs past a phrase.
 // The model must outlive the generator.
 std::unique_ptr<text_generator> make_llm_generator(::spider_model* model, const llm_gen_params& params,
                                                    const template_config& cfg, std::string* err);

@@ -56,6 +56,13 @@ public:
             return false;
         }
         n_vocab_ = spider_model_n_vocab(model_);
+        // A model that carries the template's tokens as added tokens (a `spider train` stage-instruct adapter) was
+        // tuned to write the template itself: it chooses its groups, markers and T-Prompts, and the grammar only
+        // keeps the answer well formed. An untuned model is steered by the length budgets below.
+        if (const llm_model* lm = llm_model_of(model_)) {
+            model_driven_ = std::find(lm->added_tokens.begin(), lm->added_tokens.end(), std::string(TOKEN_OUTPUT)) !=
+                            lm->added_tokens.end();
+        }
         // The project's GBNF engine checks every token against template_grammar() (src/llm/grammar.h); the
         // budget logic below only decides among the tokens it allows.
         gv_ = shared_grammar_vocab(model_);
@@ -70,7 +77,7 @@ public:
         rng_.seed(seed);
         const int E = n_embd();
         // Chat wrapping for instruction-tuned Gemma vocabularies.
-        const bool chat = spider_token_find(model_, "<start_of_turn>") >= 0;
+        const bool chat = !model_driven_ && spider_token_find(model_, "<start_of_turn>") >= 0;
         std::vector<float> rows;
         bool first = true;
         size_t media_i = 0;
@@ -123,6 +130,8 @@ public:
         for (auto& ch : prompt_lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         if (task == TOKEN_TASK_TEXT) {
             // text only
+        } else if (task == TOKEN_TASK_SMART && model_driven_) {
+            // the tuned model chooses its groups itself
         } else if (task == TOKEN_TASK_SMART) {
             static const struct {
                 modality m;
@@ -290,6 +299,7 @@ private:
             state_ = ST_DONE;
             return err->empty();
         }
+        if (model_driven_ && state_ != ST_START) return driven_step(err);
         switch (state_) {
             case ST_START:
                 force(TOKEN_OUTPUT, err);
@@ -336,6 +346,86 @@ private:
                 break;
         }
         return err->empty();
+    }
+
+    std::string special_piece(spider_token t) {
+        char buf[256];
+        int32_t n = spider_token_to_piece(model_, t, buf, sizeof buf, true);
+        return n > 0 ? std::string(buf, n) : std::string();
+    }
+
+    // Model-driven decoding: the model's own choice among the tokens the grammar allows (markers included); the
+    // state follows the markers it writes. Requested groups it has not written yet are opened before [END], and a
+    // T-Prompt longer than tprompt_max * 4 tokens is closed for it.
+    bool driven_step(std::string* err) {
+        if (state_ == ST_DONE) return true;
+        if (state_ == ST_TPROMPT && tp_count_ >= 4 * std::max(1, p_.tprompt_max)) {
+            close_group(err);
+            return err->empty();
+        }
+        const float* logits = spider_get_logits_ith(ctx_, -1);
+        if (!logits) {
+            *err = "[llm] no logits";
+            return false;
+        }
+        std::vector<int> idx(n_vocab_);
+        for (int i = 0; i < n_vocab_; ++i) idx[i] = i;
+        const int K = std::min<int>(n_vocab_, 256);
+        std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+        std::vector<int> cand;
+        std::vector<double> w;
+        for (int r = 0; r < K && static_cast<int>(cand.size()) < std::max(1, p_.top_k); ++r) {
+            const spider_token t = idx[r];
+            if (gm_ && !gm_->is_allowed(t)) continue;
+            cand.push_back(t);
+            w.push_back(logits[t]);
+        }
+        if (cand.empty()) {  // nothing allowed near the top: let the budgeted path decide
+            if (state_ == ST_TPROMPT) {
+                if (tp_count_ == 0) force("item", err);
+                close_group(err);
+            } else {
+                open_or_end(err);
+            }
+            return err->empty();
+        }
+        spider_token t = cand[0];
+        if (p_.temperature > 0) {
+            const double mx = w[0];
+            for (auto& x : w) x = std::exp((x - mx) / p_.temperature);
+            std::discrete_distribution<int> d(w.begin(), w.end());
+            t = cand[d(rng_)];
+        }
+        const std::string pc = special_piece(t);
+        if (state_ == ST_TPROMPT && tp_count_ >= p_.tprompt_min && pc.find_first_of(".\n") != std::string::npos) {
+            close_group(err);  // T-Prompts are one phrase: a sentence end means the model has drifted past it
+            return err->empty();
+        }
+        if (pc == TOKEN_END && !plan_.empty()) {
+            open_or_end(err);  // a requested modality is still missing: open its group instead of ending
+            return err->empty();
+        }
+        if (pc == TOKEN_END) {
+            state_ = ST_DONE;
+        } else if (state_ == ST_TEXT) {
+            for (modality m : {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO, MODALITY_BOX, MODALITY_MASK}) {
+                if (pc == tag_open(m)) {
+                    cur_ = m;
+                    state_ = ST_TPROMPT;
+                    tp_count_ = 0;
+                    auto it = std::find(plan_.begin(), plan_.end(), m);
+                    if (it != plan_.end()) plan_.erase(it);
+                }
+            }
+        } else if (state_ == ST_TPROMPT) {
+            if (pc == tag_close(cur_)) {
+                state_ = ST_TEXT;
+            } else {
+                ++tp_count_;
+            }
+        }
+        forced_.push_back(t);
+        return true;
     }
 
     spider_token fallback_token() {
@@ -390,6 +480,7 @@ private:
     std::vector<modality> plan_;
     modality cur_ = MODALITY_IMAGE;
     state_t state_ = ST_START;
+    bool model_driven_ = false;
     int budget_ = 0, tp_count_ = 0;
     std::mt19937_64 rng_;
     std::shared_ptr<const grammar_vocab> gv_;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A model bundle manifest that names a LoRA adapter ("lora") is applied by `spider run`: the default LLM with the
-# committed template adapter answers through the whole pipeline; a missing or mistyped "lora" is an error naming it.
+# committed template adapter answers through the whole pipeline, writing its own T-Prompt (model-driven decoding); a missing or mistyped "lora" is an error naming it.
 # usage: bash tests/cli/model_bundle_lora.sh <spider-binary> <source-dir>
 set -u
 SPIDER="$1"
@@ -25,6 +25,10 @@ m = json.load(open(sys.argv[1]))
 items = m["items"]
 assert len(items) >= 1 and all(i["modality"] == "image" for i in items), items
 assert all(i["status"] == "ok" for i in items), [i.get("error") for i in items]
+# the tuned model writes its own T-Prompt (model-driven decoding); budget-driven decoding of this prompt does not
+# (that one leaks marker words: 'a small red circle on a checkerboardIMAGE of a small')
+assert "red circle" in items[0]["t_prompt"] and "IMAGE" not in items[0]["t_prompt"], items[0]["t_prompt"]
+assert "IMAGE" not in m["text"], m["text"]
 print("answer:", json.dumps(m.get("text", ""))[:200])
 PY
 

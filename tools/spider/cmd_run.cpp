@@ -40,6 +40,8 @@ void usage() {
         "                  manifest of GGUFs (docs/CONTROLLER.md); default: the installed default model\n"
         "  --export-components DIR  write DIR/spider.model.json + udp.gguf + proj.gguf and exit\n"
         "  --lora ADAPTER  merge a LoRA adapter + template token rows (spider train stage instruct) into the LLM\n"
+        "                  (default with the default model: its template adapter, if installed by setup.sh)\n"
+        "  --no-lora       use the default model without its template adapter (budget-driven decoding)\n"
         "  --script FILE   use FILE's text as the LLM answer (same parser, rules, decoders and bundle)\n"
         "  --batch FILE    one JSON request per line: {\"id\", \"prompt\", \"images\", \"audios\", \"videos\",\n"
         "                  \"modalities\", \"seed\", \"script\", \"rules\"}; bundles go to OUT/<id>\n"
@@ -106,6 +108,7 @@ struct run_options {
     int workers = 2, threads = 0, size = 64, max_tokens = 256;
     double timeout = 120;
     bool quiet = false;
+    bool no_lora = false;
 };
 
 int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model* llm, const run_options& o,
@@ -245,6 +248,8 @@ int run_cmd(int argc, char** argv) {
         } else if (a == "--export-components") {
             if (!(v = need("--export-components"))) return 1;
             o.export_dir = v;
+        } else if (a == "--no-lora") {
+            o.no_lora = true;
         } else if (a == "--quiet" || a == "-q") {
             o.quiet = true;
         } else {
@@ -278,6 +283,7 @@ int run_cmd(int argc, char** argv) {
     auto load_llm = [&]() -> bool {
         if (llm) return true;
         std::string path = bundle.llm_path;
+        const bool path_was_default = path.empty();
         if (path.empty() && !find_default_model(&path, &err)) {
             std::fprintf(stderr, "spider run: %s\n", err.c_str());
             return false;
@@ -286,8 +292,10 @@ int run_cmd(int argc, char** argv) {
             std::fprintf(stderr, "spider run: cannot load %s: %s\n", path.c_str(), spider_last_error());
             return false;
         }
-        // --lora wins over the bundle's "lora" (one adapter at a time: both would add the template tokens).
-        const std::string lora = !o.lora.empty() ? o.lora : bundle.lora_path;
+        // --lora wins over the bundle's "lora" (one adapter at a time: both would add the template tokens). The
+        // default model comes with its template adapter unless --no-lora.
+        std::string lora = !o.lora.empty() ? o.lora : bundle.lora_path;
+        if (lora.empty() && path_was_default && !o.no_lora) find_default_adapter(&lora);
         if (!lora.empty() && spider_model_apply_lora(llm, lora.c_str()) != SPIDER_STATUS_OK) {
             std::fprintf(stderr, "spider run: %s: %s\n", o.lora.empty() ? "model bundle \"lora\"" : "--lora",
                          spider_last_error());

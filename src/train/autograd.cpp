@@ -1,5 +1,6 @@
 // Reverse-mode autodiff: forward through core ops, hand-written backward formulas (checked by finite differences).
 #include "train/autograd.h"
+#include "train/autograd_internal.h"
 
 #include <algorithm>
 #include <cassert>
@@ -12,6 +13,12 @@
 #include "train/train_gemm.h"
 
 namespace spider::train {
+
+using detail::fail;
+using detail::gbuf;
+using detail::make;
+using detail::numel_of;
+using detail::shape_str;
 
 int64_t node::numel() const {
     int64_t n = 1;
@@ -32,36 +39,6 @@ int g_threads = 1;
 // loaded machine, when a worker has to be scheduled), so small products stay on the calling thread.
 thread_pool * tpool_for(int64_t macs) {
     return macs >= (int64_t{1} << 18) ? g_pool.get() : nullptr;
-}
-
-// Shape errors are programming errors of model code, not bad user input: they throw with the op named, and the
-// training loop (which validates configs and data before building graphs) turns them into a reported error.
-[[noreturn]] void fail(const char * op, const std::string & what) {
-    throw std::invalid_argument(std::string("[") + op + "] " + what);
-}
-
-std::string shape_str(const std::vector<int64_t> & s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-    return r + "]";
-}
-
-value make(const char * op, std::vector<int64_t> shape, std::vector<value> inputs) {
-    auto n = std::make_shared<node>();
-    n->op = op;
-    n->shape = std::move(shape);
-    n->data.assign(static_cast<size_t>(n->numel()), 0.0f);
-    for (const auto & in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
-    n->inputs = std::move(inputs);
-    if (n->requires_grad) n->grad.assign(n->data.size(), 0.0f);
-    return n;
-}
-
-// Gradient buffer of an input, or nullptr if it does not need one.
-float * gbuf(const value & v) {
-    if (!v || !v->requires_grad) return nullptr;
-    if (v->grad.size() != v->data.size()) v->grad.assign(v->data.size(), 0.0f);
-    return v->grad.data();
 }
 
 void check_same(const char * op, const value & a, const value & b) {

@@ -1,6 +1,7 @@
 // Tape ops for LoRA training of a frozen GGUF LLM (see autograd_llm.h). Forward through the core kernels where
 // one exists; backward formulas hand-written and checked by finite differences (tests/test_llm_tape.cpp).
 #include "train/autograd_llm.h"
+#include "train/autograd_internal.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,40 +12,13 @@
 
 namespace spider::train {
 
+using detail::fail;
+using detail::gbuf;
+using detail::make;
+using detail::numel_of;
+using detail::shape_str;
+
 namespace {
-
-[[noreturn]] void fail(const char * op, const std::string & what) {
-    throw std::invalid_argument(std::string("[") + op + "] " + what);
-}
-
-std::string shape_str(const std::vector<int64_t> & s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-    return r + "]";
-}
-
-int64_t numel_of(const std::vector<int64_t> & s) {
-    int64_t n = 1;
-    for (int64_t d : s) n *= d;
-    return n;
-}
-
-value make(const char * op, std::vector<int64_t> shape, std::vector<value> inputs) {
-    auto n = std::make_shared<node>();
-    n->op = op;
-    n->shape = std::move(shape);
-    n->data.assign(static_cast<size_t>(n->numel()), 0.0f);
-    for (const auto & in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
-    n->inputs = std::move(inputs);
-    if (n->requires_grad) n->grad.assign(n->data.size(), 0.0f);
-    return n;
-}
-
-float * gbuf(const value & v) {
-    if (!v || !v->requires_grad) return nullptr;
-    if (v->grad.size() != v->data.size()) v->grad.assign(v->data.size(), 0.0f);
-    return v->grad.data();
-}
 
 int64_t rows_of(const value & x) {
     return x->shape.empty() ? 1 : x->numel() / x->shape.back();

@@ -1,5 +1,6 @@
 // InfoNCE, per-token L2 and the diffusion denoising loss (train/losses.h).
 #include "train/losses.h"
+#include "train/autograd_internal.h"
 
 #include <cmath>
 #include <memory>
@@ -9,30 +10,11 @@
 
 namespace spider::train {
 
-namespace {
-
-[[noreturn]] void fail(const char * op, const std::string & what) {
-    throw std::invalid_argument(std::string("[") + op + "] " + what);
-}
-
-value make(const char * op, std::vector<int64_t> shape, std::vector<value> inputs) {
-    auto n = std::make_shared<node>();
-    n->op = op;
-    n->shape = std::move(shape);
-    n->data.assign(static_cast<size_t>(n->numel()), 0.0f);
-    for (const auto & in : inputs) n->requires_grad = n->requires_grad || in->requires_grad;
-    n->inputs = std::move(inputs);
-    if (n->requires_grad) n->grad.assign(n->data.size(), 0.0f);
-    return n;
-}
-
-float * gbuf(const value & v) {
-    if (!v || !v->requires_grad) return nullptr;
-    if (v->grad.size() != v->data.size()) v->grad.assign(v->data.size(), 0.0f);
-    return v->grad.data();
-}
-
-}  // namespace
+using detail::fail;
+using detail::gbuf;
+using detail::make;
+using detail::numel_of;
+using detail::shape_str;
 
 value l2_normalize(const value & x) {
     const int64_t d = x->shape.back(), n = x->numel() / d;

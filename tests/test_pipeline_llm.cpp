@@ -3,6 +3,7 @@
 // the text ends. Skipped when the default model is not installed (scripts/setup.sh installs it).
 #include <gtest/gtest.h>
 
+#include "default_model_required.h"
 #include "llm/default_model.h"
 #include "llm/grammar.h"
 #include "pipeline/pipeline.h"
@@ -10,7 +11,7 @@
 using namespace spider;
 
 struct llm_fixture {
-    spider_model* model = nullptr;
+    spider_model * model = nullptr;
     llm_fixture() {
         std::string path, err;
         if (!find_default_model(&path, &err)) return;
@@ -24,7 +25,7 @@ struct llm_fixture {
 
 TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
     llm_fixture lf;
-    if (!lf.model) GTEST_SKIP() << "default model not installed";
+    if (!lf.model) SPIDER_DEFAULT_MODEL_MISSING("default model not installed or not loadable");
     pipeline_components c;
     make_tiny_components(&c, spider_model_n_embd(lf.model), 3);
     pipeline_config cfg;
@@ -39,7 +40,7 @@ TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
     gp.text_budget_next = 6;
     gp.tprompt_max = 8;
     struct case_t {
-        const char* prompt;
+        const char * prompt;
         std::vector<modality> mods;
         bool smart;
         std::vector<modality> want;
@@ -48,7 +49,7 @@ TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
         {"Show me a video of a cat.", {MODALITY_VIDEO}, false, {MODALITY_VIDEO}},
         {"Draw a picture of a castle and play a sound of bells.", {}, true, {MODALITY_IMAGE, MODALITY_AUDIO}},
     };
-    for (const auto& cs : cases) {
+    for (const auto & cs : cases) {
         SCOPED_TRACE(cs.prompt);
         std::string err;
         auto gen = make_llm_generator(lf.model, gp, c.tmpl, &err);
@@ -60,7 +61,7 @@ TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
         req.seed = 4;
         response r;
         std::string raw;  // the answer exactly as generated, piece by piece
-        auto collect = [&raw](const progress_event& e) {
+        auto collect = [&raw](const progress_event & e) {
             if (e.kind == progress_event::TOKEN) raw += e.text;
         };
         ASSERT_TRUE(run_pipeline(c, cfg, *gen, req, collect, &r, &err)) << err;
@@ -81,6 +82,6 @@ TEST(pipeline_llm, default_model_writes_well_formed_mixed_answers) {
         }
         EXPECT_LT(r.timings_ms["first_dispatch"], r.timings_ms["llm_end"]);
         std::printf("%s -> %s\n", cs.prompt, r.text().c_str());
-        for (const auto& it : r.items) std::printf("   %s: \"%s\"\n", modality_name_lower(it.m), it.t_prompt.c_str());
+        for (const auto & it : r.items) std::printf("   %s: \"%s\"\n", modality_name_lower(it.m), it.t_prompt.c_str());
     }
 }

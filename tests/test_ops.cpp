@@ -159,6 +159,14 @@ json load_golden(const std::string &op) {
     return json::parse(f, nullptr, false);
 }
 
+// Every kernel set this CPU can run: generic, AVX2, AVX-512 (ops pick theirs from the active CPU level).
+std::vector<cpu_level> kernel_levels() {
+    std::vector<cpu_level> levels = {CPU_LEVEL_PORTABLE};
+    if (cpu_level_detected() >= CPU_LEVEL_AVX2) levels.push_back(CPU_LEVEL_AVX2);
+    if (cpu_level_detected() >= CPU_LEVEL_AVX512) levels.push_back(CPU_LEVEL_AVX512);
+    return levels;
+}
+
 class golden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(golden, ref_and_optimised_match_pytorch) {
@@ -170,13 +178,13 @@ TEST_P(golden, ref_and_optimised_match_pytorch) {
         const std::vector<float> want = floats(c["output"]);
         const std::string name = c["name"];
         EXPECT_LE(max_err(run_case(c, true, nullptr), want), 2e-5) << name << " (ref)";
-        for (bool generic : {false, true}) {
-            ops_use_generic_kernels(generic);
+        for (cpu_level lv : kernel_levels()) {
+            ASSERT_TRUE(cpu_features_force(lv));
             EXPECT_LE(max_err(run_case(c, false, nullptr), want), 2e-5) << name << " (" << ops_kernel_name() << ")";
             EXPECT_LE(max_err(run_case(c, false, &pool), want), 2e-5)
                 << name << " (" << ops_kernel_name() << ", 3 threads)";
         }
-        ops_use_generic_kernels(false);
+        cpu_features_reset();
     }
 }
 
@@ -199,13 +207,13 @@ struct rng {
 // Runs check() once per kernel set and thread count; check gets the pool (nullptr = 1 thread).
 void for_each_config(const std::function<void(thread_pool *, const std::string &)> &check) {
     thread_pool pool(3);
-    for (bool generic : {false, true}) {
-        ops_use_generic_kernels(generic);
+    for (cpu_level lv : kernel_levels()) {
+        ASSERT_TRUE(cpu_features_force(lv));
         const std::string k = ops_kernel_name();
         check(nullptr, k + "/1t");
         check(&pool, k + "/3t");
     }
-    ops_use_generic_kernels(false);
+    cpu_features_reset();
 }
 
 TEST(ops_random, elementwise_and_activations) {

@@ -1,7 +1,7 @@
-// Optimised implementations of every op except matmul / get_rows: row kernels chosen once at run time (AVX2+FMA
-// in ops_avx2.cpp, or the generic C++ twins below), threads from thread_pool for the big ops (attention over
-// (query, head) items, convolutions over column chunks of an im2col GEMM). Every op here is compared against
-// spider::ref in tests/test_ops.cpp, on both kernel sets.
+// Optimised implementations of every op except matmul / get_rows: row kernels chosen at run time (AVX-512 in
+// ops_avx512.cpp, AVX2+FMA in ops_avx2.cpp, or the generic C++ twins below), threads from thread_pool for the big
+// ops (attention over (query, head) items, convolutions over column chunks of an im2col GEMM). Every op here is
+// compared against spider::ref in tests/test_ops.cpp, on every kernel set.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -33,6 +33,21 @@ void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const fl
 void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd, int64_t j0,
                int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
 }  // namespace avx2
+
+namespace avx512 {
+void add(const float *a, const float *b, float *y, int64_t n);
+void mul(const float *a, const float *b, float *y, int64_t n);
+void scale(const float *x, float s, float *y, int64_t n);
+void act(int a, const float *x, float *y, int64_t n);
+void glu(int a, const float *g, const float *u, float *y, int64_t n);
+float dot(const float *a, const float *b, int64_t n);
+void axpy(float a, const float *x, float *y, int64_t n);
+float max(const float *x, int64_t n);
+float exp_sum(const float *x, float m, float *y, int64_t n);
+void sums(const float *x, int64_t n, float *sum, float *sum_sq);
+float sq_dev(const float *x, float mean, int64_t n);
+void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+}  // namespace avx512
 
 namespace {
 
@@ -182,6 +197,10 @@ const kernel_set GENERIC = {"generic", g_add,     g_mul,  g_scale,  g_act,      
 const kernel_set AVX2 = {"avx2",     avx2::add,    avx2::mul,        avx2::scale, avx2::act,
                          avx2::glu,  avx2::dot,    avx2::axpy,       avx2::max,   avx2::exp_sum,
                          avx2::sums, avx2::sq_dev, avx2::norm_apply, avx2::gemm,  avx2::attn_tile};
+// The AVX-512 row kernels with the AVX2 gemm and attention tile (ops_avx512.cpp says why).
+const kernel_set AVX512 = {"avx512",     avx512::add,    avx512::mul,        avx512::scale, avx512::act,
+                           avx512::glu,  avx512::dot,    avx512::axpy,       avx512::max,   avx512::exp_sum,
+                           avx512::sums, avx512::sq_dev, avx512::norm_apply, avx2::gemm,    avx2::attn_tile};
 
 // nullptr = follow cpu_level_active() (which tests and benchmarks may force through cpu_features_force or
 // SPIDER_CPU_LEVEL); else the set forced by ops_use_generic_kernels.
@@ -190,7 +209,8 @@ std::atomic<const kernel_set *> g_forced{nullptr};
 const kernel_set &K() {
     const kernel_set *k = g_forced.load(std::memory_order_acquire);
     if (k) return *k;
-    return cpu_level_active() >= CPU_LEVEL_AVX2 ? AVX2 : GENERIC;
+    const cpu_level lv = cpu_level_active();
+    return lv >= CPU_LEVEL_AVX512 ? AVX512 : lv >= CPU_LEVEL_AVX2 ? AVX2 : GENERIC;
 }
 
 void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {

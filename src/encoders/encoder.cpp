@@ -319,4 +319,18 @@ bool input_projector::save(const std::string& path, std::string* err) const {
     return g.write(path, err);
 }
 
+bool input_projector::weights_f32(std::vector<float>* w, std::vector<float>* b, std::string* err) const {
+    const int64_t n_in = w_.ne[0], n_out = w_.ne[1];
+    w->assign(static_cast<size_t>(n_in * n_out), 0.0f);
+    for (int64_t r = 0; r < n_out; ++r) {
+        if (!dequantize_row(w_.type, w_.row(r), w->data() + r * n_in, n_in)) {
+            if (err) *err = std::string("[projector] unsupported weight type ") + dtype_name(w_.type);
+            return false;
+        }
+    }
+    const float* bp = static_cast<const float*>(b_.data);
+    b->assign(bp, bp + n_out);
+    return true;
+}
+
 }  // namespace spider

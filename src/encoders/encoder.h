@@ -65,6 +65,8 @@ public:
     bool project(const std::vector<float>& emb, std::vector<float>* token, std::string* err) const;
     // Writes spider.proj.weight / spider.proj.bias (F32 copies) to a GGUF file.
     bool save(const std::string& path, std::string* err) const;
+    // F32 copies of the parameters (what training starts from): w row-major [d_model][emb_dim], b [d_model].
+    bool weights_f32(std::vector<float>* w, std::vector<float>* b, std::string* err) const;
 
 private:
     std::shared_ptr<gguf_file> file_;

@@ -3,13 +3,26 @@
 // (docs/TMM_FORMAT.md) with the causal-LM loss on the answer tokens only. The prompt is
 // `<bos>[INPUT]{Question}{TaskPrompt}`, the target `{Answer}` = `[OUTPUT] ... [END]`. Exports `adapter.gguf`
 // (train/llm_tape.h format), which `spider generate/run --lora` merge into the base model at load.
+//
+// Records with media inputs (data.media = "encode") run as `spider run` runs them: each input file goes through the
+// pipeline's frozen encoder (the one load_components gives `spider run` for this model), a trainable input
+// projector Linear(emb_dim -> d_model) maps it to one LLM row, and that row replaces the placeholder token's
+// (scaled) embedding at its position, as generator_llm.cpp feeds projected rows unscaled next to scaled text
+// embeddings. The gradient reaches the projector through the frozen LLM and its LoRA. The projector starts from
+// projector.init (a stage-1 proj.gguf) or else from the projector the pipeline would load for this model, and is
+// exported as `proj.gguf` next to `adapter.gguf`, with a `spider.model.json` manifest naming both for `spider run -m`.
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "controller/template.h"
+#include "encoders/encoder.h"
+#include "io/gguf.h"
+#include "io/media.h"
 #include "llm/default_model.h"
 #include "llm/model.h"
+#include "pipeline/pipeline.h"
 #include "spider.h"
 #include "train/llm_tape.h"
 #include "train/stage.h"
@@ -23,6 +36,14 @@ struct instruct_example {
     std::vector<int32_t> ids;      // prompt + answer
     std::vector<int32_t> targets;  // next token on answer positions, -1 elsewhere
     int64_t n_answer = 0;
+    std::vector<int32_t> media_pos;  // placeholder positions, in order of the record's Inputs
+    std::vector<float> media_emb;    // their frozen encoder embeddings, [media_pos.size(), emb_dim]
+};
+
+// A media placeholder found in a prompt: its token position and modality.
+struct media_slot {
+    int32_t pos = 0;
+    modality m = MODALITY_IMAGE;
 };
 
 class instruct_stage final : public stage {
@@ -60,6 +81,11 @@ public:
             r.get("dump_tokens", &dump_tokens_);
             if (!r.finish()) return false;
         }
+        if (const nlohmann::json * p = top.object("projector")) {
+            config_reader r{*p, "projector.", err};
+            r.get("init", &proj_init_);
+            if (!r.finish()) return false;
+        }
         if (!top.finish()) return false;
         if (!config_positive(tc_.lora_rank, "lora.rank", err) ||
             !config_positive(max_tokens_, "data.max_tokens", err) ||
@@ -69,8 +95,12 @@ public:
             *err = "config: 'data.paths' is required (TMM JSONL files)";
             return false;
         }
-        if (media_ != "skip" && media_ != "placeholder") {
-            *err = "config: 'data.media' must be \"skip\" or \"placeholder\" (got \"" + media_ + "\")";
+        if (media_ != "encode" && media_ != "skip" && media_ != "placeholder") {
+            *err = "config: 'data.media' must be \"encode\", \"skip\" or \"placeholder\" (got \"" + media_ + "\")";
+            return false;
+        }
+        if (!proj_init_.empty() && media_ != "encode") {
+            *err = "config: 'projector.init' needs data.media \"encode\" (got \"" + media_ + "\")";
             return false;
         }
         return true;
@@ -102,12 +132,22 @@ public:
         }
         tc_.seed = cfg.seed;
         tc_.n_threads = n_threads_;
+        model_path_ = path;
+        if (media_ == "encode" && !setup_media(err)) return false;
         if (!load_data(err)) return false;
+        if (n_media_examples_ > 0 && !setup_projector(err)) return false;
         tape_ = llm_tape::create(*m, tc_, err);
         return tape_ != nullptr;
     }
 
-    std::vector<std::pair<std::string, value>> trainable() override { return tape_->named_params(); }
+    std::vector<std::pair<std::string, value>> trainable() override {
+        std::vector<std::pair<std::string, value>> v = tape_->named_params();
+        if (proj_w_) {
+            v.push_back({"spider.proj.bias", proj_b_});
+            v.push_back({"spider.proj.weight", proj_w_});
+        }
+        return v;
+    }
 
     value loss(const micro_batch & mb) override {
         value total;
@@ -116,7 +156,14 @@ public:
                     (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
             r.next();
             const instruct_example & e = examples_[r.next() % examples_.size()];
-            value l = tape_->loss(e.ids, e.targets);
+            value l;
+            if (e.media_pos.empty()) {
+                l = tape_->loss(e.ids, e.targets);
+            } else {
+                const int64_t n_media = static_cast<int64_t>(e.media_pos.size());
+                value rows = linear(constant({n_media, emb_dim_}, e.media_emb), proj_w_, proj_b_);
+                l = tape_->loss(e.ids, e.targets, e.media_pos, rows);
+            }
             total = total ? add(total, l) : l;
         }
         return total;
@@ -127,13 +174,79 @@ public:
 
     bool export_artifacts(const std::string & dir, int64_t step, std::string * err) override {
         (void)step;
-        return tape_->save_adapter(dir + "/adapter.gguf", err);
+        if (!tape_->save_adapter(dir + "/adapter.gguf", err)) return false;
+        nlohmann::json manifest = {{"format", "spider.model"},
+                                   {"version", 1},
+                                   {"llm", std::filesystem::absolute(model_path_).string()},
+                                   {"lora", "adapter.gguf"}};
+        if (proj_w_) {
+            gguf_writer g;
+            g.set_string("general.architecture", "spider-projector");
+            const int64_t ne_w[2] = {emb_dim_, d_model_}, ne_b[1] = {d_model_};
+            if (!g.add_tensor("spider.proj.weight", DTYPE_F32, ne_w, 2, proj_w_->data.data(), err) ||
+                !g.add_tensor("spider.proj.bias", DTYPE_F32, ne_b, 1, proj_b_->data.data(), err) ||
+                !g.write(dir + "/proj.gguf", err))
+                return false;
+            manifest["projector"] = "proj.gguf";
+        }
+        const std::string text = manifest.dump(2) + "\n";
+        return file_write_atomic(dir + "/spider.model.json", text.data(), text.size(), err);
     }
 
 private:
+    // The encoder `spider run` uses for this model, and the projector it would load (the starting point unless
+    // projector.init names a stage-1 file).
+    bool setup_media(std::string * err) {
+        model_bundle bundle;
+        bundle.llm_path = model_path_;
+        d_model_ = spider_model_n_embd(smodel_);
+        if (!load_components(bundle, static_cast<int>(d_model_), &components_, err)) return false;
+        if (!components_.enc) {
+            *err = "instruct: the pipeline has no input encoder for this model";
+            return false;
+        }
+        emb_dim_ = components_.enc->dim();
+        for (modality m : {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO})
+            placeholders_.push_back({placeholder_token(m), m});
+        return true;
+    }
+
+    bool setup_projector(std::string * err) {
+        const input_projector * init = components_.proj.get();
+        std::unique_ptr<input_projector> loaded;
+        std::string e;
+        if (!proj_init_.empty()) {
+            std::unique_ptr<gguf_file> f = gguf_file::open(proj_init_, &e);
+            if (f) loaded = input_projector::from_gguf(std::shared_ptr<gguf_file>(std::move(f)), &e);
+            if (!loaded) {
+                *err = "projector.init: " + proj_init_ + ": " + e;
+                return false;
+            }
+            init = loaded.get();
+        }
+        if (!init) {
+            *err = "instruct: the pipeline has no input projector for this model";
+            return false;
+        }
+        if (init->emb_dim() != emb_dim_ || init->d_model() != d_model_) {
+            *err = std::string(proj_init_.empty() ? "the pipeline's projector" : "projector.init " + proj_init_) +
+                   " is " + std::to_string(init->emb_dim()) + " -> " + std::to_string(init->d_model()) +
+                   ", the encoder and LLM need " + std::to_string(emb_dim_) + " -> " + std::to_string(d_model_);
+            return false;
+        }
+        std::vector<float> w, b;
+        if (!init->weights_f32(&w, &b, err)) return false;
+        proj_w_ = parameter({d_model_, emb_dim_}, std::move(w));
+        proj_b_ = parameter({d_model_}, std::move(b));
+        return true;
+    }
+
     // Tokens of text with the added tokens cut out first (longest match) and the pieces between through the base
-    // tokenizer: the same split spider_tokenize makes once the adapter's tokens are in the model.
-    bool tokenize(const std::string & s, std::vector<int32_t> * out, std::string * err) {
+    // tokenizer: the same split spider_tokenize makes once the adapter's tokens are in the model. With slots, the
+    // media placeholders are cut out too (even without new token rows) and become one position each, recorded in
+    // *slots: the pipeline feeds one projected row per media item between the texts around it.
+    bool tokenize(const std::string & s, std::vector<int32_t> * out, std::string * err,
+                  std::vector<media_slot> * slots = nullptr) {
         size_t seg = 0, i = 0;
         auto flush = [&](size_t end) {
             if (end > seg) {
@@ -145,6 +258,18 @@ private:
         };
         while (i < s.size()) {
             bool hit = false;
+            for (size_t k = 0; slots && k < placeholders_.size() && !hit; ++k) {
+                const std::string & t = placeholders_[k].first;
+                if (s.compare(i, t.size(), t) != 0) continue;
+                if (!flush(i)) return false;
+                slots->push_back({static_cast<int32_t>(out->size()), placeholders_[k].second});
+                // The id only matters for the tape's shape: its row is replaced by the projected embedding.
+                const auto it = std::find(added_.begin(), added_.end(), t);
+                out->push_back(it == added_.end() ? 0 : static_cast<int32_t>(n_vocab_ + (it - added_.begin())));
+                i += t.size();
+                seg = i;
+                hit = true;
+            }
             for (size_t k = 0; k < by_len_.size() && !hit; ++k) {
                 const std::string & t = by_len_[k];
                 if (s.compare(i, t.size(), t) != 0) continue;
@@ -158,6 +283,64 @@ private:
             if (!hit) i++;
         }
         return flush(s.size());
+    }
+
+    // The frozen embedding of each input of a record, in order, checked against the placeholders of its prompt.
+    bool encode_inputs(const nlohmann::json & j, const std::vector<media_slot> & slots, const std::string & path,
+                       const std::string & where, instruct_example * e, std::string * err) {
+        const nlohmann::json inputs = j.contains("Inputs") ? j["Inputs"] : nlohmann::json::array();
+        if (!inputs.is_array()) {
+            *err = "data: " + where + ": 'Inputs' must be an array";
+            return false;
+        }
+        if (inputs.size() != slots.size()) {
+            *err = "data: " + where + ": " + std::to_string(inputs.size()) + " Inputs for " +
+                   std::to_string(slots.size()) + " media placeholders in Question + TaskPrompt";
+            return false;
+        }
+        for (size_t k = 0; k < inputs.size(); ++k) {
+            const nlohmann::json & in = inputs[k];
+            const std::string at = "data: " + where + ": Inputs[" + std::to_string(k) + "]";
+            modality m = MODALITY_IMAGE;
+            if (!in.is_object() || !in.contains("modality") || !in["modality"].is_string() || !in.contains("file") ||
+                !in["file"].is_string() || !modality_from_name(in["modality"].get<std::string>(), &m)) {
+                *err = at + ": needs string 'modality' (IMAGE, VIDEO, AUDIO) and 'file'";
+                return false;
+            }
+            if (m != slots[k].m) {
+                *err = at + " is " + modality_name(m) + " but placeholder " + std::to_string(k + 1) + " is " +
+                       placeholder_token(slots[k].m);
+                return false;
+            }
+            std::filesystem::path fp = in["file"].get<std::string>();
+            if (fp.is_relative()) fp = std::filesystem::path(path).parent_path() / fp;
+            std::vector<float> emb;
+            std::string e2;
+            bool ok = false;
+            if (m == MODALITY_IMAGE) {
+                image_u8 img;
+                ok = image_read(fp.string(), &img, &e2) && components_.enc->encode_image(img, &emb, &e2);
+            } else if (m == MODALITY_AUDIO) {
+                audio_f32 a;
+                ok = audio_read(fp.string(), &a, &e2) && components_.enc->encode_audio(a, &emb, &e2);
+            } else if (m == MODALITY_VIDEO) {
+                video_u8 v;
+                ok = video_read(fp.string(), &v, &e2) && components_.enc->encode_video(v, &emb, &e2);
+            } else {
+                e2 = std::string(modality_name(m)) + " is not an input modality";
+            }
+            if (ok && static_cast<int64_t>(emb.size()) != emb_dim_) {
+                e2 = "the encoder gave " + std::to_string(emb.size()) + " values, expected " + std::to_string(emb_dim_);
+                ok = false;
+            }
+            if (!ok) {
+                *err = at + " " + fp.string() + ": " + e2;
+                return false;
+            }
+            e->media_pos.push_back(slots[k].pos);
+            e->media_emb.insert(e->media_emb.end(), emb.begin(), emb.end());
+        }
+        return true;
     }
 
     bool base_tokenize(const std::string & s, std::vector<int32_t> * out, std::string * err) {
@@ -208,9 +391,10 @@ private:
                     continue;
                 }
                 instruct_example e;
+                std::vector<media_slot> slots;
                 if (bos >= 0) e.ids.push_back(bos);
                 if (!tokenize("[INPUT]" + j["Question"].get<std::string>() + j["TaskPrompt"].get<std::string>(), &e.ids,
-                              err))
+                              err, media_ == "encode" ? &slots : nullptr))
                     return false;
                 const size_t n_prompt = e.ids.size();
                 if (!tokenize(j["Answer"].get<std::string>(), &e.ids, err)) return false;
@@ -221,8 +405,14 @@ private:
                 e.targets.assign(e.ids.size(), -1);
                 for (size_t i = n_prompt - 1; i + 1 < e.ids.size(); ++i) e.targets[i] = e.ids[i + 1];
                 e.n_answer = static_cast<int64_t>(e.ids.size() - n_prompt);
+                if (media_ == "encode" && !encode_inputs(j, slots, path, where, &e, err)) return false;
+                if (!e.media_pos.empty()) ++n_media_examples_;
                 n_tokens += static_cast<int64_t>(e.ids.size());
-                if (dump.is_open()) dump << nlohmann::json{{"ids", e.ids}, {"targets", e.targets}}.dump() << "\n";
+                if (dump.is_open()) {
+                    nlohmann::json d = {{"ids", e.ids}, {"targets", e.targets}};
+                    if (!e.media_pos.empty()) d["media_pos"] = e.media_pos;
+                    dump << d.dump() << "\n";
+                }
                 examples_.push_back(std::move(e));
                 if (limit_ > 0 && static_cast<int64_t>(examples_.size()) >= limit_) break;
             }
@@ -235,10 +425,10 @@ private:
         }
         mean_tokens_ = static_cast<double>(n_tokens) / static_cast<double>(examples_.size());
         std::fprintf(stderr,
-                     "instruct: %zu examples, %.1f tokens on average (skipped: %lld too long, %lld with media, %lld "
-                     "other families)\n",
-                     examples_.size(), mean_tokens_, static_cast<long long>(n_long), static_cast<long long>(n_media),
-                     static_cast<long long>(n_family));
+                     "instruct: %zu examples (%lld with encoded media inputs), %.1f tokens on average (skipped: %lld "
+                     "too long, %lld with media, %lld other families)\n",
+                     examples_.size(), static_cast<long long>(n_media_examples_), mean_tokens_,
+                     static_cast<long long>(n_long), static_cast<long long>(n_media), static_cast<long long>(n_family));
         return true;
     }
 
@@ -249,9 +439,10 @@ private:
     std::vector<std::string> data_paths_;
     int64_t max_tokens_ = 128;
     std::vector<std::string> families_;
-    std::string media_ = "skip";
+    std::string media_ = "encode";
     int64_t limit_ = 0;
     std::string dump_tokens_;
+    std::string proj_init_;
 
     uint64_t seed_ = 0;
     ::spider_model * smodel_ = nullptr;
@@ -261,6 +452,11 @@ private:
     std::vector<instruct_example> examples_;
     double mean_tokens_ = 0;
     std::unique_ptr<llm_tape> tape_;
+
+    pipeline_components components_;  // the pipeline's encoder (and the projector it would load)
+    std::vector<std::pair<std::string, modality>> placeholders_;
+    int64_t emb_dim_ = 0, d_model_ = 0, n_media_examples_ = 0;
+    value proj_w_, proj_b_;  // [d_model, emb_dim], [d_model]
 };
 
 }  // namespace

@@ -58,6 +58,9 @@ struct micro_batch {
     int n_ranks = 1;    // data-parallel ranks
     int64_t micro = 0;  // micro-batch index on this rank within the step, 0 .. grad_accum-1
     std::vector<int64_t> examples;
+    // The ranks' communicator, for a loss over the global micro-batch (the union over ranks of micro-batch `micro`):
+    // see train/autograd_dist.h. nullptr outside the loop: one process.
+    comm * dist = nullptr;
 };
 
 class stage {
@@ -74,7 +77,9 @@ public:
     // The trainable parameters in a fixed order with unique names; checkpoints and optimiser state follow it.
     virtual std::vector<std::pair<std::string, value>> trainable() = 0;
     // The SUM of the per-example losses of one micro-batch (the loop divides by the global batch). Must depend only
-    // on (seed, step, examples) and the parameters, so runs are deterministic and resumable.
+    // on (seed, step, examples) and the parameters, so runs are deterministic and resumable. A term over the whole
+    // global micro-batch (contrastive) gathers the other ranks' rows through mb.dist and counts 1 / n_ranks of it
+    // on each rank (train/autograd_dist.h), so the ranks' losses and gradients sum to one process's.
     virtual value loss(const micro_batch & mb) = 0;
     // Work per example for the throughput log: e.g. tokens per sequence; its unit names the log field
     // (`<unit>_per_s`).

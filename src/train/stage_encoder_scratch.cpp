@@ -1,10 +1,12 @@
 // Stage `encoder_scratch`: a tiny convolutional image encoder trained from scratch, CLIP-style, on ToyWorld images
 // and their captions: symmetric InfoNCE (train/losses.h, learnable log logit scale) between the image embeddings of
-// a micro-batch and the text embeddings of their captions. The text side is the built-in decoders' frozen text
-// encoder (builtin_text_encode, one unit-norm row of `model.emb_dim`), so the encoder learns to put an image where
-// the pipeline's tiny text encoder puts its description. Architecture: three conv 3x3 / GroupNorm / SiLU blocks
-// (C, 2C, 2C channels, 2x2 average pooling after the first two), global average pooling, Linear(2C -> emb_dim).
-// Exports `<checkpoint.dir>/encoder.gguf` (weights under their names, F32; spider.encoder.* sizes).
+// a micro-batch and the text embeddings of their captions. The micro-batch is the global one: on N MPI ranks every
+// rank's embeddings are gathered (train/autograd_dist.h), so the loss and gradients are one process's. The text side
+// is the built-in decoders' frozen text encoder (builtin_text_encode, one unit-norm row of `model.emb_dim`), so the
+// encoder learns to put an image where the pipeline's tiny text encoder puts its description. Architecture: three
+// conv 3x3 / GroupNorm / SiLU blocks (C, 2C, 2C channels, 2x2 average pooling after the first two), global average
+// pooling, Linear(2C -> emb_dim). Exports `<checkpoint.dir>/encoder.gguf` (weights under their names, F32;
+// spider.encoder.* sizes).
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -12,6 +14,7 @@
 #include "decoders/decoder.h"
 #include "io/gguf.h"
 #include "train/autograd_conv.h"
+#include "train/autograd_dist.h"
 #include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
@@ -138,10 +141,17 @@ public:
             ims.push_back(forward(constant({1, 3, size_, size_}, images_[i])));
             txs.push_back(constant({1, emb_dim_}, caps[r.next() % caps.size()]));
         }
-        if (ims.size() < 2)
-            throw std::invalid_argument("[encoder_scratch] a contrastive micro-batch needs at least 2 examples");
-        const float n = static_cast<float>(ims.size());
-        return scale(info_nce(concat(ims, 0), concat(txs, 0), logit_scale_), n);
+        // The contrast runs over the GLOBAL micro-batch: the embeddings of every rank, in example order; each rank
+        // counts 1 / n_ranks of this replicated term (train/autograd_dist.h).
+        comm & c = mb.dist ? *mb.dist : comm_single();
+        value im = gather_rows(c, ims, mb.examples, emb_dim_);
+        value tx = gather_rows(c, txs, mb.examples, emb_dim_);
+        const int64_t n = im->shape[0];
+        if (n < 2)  // the same n on every rank, so every rank stops here
+            throw std::invalid_argument(
+                "[encoder_scratch] a contrastive micro-batch needs at least 2 examples (batch / grad_accum), got " +
+                std::to_string(n));
+        return scale(info_nce(im, tx, logit_scale_), static_cast<float>(n) / static_cast<float>(c.size()));
     }
 
     bool export_artifacts(const std::string & dir, int64_t step, std::string * err) override {

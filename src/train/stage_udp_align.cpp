@@ -2,7 +2,9 @@
 // (LLM hidden state + input embedding at the signal tokens) to each decoder's text-encoder embedding of the
 // caption (decoder::encode_text(T-Prompt)). Loss per example: l2 * per-token L2; per micro-batch and modality:
 // info_nce * (members) * symmetric InfoNCE between the token-means of the UDP outputs and of the targets, with a
-// learnable log logit scale (CLIP). Exports `<checkpoint.dir>/udp.gguf`, which the pipeline loads (udp_model).
+// learnable log logit scale (CLIP). The micro-batch is the global one: on N MPI ranks the token-means of all ranks
+// are gathered (train/autograd_dist.h), so the loss and gradients are one process's. Exports
+// `<checkpoint.dir>/udp.gguf`, which the pipeline loads (udp_model).
 //
 // Data: JSON Lines, one pair per line:
 //   {"modality": "image", "mprompt": [[d_model floats], ...n_tok rows], "target": [[d_out floats], ...t_out rows]}
@@ -17,6 +19,7 @@
 #include "decoders/decoder.h"
 #include "spider.h"
 #include "train/autograd_conv.h"
+#include "train/autograd_dist.h"
 #include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
@@ -271,27 +274,40 @@ public:
 
     value loss(const micro_batch & mb) override {
         const udp_hparams & hp = udp_->hparams();
+        comm & c = mb.dist ? *mb.dist : comm_single();
         value total;
         auto acc = [&](const value & v) { total = total ? add(total, v) : v; };
-        std::map<int, std::vector<std::pair<value, value>>> pooled;  // modality -> (mean output, mean target)
+        struct pooled_rows {
+            std::vector<value> outputs, targets;  // token means, [1, d_out] each
+            std::vector<int64_t> examples;
+        };
+        std::map<int, pooled_rows> pooled;  // by modality
         for (int64_t b : mb.examples) {
             const udp_pair & p = pairs_[pick(mb.step, b)];
             value y = udp_->forward(p.m, constant({p.n_tok, hp.d_model}, p.mprompt));
             value t = constant({hp.t_out[p.m], hp.d_out[p.m]}, p.target);
             if (w_l2_ > 0) acc(scale(token_l2(y, t), w_l2_));
-            pooled[p.m].emplace_back(mean_rows(y), mean_rows(t));
+            pooled_rows & pr = pooled[p.m];
+            pr.outputs.push_back(mean_rows(y));
+            pr.targets.push_back(mean_rows(t));
+            pr.examples.push_back(b);
         }
+        // InfoNCE per modality over the GLOBAL micro-batch: every rank walks the same modalities in the same order
+        // (the gathers are collective, and a rank may hold no example of a modality), and counts 1 / n_ranks of the
+        // replicated term (train/autograd_dist.h).
         if (w_nce_ > 0)
-            for (auto & [m, v] : pooled) {
-                if (v.size() < 2) continue;  // a contrastive loss needs at least two pairs
-                std::vector<value> ys, ts;
-                for (auto & [y, t] : v) {
-                    ys.push_back(y);
-                    ts.push_back(t);
-                }
-                acc(scale(info_nce(concat(ys, 0), concat(ts, 0), logit_scale_), w_nce_ * static_cast<float>(v.size())));
+            for (int m = 0; m < MODALITY_COUNT; ++m) {
+                if (!udp_->has(static_cast<modality>(m))) continue;
+                const pooled_rows & pr = pooled[m];
+                value ys = gather_rows(c, pr.outputs, pr.examples, hp.d_out[m]);
+                value ts = gather_rows(c, pr.targets, pr.examples, hp.d_out[m]);
+                const int64_t n = ys->shape[0];
+                if (n < 2) continue;  // a contrastive loss needs at least two pairs
+                acc(scale(info_nce(ys, ts, logit_scale_),
+                          w_nce_ * static_cast<float>(n) / static_cast<float>(c.size())));
             }
-        return total;
+        // Nothing to contrast and no L2 term: a zero loss that still reaches a parameter, so backward runs.
+        return total ? total : scale(logit_scale_, 0.0f);
     }
 
     bool export_artifacts(const std::string & dir, int64_t step, std::string * err) override {

@@ -190,6 +190,7 @@ bool train_run(const train_config & cfg, comm & c, bool resume, bool quiet, trai
             mb.rank = c.rank();
             mb.n_ranks = c.size();
             mb.micro = a;
+            mb.dist = &c;
             // rank r takes global examples r, r + size, ...: the union over ranks is the same global batch.
             for (int64_t m = 0; m < micro; ++m) mb.examples.push_back((a * micro + m) * c.size() + c.rank());
             try {  // shape errors of model code throw (autograd ops name themselves): report, do not crash

@@ -17,12 +17,12 @@ namespace {
 
 // The grammar view of a vocabulary takes ~0.7 s to build for a 262k vocabulary: build it once per model and
 // share it between the generators of a process (batch mode makes one generator per request).
-std::shared_ptr<const grammar_vocab> shared_grammar_vocab(const ::spider_model* m) {
+std::shared_ptr<const grammar_vocab> shared_grammar_vocab(const ::spider_model * m) {
     static std::mutex mu;
-    static std::map<const ::spider_model*, std::weak_ptr<const grammar_vocab>> cache;
+    static std::map<const ::spider_model *, std::weak_ptr<const grammar_vocab>> cache;
     std::lock_guard<std::mutex> lk(mu);
     if (auto gv = cache[m].lock()) return gv;
-    const vocab* v = llm_vocab_of(m);
+    const vocab * v = llm_vocab_of(m);
     if (!v) return nullptr;
     // Added tokens (a LoRA adapter's template tokens, ids n_vocab + i) are named tokens of the grammar view.
     const llm_model * lm = llm_model_of(m);
@@ -34,7 +34,7 @@ std::shared_ptr<const grammar_vocab> shared_grammar_vocab(const ::spider_model* 
 
 class llm_generator : public text_generator {
 public:
-    llm_generator(::spider_model* m, const llm_gen_params& p, const template_config& cfg)
+    llm_generator(::spider_model * m, const llm_gen_params & p, const template_config & cfg)
         : model_(m), p_(p), cfg_(cfg) {}
     ~llm_generator() override {
         if (ctx_) spider_context_free(ctx_);
@@ -42,7 +42,7 @@ public:
     std::string name() const override { return "llm"; }
     int n_embd() const override { return spider_model_n_embd(model_); }
 
-    bool init(std::string* err) {
+    bool init(std::string * err) {
         spider_context_params cp = spider_context_default_params();
         cp.n_ctx = 4096;
         cp.n_threads = p_.n_threads;
@@ -59,9 +59,18 @@ public:
         // A model that carries the template's tokens as added tokens (a `spider train` stage-instruct adapter) was
         // tuned to write the template itself: it chooses its groups, markers and T-Prompts, and the grammar only
         // keeps the answer well formed. An untuned model is steered by the length budgets below.
-        if (const llm_model* lm = llm_model_of(model_)) {
+        if (const llm_model * lm = llm_model_of(model_)) {
             model_driven_ = std::find(lm->added_tokens.begin(), lm->added_tokens.end(), std::string(TOKEN_OUTPUT)) !=
                             lm->added_tokens.end();
+        }
+        if (!p_.grammar) {
+            if (!model_driven_) {
+                *err =
+                    "[llm] decoding without the template grammar needs a model that writes the template itself "
+                    "(one with the template's added tokens: a `spider train` stage-instruct adapter)";
+                return false;
+            }
+            return true;
         }
         // The project's GBNF engine checks every token against template_grammar() (src/llm/grammar.h); the
         // budget logic below only decides among the tokens it allows.
@@ -69,8 +78,8 @@ public:
         return true;
     }
 
-    bool begin(const input_layout& layout, const std::vector<std::vector<float>>& media_tokens,
-               const std::vector<modality>& allowed, uint64_t seed, std::string* err) override {
+    bool begin(const input_layout & layout, const std::vector<std::vector<float>> & media_tokens,
+               const std::vector<modality> & allowed, uint64_t seed, std::string * err) override {
         spider_kv_clear(ctx_);
         states_.clear();
         forced_.clear();
@@ -81,7 +90,7 @@ public:
         std::vector<float> rows;
         bool first = true;
         size_t media_i = 0;
-        auto add_text = [&](const std::string& text) -> bool {
+        auto add_text = [&](const std::string & text) -> bool {
             if (text.empty()) return true;
             std::vector<spider_token> toks(text.size() + 8);
             int32_t n = spider_tokenize(model_, text.c_str(), static_cast<int32_t>(text.size()), toks.data(),
@@ -102,7 +111,7 @@ public:
             return true;
         };
         if (chat && !add_text("<start_of_turn>user\n")) return false;
-        for (const auto& seg : layout.segments) {
+        for (const auto & seg : layout.segments) {
             if (!seg.is_media) {
                 if (!add_text(seg.text)) return false;
                 continue;
@@ -122,12 +131,12 @@ public:
         }
         // What groups the constraint will open (see generator.h).
         plan_.clear();
-        const std::string& task = layout.task;
+        const std::string & task = layout.task;
         std::string prompt_lower;
-        for (const auto& seg : layout.segments) {
+        for (const auto & seg : layout.segments) {
             if (!seg.is_media) prompt_lower += seg.text;
         }
-        for (auto& ch : prompt_lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        for (auto & ch : prompt_lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         if (task == TOKEN_TASK_TEXT) {
             // text only
         } else if (task == TOKEN_TASK_SMART && model_driven_) {
@@ -135,15 +144,15 @@ public:
         } else if (task == TOKEN_TASK_SMART) {
             static const struct {
                 modality m;
-                const char* words[4];
+                const char * words[4];
             } kw[] = {{MODALITY_IMAGE, {"image", "picture", "photo", "draw"}},
                       {MODALITY_VIDEO, {"video", "clip", "movie", "animation"}},
                       {MODALITY_AUDIO, {"sound", "audio", "music", "song"}},
                       {MODALITY_BOX, {"where", "locate", "find", "box"}},
                       {MODALITY_MASK, {"mask", "segment", "outline", "cut out"}}};
-            for (const auto& k : kw) {
+            for (const auto & k : kw) {
                 if (std::find(allowed.begin(), allowed.end(), k.m) == allowed.end()) continue;
-                for (const char* w : k.words) {
+                for (const char * w : k.words) {
                     if (prompt_lower.find(w) != std::string::npos) {
                         plan_.push_back(k.m);
                         break;
@@ -173,7 +182,7 @@ public:
         return true;
     }
 
-    bool next(gen_token* out, std::string* err) override {
+    bool next(gen_token * out, std::string * err) override {
         out->end = false;
         if (forced_.empty()) {
             if (!plan_step(err)) return false;
@@ -194,7 +203,7 @@ public:
         return emit(tok, out, err);
     }
 
-    bool m_prompt(const std::vector<int>& positions, std::vector<float>* out, std::string* err) override {
+    bool m_prompt(const std::vector<int> & positions, std::vector<float> * out, std::string * err) override {
         out->clear();
         for (int p : positions) {
             if (p < 0 || p >= static_cast<int>(states_.size())) {
@@ -209,7 +218,7 @@ public:
 private:
     enum state_t { ST_START, ST_TEXT, ST_TPROMPT, ST_DONE };
 
-    bool force(const std::string& text, std::string* err) {
+    bool force(const std::string & text, std::string * err) {
         std::vector<spider_token> toks(text.size() + 8);
         int32_t n = spider_tokenize(model_, text.c_str(), static_cast<int32_t>(text.size()), toks.data(),
                                     static_cast<int32_t>(toks.size()), false, true);
@@ -230,7 +239,7 @@ private:
     // Samples among the top-k candidates that keep the output inside the grammar. Returns -1 when the model's
     // own best choice is to stop here (end of generation or, in a T-Prompt, a line/sentence end).
     spider_token sample(bool in_tprompt) {
-        const float* logits = spider_get_logits_ith(ctx_, -1);
+        const float * logits = spider_get_logits_ith(ctx_, -1);
         if (!logits) return -1;
         std::vector<int> idx(n_vocab_);
         for (int i = 0; i < n_vocab_; ++i) idx[i] = i;
@@ -257,12 +266,12 @@ private:
         if (cand.empty()) return -1;
         if (p_.temperature <= 0) return cand[0];
         const double mx = w[0];
-        for (auto& x : w) x = std::exp((x - mx) / p_.temperature);
+        for (auto & x : w) x = std::exp((x - mx) / p_.temperature);
         std::discrete_distribution<int> d(w.begin(), w.end());
         return cand[d(rng_)];
     }
 
-    void open_or_end(std::string* err) {
+    void open_or_end(std::string * err) {
         if (!plan_.empty()) {
             cur_ = plan_.front();
             plan_.erase(plan_.begin());
@@ -275,7 +284,7 @@ private:
         }
     }
 
-    void close_group(std::string* err) {
+    void close_group(std::string * err) {
         std::string s;
         for (int k = 0; k < std::max(1, cfg_.n_signal[cur_]); ++k) s += signal_token(cur_, k);
         s += tag_close(cur_);
@@ -285,8 +294,9 @@ private:
     }
 
     // Decides the next token (forced markers or a constrained sample); leaves it in forced_ or pending_.
-    bool plan_step(std::string* err) {
+    bool plan_step(std::string * err) {
         err->clear();
+        if (!p_.grammar) return free_step(err);
         const int written = static_cast<int>(states_.size());
         if (written >= p_.max_tokens - 16 && state_ != ST_DONE) {
             // out of room: close what is open and end
@@ -357,13 +367,13 @@ private:
     // Model-driven decoding: the model's own choice among the tokens the grammar allows (markers included); the
     // state follows the markers it writes. Requested groups it has not written yet are opened before [END], and a
     // T-Prompt longer than tprompt_max * 4 tokens is closed for it.
-    bool driven_step(std::string* err) {
+    bool driven_step(std::string * err) {
         if (state_ == ST_DONE) return true;
         if (state_ == ST_TPROMPT && tp_count_ >= 4 * std::max(1, p_.tprompt_max)) {
             close_group(err);
             return err->empty();
         }
-        const float* logits = spider_get_logits_ith(ctx_, -1);
+        const float * logits = spider_get_logits_ith(ctx_, -1);
         if (!logits) {
             *err = "[llm] no logits";
             return false;
@@ -392,7 +402,7 @@ private:
         spider_token t = cand[0];
         if (p_.temperature > 0) {
             const double mx = w[0];
-            for (auto& x : w) x = std::exp((x - mx) / p_.temperature);
+            for (auto & x : w) x = std::exp((x - mx) / p_.temperature);
             std::discrete_distribution<int> d(w.begin(), w.end());
             t = cand[d(rng_)];
         }
@@ -428,8 +438,37 @@ private:
         return true;
     }
 
+    // Without the grammar: the model's own choice among its top-k tokens, nothing masked or forced. The answer ends
+    // at [END] or an end-of-generation token (which is not emitted); the pipeline's token limit ends a runaway one.
+    bool free_step(std::string * err) {
+        if (state_ == ST_DONE) return true;
+        const float * logits = spider_get_logits_ith(ctx_, -1);
+        if (!logits) {
+            *err = "[llm] no logits";
+            return false;
+        }
+        const int K = std::min(n_vocab_, std::max(1, p_.top_k));
+        std::vector<int> idx(n_vocab_);
+        for (int i = 0; i < n_vocab_; ++i) idx[i] = i;
+        std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+        spider_token t = idx[0];
+        if (p_.temperature > 0) {
+            std::vector<double> w(K);
+            for (int r = 0; r < K; ++r) w[r] = std::exp((logits[idx[r]] - logits[idx[0]]) / p_.temperature);
+            std::discrete_distribution<int> d(w.begin(), w.end());
+            t = idx[d(rng_)];
+        }
+        if (spider_token_is_eog(model_, t)) {
+            state_ = ST_DONE;
+            return true;
+        }
+        if (special_piece(t) == TOKEN_END) state_ = ST_DONE;
+        forced_.push_back(t);
+        return true;
+    }
+
     spider_token fallback_token() {
-        const float* logits = spider_get_logits_ith(ctx_, -1);
+        const float * logits = spider_get_logits_ith(ctx_, -1);
         if (!logits) return -1;
         spider_token best = -1;
         for (int t = 0; t < n_vocab_; ++t) {
@@ -442,7 +481,7 @@ private:
         return best;
     }
 
-    bool emit(spider_token tok, gen_token* out, std::string* err) {
+    bool emit(spider_token tok, gen_token * out, std::string * err) {
         if (gm_ && !gm_->accept_token(tok, err)) {
             *err = "[llm] the template grammar rejected token " + std::to_string(tok) + " (" + piece_of(tok) +
                    "): " + *err;
@@ -454,7 +493,7 @@ private:
         }
         const int E = n_embd();
         int32_t rows = 0;
-        const float* h = spider_get_hidden(ctx_, -1, &rows);
+        const float * h = spider_get_hidden(ctx_, -1, &rows);
         std::vector<float> st(E);
         if (spider_token_embeddings(model_, &tok, 1, st.data()) != SPIDER_STATUS_OK || !h || rows < 1) {
             *err = std::string("[llm] hidden state / embedding unavailable: ") + spider_last_error();
@@ -469,10 +508,10 @@ private:
         return true;
     }
 
-    ::spider_model* model_;
+    ::spider_model * model_;
     llm_gen_params p_;
     template_config cfg_;
-    spider_context* ctx_ = nullptr;
+    spider_context * ctx_ = nullptr;
     int n_vocab_ = 0;
     std::vector<std::vector<float>> states_;
     std::deque<spider_token> forced_;
@@ -490,8 +529,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<text_generator> make_llm_generator(::spider_model* model, const llm_gen_params& params,
-                                                   const template_config& cfg, std::string* err) {
+std::unique_ptr<text_generator> make_llm_generator(::spider_model * model, const llm_gen_params & params,
+                                                   const template_config & cfg, std::string * err) {
     if (!model) {
         if (err) *err = "[llm] no model";
         return nullptr;

@@ -35,20 +35,22 @@ void usage() {
         "                  [--modalities image,audio,video,box,mask|auto] [--out DIR] [--seed N]\n"
         "                  [--batch FILE.jsonl] [--script FILE] [--rules FILE.json] [--workers N]\n"
         "                  [--timeout SEC] [--size PX] [--max-tokens N] [-t THREADS] [--quiet]\n"
-        "                  [--video-format mp4|webm] [--export-components DIR]\n"
+        "                  [--video-format mp4|webm] [--export-components DIR] [--no-lora] [--no-grammar]\n"
         "  -m MODEL        an LLM GGUF (may also carry spider.udp.* / spider.proj.*) or a spider.model JSON\n"
         "                  manifest of GGUFs (docs/CONTROLLER.md); default: the installed default model\n"
         "  --export-components DIR  write DIR/spider.model.json + udp.gguf + proj.gguf and exit\n"
         "  --lora ADAPTER  merge a LoRA adapter + template token rows (spider train stage instruct) into the LLM\n"
         "                  (default with the default model: its template adapter, if installed by setup.sh)\n"
         "  --no-lora       use the default model without its template adapter (budget-driven decoding)\n"
+        "  --no-grammar    let a template-tuned model write its answer unconstrained (nothing masked or forced;\n"
+        "                  malformed groups are reported per group); needs the template adapter\n"
         "  --script FILE   use FILE's text as the LLM answer (same parser, rules, decoders and bundle)\n"
         "  --batch FILE    one JSON request per line: {\"id\", \"prompt\", \"images\", \"audios\", \"videos\",\n"
         "                  \"modalities\", \"seed\", \"script\", \"rules\"}; bundles go to OUT/<id>\n"
         "  default --out: spider_out; default --modalities: auto ([SMARTMULTIMODAL])\n");
 }
 
-bool read_text(const std::string& path, std::string* out, std::string* err) {
+bool read_text(const std::string & path, std::string * out, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         *err = "cannot open " + path;
@@ -60,7 +62,7 @@ bool read_text(const std::string& path, std::string* out, std::string* err) {
     return true;
 }
 
-bool parse_modalities(const std::string& s, run_request* req, std::string* err) {
+bool parse_modalities(const std::string & s, run_request * req, std::string * err) {
     if (s == "auto" || s.empty()) {
         req->smart = true;
         req->modalities.clear();
@@ -74,7 +76,7 @@ bool parse_modalities(const std::string& s, run_request* req, std::string* err) 
 struct progress_printer {
     bool quiet = false;
     int tokens = 0;
-    void operator()(const progress_event& e) {
+    void operator()(const progress_event & e) {
         if (quiet) return;
         switch (e.kind) {
             case progress_event::STAGE:
@@ -109,10 +111,11 @@ struct run_options {
     double timeout = 120;
     bool quiet = false;
     bool no_lora = false;
+    bool no_grammar = false;
 };
 
-int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model* llm, const run_options& o,
-            run_request req, const std::string& script, bool print_text) {
+int run_one(pipeline_components & comp, const pipeline_config & cfg, spider_model * llm, const run_options & o,
+            run_request req, const std::string & script, bool print_text) {
     std::string err;
     std::unique_ptr<text_generator> gen;
     if (!script.empty()) {
@@ -121,6 +124,7 @@ int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model*
         llm_gen_params gp;
         gp.n_threads = o.threads;
         gp.max_tokens = cfg.max_tokens;
+        gp.grammar = !o.no_grammar;
         gen = make_llm_generator(llm, gp, comp.tmpl, &err);
         if (!gen) {
             std::fprintf(stderr, "spider run: %s\n", err.c_str());
@@ -131,12 +135,12 @@ int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model*
     pp.quiet = o.quiet;
     response r;
     if (!run_pipeline(
-            comp, cfg, *gen, req, [&pp](const progress_event& e) { pp(e); }, &r, &err)) {
+            comp, cfg, *gen, req, [&pp](const progress_event & e) { pp(e); }, &r, &err)) {
         std::fprintf(stderr, "\nspider run: %s\n", err.c_str());
         return 1;
     }
     int ok = 0;
-    for (const auto& it : r.items) ok += it.status == "ok";
+    for (const auto & it : r.items) ok += it.status == "ok";
     if (!o.quiet) std::fprintf(stderr, "\n");
     if (print_text) std::printf("%s\n", r.text().c_str());
     std::fprintf(stderr,
@@ -144,7 +148,7 @@ int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model*
                  r.items.size(), r.timings_ms["llm_end"],
                  r.timings_ms.count("first_dispatch") ? r.timings_ms["first_dispatch"] : -1.0, r.timings_ms["total"],
                  req.out_dir.c_str());
-    for (const auto& it : r.items) {
+    for (const auto & it : r.items) {
         if (it.status != "ok")
             std::fprintf(stderr, "  item %d (%s): %s %s\n", it.id, modality_name_lower(it.m), it.status.c_str(),
                          it.error.c_str());
@@ -152,18 +156,18 @@ int run_one(pipeline_components& comp, const pipeline_config& cfg, spider_model*
     return 0;
 }
 
-std::vector<std::string> str_or_list(const nlohmann::json& j, const char* one, const char* many) {
+std::vector<std::string> str_or_list(const nlohmann::json & j, const char * one, const char * many) {
     std::vector<std::string> v;
     if (j.contains(one) && j[one].is_string()) v.push_back(j[one].get<std::string>());
     if (j.contains(many) && j[many].is_array()) {
-        for (const auto& x : j[many]) {
+        for (const auto & x : j[many]) {
             if (x.is_string()) v.push_back(x.get<std::string>());
         }
     }
     return v;
 }
 
-int run_cmd(int argc, char** argv) {
+int run_cmd(int argc, char ** argv) {
     run_options o;
     run_request req;
     req.smart = true;
@@ -171,14 +175,14 @@ int run_cmd(int argc, char** argv) {
     bool have_prompt = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        auto need = [&](const char* what) -> const char* {
+        auto need = [&](const char * what) -> const char * {
             if (i + 1 >= argc) {
                 std::fprintf(stderr, "spider run: %s needs a value\n", what);
                 return nullptr;
             }
             return argv[++i];
         };
-        const char* v = nullptr;
+        const char * v = nullptr;
         std::string err;
         if (a == "-h" || a == "--help") {
             usage();
@@ -250,6 +254,8 @@ int run_cmd(int argc, char** argv) {
             o.export_dir = v;
         } else if (a == "--no-lora") {
             o.no_lora = true;
+        } else if (a == "--no-grammar") {
+            o.no_grammar = true;
         } else if (a == "--quiet" || a == "-q") {
             o.quiet = true;
         } else {
@@ -279,7 +285,7 @@ int run_cmd(int argc, char** argv) {
         std::fprintf(stderr, "spider run: %s\n", err.c_str());
         return 1;
     }
-    spider_model* llm = nullptr;
+    spider_model * llm = nullptr;
     auto load_llm = [&]() -> bool {
         if (llm) return true;
         std::string path = bundle.llm_path;
@@ -313,14 +319,14 @@ int run_cmd(int argc, char** argv) {
     cfg.max_tokens = o.max_tokens;
     cfg.video_format = o.video_format;
     // Components for an LLM of width n_embd (the bundle's parts where it has them), then --rules.
-    auto make_components = [&](pipeline_components* c, int n_embd, bool with_bundle) -> bool {
+    auto make_components = [&](pipeline_components * c, int n_embd, bool with_bundle) -> bool {
         if (with_bundle) {
             if (!load_components(bundle, n_embd, c, &err)) {
                 std::fprintf(stderr, "spider run: %s\n", err.c_str());
                 return false;
             }
             if (!o.quiet) {
-                for (const auto& n : bundle.notes) std::fprintf(stderr, "model: %s\n", n.c_str());
+                for (const auto & n : bundle.notes) std::fprintf(stderr, "model: %s\n", n.c_str());
             }
         } else {
             make_tiny_components(c, n_embd, 42);
@@ -332,7 +338,7 @@ int run_cmd(int argc, char** argv) {
         return true;
     };
     // With --script and no -m nothing needs the LLM; otherwise it sets the width of every component.
-    auto prepare = [&](pipeline_components* c, bool scripted) -> bool {
+    auto prepare = [&](pipeline_components * c, bool scripted) -> bool {
         if (scripted && o.model.empty()) return make_components(c, 64, false);
         if (!load_llm()) return false;
         return make_components(c, spider_model_n_embd(llm), true);
@@ -386,7 +392,7 @@ int run_cmd(int argc, char** argv) {
             if (j.contains("modalities") && j["modalities"].is_string()) mods = j["modalities"].get<std::string>();
             if (j.contains("modalities") && j["modalities"].is_array()) {
                 mods.clear();
-                for (const auto& m : j["modalities"]) mods += (mods.empty() ? "" : ",") + m.get<std::string>();
+                for (const auto & m : j["modalities"]) mods += (mods.empty() ? "" : ",") + m.get<std::string>();
             }
             if (!parse_modalities(mods, &r, &err)) {
                 std::fprintf(stderr, "spider run: --batch line %d: %s\n", n, err.c_str());
@@ -404,7 +410,7 @@ int run_cmd(int argc, char** argv) {
             std::string line_script = script;
             if (j.contains("script") && j["script"].is_string()) line_script = j["script"].get<std::string>();
             r.out_dir = o.out + "/" + r.id;
-            pipeline_components* comp = nullptr;
+            pipeline_components * comp = nullptr;
             if (!line_script.empty()) {
                 if (!comp_script) {
                     comp_script.reset(new pipeline_components);

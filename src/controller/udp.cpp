@@ -252,32 +252,45 @@ std::unique_ptr<udp_model> udp_model::random(const udp_hparams &hp, uint64_t see
     return m;
 }
 
-bool udp_model::save(const std::string &path, std::string *err) const {
+bool udp_write_gguf(const std::string & path, const udp_hparams & hp,
+                    const std::function<udp_tensor_data(const udp_tensor_spec &)> & tensor_of, std::string * err) {
     gguf_writer w;
     w.set_string("general.architecture", "spider-udp");
-    w.set_u32("spider.udp.d_model", hp_.d_model);
-    w.set_u32("spider.udp.d_hidden", hp_.d_hidden);
-    w.set_u32("spider.udp.n_expert", hp_.n_expert);
-    w.set_u32("spider.udp.n_enc_layer", hp_.n_enc_layer);
-    w.set_u32("spider.udp.n_dec_layer", hp_.n_dec_layer);
-    w.set_u32("spider.udp.n_head", hp_.n_head);
-    w.set_u32("spider.udp.d_ff", hp_.d_ff);
-    w.set_f32("spider.udp.eps", hp_.eps);
+    w.set_u32("spider.udp.d_model", hp.d_model);
+    w.set_u32("spider.udp.d_hidden", hp.d_hidden);
+    w.set_u32("spider.udp.n_expert", hp.n_expert);
+    w.set_u32("spider.udp.n_enc_layer", hp.n_enc_layer);
+    w.set_u32("spider.udp.n_dec_layer", hp.n_dec_layer);
+    w.set_u32("spider.udp.n_head", hp.n_head);
+    w.set_u32("spider.udp.d_ff", hp.d_ff);
+    w.set_f32("spider.udp.eps", hp.eps);
     for (int i = 0; i < MODALITY_COUNT; ++i) {
-        if (hp_.t_out[i] <= 0) continue;
-        std::string base = std::string("spider.udp.") + modality_name_lower(static_cast<modality>(i));
-        w.set_u32(base + ".t_out", hp_.t_out[i]);
-        w.set_u32(base + ".d_out", hp_.d_out[i]);
+        if (hp.t_out[i] <= 0) continue;
+        const std::string base = std::string("spider.udp.") + modality_name_lower(static_cast<modality>(i));
+        w.set_u32(base + ".t_out", hp.t_out[i]);
+        w.set_u32(base + ".d_out", hp.d_out[i]);
     }
-    w.set_f32("spider.tmf.alpha", hp_.tmf_alpha);
-    w.set_bool("spider.tmf.learned", hp_.tmf_learned);
-    w.set_u32("spider.tmf.n_head", hp_.tmf_n_head);
-    for (const auto &spec : udp_tensor_specs(hp_)) {
-        const tensor &t = p_->get(spec.name);
-        int64_t ne[MAX_DIMS] = {t.ne[0], t.ne[1], t.ne[2], t.ne[3]};
+    w.set_f32("spider.tmf.alpha", hp.tmf_alpha);
+    w.set_bool("spider.tmf.learned", hp.tmf_learned);
+    w.set_u32("spider.tmf.n_head", hp.tmf_n_head);
+    for (const auto & spec : udp_tensor_specs(hp)) {
+        int64_t ne[MAX_DIMS] = {1, 1, 1, 1};
+        for (size_t d = 0; d < spec.ne.size(); ++d) ne[d] = spec.ne[d];
+        const udp_tensor_data t = tensor_of(spec);
         if (!w.add_tensor(spec.name, t.type, ne, static_cast<int>(spec.ne.size()), t.data, err)) return false;
     }
     return w.write(path, err);
+}
+
+bool udp_model::save(const std::string & path, std::string * err) const {
+    // load() checked every tensor's shape against its spec, so the spec's shape is the tensor's.
+    return udp_write_gguf(
+        path, hp_,
+        [&](const udp_tensor_spec & spec) {
+            const tensor & t = p_->get(spec.name);
+            return udp_tensor_data{t.type, t.data};
+        },
+        err);
 }
 
 namespace {

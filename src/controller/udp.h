@@ -14,6 +14,7 @@
 // (one table, no ad-hoc strings). Linear weights have ne = {n_in, n_out} (PyTorch [out, in] reversed).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +91,17 @@ struct udp_tensor_spec {
     std::vector<int64_t> ne;
 };
 std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams& hp);
+
+// One tensor's dtype and data (laid out as its spec's shape) for udp_write_gguf.
+struct udp_tensor_data {
+    dtype type = DTYPE_F32;
+    const void * data = nullptr;
+};
+// The one writer of the UDP GGUF format that udp_model::load reads, used by udp_model::save and by the trainer
+// (train::udp_tape::save): general.architecture = spider-udp, the spider.udp.* and spider.tmf.* keys of hp, then every
+// tensor of udp_tensor_specs(hp) in that order with its spec's shape, as tensor_of(spec) gives it.
+bool udp_write_gguf(const std::string & path, const udp_hparams & hp,
+                    const std::function<udp_tensor_data(const udp_tensor_spec &)> & tensor_of, std::string * err);
 
 // y = x W^T + b for a Linear weight of any supported dtype (ne = {n_in, n_out}); b may be nullptr.
 // Shared by the projector and the decoders' tiny heads.

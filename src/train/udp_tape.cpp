@@ -148,33 +148,13 @@ value udp_tape::forward(modality m, const value & x, value * router) const {
 }
 
 bool udp_tape::save(const std::string & path, std::string * err) const {
-    gguf_writer w;
-    w.set_string("general.architecture", "spider-udp");
-    w.set_u32("spider.udp.d_model", hp_.d_model);
-    w.set_u32("spider.udp.d_hidden", hp_.d_hidden);
-    w.set_u32("spider.udp.n_expert", hp_.n_expert);
-    w.set_u32("spider.udp.n_enc_layer", hp_.n_enc_layer);
-    w.set_u32("spider.udp.n_dec_layer", hp_.n_dec_layer);
-    w.set_u32("spider.udp.n_head", hp_.n_head);
-    w.set_u32("spider.udp.d_ff", hp_.d_ff);
-    w.set_f32("spider.udp.eps", hp_.eps);
-    for (int i = 0; i < MODALITY_COUNT; ++i) {
-        if (hp_.t_out[i] <= 0) continue;
-        const std::string base = std::string("spider.udp.") + modality_name_lower(static_cast<modality>(i));
-        w.set_u32(base + ".t_out", hp_.t_out[i]);
-        w.set_u32(base + ".d_out", hp_.d_out[i]);
-    }
-    w.set_f32("spider.tmf.alpha", hp_.tmf_alpha);
-    w.set_bool("spider.tmf.learned", hp_.tmf_learned);
-    w.set_u32("spider.tmf.n_head", hp_.tmf_n_head);
-    for (const auto & spec : udp_tensor_specs(hp_)) {
-        int64_t ne[MAX_DIMS] = {1, 1, 1, 1};
-        for (size_t d = 0; d < spec.ne.size(); ++d) ne[d] = spec.ne[d];
-        const value & v = w_.count(spec.name) ? w_.at(spec.name) : fixed_.at(spec.name);
-        if (!w.add_tensor(spec.name, DTYPE_F32, ne, static_cast<int>(spec.ne.size()), v->data.data(), err))
-            return false;
-    }
-    return w.write(path, err);
+    return udp_write_gguf(
+        path, hp_,
+        [&](const udp_tensor_spec & spec) {
+            const value & v = w_.count(spec.name) ? w_.at(spec.name) : fixed_.at(spec.name);
+            return udp_tensor_data{DTYPE_F32, v->data.data()};
+        },
+        err);
 }
 
 }  // namespace spider::train

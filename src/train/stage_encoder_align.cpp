@@ -13,7 +13,6 @@
 // feeds it.
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "encoders/encoder.h"
@@ -23,6 +22,7 @@
 #include "spider.h"
 #include "train/autograd_conv.h"
 #include "train/checkpoint.h"
+#include "train/data_records.h"
 #include "train/llm_tape.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
@@ -162,92 +162,69 @@ public:
     }
 
     bool load_data(std::string * err) {
-        std::ifstream f(data_path_);
-        if (!f) {
-            *err = "data: cannot open '" + data_path_ + "'";
+        return read_jsonl_records(
+            data_path_, {"embedding", "caption", "image"},
+            [&](const nlohmann::json & j, const std::string & where, std::string * e) { return add_pair(j, where, e); },
+            err);
+    }
+
+    // One data record (already checked for unknown fields): validates it, encodes its image or reads its embedding,
+    // tokenizes its caption, appends it.
+    bool add_pair(const nlohmann::json & j, const std::string & where, std::string * err) {
+        caption_pair p;
+        if (j.contains("image") == j.contains("embedding")) {
+            *err = where + "needs exactly one of 'embedding' and 'image'";
             return false;
         }
-        std::string line;
-        int64_t ln = 0;
-        while (std::getline(f, line)) {
-            ++ln;
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            const std::string where = "data: " + data_path_ + ":" + std::to_string(ln) + ": ";
-            nlohmann::json j;
-            try {
-                j = nlohmann::json::parse(line);
-            } catch (const std::exception & e) {
-                *err = where + "not valid JSON (" + e.what() + ")";
+        if (j.contains("image")) {
+            if (!j["image"].is_string()) {
+                *err = where + "'image' must be a path";
                 return false;
             }
-            if (!j.is_object()) {
-                *err = where + "a record must be a JSON object";
+            std::filesystem::path ip = j["image"].get<std::string>();
+            if (ip.is_relative()) ip = std::filesystem::path(data_path_).parent_path() / ip;
+            if (!encoder_) encoder_ = make_builtin_encoder(static_cast<int>(emb_dim_), encoder_seed_);
+            image_u8 img;
+            std::string e;
+            if (!image_read(ip.string(), &img, &e) || !encoder_->encode_image(img, &p.emb, &e)) {
+                *err = where + "'image' " + ip.string() + ": " + e;
                 return false;
             }
-            for (auto it = j.begin(); it != j.end(); ++it)
-                if (it.key() != "embedding" && it.key() != "caption" && it.key() != "image") {
-                    *err = where + "unknown field '" + it.key() + "'";
-                    return false;
-                }
-            caption_pair p;
-            if (j.contains("image") == j.contains("embedding")) {
-                *err = where + "needs exactly one of 'embedding' and 'image'";
-                return false;
-            }
-            if (j.contains("image")) {
-                if (!j["image"].is_string()) {
-                    *err = where + "'image' must be a path";
-                    return false;
-                }
-                std::filesystem::path ip = j["image"].get<std::string>();
-                if (ip.is_relative()) ip = std::filesystem::path(data_path_).parent_path() / ip;
-                if (!encoder_) encoder_ = make_builtin_encoder(static_cast<int>(emb_dim_), encoder_seed_);
-                image_u8 img;
-                std::string e;
-                if (!image_read(ip.string(), &img, &e) || !encoder_->encode_image(img, &p.emb, &e)) {
-                    *err = where + "'image' " + ip.string() + ": " + e;
-                    return false;
-                }
-            } else if (!j["embedding"].is_array() || static_cast<int64_t>(j["embedding"].size()) != emb_dim_) {
-                *err = where + "'embedding' must be an array of projector.emb_dim = " + std::to_string(emb_dim_) +
-                       " numbers";
-                return false;
-            }
-            for (const auto & v : j.contains("embedding") ? j["embedding"] : nlohmann::json::array()) {
-                if (!v.is_number() || !std::isfinite(v.get<double>())) {
-                    *err = where + "'embedding' holds a non-number";
-                    return false;
-                }
-                p.emb.push_back(v.get<float>());
-            }
-            if (!j.contains("caption") || !j["caption"].is_string() || j["caption"].get<std::string>().empty()) {
-                *err = where + "'caption' must be a non-empty string";
-                return false;
-            }
-            const std::string cap = j["caption"];
-            if (static_cast<int64_t>(cap.size()) > max_caption_) {
-                *err = where + "caption of " + std::to_string(cap.size()) + " bytes is longer than data.max_caption " +
-                       std::to_string(max_caption_);
-                return false;
-            }
-            if (smodel_) {
-                std::vector<int32_t> buf(cap.size() + 8);
-                const int32_t n = spider_tokenize(smodel_, cap.data(), static_cast<int32_t>(cap.size()), buf.data(),
-                                                  static_cast<int32_t>(buf.size()), false, false);
-                if (n <= 0) {
-                    *err = where + "cannot tokenize the caption: " + spider_last_error();
-                    return false;
-                }
-                p.ids.assign(buf.begin(), buf.begin() + n);
-            } else {
-                for (unsigned char ch : cap) p.ids.push_back(ch);
-            }
-            pairs_.push_back(std::move(p));
-        }
-        if (pairs_.empty()) {
-            *err = "data: '" + data_path_ + "' holds no records";
+        } else if (!j["embedding"].is_array() || static_cast<int64_t>(j["embedding"].size()) != emb_dim_) {
+            *err =
+                where + "'embedding' must be an array of projector.emb_dim = " + std::to_string(emb_dim_) + " numbers";
             return false;
         }
+        for (const auto & v : j.contains("embedding") ? j["embedding"] : nlohmann::json::array()) {
+            if (!v.is_number() || !std::isfinite(v.get<double>())) {
+                *err = where + "'embedding' holds a non-number";
+                return false;
+            }
+            p.emb.push_back(v.get<float>());
+        }
+        if (!j.contains("caption") || !j["caption"].is_string() || j["caption"].get<std::string>().empty()) {
+            *err = where + "'caption' must be a non-empty string";
+            return false;
+        }
+        const std::string cap = j["caption"];
+        if (static_cast<int64_t>(cap.size()) > max_caption_) {
+            *err = where + "caption of " + std::to_string(cap.size()) + " bytes is longer than data.max_caption " +
+                   std::to_string(max_caption_);
+            return false;
+        }
+        if (smodel_) {
+            std::vector<int32_t> buf(cap.size() + 8);
+            const int32_t n = spider_tokenize(smodel_, cap.data(), static_cast<int32_t>(cap.size()), buf.data(),
+                                              static_cast<int32_t>(buf.size()), false, false);
+            if (n <= 0) {
+                *err = where + "cannot tokenize the caption: " + spider_last_error();
+                return false;
+            }
+            p.ids.assign(buf.begin(), buf.begin() + n);
+        } else {
+            for (unsigned char ch : cap) p.ids.push_back(ch);
+        }
+        pairs_.push_back(std::move(p));
         return true;
     }
 
@@ -318,9 +295,7 @@ private:
     }
 
     size_t pick(int64_t step, int64_t b) const {
-        rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(step + 1)) ^ (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
-        r.next();
-        return static_cast<size_t>(r.next() % pairs_.size());
+        return static_cast<size_t>(example_rng(seed_, step, b).next() % pairs_.size());
     }
 
     tiny_lm_config lm_;

@@ -15,6 +15,7 @@
 #include "io/gguf.h"
 #include "train/autograd_conv.h"
 #include "train/autograd_dist.h"
+#include "train/data_records.h"
 #include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
@@ -133,9 +134,7 @@ public:
     value loss(const micro_batch & mb) override {
         std::vector<value> ims, txs;
         for (int64_t b : mb.examples) {
-            rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(mb.step + 1)) ^
-                    (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
-            r.next();
+            rng64 r = example_rng(seed_, mb.step, b);
             const size_t i = static_cast<size_t>(r.next() % images_.size());
             const auto & caps = texts_[i];
             ims.push_back(forward(constant({1, 3, size_, size_}, images_[i])));

@@ -13,13 +13,13 @@
 //           input embedding at the last `features.n_signal` tokens (what the pipeline feeds the UDP);
 //   "caption": the T-Prompt -> target = the built-in decoders' text encoding (builtin_text_encode, [t_out, d_out]).
 #include <cmath>
-#include <fstream>
 #include <map>
 
 #include "decoders/decoder.h"
 #include "spider.h"
 #include "train/autograd_conv.h"
 #include "train/autograd_dist.h"
+#include "train/data_records.h"
 #include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
@@ -188,82 +188,11 @@ public:
             udp_ = udp_tape::create(hp_, cfg.seed, err);
             if (!udp_) return false;
         }
-        const udp_hparams & hp = udp_->hparams();
         logit_scale_ = parameter({1}, {logit_scale_init_});
-        std::ifstream f(data_path_);
-        if (!f) {
-            *err = "data: cannot open '" + data_path_ + "'";
-            return false;
-        }
-        std::string line;
-        int64_t ln = 0;
-        while (std::getline(f, line)) {
-            ++ln;
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            const std::string where = "data: " + data_path_ + ":" + std::to_string(ln) + ": ";
-            nlohmann::json j;
-            try {
-                j = nlohmann::json::parse(line);
-            } catch (const std::exception & e) {
-                *err = where + "not valid JSON (" + e.what() + ")";
-                return false;
-            }
-            if (!j.is_object()) {
-                *err = where + "a record must be a JSON object";
-                return false;
-            }
-            for (auto it = j.begin(); it != j.end(); ++it)
-                if (it.key() != "modality" && it.key() != "mprompt" && it.key() != "target" && it.key() != "text" &&
-                    it.key() != "caption") {
-                    *err = where + "unknown field '" + it.key() + "'";
-                    return false;
-                }
-            udp_pair p;
-            if (!j.contains("modality") || !j["modality"].is_string() ||
-                !modality_from_name(j["modality"].get<std::string>(), &p.m)) {
-                *err = where + "'modality' must be one of image, video, audio, mask";
-                return false;
-            }
-            if (!udp_->has(p.m)) {
-                *err = where + "the UDP has no head for modality " + modality_name_lower(p.m);
-                return false;
-            }
-            std::string why;
-            int64_t rows = 0;
-            if (j.contains("text") == j.contains("mprompt")) {
-                *err = where + "needs exactly one of 'mprompt' and 'text'";
-                return false;
-            }
-            if (j.contains("caption") == j.contains("target")) {
-                *err = where + "needs exactly one of 'target' and 'caption'";
-                return false;
-            }
-            if (j.contains("text")) {
-                if (!j["text"].is_string() || !mprompt_of_text(j["text"].get<std::string>(), &p, &why)) {
-                    *err = where + "'text': " + (why.empty() ? "must be a string" : why);
-                    return false;
-                }
-            } else if (!read_rows(j["mprompt"], hp.d_model, 0, &p.mprompt, &p.n_tok, &why)) {
-                *err = where + "'mprompt' " + why;
-                return false;
-            }
-            if (j.contains("caption")) {
-                if (feat_targets_ != "builtin" || !j["caption"].is_string()) {
-                    *err = where + "'caption' needs features.targets = \"builtin\" and a string";
-                    return false;
-                }
-                p.target = builtin_text_encode(j["caption"].get<std::string>(), hp.t_out[p.m], hp.d_out[p.m]);
-            } else if (!read_rows(j["target"], hp.d_out[p.m], hp.t_out[p.m], &p.target, &rows, &why)) {
-                *err = where + "'target' " + why;
-                return false;
-            }
-            pairs_.push_back(std::move(p));
-        }
-        if (pairs_.empty()) {
-            *err = "data: '" + data_path_ + "' holds no records";
-            return false;
-        }
-        return true;
+        return read_jsonl_records(
+            data_path_, {"modality", "mprompt", "target", "text", "caption"},
+            [&](const nlohmann::json & j, const std::string & where, std::string * e) { return add_pair(j, where, e); },
+            err);
     }
 
     std::vector<std::pair<std::string, value>> trainable() override {
@@ -318,9 +247,53 @@ public:
 private:
     // The record for example b of step s: a hash of (seed, s, b), independent of ranks and resumes.
     size_t pick(int64_t step, int64_t b) const {
-        rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(step + 1)) ^ (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
-        r.next();
-        return static_cast<size_t>(r.next() % pairs_.size());
+        return static_cast<size_t>(example_rng(seed_, step, b).next() % pairs_.size());
+    }
+
+    // One data record (already checked for unknown fields): validates it, builds its M-Prompt / target, appends it.
+    bool add_pair(const nlohmann::json & j, const std::string & where, std::string * err) {
+        const udp_hparams & hp = udp_->hparams();
+        udp_pair p;
+        if (!j.contains("modality") || !j["modality"].is_string() ||
+            !modality_from_name(j["modality"].get<std::string>(), &p.m)) {
+            *err = where + "'modality' must be one of image, video, audio, mask";
+            return false;
+        }
+        if (!udp_->has(p.m)) {
+            *err = where + "the UDP has no head for modality " + modality_name_lower(p.m);
+            return false;
+        }
+        std::string why;
+        int64_t rows = 0;
+        if (j.contains("text") == j.contains("mprompt")) {
+            *err = where + "needs exactly one of 'mprompt' and 'text'";
+            return false;
+        }
+        if (j.contains("caption") == j.contains("target")) {
+            *err = where + "needs exactly one of 'target' and 'caption'";
+            return false;
+        }
+        if (j.contains("text")) {
+            if (!j["text"].is_string() || !mprompt_of_text(j["text"].get<std::string>(), &p, &why)) {
+                *err = where + "'text': " + (why.empty() ? "must be a string" : why);
+                return false;
+            }
+        } else if (!read_rows(j["mprompt"], hp.d_model, 0, &p.mprompt, &p.n_tok, &why)) {
+            *err = where + "'mprompt' " + why;
+            return false;
+        }
+        if (j.contains("caption")) {
+            if (feat_targets_ != "builtin" || !j["caption"].is_string()) {
+                *err = where + "'caption' needs features.targets = \"builtin\" and a string";
+                return false;
+            }
+            p.target = builtin_text_encode(j["caption"].get<std::string>(), hp.t_out[p.m], hp.d_out[p.m]);
+        } else if (!read_rows(j["target"], hp.d_out[p.m], hp.t_out[p.m], &p.target, &rows, &why)) {
+            *err = where + "'target' " + why;
+            return false;
+        }
+        pairs_.push_back(std::move(p));
+        return true;
     }
 
     udp_hparams hp_;

@@ -2,7 +2,9 @@
 // placeholder positions give the tape exactly the LLM input the pipeline builds (generator_llm.cpp: scaled text
 // embeddings, unscaled projected rows), the projector's gradient through the frozen LLM + LoRA equals finite
 // differences, and the stage trains the projector, exports a proj.gguf + manifest that the pipeline loads, and
-// names the record and field of bad media inputs.
+// names the record and field of bad media inputs. The UDP term: the tape's M-Prompt equals the runtime's (hidden
+// state after the final norm + input embedding), its gradient reaches LoRA and the projector, and the stage trains
+// and exports the UDP on single-modality answers.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -176,6 +178,85 @@ TEST(InstructMedia, ProjectorGradientThroughTheTape) {
         2e-3f);
 }
 
+// The M-Prompt rows of llm_tape::loss_with_mprompt equal what the runtime gives the pipeline's UDP
+// (generator_llm.cpp: spider_get_hidden of the last layer after the final norm + spider_token_embeddings) at the
+// same positions, and its gradient reaches LoRA and the projector (finite differences).
+TEST(InstructMedia, MPromptMatchesTheRuntimeAndCarriesGradients) {
+    const std::string path = tiny_gemma3();
+    spider_model_params mp = spider_model_default_params();
+    mp.n_threads = 2;
+    spider_model * model = nullptr;
+    ASSERT_EQ(spider_model_load(path.c_str(), mp, &model), SPIDER_STATUS_OK) << spider_last_error();
+    const int64_t E = spider_model_n_embd(model);
+    const std::vector<int32_t> ids = {2, 17, 40, 9, 33, 12, 60, 5, 21, 70, 8, 99};
+    const std::vector<int32_t> at = {4, 9, 11};
+    spider_context_params cp = spider_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 2;
+    cp.kv_type = SPIDER_KV_TYPE_F32;
+    spider_context * ctx = nullptr;
+    ASSERT_EQ(spider_context_create(model, cp, &ctx), SPIDER_STATUS_OK) << spider_last_error();
+    const int32_t last = -1;
+    ASSERT_EQ(spider_set_capture_layers(ctx, &last, 1), SPIDER_STATUS_OK);
+    ASSERT_EQ(spider_decode(ctx, spider_batch_tokens(ids.data(), static_cast<int32_t>(ids.size()))), SPIDER_STATUS_OK);
+    int32_t n_rows = 0;
+    const float * h = spider_get_hidden(ctx, -1, &n_rows);
+    ASSERT_TRUE(h);
+    ASSERT_EQ(n_rows, static_cast<int32_t>(ids.size()));
+    std::vector<float> ref;
+    for (int32_t p : at) {
+        std::vector<float> e(static_cast<size_t>(E));
+        ASSERT_EQ(spider_token_embeddings(model, &ids[p], 1, e.data()), SPIDER_STATUS_OK);
+        for (int64_t i = 0; i < E; ++i) ref.push_back(h[p * E + i] + e[i]);
+    }
+    std::string err;
+    llm_tape_config tc;
+    tc.lora_targets.clear();
+    tc.build_backward_cache = false;
+    auto t = llm_tape::create(*llm_model_of(model), tc, &err);
+    ASSERT_TRUE(t) << err;
+    std::vector<int32_t> tg(ids.size(), -1);
+    tg[5] = ids[6];
+    value mprompt;
+    value l = t->loss_with_mprompt(ids, tg, {}, nullptr, at, &mprompt);
+    ASSERT_EQ(mprompt->shape, (std::vector<int64_t>{3, E}));
+    const double e = nmse(mprompt->data, ref);
+    std::printf("tape M-Prompt vs runtime hidden + embedding: NMSE %.3g\n", e);
+    EXPECT_LT(e, 1e-10);
+    // The loss of the same call is loss()'s.
+    EXPECT_EQ(l->data[0], t->loss(ids, tg)->data[0]);
+    spider_context_free(ctx);
+    spider_model_free(model);
+
+    auto m = llm_model::load(path, llm_model_params{}, &err);
+    ASSERT_TRUE(m) << err;
+    llm_tape_config gc;
+    gc.lora_rank = 2;
+    gc.lora_targets = {"v", "up"};
+    gc.added_tokens = {"<IMAGE-Placeholder>", "[IMAGE0]"};
+    auto g = llm_tape::create(*m, gc, &err);
+    ASSERT_TRUE(g) << err;
+    std::mt19937 rng(9);
+    for (auto & [name, a] : g->adapters()) a.B->data = randv(a.B->data.size(), rng, -0.3f, 0.3f);
+    const int64_t D = 3;
+    value W = parameter({E, D}, randv(static_cast<size_t>(E * D), rng, -0.5f, 0.5f));
+    value B = parameter({E}, randv(static_cast<size_t>(E), rng, -0.1f, 0.1f));
+    value emb = constant({1, D}, randv(static_cast<size_t>(D), rng));
+    const int32_t V = static_cast<int32_t>(g->n_vocab());
+    const std::vector<int32_t> gids = {2, 17, V, 40, 9, 33, 12, V + 1, 5};
+    std::vector<int32_t> gtg(gids.size(), -1);
+    gtg[6] = V + 1;
+    const lora_adapter & up = g->adapters().at("blk.1.ffn_up.weight");
+    grad_check(
+        "M-Prompt through llm_tape", {W, B, up.B},
+        [&] {
+            value mpr;
+            g->loss_with_mprompt(gids, gtg, {2}, linear(emb, W, B), {7}, &mpr);
+            return mpr;
+        },
+        1e-2f, 3e-2f, 2e-3f);
+}
+
 struct stage_run {
     std::unique_ptr<stage> st;
     train_config cfg;
@@ -329,6 +410,106 @@ TEST(InstructMedia, BadMediaInputsNameTheRecord) {
         EXPECT_NE(r.err.find("tmm_bad_media.jsonl:2"), std::string::npos) << r.err;
         EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
     }
+}
+
+// The `udp` term: single-modality answers get the UDP loss at their signal tokens (positions dumped), the UDP and
+// its logit scale train with everything else, the loss falls, and udp.gguf is exported and named in the manifest.
+TEST(InstructMedia, StageUdpTermOnSingleModalityAnswers) {
+    std::string err;
+    ASSERT_TRUE(image_write_png(tmp_dir() + "/red.png", test_image(230, 20, 20), {}, &err)) << err;
+    auto rec = [](const std::string & q, const std::string & task, const std::string & answer,
+                  const std::string & targets) {
+        return R"({"Question":")" + q + R"(","TaskPrompt":")" + task + R"(","Answer":")" + answer + R"(","Targets":)" +
+               targets + "}\n";
+    };
+    const std::string data = write_file(
+        "tmm_udp.jsonl",
+        rec("Draw a red disc.", "[IMAGE]", "[OUTPUT]<IMAGE>a red disc[IMAGE0]</IMAGE>[END]",
+            R"([{"modality":"IMAGE","caption":"a red disc"}])") +
+            rec("Play a low hum.", "[AUDIO]", "[OUTPUT]<AUDIO>a low hum[AUDIO0]</AUDIO>[END]",
+                R"([{"modality":"AUDIO","caption":"a low hum"}])") +
+            rec("Draw a blue box.", "[IMAGE]", "[OUTPUT]<IMAGE>a blue box[IMAGE0]</IMAGE>[END]",
+                R"([{"modality":"IMAGE","caption":"a blue box"}])") +
+            rec("Both.", "[SPECIFICMULTIMODAL]",
+                "[OUTPUT]<IMAGE>a red disc[IMAGE0]</IMAGE> <AUDIO>a low hum[AUDIO0]</AUDIO>[END]",
+                R"([{"modality":"IMAGE","caption":"a red disc"},{"modality":"AUDIO","caption":"a low hum"}])") +
+            R"({"Question":"<IMAGE><IMAGE-Placeholder></IMAGE> What is this?","TaskPrompt":"[TEXT]",)"
+            R"("Answer":"[OUTPUT]a red disc[END]","Inputs":[{"modality":"IMAGE","file":"red.png"}]})"
+            "\n");
+    spider_model * sm = nullptr;
+    ASSERT_EQ(spider_model_load(tiny_gemma3().c_str(), spider_model_default_params(), &sm), SPIDER_STATUS_OK);
+    const int E = spider_model_n_embd(sm), V = spider_model_n_vocab(sm);
+    spider_model_free(sm);
+    const std::vector<std::string> added = template_added_tokens(template_config());
+    auto added_id = [&](const std::string & s) {
+        return static_cast<int32_t>(V + (std::find(added.begin(), added.end(), s) - added.begin()));
+    };
+    const std::string dump = tmp_dir() + "/tokens_udp.jsonl";
+    stage_run r =
+        make_instruct(R"({"model": {"path": ")" + tiny_gemma3() +
+                      R"("}, "lora": {"rank": 2}, "udp": {"l2": 1.0, "info_nce": 0.5}, "data": {"paths": [")" + data +
+                      R"("], "max_tokens": 400, "dump_tokens": ")" + dump + "\"}}");
+    ASSERT_TRUE(r.ok) << r.err;
+    value scale_p = find_param(*r.st, "spider.train.logit_scale");
+    ASSERT_TRUE(scale_p);
+    std::vector<value> udp_params;
+    for (auto & [n, v] : r.st->trainable())
+        if (n.rfind("spider.udp.", 0) == 0) udp_params.push_back(v);
+    ASSERT_FALSE(udp_params.empty());
+    // Signal positions only for the three single-modality answers, each at the [M0] token.
+    std::ifstream df(dump);
+    std::string line;
+    int with_signal = 0, n_lines = 0;
+    while (std::getline(df, line)) {
+        const nlohmann::json j = nlohmann::json::parse(line);
+        ++n_lines;
+        if (!j.contains("signal_pos")) continue;
+        ++with_signal;
+        ASSERT_EQ(j["signal_pos"].size(), 1u);
+        const std::vector<int32_t> ids = j["ids"];
+        const int p = j["signal_pos"][0];
+        EXPECT_TRUE(ids[p] == added_id("[IMAGE0]") || ids[p] == added_id("[AUDIO0]")) << line;
+    }
+    EXPECT_EQ(n_lines, 5);
+    EXPECT_EQ(with_signal, 3);
+
+    micro_batch mb;
+    mb.examples = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    double first = 0, last = 0, g_udp = 0, g_scale = 0;
+    for (int it = 0; it < 10; ++it) {
+        for (auto & [n, v] : r.st->trainable()) v->zero_grad();
+        value l = r.st->loss(mb);
+        backward(l);
+        if (it == 0) {
+            first = l->data[0];
+            for (auto & v : udp_params)
+                for (float x : v->grad) g_udp += std::fabs(x);
+            g_scale = std::fabs(scale_p->grad[0]);
+        }
+        last = l->data[0];
+        for (auto & [n, v] : r.st->trainable())
+            for (size_t i = 0; i < v->data.size(); ++i) v->data[i] -= 0.001f * v->grad[i];
+    }
+    std::printf("instruct with the UDP term: loss %.4f -> %.4f after 10 steps (udp grad %.3g, scale grad %.3g)\n",
+                first, last, g_udp, g_scale);
+    EXPECT_GT(g_udp, 0.0);
+    EXPECT_GT(g_scale, 0.0);
+    EXPECT_LT(last, 0.8 * first);
+
+    const std::string out = tmp_dir() + "/export_udp";
+    std::filesystem::create_directories(out);
+    ASSERT_TRUE(r.st->export_artifacts(out, 10, &err)) << err;
+    model_bundle bundle;
+    ASSERT_TRUE(model_bundle_resolve(out + "/spider.model.json", &bundle, &err)) << err;
+    EXPECT_EQ(bundle.udp_path, out + "/udp.gguf");
+    pipeline_components c;
+    ASSERT_TRUE(load_components(bundle, E, &c, &err)) << err;
+    EXPECT_NE(std::find(bundle.notes.begin(), bundle.notes.end(), "udp: " + out + "/udp.gguf"), bundle.notes.end());
+
+    // Without new token rows the signal tokens are not single tokens: the udp term is refused.
+    stage_run r2 = make_instruct(R"({"lora": {"new_tokens": false}, "udp": {}, "data": {"paths": ["x"]}})");
+    EXPECT_FALSE(r2.ok);
+    EXPECT_NE(r2.err.find("lora.new_tokens"), std::string::npos) << r2.err;
 }
 
 }  // namespace

@@ -160,6 +160,12 @@ std::unique_ptr<llm_tape> llm_tape::create(const llm_model & m, const llm_tape_c
 
 value llm_tape::logits(const std::vector<int32_t> & ids, const std::vector<int32_t> & out_rows,
                        const std::vector<int32_t> & embd_pos, const value & embd_rows) {
+    value input;
+    return head(hidden(ids, embd_pos, embd_rows, &input), out_rows);
+}
+
+value llm_tape::hidden(const std::vector<int32_t> & ids, const std::vector<int32_t> & embd_pos, const value & embd_rows,
+                       value * input) {
     const impl & p = *p_;
     const llm_model & m = *p.m;
     const llm_hparams & hp = m.hparams;
@@ -185,6 +191,7 @@ value llm_tape::logits(const std::vector<int32_t> & ids, const std::vector<int32
     if (hp.embd_scale != 1.0f) x = scale(x, hp.embd_scale);
     if (embd_rows) x = replace_rows(x, embd_pos, embd_rows);
     dump("inp_scaled", -1, x);
+    *input = x;
 
     auto proj = [&](const value & in, const layer_tape & l, int k) {
         const frozen_w & f = l.w[k];
@@ -225,7 +232,13 @@ value llm_tape::logits(const std::vector<int32_t> & ids, const std::vector<int32
         x = add(x, f);
         dump("l_out", il, x);
     }
-    value xs = rms_norm_k(gather_rows(x, out_rows), p.out_norm, hp.rms_eps);
+    return x;
+}
+
+value llm_tape::head(const value & x, const std::vector<int32_t> & out_rows) {
+    const impl & p = *p_;
+    thread_pool * pool = p.pool.get();
+    value xs = rms_norm_k(gather_rows(x, out_rows), p.out_norm, p.m->hparams.rms_eps);
     const frozen_w & o = p.output;
     value base = o.Wt.data ? linear_frozen_t(xs, o.W, o.Wt, pool) : linear_frozen(xs, o.W, pool);
     if (!extra_) return base;
@@ -237,6 +250,28 @@ value llm_tape::loss(const std::vector<int32_t> & ids, const std::vector<int32_t
     if (targets.size() != ids.size())
         throw std::invalid_argument("[llm_tape] " + std::to_string(targets.size()) + " targets for " +
                                     std::to_string(ids.size()) + " tokens");
+    value input;
+    return targets_loss(targets, hidden(ids, embd_pos, embd_rows, &input));
+}
+
+value llm_tape::loss_with_mprompt(const std::vector<int32_t> & ids, const std::vector<int32_t> & targets,
+                                  const std::vector<int32_t> & embd_pos, const value & embd_rows,
+                                  const std::vector<int32_t> & mprompt_pos, value * mprompt) {
+    if (targets.size() != ids.size())
+        throw std::invalid_argument("[llm_tape] " + std::to_string(targets.size()) + " targets for " +
+                                    std::to_string(ids.size()) + " tokens");
+    for (int32_t q : mprompt_pos)
+        if (q < 0 || q >= static_cast<int32_t>(ids.size()))
+            throw std::invalid_argument("[llm_tape] M-Prompt position " + std::to_string(q) + " outside the " +
+                                        std::to_string(ids.size()) + " tokens");
+    value input;
+    value h = hidden(ids, embd_pos, embd_rows, &input);
+    *mprompt = add(rms_norm_k(gather_rows(h, mprompt_pos), p_->out_norm, p_->m->hparams.rms_eps),
+                   gather_rows(input, mprompt_pos));
+    return targets_loss(targets, h);
+}
+
+value llm_tape::targets_loss(const std::vector<int32_t> & targets, const value & h) {
     std::vector<int32_t> rows, tg;
     for (size_t i = 0; i < targets.size(); ++i)
         if (targets[i] >= 0) {
@@ -244,7 +279,7 @@ value llm_tape::loss(const std::vector<int32_t> & ids, const std::vector<int32_t
             tg.push_back(targets[i]);
         }
     if (rows.empty()) throw std::invalid_argument("[llm_tape] no position has a target");
-    return cross_entropy_k(logits(ids, rows, embd_pos, embd_rows), tg, p_->pool.get());
+    return cross_entropy_k(head(h, rows), tg, p_->pool.get());
 }
 
 std::vector<std::pair<std::string, value>> llm_tape::named_params() const {

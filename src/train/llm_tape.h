@@ -54,6 +54,12 @@ public:
     // Mean cross-entropy over the positions with targets[i] >= 0 (logits only there).
     value loss(const std::vector<int32_t> & ids, const std::vector<int32_t> & targets,
                const std::vector<int32_t> & embd_pos = {}, const value & embd_rows = nullptr);
+    // loss() plus, from the same forward, the M-Prompt rows the pipeline hands the UDP at mprompt_pos (e.g. the
+    // signal tokens): last-layer hidden state after the final norm + the token's (scaled) input embedding, as
+    // generator_llm.cpp builds them; *mprompt = [mprompt_pos.size(), n_embd].
+    value loss_with_mprompt(const std::vector<int32_t> & ids, const std::vector<int32_t> & targets,
+                            const std::vector<int32_t> & embd_pos, const value & embd_rows,
+                            const std::vector<int32_t> & mprompt_pos, value * mprompt);
 
     // Trainable values, by name: "lora.<tensor>.a/.b", "token_embd_extra".
     std::vector<std::pair<std::string, value>> named_params() const;
@@ -70,6 +76,11 @@ public:
 
 private:
     llm_tape() = default;
+    // Input rows (scaled embeddings with embd_rows placed) -> *input; returns the last block's output [n, n_embd].
+    value hidden(const std::vector<int32_t> & ids, const std::vector<int32_t> & embd_pos, const value & embd_rows,
+                 value * input);
+    value head(const value & h, const std::vector<int32_t> & out_rows);  // final norm + LM head at out_rows
+    value targets_loss(const std::vector<int32_t> & targets, const value & h);
     struct impl;
     std::unique_ptr<impl> p_;
     std::map<std::string, lora_adapter> adapters_;

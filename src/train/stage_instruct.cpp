@@ -11,9 +11,18 @@
 // embeddings. The gradient reaches the projector through the frozen LLM and its LoRA. The projector starts from
 // projector.init (a stage-1 proj.gguf) or else from the projector the pipeline would load for this model, and is
 // exported as `proj.gguf` next to `adapter.gguf`, with a `spider.model.json` manifest naming both for `spider run -m`.
+//
+// With a `udp` section, stage 3's decoder-side term (SPIDER.md §5) joins the loss: for records whose groups are all
+// of one modality among image / video / audio, the M-Prompt at each group's signal tokens (the tape's last hidden
+// state after the final norm + the input embedding, llm_tape::loss_with_mprompt) goes through the trainable UDP
+// (train/udp_tape.h) and is pulled to the pipeline decoder's text encoding of the group's caption (Targets[g]) with
+// per-token L2 and a symmetric InfoNCE (learnable logit scale) within the micro-batch. Its gradient reaches the UDP
+// and, through the M-Prompt, LoRA, the new rows and the projector. Exports `udp.gguf` (named in the manifest).
+#include <unistd.h>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "controller/template.h"
@@ -24,9 +33,13 @@
 #include "llm/model.h"
 #include "pipeline/pipeline.h"
 #include "spider.h"
+#include "train/autograd_conv.h"
+#include "train/autograd_llm.h"
 #include "train/llm_tape.h"
+#include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
+#include "train/udp_tape.h"
 
 namespace spider::train {
 
@@ -38,6 +51,11 @@ struct instruct_example {
     int64_t n_answer = 0;
     std::vector<int32_t> media_pos;  // placeholder positions, in order of the record's Inputs
     std::vector<float> media_emb;    // their frozen encoder embeddings, [media_pos.size(), emb_dim]
+    // UDP term (single-modality answers): the signal-token positions of every group, and per group the decoder's
+    // text encoding of its caption.
+    modality udp_m = MODALITY_IMAGE;
+    std::vector<int32_t> signal_pos;             // all groups, in order (n_signal per group)
+    std::vector<std::vector<float>> udp_target;  // per group [t_out, d_out]
 };
 
 // A media placeholder found in a prompt: its token position and modality.
@@ -86,6 +104,22 @@ public:
             r.get("init", &proj_init_);
             if (!r.finish()) return false;
         }
+        if (const nlohmann::json * u = top.object("udp")) {
+            config_reader r{*u, "udp.", err};
+            use_udp_ = true;
+            r.get("init", &udp_init_);
+            r.get("l2", &udp_l2_);
+            r.get("info_nce", &udp_nce_);
+            if (!r.finish()) return false;
+            if (udp_l2_ < 0 || udp_nce_ < 0 || udp_l2_ + udp_nce_ <= 0) {
+                *err = "config: 'udp.l2' and 'udp.info_nce' must be >= 0 and not both 0";
+                return false;
+            }
+            if (!new_tokens_) {
+                *err = "config: the 'udp' term needs lora.new_tokens (the signal tokens are added tokens)";
+                return false;
+            }
+        }
         if (!top.finish()) return false;
         if (!config_positive(tc_.lora_rank, "lora.rank", err) ||
             !config_positive(max_tokens_, "data.max_tokens", err) ||
@@ -133,7 +167,8 @@ public:
         tc_.seed = cfg.seed;
         tc_.n_threads = n_threads_;
         model_path_ = path;
-        if (media_ == "encode" && !setup_media(err)) return false;
+        if ((media_ == "encode" || use_udp_) && !setup_media(err)) return false;
+        if (use_udp_ && !setup_udp(err)) return false;
         if (!load_data(err)) return false;
         if (n_media_examples_ > 0 && !setup_projector(err)) return false;
         tape_ = llm_tape::create(*m, tc_, err);
@@ -146,26 +181,54 @@ public:
             v.push_back({"spider.proj.bias", proj_b_});
             v.push_back({"spider.proj.weight", proj_w_});
         }
+        if (udp_) {
+            for (auto & kv : udp_->named_params()) v.push_back(kv);
+            v.push_back({"spider.train.logit_scale", logit_scale_});
+        }
         return v;
     }
 
     value loss(const micro_batch & mb) override {
         value total;
+        std::map<int, std::pair<std::vector<value>, std::vector<value>>> pooled;  // UDP token means by modality
         for (int64_t b : mb.examples) {
             rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(mb.step + 1)) ^
                     (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
             r.next();
             const instruct_example & e = examples_[r.next() % examples_.size()];
-            value l;
-            if (e.media_pos.empty()) {
-                l = tape_->loss(e.ids, e.targets);
-            } else {
+            value rows;
+            if (!e.media_pos.empty()) {
                 const int64_t n_media = static_cast<int64_t>(e.media_pos.size());
-                value rows = linear(constant({n_media, emb_dim_}, e.media_emb), proj_w_, proj_b_);
-                l = tape_->loss(e.ids, e.targets, e.media_pos, rows);
+                rows = linear(constant({n_media, emb_dim_}, e.media_emb), proj_w_, proj_b_);
             }
+            if (!udp_ || e.udp_target.empty()) {
+                value l = tape_->loss(e.ids, e.targets, e.media_pos, rows);
+                total = total ? add(total, l) : l;
+                continue;
+            }
+            value mprompt;
+            value l = tape_->loss_with_mprompt(e.ids, e.targets, e.media_pos, rows, e.signal_pos, &mprompt);
             total = total ? add(total, l) : l;
+            const udp_hparams & hp = udp_->hparams();
+            const int32_t n_sig = static_cast<int32_t>(e.signal_pos.size() / e.udp_target.size());
+            for (size_t g = 0; g < e.udp_target.size(); ++g) {
+                std::vector<int32_t> idx(static_cast<size_t>(n_sig));
+                for (int32_t k = 0; k < n_sig; ++k) idx[k] = static_cast<int32_t>(g) * n_sig + k;
+                value y = udp_->forward(e.udp_m, gather_rows(mprompt, idx));
+                value t = constant({hp.t_out[e.udp_m], hp.d_out[e.udp_m]}, e.udp_target[g]);
+                if (udp_l2_ > 0) total = add(total, scale(token_l2(y, t), udp_l2_));
+                pooled[e.udp_m].first.push_back(mean_rows(y));
+                pooled[e.udp_m].second.push_back(mean_rows(t));
+            }
         }
+        // InfoNCE per modality within the micro-batch, counted once per member (the loop divides by the batch).
+        if (udp_nce_ > 0)
+            for (auto & [m, pr] : pooled) {
+                const int64_t n = static_cast<int64_t>(pr.first.size());
+                if (n < 2) continue;
+                value nce = info_nce(concat(pr.first, 0), concat(pr.second, 0), logit_scale_);
+                total = add(total, scale(nce, udp_nce_ * static_cast<float>(n)));
+            }
         return total;
     }
 
@@ -179,6 +242,10 @@ public:
                                    {"version", 1},
                                    {"llm", std::filesystem::absolute(model_path_).string()},
                                    {"lora", "adapter.gguf"}};
+        if (udp_) {
+            if (!udp_->save(dir + "/udp.gguf", err)) return false;
+            manifest["udp"] = "udp.gguf";
+        }
         if (proj_w_) {
             gguf_writer g;
             g.set_string("general.architecture", "spider-projector");
@@ -208,6 +275,94 @@ private:
         emb_dim_ = components_.enc->dim();
         for (modality m : {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO})
             placeholders_.push_back({placeholder_token(m), m});
+        return true;
+    }
+
+    // The UDP starts from udp.init (a stage-2 udp.gguf) or else from the UDP the pipeline loads for this model.
+    bool setup_udp(std::string * err) {
+        std::string path = udp_init_;
+        std::string tmp;
+        if (path.empty()) {
+            // udp_tape reads files only: hand it the pipeline's UDP through a temporary copy.
+            tmp = (std::filesystem::temp_directory_path() /
+                   ("spider-instruct-udp-" + std::to_string(static_cast<long long>(::getpid())) + ".gguf"))
+                      .string();
+            if (!components_.udp || !components_.udp->save(tmp, err)) {
+                if (components_.udp)
+                    *err = "instruct: the pipeline's UDP: " + *err;
+                else
+                    *err = "instruct: the pipeline has no UDP for this model";
+                return false;
+            }
+            path = tmp;
+        }
+        udp_ = udp_tape::load(path, err);
+        if (!tmp.empty()) std::filesystem::remove(tmp);
+        if (!udp_) {
+            *err = (udp_init_.empty() ? "udp: " : "udp.init: " + udp_init_ + ": ") + *err;
+            return false;
+        }
+        if (udp_->hparams().d_model != d_model_) {
+            *err = "udp: d_model " + std::to_string(udp_->hparams().d_model) + " is not the LLM's width " +
+                   std::to_string(d_model_);
+            return false;
+        }
+        logit_scale_ = parameter({1}, {kClipLogScaleInit});
+        for (modality m : {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO})
+            for (int k = 0; k < template_config().n_signal[m]; ++k) {
+                const auto it = std::find(added_.begin(), added_.end(), signal_token(m, k));
+                if (it != added_.end()) signal_ids_[static_cast<int32_t>(n_vocab_ + (it - added_.begin()))] = {m, k};
+            }
+        return true;
+    }
+
+    // UDP targets of a record whose answer groups are all of one modality among image / video / audio: the signal
+    // positions of each group and the pipeline decoder's text encoding of Targets[g].caption. Other records (text
+    // answers, mixed modalities, no Targets captions) train without the UDP term.
+    bool udp_targets(const nlohmann::json & j, size_t n_prompt, const std::string & where, instruct_example * e,
+                     std::string * err) {
+        std::vector<std::pair<modality, int>> sig;
+        std::vector<int32_t> pos;
+        for (size_t i = n_prompt; i < e->ids.size(); ++i) {
+            const auto it = signal_ids_.find(e->ids[i]);
+            if (it == signal_ids_.end()) continue;
+            sig.push_back(it->second);
+            pos.push_back(static_cast<int32_t>(i));
+        }
+        if (sig.empty()) return true;
+        const modality m = sig[0].first;
+        const int n_sig = template_config().n_signal[m];
+        for (size_t k = 0; k < sig.size(); ++k)
+            if (sig[k].first != m || sig[k].second != static_cast<int>(k % n_sig)) return true;  // mixed
+        if (sig.size() % n_sig != 0 || !udp_->has(m)) return true;
+        const size_t n_groups = sig.size() / n_sig;
+        if (!j.contains("Targets") || !j["Targets"].is_array() || j["Targets"].size() != n_groups) return true;
+        std::vector<std::vector<float>> targets;
+        for (const auto & t : j["Targets"]) {
+            modality tm;
+            if (!t.is_object() || !t.contains("caption") || !t["caption"].is_string() || !t.contains("modality") ||
+                !t["modality"].is_string() || !modality_from_name(t["modality"].get<std::string>(), &tm) || tm != m)
+                return true;
+            std::string e2;
+            std::shared_ptr<decoder> dec = components_.decoders.get(m, &e2);
+            std::vector<float> enc;
+            int T = 0, D = 0;
+            if (!dec || !dec->encode_text(t["caption"].get<std::string>(), &enc, &T, &D, &e2)) {
+                *err = "data: " + where + ": the " + modality_name_lower(m) + " decoder's text encoder: " + e2;
+                return false;
+            }
+            const udp_hparams & hp = udp_->hparams();
+            if (T != hp.t_out[m] || D != hp.d_out[m]) {
+                *err = "udp: the " + std::string(modality_name_lower(m)) + " decoder encodes text as [" +
+                       std::to_string(T) + ", " + std::to_string(D) + "], the UDP head gives [" +
+                       std::to_string(hp.t_out[m]) + ", " + std::to_string(hp.d_out[m]) + "]";
+                return false;
+            }
+            targets.push_back(std::move(enc));
+        }
+        e->udp_m = m;
+        e->signal_pos = std::move(pos);
+        e->udp_target = std::move(targets);
         return true;
     }
 
@@ -407,10 +562,13 @@ private:
                 e.n_answer = static_cast<int64_t>(e.ids.size() - n_prompt);
                 if (media_ == "encode" && !encode_inputs(j, slots, path, where, &e, err)) return false;
                 if (!e.media_pos.empty()) ++n_media_examples_;
+                if (udp_ && !udp_targets(j, n_prompt, where, &e, err)) return false;
+                if (!e.udp_target.empty()) ++n_udp_examples_;
                 n_tokens += static_cast<int64_t>(e.ids.size());
                 if (dump.is_open()) {
                     nlohmann::json d = {{"ids", e.ids}, {"targets", e.targets}};
                     if (!e.media_pos.empty()) d["media_pos"] = e.media_pos;
+                    if (!e.signal_pos.empty()) d["signal_pos"] = e.signal_pos;
                     dump << d.dump() << "\n";
                 }
                 examples_.push_back(std::move(e));
@@ -425,10 +583,11 @@ private:
         }
         mean_tokens_ = static_cast<double>(n_tokens) / static_cast<double>(examples_.size());
         std::fprintf(stderr,
-                     "instruct: %zu examples (%lld with encoded media inputs), %.1f tokens on average (skipped: %lld "
-                     "too long, %lld with media, %lld other families)\n",
-                     examples_.size(), static_cast<long long>(n_media_examples_), mean_tokens_,
-                     static_cast<long long>(n_long), static_cast<long long>(n_media), static_cast<long long>(n_family));
+                     "instruct: %zu examples (%lld with encoded media inputs, %lld with UDP targets), %.1f tokens on "
+                     "average (skipped: %lld too long, %lld with media, %lld other families)\n",
+                     examples_.size(), static_cast<long long>(n_media_examples_),
+                     static_cast<long long>(n_udp_examples_), mean_tokens_, static_cast<long long>(n_long),
+                     static_cast<long long>(n_media), static_cast<long long>(n_family));
         return true;
     }
 
@@ -443,6 +602,9 @@ private:
     int64_t limit_ = 0;
     std::string dump_tokens_;
     std::string proj_init_;
+    bool use_udp_ = false;
+    std::string udp_init_;
+    float udp_l2_ = 1.0f, udp_nce_ = 1.0f;
 
     uint64_t seed_ = 0;
     ::spider_model * smodel_ = nullptr;
@@ -455,8 +617,11 @@ private:
 
     pipeline_components components_;  // the pipeline's encoder (and the projector it would load)
     std::vector<std::pair<std::string, modality>> placeholders_;
-    int64_t emb_dim_ = 0, d_model_ = 0, n_media_examples_ = 0;
+    int64_t emb_dim_ = 0, d_model_ = 0, n_media_examples_ = 0, n_udp_examples_ = 0;
     value proj_w_, proj_b_;  // [d_model, emb_dim], [d_model]
+    std::unique_ptr<udp_tape> udp_;
+    value logit_scale_;
+    std::map<int32_t, std::pair<modality, int>> signal_ids_;  // added-token id -> (modality, signal index)
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -505,6 +506,25 @@ TEST(InstructMedia, StageUdpTermOnSingleModalityAnswers) {
     pipeline_components c;
     ASSERT_TRUE(load_components(bundle, E, &c, &err)) << err;
     EXPECT_NE(std::find(bundle.notes.begin(), bundle.notes.end(), "udp: " + out + "/udp.gguf"), bundle.notes.end());
+
+    // udp.init starts from a given file (here the exported one); a missing file is named.
+    const std::string base = R"({"model": {"path": ")" + tiny_gemma3() + R"("}, "data": {"paths": [")" + data +
+                             R"("], "max_tokens": 400}, "udp": {"init": ")";
+    stage_run r3 = make_instruct(base + out + "/udp.gguf\"}}");
+    ASSERT_TRUE(r3.ok) << r3.err;
+    std::map<std::string, value> trained, loaded;
+    for (auto & [n, v] : r.st->trainable()) trained[n] = v;
+    for (auto & [n, v] : r3.st->trainable()) loaded[n] = v;
+    int n_udp = 0;
+    for (auto & [n, v] : loaded)
+        if (n.rfind("spider.udp.", 0) == 0) {
+            ++n_udp;
+            EXPECT_EQ(v->data, trained.at(n)->data) << n;
+        }
+    EXPECT_EQ(n_udp, static_cast<int>(udp_params.size()));
+    stage_run r4 = make_instruct(base + tmp_dir() + "/no_such_udp.gguf\"}}");
+    EXPECT_FALSE(r4.ok);
+    EXPECT_NE(r4.err.find("udp.init: " + tmp_dir() + "/no_such_udp.gguf"), std::string::npos) << r4.err;
 
     // Without new token rows the signal tokens are not single tokens: the udp term is refused.
     stage_run r2 = make_instruct(R"({"lora": {"new_tokens": false}, "udp": {}, "data": {"paths": ["x"]}})");

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -40,6 +42,19 @@ int g_threads = 1;
 thread_pool * tpool_for(int64_t macs) {
     return macs >= (int64_t{1} << 18) ? g_pool.get() : nullptr;
 }
+
+// Elementwise work of at least this many floats is split between threads (a few microseconds of work per thread
+// at least, against a hand-off of about one microsecond).
+constexpr int64_t PAR_MIN_ELEMS = int64_t{1} << 15;
+
+// min_split for parallel_for over `items` items of `per_item` floats each: split only when the whole is large.
+int64_t split_if_large(int64_t items, int64_t per_item) {
+    return items * per_item >= PAR_MIN_ELEMS ? 2 : std::numeric_limits<int64_t>::max();
+}
+
+// Rows per partial sum of a per-feature gradient summed over rows (norm weights): partials over fixed blocks of
+// rows, added in block order, so the sum does not depend on the thread count.
+constexpr int64_t ROW_BLOCK = 64;
 
 void check_same(const char * op, const value & a, const value & b) {
     if (a->shape != b->shape) fail(op, "shape mismatch " + shape_str(a->shape) + " vs " + shape_str(b->shape));
@@ -105,6 +120,35 @@ int get_threads() {
     return g_threads;
 }
 
+void parallel_for(int64_t n, int64_t min_split, const std::function<void(int64_t, int64_t)> & fn) {
+    if (n <= 0) return;
+    thread_pool * tp = g_pool.get();
+    if (!tp || n < min_split || n < 2) {
+        fn(0, n);
+        return;
+    }
+    tp->run([&](int ith, int nth) {
+        long long b, e;
+        split_range(n, ith, nth, b, e);
+        if (b < e) fn(b, e);
+    });
+}
+
+namespace {
+
+// Elementwise work over n floats, split in multiples of 64 elements: a SIMD kernel then treats every element the
+// same way (vector body or masked tail) as one call over all n would.
+void parallel_elems(int64_t n, const std::function<void(int64_t, int64_t)> & fn) {
+    constexpr int64_t ALIGN = 64;
+    if (n < PAR_MIN_ELEMS || !g_pool) {
+        if (n > 0) fn(0, n);
+        return;
+    }
+    parallel_for((n + ALIGN - 1) / ALIGN, 2, [&](int64_t b, int64_t e) { fn(b * ALIGN, std::min(n, e * ALIGN)); });
+}
+
+}  // namespace
+
 value constant(std::vector<int64_t> shape, std::vector<float> data) {
     auto n = std::make_shared<node>();
     n->op = "leaf";
@@ -133,11 +177,19 @@ value zeros(std::vector<int64_t> shape, bool requires_grad) {
 value add(const value & a, const value & b) {
     check_same("add", a, b);
     value y = make("add", a->shape, {a, b});
-    spider::add(a->data.data(), b->data.data(), y->data.data(), y->numel());
+    const float *ad = a->data.data(), *bd = b->data.data();
+    float * yd = y->data.data();
+    parallel_elems(y->numel(), [&](int64_t i0, int64_t i1) { spider::add(ad + i0, bd + i0, yd + i0, i1 - i0); });
     y->backward_fn = [](node & s) {
-        for (int k = 0; k < 2; ++k)
-            if (float * g = gbuf(s.inputs[k]))
-                for (size_t i = 0; i < s.grad.size(); ++i) g[i] += s.grad[i];
+        float * ga = gbuf(s.inputs[0]);
+        float * gb = gbuf(s.inputs[1]);
+        const float * gy = s.grad.data();
+        parallel_elems(static_cast<int64_t>(s.grad.size()), [&](int64_t i0, int64_t i1) {
+            if (ga)
+                for (int64_t i = i0; i < i1; ++i) ga[i] += gy[i];
+            if (gb)
+                for (int64_t i = i0; i < i1; ++i) gb[i] += gy[i];
+        });
     };
     return y;
 }
@@ -247,8 +299,10 @@ value linear(const value & x, const value & W, const value & b) {
     std::vector<value> inputs = {x, W};
     if (b) inputs.push_back(b);
     value y = make("linear", shape, inputs);
-    tensor wt = make_tensor(DTYPE_F32, W->data.data(), in, out);
-    spider::matmul(wt, x->data.data(), y->data.data(), n, tpool_for(n * in * out));
+    // y [n, out] = x [n, in] W^T: the training GEMM reads W [out, in] as B through its strides (packed panels), the
+    // same kernel as the backward products.
+    gemm_acc_strided(n, out, in, x->data.data(), in, 1, W->data.data(), 1, in, y->data.data(), out,
+                     tpool_for(n * in * out));
     if (b) spider::add_row(y->data.data(), b->data.data(), y->data.data(), n, out);
     y->backward_fn = [n, in, out](node & s) {
         const float * xd = s.inputs[0]->data.data();
@@ -361,25 +415,32 @@ value glu(const value & gate, const value & up, act_type a) {
     value y = make("glu", gate->shape, {gate, up});
     const int64_t n = gate->numel();
     auto act = std::make_shared<std::vector<float>>(static_cast<size_t>(n));
-    spider::activation(a, gate->data.data(), act->data(), n);
-    spider::mul(act->data(), up->data.data(), y->data.data(), n);
+    const float *gd = gate->data.data(), *ud = up->data.data();
+    float *fd = act->data(), *yd = y->data.data();
+    parallel_elems(n, [&](int64_t i0, int64_t i1) {
+        spider::activation(a, gd + i0, fd + i0, i1 - i0);
+        spider::mul(fd + i0, ud + i0, yd + i0, i1 - i0);
+    });
     y->backward_fn = [a, n, act](node & s) {
         const float * g = s.inputs[0]->data.data();
         const float * u = s.inputs[1]->data.data();
         const float * gy = s.grad.data();
         const float * f = act->data();
-        if (float * gu = gbuf(s.inputs[1]))
-            for (int64_t i = 0; i < n; ++i) gu[i] += gy[i] * f[i];
+        float * gu = gbuf(s.inputs[1]);
         float * gg = gbuf(s.inputs[0]);
-        if (!gg) return;
-        if (a == ACT_SILU) {
-            for (int64_t i = 0; i < n; ++i) {  // silu' = sig (1 + x (1 - sig)), sig = silu(x) / x
-                const float sg = g[i] != 0.0f ? f[i] / g[i] : 0.5f;
-                gg[i] += gy[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        parallel_elems(n, [&](int64_t i0, int64_t i1) {
+            if (gu)
+                for (int64_t i = i0; i < i1; ++i) gu[i] += gy[i] * f[i];
+            if (!gg) return;
+            if (a == ACT_SILU) {
+                for (int64_t i = i0; i < i1; ++i) {  // silu' = sig (1 + x (1 - sig)), sig = silu(x) / x
+                    const float sg = g[i] != 0.0f ? f[i] / g[i] : 0.5f;
+                    gg[i] += gy[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+                }
+            } else {
+                for (int64_t i = i0; i < i1; ++i) gg[i] += gy[i] * u[i] * act_grad(a, g[i]);
             }
-        } else {
-            for (int64_t i = 0; i < n; ++i) gg[i] += gy[i] * u[i] * act_grad(a, g[i]);
-        }
+        });
     };
     return y;
 }
@@ -433,33 +494,56 @@ value rms_norm(const value & x, const value & w, float eps) {
     if (w) inputs.push_back(w);
     value y = make("rms_norm", x->shape, inputs);
     auto inv = std::make_shared<std::vector<float>>(static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) {
-        const float * xr = x->data.data() + r * n;
-        double ss = 0;
-        for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-        const float iv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
-        (*inv)[r] = iv;
-        for (int64_t i = 0; i < n; ++i) y->data[r * n + i] = xr[i] * iv * (w ? w->data[i] : 1.0f);
-    }
+    const float * xd = x->data.data();
+    const float * wd = w ? w->data.data() : nullptr;
+    float * yd = y->data.data();
+    parallel_for(rows, split_if_large(rows, n), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const float * xr = xd + r * n;
+            double ss = 0;
+            for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+            const float iv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+            (*inv)[r] = iv;
+            float * yr = yd + r * n;
+            if (wd)
+                for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * iv * wd[i];
+            else
+                for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * iv;
+        }
+    });
     y->backward_fn = [n, rows, inv](node & s) {
         const value & x = s.inputs[0];
         const value w = s.inputs.size() > 1 ? s.inputs[1] : nullptr;
         float * gx = gbuf(x);
         float * gw = w ? gbuf(w) : nullptr;
-        for (int64_t r = 0; r < rows; ++r) {
-            const float * xr = x->data.data() + r * n;
-            const float * gy = s.grad.data() + r * n;
-            const float iv = (*inv)[r];
-            // xhat = x * iv; gxhat = gy * w; gx = iv * (gxhat - xhat * mean(gxhat * xhat))
-            double dot = 0;
-            for (int64_t i = 0; i < n; ++i) dot += gy[i] * (w ? w->data[i] : 1.0f) * xr[i] * iv;
-            const float m = static_cast<float>(dot / n);
-            for (int64_t i = 0; i < n; ++i) {
-                const float xhat = xr[i] * iv;
-                if (gx) gx[r * n + i] += iv * (gy[i] * (w ? w->data[i] : 1.0f) - xhat * m);
-                if (gw) gw[i] += gy[i] * xhat;
+        const float * xd = x->data.data();
+        const float * wd = w ? w->data.data() : nullptr;
+        // The weight's gradient sums over rows: per block of ROW_BLOCK rows into its own partial, then the partials
+        // in block order.
+        const int64_t n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+        std::vector<float> part(gw ? static_cast<size_t>(n_blocks * n) : 0, 0.0f);
+        parallel_for(n_blocks, split_if_large(rows, n), [&](int64_t b0, int64_t b1) {
+            std::vector<float> gxh(static_cast<size_t>(n));
+            for (int64_t r = b0 * ROW_BLOCK; r < std::min(rows, b1 * ROW_BLOCK); ++r) {
+                const float * xr = xd + r * n;
+                const float * gy = s.grad.data() + r * n;
+                const float iv = (*inv)[r];
+                // xhat = x * iv; gxhat = gy * w; gx = iv * (gxhat - xhat * mean(gxhat * xhat))
+                for (int64_t i = 0; i < n; ++i) gxh[i] = wd ? gy[i] * wd[i] : gy[i];
+                double dot = 0;
+                for (int64_t i = 0; i < n; ++i) dot += gxh[i] * xr[i] * iv;
+                const float m = static_cast<float>(dot / n);
+                if (gx)
+                    for (int64_t i = 0; i < n; ++i) gx[r * n + i] += iv * (gxh[i] - xr[i] * iv * m);
+                if (gw) {
+                    float * pb = part.data() + (r / ROW_BLOCK) * n;
+                    for (int64_t i = 0; i < n; ++i) pb[i] += gy[i] * (xr[i] * iv);
+                }
             }
-        }
+        });
+        if (gw)
+            for (int64_t b = 0; b < n_blocks; ++b)
+                for (int64_t i = 0; i < n; ++i) gw[i] += part[b * n + i];
     };
     return y;
 }
@@ -523,12 +607,55 @@ value embedding(const value & table, const std::vector<int32_t> & ids) {
     value y = make("embedding", {static_cast<int64_t>(ids.size()), d}, {table});
     for (size_t t = 0; t < ids.size(); ++t) std::copy_n(table->data.data() + ids[t] * d, d, y->data.data() + t * d);
     y->backward_fn = [ids, d](node & s) {
-        if (float * g = gbuf(s.inputs[0]))
-            for (size_t t = 0; t < ids.size(); ++t)
-                for (int64_t i = 0; i < d; ++i) g[ids[t] * d + i] += s.grad[t * d + i];
+        float * g = gbuf(s.inputs[0]);
+        if (!g) return;
+        // Columns are split between threads, so each element still sums its tokens in order.
+        const int64_t n_ids = static_cast<int64_t>(ids.size());
+        parallel_for(d, split_if_large(n_ids, d), [&](int64_t c0, int64_t c1) {
+            for (int64_t t = 0; t < n_ids; ++t)
+                for (int64_t i = c0; i < c1; ++i) g[ids[t] * d + i] += s.grad[t * d + i];
+        });
     };
     return y;
 }
+
+namespace {
+
+// The [token][pair] (cos, sin) table of rope(). Every layer's q and k of one batch use the same positions: the last
+// table is kept and reused while positions, head size and base stay the same.
+std::shared_ptr<const std::vector<double>> rope_table(const std::vector<int32_t> & pos, int64_t head_dim,
+                                                      float freq_base) {
+    static std::mutex mu;
+    static std::vector<int32_t> last_pos;
+    static int64_t last_head_dim = 0;
+    static float last_base = 0;
+    static std::shared_ptr<const std::vector<double>> last;
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        if (last && last_head_dim == head_dim && last_base == freq_base && last_pos == pos) return last;
+    }
+    const int64_t half = head_dim / 2, n_tok = static_cast<int64_t>(pos.size());
+    auto cs = std::make_shared<std::vector<double>>(static_cast<size_t>(2 * n_tok * half));
+    std::vector<double> inv_freq(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i)
+        inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / static_cast<double>(head_dim));
+    parallel_for(n_tok, split_if_large(n_tok, 8 * half), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+            for (int64_t i = 0; i < half; ++i) {
+                const double theta = static_cast<double>(pos[t]) * inv_freq[i];
+                (*cs)[(t * half + i) * 2] = std::cos(theta);
+                (*cs)[(t * half + i) * 2 + 1] = std::sin(theta);
+            }
+    });
+    std::lock_guard<std::mutex> lock(mu);
+    last_pos = pos;
+    last_head_dim = head_dim;
+    last_base = freq_base;
+    last = cs;
+    return cs;
+}
+
+}  // namespace
 
 value rope(const value & x, const std::vector<int32_t> & pos, int64_t n_head, int64_t head_dim, float freq_base,
            rope_mode mode) {
@@ -540,19 +667,11 @@ value rope(const value & x, const std::vector<int32_t> & pos, int64_t n_head, in
     // cos / sin of every (token, pair) once, in double like ref::rope (theta = pos * base^(-2i/head_dim)); the
     // backward pass is the rotation by the opposite angle and reuses the table.
     const int64_t half = head_dim / 2;
-    auto cs = std::make_shared<std::vector<double>>(static_cast<size_t>(2 * n_tok * half));
-    std::vector<double> inv_freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i)
-        inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / static_cast<double>(head_dim));
-    for (int64_t t = 0; t < n_tok; ++t)
-        for (int64_t i = 0; i < half; ++i) {
-            const double theta = static_cast<double>(pos[t]) * inv_freq[i];
-            (*cs)[(t * half + i) * 2] = std::cos(theta);
-            (*cs)[(t * half + i) * 2 + 1] = std::sin(theta);
-        }
-    // out = rotation of in by sign * theta; add: accumulate into out instead of writing it.
-    auto rotate = [n_tok, n_head, head_dim, half, mode, cs](const float * in, float * out, double sign, bool add) {
-        for (int64_t t = 0; t < n_tok; ++t)
+    auto cs = rope_table(pos, head_dim, freq_base);
+    // out = rotation of in by sign * theta for tokens [t0, t1); add: accumulate into out instead of writing it.
+    auto rotate = [n_head, head_dim, half, mode, cs](const float * in, float * out, double sign, bool add, int64_t t0,
+                                                     int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
             for (int64_t h = 0; h < n_head; ++h) {
                 const float * v = in + (t * n_head + h) * head_dim;
                 float * o = out + (t * n_head + h) * head_dim;
@@ -572,9 +691,13 @@ value rope(const value & x, const std::vector<int32_t> & pos, int64_t n_head, in
                 }
             }
     };
-    rotate(x->data.data(), y->data.data(), 1.0, false);
-    y->backward_fn = [rotate](node & s) {
-        if (float * g = gbuf(s.inputs[0])) rotate(s.grad.data(), g, -1.0, true);
+    const int64_t min_split = split_if_large(n_tok, n_head * head_dim);
+    parallel_for(n_tok, min_split,
+                 [&](int64_t t0, int64_t t1) { rotate(x->data.data(), y->data.data(), 1.0, false, t0, t1); });
+    y->backward_fn = [rotate, n_tok, min_split](node & s) {
+        float * g = gbuf(s.inputs[0]);
+        if (!g) return;
+        parallel_for(n_tok, min_split, [&](int64_t t0, int64_t t1) { rotate(s.grad.data(), g, -1.0, true, t0, t1); });
     };
     return y;
 }

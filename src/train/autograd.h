@@ -44,6 +44,10 @@ struct node {
 // one tape at a time). Results do not depend on the count: every sum runs in the same order whatever the split.
 void set_threads(int n);
 int get_threads();
+// Runs fn(begin, end) on consecutive ranges covering [0, n): split between the tape's threads when n >= min_split,
+// otherwise one call on this thread. Only for work whose result does not depend on the split (elementwise work, or
+// reductions over fixed blocks summed in block order), so results stay the same for any thread count.
+void parallel_for(int64_t n, int64_t min_split, const std::function<void(int64_t begin, int64_t end)> & fn);
 
 // Leaves.
 value constant(std::vector<int64_t> shape, std::vector<float> data);

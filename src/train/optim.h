@@ -77,6 +77,16 @@ struct lr_schedule {
 };
 bool parse_schedule_kind(const std::string & s, schedule_kind * out);
 
+namespace detail {
+// One AdamW update of n parameters (p, their gradients g, moments m and v), the constants of this step precomputed:
+// the plain loop and its AVX2 twin (bit-identical; tests/test_train_kernels.cpp).
+struct adamw_scalars {
+    float beta1, beta2, eps, step_size, sqrt_bc2;
+};
+void adamw_update_plain(float * p, const float * g, float * m, float * v, int64_t n, const adamw_scalars & s);
+void adamw_update_avx2(float * p, const float * g, float * m, float * v, int64_t n, const adamw_scalars & s);
+}  // namespace detail
+
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
 float clip_grad_norm(const std::vector<value> & params, float max_norm);
 // Multiplies every gradient by f (gradient accumulation: average over micro-batches).

@@ -6,7 +6,8 @@
 # the projector and UDP `spider run` would use (so training starts from the pipeline's state), the trained proj.gguf
 # differs from it, and `spider run -m <out>/spider.model.json` loads the adapter and the trained projector and
 # answers a request with an image input. A second run adds the UDP term on the T2X answers (t2i, t2a, t2v): the loss
-# falls, the UDP changes, and `spider run` realises an image item through the trained UDP.
+# falls, the UDP changes, and `spider run` realises an image item through the trained UDP; 20 steps resumed to 40
+# give the same three files as 40 in one go.
 # usage: bash tests/cli/train_instruct_media.sh <spider-binary> <source-dir>
 set -euo pipefail
 SPIDER=$1
@@ -82,4 +83,13 @@ import json, sys
 items = json.load(open(sys.argv[1]))["items"]
 assert items and all(i["modality"] == "image" and i["status"] == "ok" for i in items), items
 PY
+
+# Resume: 20 steps, then resumed to 40, ends with the same adapter, projector and UDP as the uninterrupted run.
+config 20 0.01 "$T/run_res" "$MEDIA, \"t2i\", \"t2a\", \"t2v\"" "$UDP" > "$T/run_res.json"
+"$SPIDER" train "$T/run_res.json" --quiet > /dev/null 2>&1 || fail "spider train (first half)"
+config 40 0.01 "$T/run_res" "$MEDIA, \"t2i\", \"t2a\", \"t2v\"" "$UDP" > "$T/run_res.json"
+"$SPIDER" train "$T/run_res.json" --quiet --resume > /dev/null 2>&1 || fail "spider train --resume"
+for f in adapter.gguf proj.gguf udp.gguf; do
+  cmp -s "$T/run_udp/$f" "$T/run_res/$f" || fail "resumed run: $f differs from the uninterrupted run's"
+done
 echo "PASS: instruct trains the projector on media records (and the UDP on T2X answers); spider run loads them"

@@ -7,7 +7,8 @@
 //     near-tie (< NEAR_TIE logits) may differ - both engines round differently inside the quantized dot products;
 //   - perplexity of tests/data/llm/ppl_text.txt at n_ctx 512 with llama-perplexity's method, within 0.5% (the
 //     issue's bound). Measured 2026-12-04: ours 25.4787 vs llama.cpp 25.3527 (+0.497%, every chunk within
-//     -0.9%..+0.5%): at the edge of the bound - a systematic gap the llm / kern owners should look at.
+//     -0.9%..+0.5%): at the edge of the bound. The gap is llama.cpp's F16 shortcuts (GELU table, flash-attention
+//     F16 Q and accumulation): emulating them in Spider gives 25.3538 (+0.004%); see docs/BENCHMARKS.md section 2.
 // Fails when the default model is not installed (tests/default_model_required.h), as does cli_default_model.
 #include <gtest/gtest.h>
 

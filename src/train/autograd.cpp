@@ -56,6 +56,35 @@ int64_t split_if_large(int64_t items, int64_t per_item) {
 // rows, added in block order, so the sum does not depend on the thread count.
 constexpr int64_t ROW_BLOCK = 64;
 
+// sum_i a[i] * b[i] (float products) in double, in four interleaved partial sums: one chain of dependent adds would
+// cost an add latency per element.
+double dot_double(const float * a, const float * b, int64_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; ++i) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+// sum_i x[i]^2 in double (products in double), four partial sums.
+double sum_sq_double(const float * x, int64_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += static_cast<double>(x[i]) * x[i];
+        s1 += static_cast<double>(x[i + 1]) * x[i + 1];
+        s2 += static_cast<double>(x[i + 2]) * x[i + 2];
+        s3 += static_cast<double>(x[i + 3]) * x[i + 3];
+    }
+    for (; i < n; ++i) s0 += static_cast<double>(x[i]) * x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 void check_same(const char * op, const value & a, const value & b) {
     if (a->shape != b->shape) fail(op, "shape mismatch " + shape_str(a->shape) + " vs " + shape_str(b->shape));
 }
@@ -500,8 +529,7 @@ value rms_norm(const value & x, const value & w, float eps) {
     parallel_for(rows, split_if_large(rows, n), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const float * xr = xd + r * n;
-            double ss = 0;
-            for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+            const double ss = sum_sq_double(xr, n);
             const float iv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
             (*inv)[r] = iv;
             float * yr = yd + r * n;
@@ -530,9 +558,7 @@ value rms_norm(const value & x, const value & w, float eps) {
                 const float iv = (*inv)[r];
                 // xhat = x * iv; gxhat = gy * w; gx = iv * (gxhat - xhat * mean(gxhat * xhat))
                 for (int64_t i = 0; i < n; ++i) gxh[i] = wd ? gy[i] * wd[i] : gy[i];
-                double dot = 0;
-                for (int64_t i = 0; i < n; ++i) dot += gxh[i] * xr[i] * iv;
-                const float m = static_cast<float>(dot / n);
+                const float m = static_cast<float>(dot_double(gxh.data(), xr, n) * iv / n);
                 if (gx)
                     for (int64_t i = 0; i < n; ++i) gx[r * n + i] += iv * (gxh[i] - xr[i] * iv * m);
                 if (gw) {
@@ -726,7 +752,7 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
         thread_pool * inner = nth > 1 ? nullptr : tp;
         long long ub, ue;
         split_range(n_seq * n_head, ith, nth, ub, ue);
-        std::vector<float> kt(static_cast<size_t>(hd * n));
+        std::vector<float> kt(static_cast<size_t>(hd * n)), srow(static_cast<size_t>(n));
         int64_t kt_unit = -1;
         for (long long u = ub; u < ue; ++u) {
             const int64_t sq = u / n_head, h = u % n_head, hk = h / group;
@@ -744,16 +770,12 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
                 const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
                 gemm_acc(i1 - i0, nj, hd, qs + i0 * ldq, ldq, 1, kt.data(), n, P + i0 * n, n, inner);
             }
-            for (int64_t i = 0; i < n; ++i) {
+            for (int64_t i = 0; i < n; ++i) {  // softmax of the scaled row over the visible keys (SIMD kernel)
                 float * p = P + i * n;
                 const int64_t nj = causal ? i + 1 : n;
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < nj; ++j) mx = std::max(mx, p[j] *= scale);
-                double se = 0;
-                for (int64_t j = 0; j < nj; ++j) se += (p[j] = std::exp(p[j] - mx));
-                const float inv = static_cast<float>(1.0 / se);
-                for (int64_t j = 0; j < nj; ++j) p[j] *= inv;
-                for (int64_t j = nj; j < n; ++j) p[j] = 0.0f;
+                spider::scale(p, scale, srow.data(), nj);
+                spider::softmax_rows(srow.data(), p, 1, nj);
+                std::fill(p + nj, p + n, 0.0f);
             }
             for (int64_t i0 = 0; i0 < n; i0 += RB) {
                 const int64_t i1 = std::min(n, i0 + RB), nj = causal ? i1 : n;
@@ -805,8 +827,7 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
                         const float * p = P + i * n;
                         float * d = dp.data() + i * n;
                         const int64_t nj = causal ? i + 1 : n;
-                        double pdp = 0;
-                        for (int64_t j = 0; j < nj; ++j) pdp += p[j] * d[j];
+                        const double pdp = dot_double(p, d, nj);
                         for (int64_t j = 0; j < nj; ++j) d[j] = p[j] * (d[j] - static_cast<float>(pdp)) * scale;
                         for (int64_t j = nj; j < n; ++j) d[j] = 0.0f;
                     }

@@ -133,8 +133,15 @@ void gemm_block_avx2(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, 
                         float * ap = apack + t * KC * MR;
                         const int64_t rows = std::min(MR, mc - t * MR);
                         const float * asrc = A + (i0 + t * MR) * a_rs + k0 * a_cs;
-                        if (a_rs == 1 && rows == MR) {
-                            for (int64_t k = 0; k < kc; ++k) std::copy_n(asrc + k * a_cs, MR, ap + k * MR);
+                        if (a_rs == 1 && rows == MR) {  // 6 adjacent floats per k (not a memmove call each)
+                            for (int64_t k = 0; k < kc; ++k) {
+                                const float * src = asrc + k * a_cs;
+                                float * dst = ap + k * MR;
+                                _mm_storeu_ps(dst, _mm_loadu_ps(src));
+                                _mm_storel_pi(
+                                    reinterpret_cast<__m64 *>(dst + 4),
+                                    _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(src + 4))));
+                            }
                         } else {
                             for (int64_t k = 0; k < kc; ++k)
                                 for (int64_t r = 0; r < rows; ++r) ap[k * MR + r] = asrc[r * a_rs + k * a_cs];

@@ -469,6 +469,13 @@ private:
             }
             std::filesystem::path fp = in["file"].get<std::string>();
             if (fp.is_relative()) fp = std::filesystem::path(path).parent_path() / fp;
+            // Builder sets reuse each file in many records; the frozen encoder gives the same embedding each time.
+            const std::string key = std::string(modality_name(m)) + "|" + fp.lexically_normal().string();
+            if (const auto hit = emb_cache_.find(key); hit != emb_cache_.end()) {
+                e->media_pos.push_back(slots[k].pos);
+                e->media_emb.insert(e->media_emb.end(), hit->second.begin(), hit->second.end());
+                continue;
+            }
             std::vector<float> emb;
             std::string e2;
             bool ok = false;
@@ -494,6 +501,7 @@ private:
             }
             e->media_pos.push_back(slots[k].pos);
             e->media_emb.insert(e->media_emb.end(), emb.begin(), emb.end());
+            emb_cache_[key] = std::move(emb);
         }
         return true;
     }
@@ -617,6 +625,7 @@ private:
 
     pipeline_components components_;  // the pipeline's encoder (and the projector it would load)
     std::vector<std::pair<std::string, modality>> placeholders_;
+    std::map<std::string, std::vector<float>> emb_cache_;  // "MODALITY|path" -> encoder embedding
     int64_t emb_dim_ = 0, d_model_ = 0, n_media_examples_ = 0, n_udp_examples_ = 0;
     value proj_w_, proj_b_;  // [d_model, emb_dim], [d_model]
     std::unique_ptr<udp_tape> udp_;

@@ -335,7 +335,7 @@ TEST(InstructMedia, StageTrainsAndExportsTheProjector) {
     mb.examples = {0, 1, 2, 3};
     std::vector<float> w0 = W->data;
     double first = 0, last = 0;
-    for (int it = 0; it < 12; ++it) {
+    for (int it = 0; it < 40; ++it) {
         for (auto & [n, v] : r.st->trainable()) v->zero_grad();
         value l = r.st->loss(mb);
         backward(l);
@@ -349,9 +349,25 @@ TEST(InstructMedia, StageTrainsAndExportsTheProjector) {
         for (auto & [n, v] : r.st->trainable())
             for (size_t i = 0; i < v->data.size(); ++i) v->data[i] -= 0.05f * v->grad[i];
     }
-    std::printf("instruct with media: loss %.4f -> %.4f after 12 steps\n", first, last);
+    std::printf("instruct with media: loss %.4f -> %.4f after 40 steps\n", first, last);
     EXPECT_LT(last, 0.8 * first);
     EXPECT_NE(W->data, w0);
+    // The answers differ only in the colour, which only the image row carries: with the images swapped between the
+    // records, the trained weights give a higher loss than with the right ones.
+    const std::string swapped = write_file(
+        "tmm_media_swapped.jsonl",
+        "{" + q + R"(,"Answer":"[OUTPUT]a red disc[END]","Inputs":[{"modality":"IMAGE","file":"blue.png"}]})" + "\n{" +
+            q + R"(,"Answer":"[OUTPUT]a blue disc[END]","Inputs":[{"modality":"IMAGE","file":"red.png"}]})" + "\n");
+    stage_run rs =
+        make_instruct(R"({"model": {"path": ")" + model + R"("}, "lora": {"rank": 2}, "data": {"paths": [")" + swapped +
+                      R"("], "max_tokens": 400}})");
+    ASSERT_TRUE(rs.ok) << rs.err;
+    auto trained = r.st->trainable(), other = rs.st->trainable();
+    ASSERT_EQ(trained.size(), other.size());
+    for (size_t i = 0; i < trained.size(); ++i) other[i].second->data = trained[i].second->data;
+    const double right = r.st->loss(mb)->data[0], wrong = rs.st->loss(mb)->data[0];
+    std::printf("after training: loss %.4f with the right images, %.4f with them swapped\n", right, wrong);
+    EXPECT_LT(right, 0.97 * wrong);
 
     // Exported: proj.gguf equals the trained values; the manifest makes the pipeline load it and the adapter.
     const std::string out = tmp_dir() + "/export";

@@ -94,12 +94,14 @@ public:
     std::vector<std::pair<std::string, value>> trainable() override { return model_->named_params(); }
 
     value loss(const micro_batch & mb) override {
-        value total;
-        for (int64_t b : mb.examples) {
-            value l = model_->forward_loss(sample(data_, seed_, mb.step, b, seq_len_));
-            total = total ? add(total, l) : l;
-        }
-        return total;
+        if (mb.examples.empty()) return nullptr;
+        // One tape for the whole micro-batch (larger products, fewer nodes than a tape per sequence): the sequences
+        // have equal lengths, so the batch's mean over all predicted tokens times the count is the sum of the
+        // per-sequence means.
+        std::vector<std::vector<int32_t>> seqs;
+        seqs.reserve(mb.examples.size());
+        for (int64_t b : mb.examples) seqs.push_back(sample(data_, seed_, mb.step, b, seq_len_));
+        return scale(model_->forward_loss_batch(seqs), static_cast<float>(seqs.size()));
     }
 
     double work_per_example() const override { return static_cast<double>(seq_len_); }

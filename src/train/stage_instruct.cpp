@@ -16,8 +16,9 @@
 // of one modality among image / video / audio, the M-Prompt at each group's signal tokens (the tape's last hidden
 // state after the final norm + the input embedding, llm_tape::loss_with_mprompt) goes through the trainable UDP
 // (train/udp_tape.h) and is pulled to the pipeline decoder's text encoding of the group's caption (Targets[g]) with
-// per-token L2 and a symmetric InfoNCE (learnable logit scale) within the micro-batch. Its gradient reaches the UDP
-// and, through the M-Prompt, LoRA, the new rows and the projector. Exports `udp.gguf` (named in the manifest).
+// per-token L2 and a symmetric InfoNCE (learnable logit scale) over the global micro-batch (gathered across MPI
+// ranks as in udp_align). Its gradient reaches the UDP and, through the M-Prompt, LoRA, the new rows and the
+// projector. Exports `udp.gguf` (named in the manifest).
 #include <unistd.h>
 #include <algorithm>
 #include <filesystem>
@@ -34,6 +35,7 @@
 #include "pipeline/pipeline.h"
 #include "spider.h"
 #include "train/autograd_conv.h"
+#include "train/autograd_dist.h"
 #include "train/autograd_llm.h"
 #include "train/llm_tape.h"
 #include "train/losses.h"
@@ -190,7 +192,11 @@ public:
 
     value loss(const micro_batch & mb) override {
         value total;
-        std::map<int, std::pair<std::vector<value>, std::vector<value>>> pooled;  // UDP token means by modality
+        struct pooled_rows {
+            std::vector<value> outputs, targets;  // token means, [1, d_out] each
+            std::vector<int64_t> keys;            // global example index x 1024 + group
+        };
+        std::map<int, pooled_rows> pooled;  // by modality
         for (int64_t b : mb.examples) {
             rng64 r{seed_ ^ (0x9e37ull * static_cast<uint64_t>(mb.step + 1)) ^
                     (0xc2b2ae35ull * static_cast<uint64_t>(b + 1))};
@@ -217,18 +223,31 @@ public:
                 value y = udp_->forward(e.udp_m, gather_rows(mprompt, idx));
                 value t = constant({hp.t_out[e.udp_m], hp.d_out[e.udp_m]}, e.udp_target[g]);
                 if (udp_l2_ > 0) total = add(total, scale(token_l2(y, t), udp_l2_));
-                pooled[e.udp_m].first.push_back(mean_rows(y));
-                pooled[e.udp_m].second.push_back(mean_rows(t));
+                pooled_rows & pr = pooled[e.udp_m];
+                pr.outputs.push_back(mean_rows(y));
+                pr.targets.push_back(mean_rows(t));
+                pr.keys.push_back(b * 1024 + static_cast<int64_t>(g));
             }
         }
-        // InfoNCE per modality within the micro-batch, counted once per member (the loop divides by the batch).
-        if (udp_nce_ > 0)
-            for (auto & [m, pr] : pooled) {
-                const int64_t n = static_cast<int64_t>(pr.first.size());
-                if (n < 2) continue;
-                value nce = info_nce(concat(pr.first, 0), concat(pr.second, 0), logit_scale_);
-                total = add(total, scale(nce, udp_nce_ * static_cast<float>(n)));
+        // InfoNCE per modality over the GLOBAL micro-batch (as udp_align): every rank walks the same modalities in the
+        // same order, since the gathers are collective and a rank may hold no member; each rank counts 1 / n_ranks of
+        // the replicated term, once per member (the loop divides by the batch).
+        if (udp_ && udp_nce_ > 0) {
+            comm & c = mb.dist ? *mb.dist : comm_single();
+            const udp_hparams & hp = udp_->hparams();
+            for (modality m : {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO}) {
+                if (!udp_->has(m)) continue;
+                const pooled_rows & pr = pooled[m];
+                value ys = gather_rows(c, pr.outputs, pr.keys, hp.d_out[m]);
+                value ts = gather_rows(c, pr.targets, pr.keys, hp.d_out[m]);
+                const int64_t n = ys->shape[0];
+                if (n < 2) continue;  // a contrastive loss needs at least two pairs
+                value nce = info_nce(ys, ts, logit_scale_);
+                value term = scale(nce, udp_nce_ * static_cast<float>(n) / static_cast<float>(c.size()));
+                total = total ? add(total, term) : term;
             }
+        }
+        if (!total && logit_scale_) total = scale(logit_scale_, 0.0f);  // nothing here: still a loss to backprop
         return total;
     }
 

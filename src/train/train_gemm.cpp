@@ -1,6 +1,9 @@
 // Driver of train_gemm.h: the plain C++ block kernel, run-time kernel choice and the split over threads.
 #include "train/train_gemm.h"
 
+#include <algorithm>
+#include <atomic>
+
 #include "core/cpu_features.h"
 
 namespace spider::train {
@@ -29,17 +32,27 @@ void gemm_acc_strided(int64_t M, int64_t N, int64_t K, const float * A, int64_t 
         fn(0, M, 0, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc);
         return;
     }
+    // Chunks of whole column tiles (or row tiles when there are too few columns), about three per thread, taken from
+    // a shared counter: a thread the machine has not scheduled yet does not hold the others up, and an element's
+    // arithmetic (one fma per k in k order) does not depend on which chunk or thread computes it.
     const int64_t n_col = (N + GEMM_NR - 1) / GEMM_NR, n_row = (M + GEMM_MR - 1) / GEMM_MR;
-    pool->run([&](int ith, int nth_) {
-        long long b, e;
-        if (n_col >= 2 * nth_ || n_col >= n_row) {  // split columns (B panels are not shared between threads)
-            split_range(n_col, ith, nth_, b, e);
-            const int64_t j0 = b * GEMM_NR, j1 = e * GEMM_NR < N ? e * GEMM_NR : N;
-            if (j0 < j1) fn(0, M, j0, j1, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc);
-        } else {
-            split_range(n_row, ith, nth_, b, e);
-            const int64_t i0 = b * GEMM_MR, i1 = e * GEMM_MR < M ? e * GEMM_MR : M;
-            if (i0 < i1) fn(i0, i1, 0, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc);
+    const bool by_col = n_col >= 2 * nth || n_col >= n_row;
+    const int64_t units = by_col ? n_col : n_row;
+    const int64_t n_chunks = std::min<int64_t>(units, 3 * nth);
+    std::atomic<int64_t> next{0};
+    pool->run_any([&](int, int) {
+        for (;;) {
+            const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+            if (c >= n_chunks) break;
+            long long b, e;
+            split_range(units, static_cast<int>(c), static_cast<int>(n_chunks), b, e);
+            if (by_col) {
+                const int64_t j0 = b * GEMM_NR, j1 = std::min(N, static_cast<int64_t>(e) * GEMM_NR);
+                if (j0 < j1) fn(0, M, j0, j1, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc);
+            } else {
+                const int64_t i0 = b * GEMM_MR, i1 = std::min(M, static_cast<int64_t>(e) * GEMM_MR);
+                if (i0 < i1) fn(i0, i1, 0, N, K, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc);
+            }
         }
     });
 }

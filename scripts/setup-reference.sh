@@ -22,6 +22,7 @@ PINS=(
   numpy==2.4.6
   gguf==0.19.0
   accelerate==1.10.0 # transformers needs it to load a GGUF (tests/reference/lora_throughput_torch.py)
+  diffusers==0.42.1  # DDIM / DDPM scheduler goldens (tests/reference/make_scheduler_goldens.py)
 )
 
 $PY -m pip install --disable-pip-version-check "${PINS[@]}"

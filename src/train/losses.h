@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "decoders/diffusion_schedule.h"
 #include "train/autograd.h"
 
 namespace spider::train {
@@ -30,22 +31,13 @@ value info_nce(const value & a, const value & b, const value & log_scale);
 // Per-token L2: x, y [T, d] -> mean over the T tokens of the squared Euclidean distance sum_i (x_ti - y_ti)^2.
 value token_l2(const value & x, const value & y);
 
-// Diffusion noise schedules: betas over n_steps timesteps, alpha_bar[t] = prod_{s <= t} (1 - beta_s).
-//   linear:        beta = linspace(beta_start, beta_end)                 (DDPM: 1e-4 .. 0.02, 1000 steps)
-//   scaled_linear: beta = linspace(sqrt(beta_start), sqrt(beta_end))^2   (Stable Diffusion: 0.00085 .. 0.012)
-//   cosine:        alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t+1)/T + 0.008) / 1.008 * pi/2), betas clipped at 0.999
-//                  (Nichol & Dhariwal)
-struct noise_schedule {
-    std::string kind = "linear";
-    int64_t n_steps = 1000;
-    float beta_start = 1e-4f;
-    float beta_end = 0.02f;
-    std::vector<double> alpha_bar;  // filled by build()
-    bool build(std::string * err);
-};
-
-enum diffusion_prediction { PREDICT_EPSILON, PREDICT_V };
-bool parse_prediction(const std::string & s, diffusion_prediction * out);
+// Noise schedules and the prediction kinds live in decoders/diffusion_schedule.h, so the runtime samplers use the
+// same ones.
+using spider::diffusion_prediction;
+using spider::noise_schedule;
+using spider::parse_prediction;
+using spider::PREDICT_EPSILON;
+using spider::PREDICT_V;
 
 // x_t = sqrt(ab) x0 + sqrt(1 - ab) eps.
 std::vector<float> diffusion_noisy(const std::vector<float> & x0, const std::vector<float> & eps, double alpha_bar);

@@ -9,12 +9,40 @@
 
 #include "io/gguf.h"
 #include "train/autograd_conv.h"
+#include "train/diffusion_tape.h"
 #include "train/losses.h"
 #include "train/stage.h"
 #include "train/tiny_lm.h"
 #include "world/world.h"
 
 namespace spider::train {
+
+value diffusion_tiny_tape_forward(const std::map<std::string, value> & params, int64_t channels, int64_t t_embed,
+                                  int64_t groups, const value & x, int64_t t) {
+    auto p = [&](const std::string & n) -> const value & { return params.at(n); };
+    const int64_t C = channels, half = t_embed / 2;
+    std::vector<float> te(static_cast<size_t>(t_embed), 0.0f);
+    for (int64_t i = 0; i < half; ++i) {
+        const double f = std::exp(-std::log(10000.0) * static_cast<double>(i) / static_cast<double>(half));
+        te[i] = static_cast<float>(std::sin(static_cast<double>(t) * f));
+        te[half + i] = static_cast<float>(std::cos(static_cast<double>(t) * f));
+    }
+    value temb =
+        linear(activation(linear(constant({1, t_embed}, te), p("time.fc1.weight"), p("time.fc1.bias")), ACT_SILU),
+               p("time.fc2.weight"), p("time.fc2.bias"));  // [1, C]: the first conv's bias
+    conv_opts same;
+    same.padding = 1;
+    auto block = [&](const value & in, const char * name, const value & bias) {
+        const std::string n(name);
+        value h = conv2d(in, p(n + ".conv.weight"), bias, same);
+        return activation(group_norm(h, groups, p(n + ".norm.weight"), p(n + ".norm.bias"), 1e-5f), ACT_SILU);
+    };
+    value h1 = block(x, "down", reshape(temb, {C}));                    // [1, C, S, S]
+    value h2 = block(avg_pool2d(h1, 2, 2), "mid", p("mid.conv.bias"));  // [1, 2C, S/2, S/2]
+    value h3 = concat({upsample_nearest2d(h2, 2), h1}, 1);              // [1, 3C, S, S]
+    value h4 = block(h3, "up", p("up.conv.bias"));                      // [1, C, S, S]
+    return conv2d(h4, p("out.conv.weight"), p("out.conv.bias"), same);  // [1, 3, S, S]
+}
 
 namespace {
 
@@ -179,28 +207,7 @@ public:
 
 private:
     value forward(const value & x, int64_t t) const {
-        const int64_t C = ch_, half = t_embed_ / 2;
-        std::vector<float> te(static_cast<size_t>(t_embed_), 0.0f);
-        for (int64_t i = 0; i < half; ++i) {
-            const double f = std::exp(-std::log(10000.0) * static_cast<double>(i) / static_cast<double>(half));
-            te[i] = static_cast<float>(std::sin(static_cast<double>(t) * f));
-            te[half + i] = static_cast<float>(std::cos(static_cast<double>(t) * f));
-        }
-        value temb =
-            linear(activation(linear(constant({1, t_embed_}, te), p("time.fc1.weight"), p("time.fc1.bias")), ACT_SILU),
-                   p("time.fc2.weight"), p("time.fc2.bias"));  // [1, C]: the first conv's bias
-        conv_opts same;
-        same.padding = 1;
-        auto block = [&](const value & in, const char * name, const value & bias) {
-            const std::string n(name);
-            value h = conv2d(in, p(n + ".conv.weight"), bias, same);
-            return activation(group_norm(h, groups_, p(n + ".norm.weight"), p(n + ".norm.bias"), 1e-5f), ACT_SILU);
-        };
-        value h1 = block(x, "down", reshape(temb, {C}));                    // [1, C, S, S]
-        value h2 = block(avg_pool2d(h1, 2, 2), "mid", p("mid.conv.bias"));  // [1, 2C, S/2, S/2]
-        value h3 = concat({upsample_nearest2d(h2, 2), h1}, 1);              // [1, 3C, S, S]
-        value h4 = block(h3, "up", p("up.conv.bias"));                      // [1, C, S, S]
-        return conv2d(h4, p("out.conv.weight"), p("out.conv.bias"), same);  // [1, 3, S, S]
+        return diffusion_tiny_tape_forward(p_, ch_, t_embed_, groups_, x, t);
     }
 
     const value & p(const std::string & n) const { return p_.at(n); }

@@ -3,6 +3,7 @@
 #include "train/autograd_internal.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cmath>
 #include <limits>
@@ -156,10 +157,18 @@ void parallel_for(int64_t n, int64_t min_split, const std::function<void(int64_t
         fn(0, n);
         return;
     }
-    tp->run([&](int ith, int nth) {
-        long long b, e;
-        split_range(n, ith, nth, b, e);
-        if (b < e) fn(b, e);
+    // About four chunks per thread taken from a shared counter: a thread the machine has not scheduled yet does not
+    // hold the others up (fn's result does not depend on the split).
+    const int64_t n_chunks = std::min<int64_t>(n, 4 * tp->size());
+    std::atomic<int64_t> next{0};
+    tp->run_any([&](int, int) {
+        for (;;) {
+            const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+            if (c >= n_chunks) break;
+            long long b, e;
+            split_range(n, static_cast<int>(c), static_cast<int>(n_chunks), b, e);
+            if (b < e) fn(b, e);
+        }
     });
 }
 

@@ -187,9 +187,16 @@ bool build_input_layout(const std::string& question, const std::vector<input_med
         }
     }
     push_text(out, TOKEN_INPUT);
+    bool front = false;
     for (size_t i = 0; i < media.size(); ++i) {
-        if (!used[i]) push_media(out, media[i]);
+        if (!used[i]) {
+            push_media(out, media[i]);
+            front = true;
+        }
     }
+    // Media placed in front are separated from the question by one space, as in the TMM records the LLM is tuned on
+    // (`<IMAGE><IMAGE-Placeholder></IMAGE> Write ...`, src/world/tmm_build.cpp).
+    if (front && !question.empty() && !std::isspace(static_cast<unsigned char>(question[0]))) push_text(out, " ");
     size_t cur = 0;
     for (size_t h = 0; h < hits.size(); ++h) {
         push_text(out, question.substr(cur, hits[h].pos - cur));

@@ -759,10 +759,8 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
     std::shared_ptr<float[]> probs(new float[static_cast<size_t>(n_seq * n_head * n * n)]);
     thread_pool * tp = tpool_for(n * n * hd * n_head * n_seq);
     const int nth_pool = tp ? tp->size() : 1;
-    auto fwd = [&](int ith, int nth) {
-        thread_pool * inner = nth > 1 ? nullptr : tp;
-        long long ub, ue;
-        split_range(n_seq * n_head, ith, nth, ub, ue);
+    // Units [ub, ue); inner: the pool for each product when the units are not split between threads.
+    auto fwd = [&](int64_t ub, int64_t ue, thread_pool * inner) {
         std::vector<float> kt(static_cast<size_t>(hd * n)), srow(static_cast<size_t>(n));
         int64_t kt_unit = -1;
         for (long long u = ub; u < ue; ++u) {
@@ -796,9 +794,9 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
         }
     };
     if (tp && n_seq * n_head >= nth_pool)
-        tp->run(fwd);
+        parallel_for(n_seq * n_head, 2, [&](int64_t ub, int64_t ue) { fwd(ub, ue, nullptr); });
     else
-        fwd(0, 1);
+        fwd(0, n_seq * n_head, tp);
     y->backward_fn = [n, n_seq, n_head, n_head_kv, hd, group, ldq, ldk, scale, causal, probs](node & s) {
         float * gq = gbuf(s.inputs[0]);
         float * gk = gbuf(s.inputs[1]);
@@ -806,10 +804,7 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
         thread_pool * tp = tpool_for(n * n * hd * n_head * n_seq);
         const int nth_pool = tp ? tp->size() : 1;
         // Units of (sequence, kv head): the query heads of one group all add into the same gk / gv rows.
-        auto bwd = [&](int ith, int nth) {
-            thread_pool * inner = nth > 1 ? nullptr : tp;
-            long long ub, ue;
-            split_range(n_seq * n_head_kv, ith, nth, ub, ue);
+        auto bwd = [&](int64_t ub, int64_t ue, thread_pool * inner) {
             std::vector<float> vt(static_cast<size_t>(hd * n)), dp(static_cast<size_t>(n * n));
             for (long long u = ub; u < ue; ++u) {
                 const int64_t sq = u / n_head_kv, hk = u % n_head_kv;
@@ -859,9 +854,9 @@ value attention(const value & q, const value & k, const value & v, int64_t n_hea
             }
         };
         if (tp && n_seq * n_head_kv >= nth_pool)
-            tp->run(bwd);
+            parallel_for(n_seq * n_head_kv, 2, [&](int64_t ub, int64_t ue) { bwd(ub, ue, nullptr); });
         else
-            bwd(0, 1);
+            bwd(0, n_seq * n_head_kv, tp);
     };
     return y;
 }

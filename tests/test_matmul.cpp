@@ -294,6 +294,30 @@ TEST(get_rows, matches_reference_and_rejects_bad_ids) {
 // matmul_multi (Q/K/V and gate/up in one dispatch) must give exactly what separate matmul() calls give: same
 // tiles, same chunk boundaries whatever the thread count. Mixed weight types (two activation formats), outputs of
 // different widths (so chunks of different sizes share the queue), decode and prompt sizes, 1 to 3 threads.
+// A token's outputs do not depend on the batch it comes in: every output is the same sequence of operations for any
+// tile shape. The LLM relies on this (a prompt decoded in one batch or token by token gives the same logits; on
+// gemma-3-270m any rounding difference is amplified by the activation quantization of the following layers).
+TEST(matmul, token_alone_is_bit_identical_to_token_in_batch) {
+    level_guard g;
+    for (cpu_level lvl : supported_levels()) {
+        ASSERT_TRUE(cpu_features_force(lvl));
+        for (dtype type : ALL_TYPES) {
+            const int64_t n_in = block_of(type) == 256 ? 768 : 640, n_out = 13, n_tok = 7;
+            const weights w = make_weights(type, n_in, n_out, 77);
+            const std::vector<float> x = make_acts(n_in * n_tok, 78);
+            std::vector<float> y_batch(static_cast<size_t>(n_out * n_tok)), y_one(static_cast<size_t>(n_out));
+            matmul(w.t, x.data(), y_batch.data(), n_tok, nullptr);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                matmul(w.t, x.data() + t * n_in, y_one.data(), 1, nullptr);
+                for (int64_t o = 0; o < n_out; ++o) {
+                    ASSERT_EQ(y_one[o], y_batch[t * n_out + o])
+                        << cpu_level_name(lvl) << " " << dtype_name(type) << " token " << t << " output " << o;
+                }
+            }
+        }
+    }
+}
+
 TEST(matmul, multi_is_bit_identical_to_separate_calls) {
     level_guard g;
     for (cpu_level lvl : supported_levels()) {

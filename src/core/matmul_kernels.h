@@ -16,12 +16,12 @@ namespace spider {
 constexpr int MATMUL_MAX_NR = 4;
 constexpr int MATMUL_MAX_NC = 4;
 
-using matmul_tile_fn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int nr, const uint8_t* xq,
-                                size_t x_stride, int nc, float* y, size_t y_stride);
+using matmul_tile_fn = void (*)(int64_t n, const uint8_t * w, size_t w_stride, int nr, const uint8_t * xq,
+                                size_t x_stride, int nc, float * y, size_t y_stride);
 
 // Optional kernel-specific activation layout: prep converts one row of n floats into x_bytes(n) bytes. Without it
 // the driver converts rows with quantize_row(vec_dot_type) (or passes F32 rows through).
-using matmul_prep_fn = void (*)(const float* x, int64_t n, uint8_t* dst);
+using matmul_prep_fn = void (*)(const float * x, int64_t n, uint8_t * dst);
 using matmul_xbytes_fn = size_t (*)(int64_t n);
 
 struct matmul_kernel {
@@ -35,19 +35,20 @@ struct matmul_kernel {
 // "Q8_0x": Q8_0 activations laid out for the SIMD kernels. A row of nb = n/32 blocks is
 //   int8  qs[nb][32]      the Q8_0 levels (identical to quantize_row(DTYPE_Q8_0)),
 //   float d[nb]           the Q8_0 scales, already converted from fp16,
-//   int32 nsum[nb][8]     minus the sum of each group of 4 levels (the 8 int32 lanes of a 256-bit dot product).
+//   int32 nsum[nb][8]     minus the sum of each group of 4 levels (the 8 int32 lanes of a 256-bit dot product),
+//   int32 xsum[nb]        the sum of the block's 32 levels (the one-row kernels correct whole blocks at once).
 // With weights stored as unsigned levels u = w + offset (offset 8 for Q4_0, 16 for Q5_0, 128 for Q8_0),
 // sum w x = sum u x - offset * sum x, and (nsum << log2(offset)) is that correction lane by lane: it seeds the
 // int32 accumulator of the dot product, so the correction costs nothing per weight row.
 size_t matmul_q8_0x_bytes(int64_t n);
-void matmul_prep_q8_0x(const float* x, int64_t n, uint8_t* dst);
+void matmul_prep_q8_0x(const float * x, int64_t n, uint8_t * dst);
 
 // The activation format each weight type is paired with (the same pairing as ggml's vec_dot_type).
 dtype matmul_vec_dot_type(dtype weight_type);
 
 // Each returns false when that ISA has no kernel for the type (the driver then falls back a level).
-bool matmul_kernel_portable(dtype weight_type, matmul_kernel* k);
-bool matmul_kernel_avx2(dtype weight_type, matmul_kernel* k);
-bool matmul_kernel_avx512(dtype weight_type, matmul_kernel* k);
+bool matmul_kernel_portable(dtype weight_type, matmul_kernel * k);
+bool matmul_kernel_avx2(dtype weight_type, matmul_kernel * k);
+bool matmul_kernel_avx512(dtype weight_type, matmul_kernel * k);
 
 }  // namespace spider

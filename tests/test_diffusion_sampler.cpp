@@ -16,6 +16,7 @@
 #include "train/comm.h"
 #include "train/diffusion_tape.h"
 #include "train/trainer.h"
+#include "world/world.h"
 
 using namespace spider;
 namespace fs = std::filesystem;
@@ -350,5 +351,154 @@ TEST(diffusion_tiny, seeded_sampling_is_deterministic) {
     too_many.steps = 5000;
     EXPECT_FALSE(make_diffusion_tiny_decoder(path, too_many, 7, 24, &err));
     EXPECT_NE(err.find("got 5000"), std::string::npos) << err;
+    fs::remove_all(d);
+}
+
+namespace {
+
+// Per-image statistics of 16x16 RGB images, averaged over a set: contrast (standard deviation of the pixel values),
+// roughness (mean absolute difference of horizontally and vertically adjacent pixels, per channel) and the flat
+// fraction (pixels within 12 levels, in every channel, of the image's per-channel median colour: the background).
+struct image_stats {
+    double contrast = 0, roughness = 0, flat = 0;
+};
+
+image_stats stats_of(const std::vector<image_u8> & imgs) {
+    image_stats s;
+    for (const auto & im : imgs) {
+        const int W = im.width, H = im.height;
+        const auto & p = im.pixels;
+        double sum = 0, sq = 0;
+        for (uint8_t v : p) {
+            sum += v;
+            sq += static_cast<double>(v) * v;
+        }
+        const double n = static_cast<double>(p.size());
+        s.contrast += std::sqrt(std::max(sq / n - (sum / n) * (sum / n), 0.0));
+        double rough = 0;
+        int64_t pairs = 0;
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x)
+                for (int c = 0; c < 3; ++c) {
+                    const int v = p[(y * W + x) * 3 + c];
+                    if (x + 1 < W) rough += std::abs(v - p[(y * W + x + 1) * 3 + c]), ++pairs;
+                    if (y + 1 < H) rough += std::abs(v - p[((y + 1) * W + x) * 3 + c]), ++pairs;
+                }
+        s.roughness += rough / static_cast<double>(pairs);
+        int median[3];
+        for (int c = 0; c < 3; ++c) {
+            std::vector<uint8_t> ch;
+            for (int i = 0; i < W * H; ++i) ch.push_back(p[i * 3 + c]);
+            std::nth_element(ch.begin(), ch.begin() + ch.size() / 2, ch.end());
+            median[c] = ch[ch.size() / 2];
+        }
+        int flat = 0;
+        for (int i = 0; i < W * H; ++i) {
+            bool near = true;
+            for (int c = 0; c < 3; ++c) near = near && std::abs(p[i * 3 + c] - median[c]) <= 12;
+            flat += near;
+        }
+        s.flat += static_cast<double>(flat) / (W * H);
+    }
+    const double k = static_cast<double>(imgs.size());
+    s.contrast /= k;
+    s.roughness /= k;
+    s.flat /= k;
+    return s;
+}
+
+// Sum over the three statistics of |model - data| / data.
+double stats_distance(const image_stats & a, const image_stats & data) {
+    return std::fabs(a.contrast - data.contrast) / data.contrast +
+           std::fabs(a.roughness - data.roughness) / data.roughness + std::fabs(a.flat - data.flat) / data.flat;
+}
+
+std::vector<image_u8> sample_images(const diffusion_tiny & m, int n) {
+    std::vector<image_u8> out(static_cast<size_t>(n));
+    diffusion_sampler_config c;  // DDIM, 50 steps: what `spider run` uses
+    std::string err;
+    for (int i = 0; i < n; ++i)
+        EXPECT_TRUE(diffusion_tiny_sample_image(m, c, 1000 + i, &out[i], nullptr, nullptr, {}, &err)) << err;
+    return out;
+}
+
+}  // namespace
+
+// The committed default decoder (models/diffusion-toyworld-16.gguf, scripts/train-diffusion-default.sh) samples
+// images whose statistics are closer to ToyWorld's than those of the same architecture untrained.
+TEST(diffusion_tiny, default_model_samples_look_like_toyworld) {
+    const std::string path = std::string(SPIDER_SOURCE_DIR) + "/models/diffusion-toyworld-16.gguf";
+    std::string err;
+    auto trained = diffusion_tiny::load(path, &err);
+    ASSERT_TRUE(trained) << err;
+    const int n = 32;
+    // ToyWorld images the decoder never saw (indices past its 512 training images), box-downsampled 48 -> 16 as
+    // the stage does.
+    std::vector<image_u8> data;
+    world_params wp;
+    wp.image_size = 48;
+    wp.n_captions = 1;
+    for (int i = 0; i < n; ++i) {
+        image_item it;
+        world_make_image(1, 100000 + i, wp, &it);
+        image_u8 im;
+        im.width = im.height = 16;
+        im.channels = 3;
+        im.pixels.resize(16 * 16 * 3);
+        for (int y = 0; y < 16; ++y)
+            for (int x = 0; x < 16; ++x)
+                for (int c = 0; c < 3; ++c) {
+                    float acc = 0;
+                    for (int a = 0; a < 3; ++a)
+                        for (int b = 0; b < 3; ++b) acc += it.image.pixels[((y * 3 + a) * 48 + x * 3 + b) * 3 + c];
+                    const double v = (acc / 9 / 127.5f - 1.0f + 1.0) * 127.5;
+                    im.pixels[(y * 16 + x) * 3 + c] =
+                        static_cast<uint8_t>(std::lround(std::min(std::max(v, 0.0), 255.0)));
+                }
+        data.push_back(std::move(im));
+    }
+    // Pure noise: x_T itself as pixels.
+    std::vector<image_u8> noise(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        diffusion_rng r(1000 + i);
+        std::vector<float> x(16 * 16 * 3);
+        r.fill_normal(&x);
+        noise[i].width = noise[i].height = 16;
+        noise[i].channels = 3;
+        noise[i].pixels.resize(x.size());
+        for (int c = 0; c < 3; ++c)
+            for (int p = 0; p < 256; ++p)
+                noise[i].pixels[p * 3 + c] =
+                    static_cast<uint8_t>(std::lround(std::min(std::max((x[c * 256 + p] + 1.0) * 127.5, 0.0), 255.0)));
+    }
+    // The same architecture and schedule, untrained: one step at a negligible learning rate.
+    const std::string d = tmpdir("untrained");
+    const std::string cfg_text = R"({"stage": "diffusion_scratch", "steps": 1, "batch": 1, "seed": 1,
+      "model": {"channels": 8, "image_size": 16, "t_embed": 16, "groups": 4},
+      "data": {"world_seed": 1, "n_images": 1, "world_size": 48},
+      "diffusion": {"prediction": "epsilon", "schedule": "linear", "n_steps": 1000},
+      "optimizer": {"kind": "adamw", "lr": 1e-12}, "checkpoint": {"dir": ")" +
+                                 d + R"(", "every": 100}})";
+    train::train_config cfg;
+    ASSERT_TRUE(train::train_config_parse(cfg_text, &cfg, &err)) << err;
+    auto cm = train::comm_create(nullptr, nullptr);
+    ASSERT_TRUE(train::train_run(cfg, *cm, false, true, nullptr, &err)) << err;
+    auto untrained = diffusion_tiny::load(d + "/diffusion.gguf", &err);
+    ASSERT_TRUE(untrained) << err;
+
+    const image_stats sd = stats_of(data), sn = stats_of(noise);
+    const image_stats st = stats_of(sample_images(*trained, n)), su = stats_of(sample_images(*untrained, n));
+    auto show = [&](const char * what, const image_stats & s) {
+        std::printf("%-10s contrast %6.2f  roughness %6.2f  flat %.3f  distance to data %.3f\n", what, s.contrast,
+                    s.roughness, s.flat, stats_distance(s, sd));
+    };
+    show("toyworld", sd);
+    show("noise", sn);
+    show("untrained", su);
+    show("trained", st);
+    EXPECT_LT(stats_distance(st, sd), stats_distance(su, sd));
+    EXPECT_LT(stats_distance(st, sd), stats_distance(sn, sd));
+    EXPECT_LT(std::fabs(st.roughness - sd.roughness), std::fabs(su.roughness - sd.roughness));
+    EXPECT_LT(std::fabs(st.flat - sd.flat), std::fabs(su.flat - sd.flat));
     fs::remove_all(d);
 }

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "decoders/diffusion_tiny.h"
 #include "io/gguf.h"
 #include "pipeline/pipeline.h"
 
@@ -48,7 +49,7 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
         return false;
     }
     const std::string dir = dir_of(path);
-    for (const char* k : {"llm", "udp", "projector", "lora"}) {
+    for (const char* k : {"llm", "udp", "projector", "lora", "image_decoder"}) {
         if (j.contains(k) && !j[k].is_string()) {
             if (err) *err = std::string("[model] ") + path + ": \"" + k + "\" must be a path string";
             return false;
@@ -58,6 +59,7 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
     out->udp_path = join(dir, j.value("udp", ""));
     out->projector_path = join(dir, j.value("projector", ""));
     out->lora_path = join(dir, j.value("lora", ""));
+    out->image_decoder_path = join(dir, j.value("image_decoder", ""));
     if (j.contains("rules")) out->rules_json = j["rules"].dump();
     return true;
 }
@@ -119,6 +121,26 @@ bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::s
         notes.notes.push_back("projector: loaded");
     } else {
         notes.notes.push_back("projector: tiny random");
+    }
+    if (!b.image_decoder_path.empty()) {
+        // Loaded (and validated) now, so a bad file stops the load instead of failing the first image item; its
+        // text encoding takes the UDP's IMAGE head shape so TM-Fusion runs as for the built-in decoder.
+        builtin_decoder_config dc;
+        int T = dc.cond_tokens[MODALITY_IMAGE], D = dc.cond_dim[MODALITY_IMAGE];
+        if (c->udp && c->udp->has(MODALITY_IMAGE)) {
+            T = c->udp->hparams().t_out[MODALITY_IMAGE];
+            D = c->udp->hparams().d_out[MODALITY_IMAGE];
+        }
+        auto dec = std::make_shared<std::unique_ptr<decoder>>(
+            make_diffusion_tiny_decoder(b.image_decoder_path, diffusion_sampler_config{}, T, D, &e));
+        if (!*dec) {
+            if (err) *err = "[model] image decoder: " + e;
+            return false;
+        }
+        const std::string name = (*dec)->name();
+        c->decoders.add(MODALITY_IMAGE, name, [dec](std::string*) { return std::move(*dec); });
+        notes.notes.push_back("image decoder: " + b.image_decoder_path + " (unconditional diffusion, DDIM " +
+                              std::to_string(diffusion_sampler_config{}.steps) + " steps)");
     }
     if (!b.rules_json.empty() && !rules_from_json(b.rules_json, &c->rules, &e)) {
         if (err) *err = "[model] rules: " + e;

@@ -76,13 +76,16 @@ bool run_pipeline(pipeline_components& c, const pipeline_config& cfg, text_gener
 // A user moves one thing: either ONE GGUF that holds the LLM plus spider.udp.* / spider.tmf.* / spider.proj.*
 // (and later encoder / decoder tensors), or a small JSON manifest naming the GGUFs:
 //   {"format": "spider.model", "version": 1, "llm": "llm.gguf", "udp": "udp.gguf", "projector": "proj.gguf",
-//    "rules": {...controller rules...}}
+//    "image_decoder": "diffusion.gguf", "rules": {...controller rules...}}
+// "image_decoder" (optional) replaces the built-in IMAGE decoder by a trained spider-diffusion-tiny decoder
+// (decoders/diffusion_tiny.h; DDIM, 50 steps). It is unconditional: images follow the seed, not the T-Prompt.
 // Paths are relative to the manifest's folder. Parts that are absent fall back to the tiny built-in ones, and
 // the bundle says which (model_bundle::notes).
 struct model_bundle {
     std::string llm_path;                  // the LLM GGUF ("" = none named)
     std::string udp_path, projector_path;  // "" = look in the LLM GGUF, then tiny random
     std::string lora_path;                 // "" = none; else a LoRA adapter (+ template token rows) merged at load
+    std::string image_decoder_path;        // "" = built-in; else a spider-diffusion-tiny GGUF (unconditional)
     std::string rules_json;                // "" = none
     std::vector<std::string> notes;        // what was loaded from where
 };

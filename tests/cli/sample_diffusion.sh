@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `spider sample` (docs/DECODERS.md): a diffusion_scratch decoder trained for a few steps by `spider train` is
 # sampled with DDIM and DDPM; the PNGs decode at the model's size, the same seed gives identical bytes, another
-# seed different ones, and a truncated diffusion.gguf or bad options stop with a named error and a non-zero exit.
+# seed different ones, and a truncated diffusion.gguf or bad options stop with a named error and a non-zero exit;
+# a manifest "image_decoder" makes it the IMAGE decoder of `spider run`.
 set -euo pipefail
 SPIDER=$1
 T=$(mktemp -d)
@@ -54,3 +55,34 @@ expect_error "bad value '0' for --steps" --model "$M" --steps 0
 expect_error "--model is required" --n 2
 expect_error "no-such.gguf" --model "$T/no-such.gguf"
 echo "PASS: sample errors"
+
+# The trained decoder as the IMAGE decoder of `spider run` (model bundle manifest "image_decoder"; the built-in one
+# stays the default). A scripted answer needs no LLM.
+mkdir -p "$T/bundle"
+cp "$M" "$T/bundle/diffusion.gguf"
+echo '{"format": "spider.model", "version": 1, "image_decoder": "diffusion.gguf"}' > "$T/bundle/spider.model.json"
+echo '[OUTPUT]<IMAGE>a red circle[IMAGE0]</IMAGE>[END]' > "$T/answer.txt"
+run_image() {  # run_image OUTDIR [-m MANIFEST]: one scripted image item at seed 3, 32x32
+  local out=$1
+  shift
+  "$SPIDER" run "$@" -p "make an image" --script "$T/answer.txt" --out "$out" --seed 3 --size 32 \
+    > "$T/run.txt" 2>&1 || { cat "$T/run.txt"; echo "FAIL: spider run $*"; exit 1; }
+}
+run_image "$T/r1" -m "$T/bundle/spider.model.json"
+grep -q "model: image decoder: $T/bundle/diffusion.gguf (unconditional diffusion" "$T/run.txt" \
+  || { cat "$T/run.txt"; echo "FAIL: the bundle note does not name the image decoder"; exit 1; }
+grep -q '"decoder": *"diffusion-tiny (unconditional)' "$T/r1/manifest.json" \
+  || { echo "FAIL: the item was not decoded by the diffusion decoder"; exit 1; }
+wh=$(od -An -tu1 -j16 -N8 "$T/r1/items/item_000_image.png" | tr -s ' ' | sed 's/^ //')
+[ "$wh" = "0 0 0 32 0 0 0 32" ] || { echo "FAIL: run image is not 32x32 ($wh)"; exit 1; }
+run_image "$T/r2" -m "$T/bundle/spider.model.json"
+cmp -s "$T/r1/items/item_000_image.png" "$T/r2/items/item_000_image.png" || { echo "FAIL: run not reproducible"; exit 1; }
+run_image "$T/r3"
+grep -q '"decoder": *"diffusion-tiny' "$T/r3/manifest.json" && { echo "FAIL: the default is not the built-in decoder"; exit 1; }
+head -c 300 "$M" > "$T/bundle/diffusion.gguf"
+if "$SPIDER" run -m "$T/bundle/spider.model.json" -p x --script "$T/answer.txt" --out "$T/r4" -q > "$T/run.txt" 2>&1; then
+  echo "FAIL: a truncated image decoder was accepted"
+  exit 1
+fi
+grep -q "image decoder: $T/bundle/diffusion.gguf" "$T/run.txt" || { cat "$T/run.txt"; echo "FAIL: error does not name it"; exit 1; }
+echo "PASS: spider run with a manifest image_decoder"

@@ -15,19 +15,23 @@
 
 namespace spider {
 
+// The row kernels every ISA file defines (ops_avx2.cpp, ops_avx512.cpp), declared once for each namespace.
+#define SPIDER_OPS_ROW_KERNELS                                                                                  \
+    void add(const float *a, const float *b, float *y, int64_t n);                                              \
+    void mul(const float *a, const float *b, float *y, int64_t n);                                              \
+    void scale(const float *x, float s, float *y, int64_t n);                                                   \
+    void act(int a, const float *x, float *y, int64_t n);                                                       \
+    void glu(int a, const float *g, const float *u, float *y, int64_t n);                                       \
+    float dot(const float *a, const float *b, int64_t n);                                                       \
+    void axpy(float a, const float *x, float *y, int64_t n);                                                    \
+    float max(const float *x, int64_t n);                                                                       \
+    float exp_sum(const float *x, float m, float *y, int64_t n);                                                \
+    void sums(const float *x, int64_t n, float *sum, float *sum_sq);                                            \
+    float sq_dev(const float *x, float mean, int64_t n);                                                        \
+    void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+
 namespace avx2 {
-void add(const float *a, const float *b, float *y, int64_t n);
-void mul(const float *a, const float *b, float *y, int64_t n);
-void scale(const float *x, float s, float *y, int64_t n);
-void act(int a, const float *x, float *y, int64_t n);
-void glu(int a, const float *g, const float *u, float *y, int64_t n);
-float dot(const float *a, const float *b, int64_t n);
-void axpy(float a, const float *x, float *y, int64_t n);
-float max(const float *x, int64_t n);
-float exp_sum(const float *x, float m, float *y, int64_t n);
-void sums(const float *x, int64_t n, float *sum, float *sum_sq);
-float sq_dev(const float *x, float mean, int64_t n);
-void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+SPIDER_OPS_ROW_KERNELS
 void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
           int64_t ldc, bool accumulate);
 void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd, int64_t j0,
@@ -35,19 +39,10 @@ void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *
 }  // namespace avx2
 
 namespace avx512 {
-void add(const float *a, const float *b, float *y, int64_t n);
-void mul(const float *a, const float *b, float *y, int64_t n);
-void scale(const float *x, float s, float *y, int64_t n);
-void act(int a, const float *x, float *y, int64_t n);
-void glu(int a, const float *g, const float *u, float *y, int64_t n);
-float dot(const float *a, const float *b, int64_t n);
-void axpy(float a, const float *x, float *y, int64_t n);
-float max(const float *x, int64_t n);
-float exp_sum(const float *x, float m, float *y, int64_t n);
-void sums(const float *x, int64_t n, float *sum, float *sum_sq);
-float sq_dev(const float *x, float mean, int64_t n);
-void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+SPIDER_OPS_ROW_KERNELS
 }  // namespace avx512
+
+#undef SPIDER_OPS_ROW_KERNELS
 
 namespace {
 

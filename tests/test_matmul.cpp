@@ -196,6 +196,74 @@ TEST(matmul, matches_reference_at_every_level) {
     }
 }
 
+// Packed (row-interleaved) Q4_0 weights: the same values through another kernel. Checked like the test above
+// (exact dot product of the quantized activations, and ref::matmul), plus: a token alone gives bit-identical results
+// to the same token in a batch, and the thread count changes nothing. Shapes that cannot be packed are refused.
+TEST(matmul, packed_q4_0_matches_reference) {
+    level_guard g;
+    thread_pool pool3(3);
+    {
+        const weights odd = make_weights(DTYPE_Q4_0, 64, 13, 1);  // 13 rows: not a multiple of 8
+        EXPECT_EQ(matmul_pack_bytes(odd.t), 0u);
+        const weights q8 = make_weights(DTYPE_Q8_0, 64, 16, 1);
+        EXPECT_EQ(matmul_pack_bytes(q8.t), 0u);
+        ASSERT_TRUE(cpu_features_force(CPU_LEVEL_PORTABLE));
+        const weights q4 = make_weights(DTYPE_Q4_0, 64, 16, 1);
+        EXPECT_EQ(matmul_pack_bytes(q4.t), 0u) << "no packed kernel at the portable level";
+    }
+    for (cpu_level lvl : supported_levels()) {
+        if (lvl == CPU_LEVEL_PORTABLE) continue;
+        ASSERT_TRUE(cpu_features_force(lvl));
+        for (int64_t n_in : {32, 640, 1056}) {
+            for (int64_t n_out : {8, 40}) {
+                weights w = make_weights(DTYPE_Q4_0, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
+                if (n_out == 40) {  // every level at its extremes in some blocks (all-max nibbles, all zero)
+                    for (size_t off = 0; off < w.bytes.size(); off += sizeof(block_q4_0) * 7) {
+                        std::memset(&w.bytes[off + 2], (off / 7) % 2 ? 0xFF : 0x00, 16);
+                    }
+                    dequantize_row(DTYPE_Q4_0, w.bytes.data(), w.deq.data(), n_in * n_out);
+                }
+                const size_t pb = matmul_pack_bytes(w.t);
+                ASSERT_EQ(pb, w.bytes.size()) << cpu_level_name(lvl);
+                std::vector<uint8_t> packed(pb);
+                matmul_pack(w.t, packed.data());
+                tensor wp = w.t;
+                wp.packed = packed.data();
+                for (int64_t n_tok : {1, 2, 3, 5, 70}) {
+                    const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok * 5 + n_in));
+                    const std::vector<float> xq = quantized_acts(DTYPE_Q4_0, x, n_in, n_tok);
+                    std::vector<float> y(static_cast<size_t>(n_tok * n_out)), y_ref(y.size()), y_mt(y.size());
+                    matmul(wp, x.data(), y.data(), n_tok, nullptr);
+                    matmul(wp, x.data(), y_mt.data(), n_tok, &pool3);
+                    ref::matmul(w.t, x.data(), y_ref.data(), n_tok, nullptr);
+                    for (int64_t t = 0; t < n_tok; ++t) {
+                        std::vector<float> y1(static_cast<size_t>(n_out));
+                        matmul(wp, x.data() + t * n_in, y1.data(), 1, nullptr);
+                        for (int64_t o = 0; o < n_out; ++o) {
+                            const float * wr = w.deq.data() + o * n_in;
+                            double exact_q = 0, mag_q = 0, qerr = 0, mag = 0;
+                            for (int64_t i = 0; i < n_in; ++i) {
+                                const double wi = wr[i], xi = x[t * n_in + i], xqi = xq[t * n_in + i];
+                                exact_q += wi * xqi;
+                                mag_q += std::fabs(wi * xqi);
+                                qerr += std::fabs(wi) * std::fabs(xi - xqi);
+                                mag += std::fabs(wi * xi);
+                            }
+                            const size_t k = static_cast<size_t>(t * n_out + o);
+                            ASSERT_LE(std::fabs(y[k] - exact_q), 3e-5 * mag_q + 1e-6)
+                                << cpu_level_name(lvl) << " n_in " << n_in << " n_out " << n_out << " n_tok "
+                                << n_tok << " t " << t << " o " << o;
+                            ASSERT_LE(std::fabs(static_cast<double>(y[k]) - y_ref[k]), qerr + 3e-5 * mag + 1e-6);
+                            ASSERT_EQ(y_mt[k], y[k]) << "3 threads";
+                            ASSERT_EQ(y1[o], y[k]) << "token " << t << " alone vs in a batch of " << n_tok;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Weights written by other tools may use levels the reference quantizers never produce (Q8_0 level -128, Q6_K
 // scale -128, all-max nibbles); every level must still match the reference exactly.
 TEST(matmul, extreme_levels_match_reference) {

@@ -53,7 +53,9 @@ void parallel(thread_pool * pool, const std::function<void(int, int)> & fn) {
 // One weight of a (multi-)matmul, ready to run: kernel, weights, converted activations, output.
 struct mm_job {
     matmul_kernel k;
-    const uint8_t * w0 = nullptr;
+    matmul_tile_fn tile = nullptr;      // k.tile, or k.tile_packed for packed weights
+    int tile_rows = MATMUL_MAX_NR;      // weight rows per tile call (MATMUL_PACK_ROWS when packed)
+    const uint8_t * w0 = nullptr;       // W.data, or W.packed
     size_t w_stride = 0;
     int64_t n_out = 0, n_tiles = 0, chunk_tiles = 1, n_chunks = 0;
     const uint8_t * xq = nullptr;
@@ -67,11 +69,11 @@ void run_tiles(const mm_job & j, int64_t n_in, int64_t tb, int64_t te, int64_t c
     for (int64_t t0 = c_begin; t0 < c_end; t0 += TOK_CHUNK) {
         const int64_t t1 = t0 + TOK_CHUNK < c_end ? t0 + TOK_CHUNK : c_end;
         for (int64_t rt = tb; rt < te; ++rt) {
-            const int64_t r0 = rt * MATMUL_MAX_NR;
-            const int nr = static_cast<int>(j.n_out - r0 < MATMUL_MAX_NR ? j.n_out - r0 : MATMUL_MAX_NR);
+            const int64_t r0 = rt * j.tile_rows;
+            const int nr = static_cast<int>(j.n_out - r0 < j.tile_rows ? j.n_out - r0 : j.tile_rows);
             for (int64_t c0 = t0; c0 < t1; c0 += k.max_nc) {
                 const int nc = static_cast<int>(t1 - c0 < k.max_nc ? t1 - c0 : k.max_nc);
-                k.tile(n_in, j.w0 + r0 * j.w_stride, j.w_stride, nr, j.xq + c0 * j.x_stride, j.x_stride, nc,
+                j.tile(n_in, j.w0 + r0 * j.w_stride, j.w_stride, nr, j.xq + c0 * j.x_stride, j.x_stride, nc,
                        j.y + c0 * j.n_out + r0, static_cast<size_t>(j.n_out));
             }
         }
@@ -128,7 +130,7 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
     int64_t total_tiles = 0;
     for (int i = 0; i < n_jobs; ++i) {
         mm_job & j = jobs[i];
-        j.n_tiles = (j.n_out + MATMUL_MAX_NR - 1) / MATMUL_MAX_NR;
+        j.n_tiles = (j.n_out + j.tile_rows - 1) / j.tile_rows;
         total_tiles += j.n_tiles;
     }
     if (nth > 1 && total_tiles < nth && n_tok > jobs[0].k.max_nc) {
@@ -151,7 +153,7 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
     int64_t first_chunk[MULTI_MAX + 1];
     for (int i = 0; i < n_jobs; ++i) {
         mm_job & j = jobs[i];
-        const size_t tile_bytes = MATMUL_MAX_NR * j.w_stride;
+        const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
         int64_t ct = static_cast<int64_t>((CHUNK_BYTES + tile_bytes - 1) / tile_bytes);
         const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
         if (ct > balance) ct = balance;
@@ -184,7 +186,49 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
     });
 }
 
+// Kernel, weights and tile shape for W (its packed copy when there is one and a kernel for it at this level).
+void setup_job(mm_job & j, const tensor & W, float * y) {
+    j.k = select_kernel(W.type);
+    j.w_stride = W.nb[1];
+    j.n_out = W.ne[1];
+    j.y = y;
+    if (W.packed && j.k.tile_packed) {
+        j.tile = j.k.tile_packed;
+        j.tile_rows = MATMUL_PACK_ROWS;
+        j.w0 = W.packed;
+    } else {
+        j.tile = j.k.tile;
+        j.tile_rows = MATMUL_MAX_NR;
+        j.w0 = static_cast<const uint8_t *>(W.data);
+    }
+}
+
 }  // namespace
+
+size_t matmul_pack_bytes(const tensor & W) {
+    if (W.type != DTYPE_Q4_0 || W.ne[0] % 32 != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 ||
+        W.ne[3] != 1 || W.nb[1] != W.row_bytes() || !W.data) {
+        return 0;
+    }
+    if (!select_kernel(W.type).tile_packed) return 0;
+    return W.nbytes();
+}
+
+void matmul_pack(const tensor & W, uint8_t * dst) {
+    const int64_t nb = W.ne[0] / 32;
+    for (int64_t g0 = 0; g0 < W.ne[1]; g0 += MATMUL_PACK_ROWS) {
+        const block_q4_0 * rows[MATMUL_PACK_ROWS];
+        for (int r = 0; r < MATMUL_PACK_ROWS; ++r) rows[r] = static_cast<const block_q4_0 *>(W.row(g0 + r));
+        for (int64_t b = 0; b < nb; ++b) {
+            for (int r = 0; r < MATMUL_PACK_ROWS; ++r) std::memcpy(dst + 2 * r, &rows[r][b].d, 2);
+            dst += 2 * MATMUL_PACK_ROWS;
+            for (int g = 0; g < 4; ++g) {
+                for (int r = 0; r < MATMUL_PACK_ROWS; ++r) std::memcpy(dst + 4 * r, rows[r][b].qs + 4 * g, 4);
+                dst += 4 * MATMUL_PACK_ROWS;
+            }
+        }
+    }
+}
 
 void matmul(const tensor & W, const float * x, float * y, int64_t n_tok, thread_pool * pool) {
     if (!matmul_check(W, n_tok, nullptr)) {
@@ -193,11 +237,7 @@ void matmul(const tensor & W, const float * x, float * y, int64_t n_tok, thread_
     }
     if (n_tok == 0) return;
     mm_job j;
-    j.k = select_kernel(W.type);
-    j.w0 = static_cast<const uint8_t *>(W.data);
-    j.w_stride = W.nb[1];
-    j.n_out = W.ne[1];
-    j.y = y;
+    setup_job(j, W, y);
     if (pool && pool->size() < 2) pool = nullptr;
     prepare_activations(&j, 1, x, W.ne[0], n_tok, pool);
     run_jobs(&j, 1, W.ne[0], n_tok, pool);
@@ -215,13 +255,7 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
     }
     if (n_tok == 0) return;
     mm_job jobs[MULTI_MAX];
-    for (int i = 0; i < n_w; ++i) {
-        jobs[i].k = select_kernel(W[i]->type);
-        jobs[i].w0 = static_cast<const uint8_t *>(W[i]->data);
-        jobs[i].w_stride = W[i]->nb[1];
-        jobs[i].n_out = W[i]->ne[1];
-        jobs[i].y = y[i];
-    }
+    for (int i = 0; i < n_w; ++i) setup_job(jobs[i], *W[i], y[i]);
     if (pool && pool->size() < 2) pool = nullptr;
     prepare_activations(jobs, n_w, x, W[0]->ne[0], n_tok, pool);
     run_jobs(jobs, n_w, W[0]->ne[0], n_tok, pool);

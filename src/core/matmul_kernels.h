@@ -15,6 +15,7 @@ namespace spider {
 
 constexpr int MATMUL_MAX_NR = 4;
 constexpr int MATMUL_MAX_NC = 4;
+constexpr int MATMUL_PACK_ROWS = 8;
 
 using matmul_tile_fn = void (*)(int64_t n, const uint8_t * w, size_t w_stride, int nr, const uint8_t * xq,
                                 size_t x_stride, int nc, float * y, size_t y_stride);
@@ -28,6 +29,9 @@ struct matmul_kernel {
     dtype vec_dot_type = DTYPE_F32;
     int max_nc = 1;
     matmul_tile_fn tile = nullptr;
+    // For weights in the packed layout (matmul_pack, ops.h): MATMUL_PACK_ROWS rows per call (nr is always that),
+    // w at the start of a group of rows, w_stride the unpacked row stride. nullptr: no packed kernel for the type.
+    matmul_tile_fn tile_packed = nullptr;
     matmul_prep_fn prep = nullptr;
     matmul_xbytes_fn x_bytes = nullptr;
 };

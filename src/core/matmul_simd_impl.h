@@ -288,6 +288,62 @@ void tile32r(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t
 }
 #endif
 
+// ---- Q4_0 packed 8 rows at a time (matmul_pack, ops.h) against Q8_0x activations ----
+// One 32-byte load holds bytes 4g..4g+3 of the 8 rows' nibbles: its low nibbles are elements 4g..4g+3 of each row,
+// its high nibbles elements 16+4g..16+4g+3, each row in its own 32-bit lane. So one int8 dot product with 4
+// activation bytes broadcast to every lane advances all 8 rows: no horizontal sums, and the float work (one
+// conversion, one multiply, one fma) is paid once per block for 8 rows. Lane r of acc[c] is output (row r, token c):
+// a plain sequence of one fma per block, the same for any tile shape, so a token gives bit-identical results alone
+// or in a batch.
+template <int NC>
+void tile_q4_0x8(int64_t n, const uint8_t * w, size_t, const uint8_t * xq, size_t xs, float * y, size_t ys) {
+    const int64_t nb = n / 32;
+    const int8_t * xqs[NC];
+    const float * xd[NC];
+    const int32_t * xsum[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+        const uint8_t * row = xq + c * xs;
+        xqs[c] = reinterpret_cast<const int8_t *>(row);
+        xd[c] = reinterpret_cast<const float *>(row + nb * 32);
+        xsum[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float) + 8 * sizeof(int32_t)));
+    }
+    __m256 acc[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += 8 * sizeof(block_q4_0)) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+        __m256i u[8];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 16 + 32 * g));
+            u[g] = _mm256_and_si256(v, m4);
+            u[g + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; ++c) {
+            const int32_t * x4 = reinterpret_cast<const int32_t *>(xqs[c] + 32 * b);
+            __m256i s = _mm256_set1_epi32(-8 * xsum[c][b]);  // sum (u - 8) x = sum u x - 8 sum x, exactly
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; ++g) s = dot_u8s8(s, u[g], _mm256_set1_epi32(x4[g]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xd[c][b])), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+void mm_q4_0x8(int64_t n, const uint8_t * w, size_t ws, int, const uint8_t * xq, size_t xs, int nc, float * y,
+               size_t ys) {
+    if (nc == 1) return tile_q4_0x8<1>(n, w, ws, xq, xs, y, ys);
+    constexpr int NC2 = SPIDER_SIMD_MAX_NC >= 2 ? 2 : 1, NC3 = SPIDER_SIMD_MAX_NC >= 3 ? 3 : 1;
+    if (nc == 2) return tile_q4_0x8<NC2>(n, w, ws, xq, xs, y, ys);
+    if (nc == 3) return tile_q4_0x8<NC3>(n, w, ws, xq, xs, y, ys);
+    tile_q4_0x8<SPIDER_SIMD_MAX_NC>(n, w, ws, xq, xs, y, ys);
+}
+
 // ---- K-quants against Q8_K ----
 
 // The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: quants.h get_scale_min_k4) as 16-bit lanes:
@@ -602,6 +658,7 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
             return true;
         case DTYPE_Q4_0:
             k->tile = mm_q4_0;
+            k->tile_packed = mm_q4_0x8;
             return true;
         case DTYPE_Q5_0:
             k->tile = mm_q5_0;

@@ -89,6 +89,15 @@ SPIDER_OPS_DECLARE
 void matmul_multi(int n_w, const tensor * const * W, const float * x, float * const * y, int64_t n_tok,
                   thread_pool * pool);
 
+// Row-interleaved weights for the matmul kernels: groups of 8 rows whose blocks are interleaved so that one int8 dot
+// product instruction serves 8 rows (Q4_0: per block, the 8 rows' fp16 scales, then for each group g of 4 bytes of
+// the block's nibbles, the 8 rows' bytes 4g..4g+3). matmul_pack_bytes returns the size of that copy, or 0 when W
+// has no packed form (type, shape, or no kernel for it at this CPU level); matmul_pack writes it to dst (64-byte
+// aligned, matmul_pack_bytes(W) bytes). Set W.packed = dst afterwards: matmul then reads the packed copy, with
+// results equal to the unpacked kernels' up to float summation order (tests/test_matmul.cpp).
+size_t matmul_pack_bytes(const tensor & W);
+void matmul_pack(const tensor & W, uint8_t * dst);
+
 // Kernel selection of the optimised ops (not matmul): by default the set matching cpu_level_active() ("avx2"
 // from CPU_LEVEL_AVX2 up, else "generic"). on = true forces the generic set (tests check both); on = false goes
 // back to following cpu_level_active() and returns whether that gives the SIMD set.

@@ -16,6 +16,9 @@ struct tensor {
     int64_t ne[MAX_DIMS] = {1, 1, 1, 1};  // elements per dimension, innermost first
     size_t nb[MAX_DIMS] = {0, 0, 0, 0};   // bytes between consecutive elements/rows per dimension
     void * data = nullptr;
+    // Optional second copy of the same weights in the matmul kernels' row-interleaved layout (matmul_pack, ops.h),
+    // owned by whoever set it. Only the optimised matmul reads it; everything else reads data.
+    const uint8_t * packed = nullptr;
     std::string name;
 
     int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }

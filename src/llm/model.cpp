@@ -2,13 +2,17 @@
 // added-token rows. Every failure names the file, key or tensor at fault.
 #include "llm/model.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
+
+#include "core/ops.h"
 
 namespace spider {
 
@@ -327,6 +331,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         }
         m->ftype_name = dtype_name(best);
     }
+    m->pack_weights();
     return m;
 }
 
@@ -341,6 +346,33 @@ std::string llm_model::desc() const {
                   (long long)hparams.n_vocab,
                   hparams.n_added ? (" + " + std::to_string(hparams.n_added) + " added").c_str() : "");
     return buf;
+}
+
+size_t llm_model::pack_weights() {
+    const bool mmapped = file_data == nullptr;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    size_t total = 0;
+    auto pack = [&](tensor &W, bool release) {
+        const size_t n = matmul_pack_bytes(W);
+        if (n == 0 || W.packed) return;
+        uint8_t *buf = static_cast<uint8_t *>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+        if (!buf) return;  // no memory for the copy: keep reading the original
+        matmul_pack(W, buf);
+        W.packed = buf;
+        packed.emplace_back(buf);
+        total += n;
+        if (release && mmapped) {
+            // Whole pages inside the tensor only: a neighbouring tensor may share the first or last page.
+            const uintptr_t b = (reinterpret_cast<uintptr_t>(W.data) + page - 1) / page * page;
+            const uintptr_t e = (reinterpret_cast<uintptr_t>(W.data) + W.nbytes()) / page * page;
+            if (e > b) madvise(reinterpret_cast<void *>(b), e - b, MADV_DONTNEED);
+        }
+    };
+    for (llm_layer &l : layers) {
+        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) pack(*W, true);
+    }
+    pack(output, !output_tied);  // a tied output matrix is also the embedding table, read row by row
+    return total;
 }
 
 }  // namespace spider

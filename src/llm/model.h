@@ -2,6 +2,7 @@
 // rows, and loading + validation. A loaded llm_model is immutable and may be shared by many contexts.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,6 +98,16 @@ struct llm_model {
 
     // F32 copies of small tensors stored as F16/BF16 in the file (norm weights); kept alive with the model.
     std::vector<std::unique_ptr<std::vector<float>>> owned;
+
+    // Gives each matmul weight (layer projections, untied output) its packed copy where the matmul kernels have
+    // one at this CPU level (matmul_pack, core/ops.h). When the file is mmapped, the pages of a packed tensor are
+    // then released: inference reads only the packed copy, and any other reader (LoRA merge, the backward pass of
+    // training) faults them back in from the file. Called by load(); returns the bytes packed.
+    size_t pack_weights();
+    struct aligned_free {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    std::vector<std::unique_ptr<uint8_t, aligned_free>> packed;  // the packed copies
 };
 
 class vocab;

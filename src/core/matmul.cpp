@@ -31,6 +31,11 @@ namespace {
 
 constexpr int64_t TOK_CHUNK = 64;
 constexpr size_t CHUNK_BYTES = 64 * 1024;  // weight bytes per work chunk (fits L2 with room for activations)
+// Decode (one token) reads each weight once, so the chunk does not need to fit L2; longer chunks keep each thread
+// on one sequential stream longer (the prefetcher restarts at every chunk). Measured idle, 2 threads, 2 alternating
+// runs: 64 KB -> 1 MB took TinyLlama-shape Q8_0 tg from 26.7 / 25.7 to 29.5 / 28.2 t/s, gemma-3-270m from 99.0 /
+// 98.1 to 117.7 / 116.5, Q4_0 from 55.5 / 46.6 to 64.3 / 72.5 (noisy); 4 MB was not better than 1 MB.
+constexpr size_t DECODE_CHUNK_BYTES = 1024 * 1024;
 constexpr int MULTI_MAX = 8;               // weights per matmul_multi call
 
 matmul_kernel select_kernel(dtype t) {
@@ -154,7 +159,8 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
     for (int i = 0; i < n_jobs; ++i) {
         mm_job & j = jobs[i];
         const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
-        int64_t ct = static_cast<int64_t>((CHUNK_BYTES + tile_bytes - 1) / tile_bytes);
+        const size_t chunk_bytes = n_tok == 1 ? DECODE_CHUNK_BYTES : CHUNK_BYTES;
+        int64_t ct = static_cast<int64_t>((chunk_bytes + tile_bytes - 1) / tile_bytes);
         const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
         if (ct > balance) ct = balance;
         if (ct < 1) ct = 1;

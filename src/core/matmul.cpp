@@ -11,7 +11,8 @@
 // Loop order in a chunk: token chunks of TOK_CHUNK, then the chunk's 4-row weight tiles, then token tiles of
 // max_nc. A chunk's weights (<= CHUNK_BYTES) stay in L2 while every token chunk uses them, and one token chunk's
 // activations (<= 64 rows) stay in L1/L2, so weights stream from memory once per matmul. Decode (n_tok = 1) is
-// the degenerate case: each weight row is read exactly once, four rows at a time.
+// the degenerate case: each weight row is read exactly once, row after row (ROWWISE in matmul_simd_impl.h), in
+// longer chunks (DECODE_CHUNK_BYTES).
 //
 // matmul_multi runs several weights that read the same input (Q/K/V, gate/up) as one job: one activation
 // conversion per activation format and one pool dispatch, with all weights' chunks in one queue.

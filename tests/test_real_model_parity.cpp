@@ -5,10 +5,12 @@
 //   - greedy continuations (32 tokens, teacher-forced with llama.cpp's tokens so later steps stay comparable):
 //     our argmax equals llama.cpp's at every step, except that a step where llama.cpp's own top-2 margin is a
 //     near-tie (< NEAR_TIE logits) may differ - both engines round differently inside the quantized dot products;
-//   - perplexity of tests/data/llm/ppl_text.txt at n_ctx 512 with llama-perplexity's method, within 0.5% (the
-//     issue's bound). Measured 2026-12-04: ours 25.4787 vs llama.cpp 25.3527 (+0.497%, every chunk within
-//     -0.9%..+0.5%): at the edge of the bound. The gap is llama.cpp's F16 shortcuts (GELU table, flash-attention
-//     F16 Q and accumulation): emulating them in Spider gives 25.3538 (+0.004%); see docs/BENCHMARKS.md section 2.
+//   - perplexity at n_ctx 512 with llama-perplexity's method, within 0.5% (the bound), on
+//     tests/data/llm/ppl_long.txt (51 KB, 30 chunks; golden from tests/reference/make_llamacpp_ppl_long.py;
+//     measured 2026-12-05: ours 51.4304 vs llama.cpp 51.3674, +0.123%) and on tests/data/llm/ppl_text.txt
+//     (12.1k characters, 5 chunks; measured 2026-12-04: ours 25.4787 vs llama.cpp 25.3527, +0.497%, at the edge
+//     of the bound). The gap is llama.cpp's F16 shortcuts (GELU table, flash-attention F16 Q and accumulation):
+//     emulating them in Spider gives 25.3538 (+0.004%) on the short text; see docs/BENCHMARKS.md section 2.
 // Fails when the default model is not installed (tests/default_model_required.h), as does cli_default_model.
 #include <gtest/gtest.h>
 
@@ -31,6 +33,9 @@ namespace {
 
 const std::string k_golden = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/goldens/gemma3_270m_llamacpp.json";
 const std::string k_text = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/ppl_text.txt";
+const std::string k_golden_long =
+    std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/goldens/gemma3_270m_llamacpp_ppl_long.json";
+const std::string k_text_long = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm/ppl_long.txt";
 // llama.cpp's margin below which the two engines may legitimately pick different tokens (measured divergences on
 // this model happen only below it; see the test output and docs/BENCHMARKS.md).
 constexpr double NEAR_TIE = 0.25;
@@ -146,30 +151,36 @@ TEST_F(real_model, greedy_continuations_match_llama_cpp) {
     std::printf("[real] greedy steps equal to llama.cpp: %d/%d\n", n_same, n_steps);
 }
 
-TEST_F(real_model, perplexity_within_half_percent_of_llama_cpp) {
-    // llama-perplexity's method (see tools/spider/cmd_perplexity.cpp).
-    const int n_ctx = golden_["ppl"]["n_ctx"];
-    std::ifstream f(k_text, std::ios::binary);
+// llama-perplexity's method (see tools/spider/cmd_perplexity.cpp) on the text at `path`, at the golden's n_ctx;
+// prints each chunk's running value next to llama.cpp's and returns ours relative to ref["final"] (0.01 = +1%).
+double perplexity_vs_llama_cpp(spider_model * model, const std::string & path, const nlohmann::json & ref,
+                               std::vector<spider_token> (*tokenize)(const std::string &),
+                               context_ptr (*make_context)(uint32_t)) {
+    const int n_ctx = ref["n_ctx"];
+    std::ifstream f(path, std::ios::binary);
+    EXPECT_TRUE(f) << "cannot open " << path;
     std::stringstream ss;
     ss << f.rdbuf();
     const std::vector<spider_token> toks = tokenize(ss.str());
-    ASSERT_GE(static_cast<int>(toks.size()), 2 * n_ctx);
-    const int V = spider_model_n_vocab(model_);
+    EXPECT_GE(static_cast<int>(toks.size()), 2 * n_ctx);
+    const int V = spider_model_n_vocab(model);
     context_ptr ctx = make_context(static_cast<uint32_t>(n_ctx));
-    ASSERT_NE(ctx, nullptr) << spider_last_error();
+    EXPECT_NE(ctx, nullptr) << spider_last_error();
+    if (!ctx) return NAN;
     const int n_chunk = static_cast<int>(toks.size()) / n_ctx, first = n_ctx / 2;
     double nll = 0;
     long count = 0;
-    const auto ref_chunks = golden_["ppl"]["chunks"].get<std::vector<double>>();
+    const auto ref_chunks = ref["chunks"].get<std::vector<double>>();
     for (int c = 0; c < n_chunk; ++c) {
         std::vector<spider_token> chunk(toks.begin() + c * n_ctx, toks.begin() + (c + 1) * n_ctx);
-        chunk[0] = spider_token_bos(model_);
+        chunk[0] = spider_token_bos(model);
         spider_kv_clear(ctx.get());
         spider_batch b = spider_batch_tokens(chunk.data(), n_ctx);
         b.output = SPIDER_OUTPUT_ALL;
-        ASSERT_EQ(spider_decode(ctx.get(), b), SPIDER_STATUS_OK) << spider_last_error();
+        EXPECT_EQ(spider_decode(ctx.get(), b), SPIDER_STATUS_OK) << spider_last_error();
         const float * logits = spider_get_logits(ctx.get());
-        ASSERT_EQ(spider_n_outputs(ctx.get()), n_ctx);
+        EXPECT_EQ(spider_n_outputs(ctx.get()), n_ctx);
+        if (!logits || spider_n_outputs(ctx.get()) != n_ctx) return NAN;
         for (int j = first; j < n_ctx - 1; ++j) {
             const float * row = logits + static_cast<size_t>(j) * V;
             float mx = row[0];
@@ -180,13 +191,33 @@ TEST_F(real_model, perplexity_within_half_percent_of_llama_cpp) {
             ++count;
         }
         const double running = std::exp(nll / count);
-        std::printf("[real] chunk %d: ppl %.4f (llama.cpp %.4f)\n", c + 1, running,
-                    c < static_cast<int>(ref_chunks.size()) ? ref_chunks[c] : NAN);
+        std::printf("[real] %s chunk %d: ppl %.4f (llama.cpp %.4f)\n", ref["file"].get<std::string>().c_str(), c + 1,
+                    running, c < static_cast<int>(ref_chunks.size()) ? ref_chunks[c] : NAN);
     }
-    const double ppl = std::exp(nll / count), ref = golden_["ppl"]["final"];
-    std::printf("[real] PPL %.4f, llama.cpp %.4f, difference %+.3f%%\n", ppl, ref, 100.0 * (ppl - ref) / ref);
+    const double ppl = std::exp(nll / count), want = ref["final"];
+    std::printf("[real] %s: PPL %.4f, llama.cpp %.4f, difference %+.3f%%\n", ref["file"].get<std::string>().c_str(),
+                ppl, want, 100.0 * (ppl - want) / want);
     EXPECT_EQ(n_chunk, static_cast<int>(ref_chunks.size()));
-    EXPECT_LT(std::fabs(ppl - ref) / ref, 0.005);
+    return (ppl - want) / want;
+}
+
+// The bound (0.5%) on the long text (30 chunks), where the measurement is steady: llama.cpp's own
+// flash-attention switch moves it by less than the 0.25% it moves the short text.
+TEST_F(real_model, perplexity_within_half_percent_of_llama_cpp) {
+    std::ifstream f(k_golden_long);
+    ASSERT_TRUE(f) << "cannot open " << k_golden_long;
+    const nlohmann::json g = nlohmann::json::parse(f, nullptr, false);
+    ASSERT_FALSE(g.is_discarded()) << k_golden_long << " is not valid JSON";
+    const double rel = perplexity_vs_llama_cpp(model_, k_text_long, g["ppl"], tokenize, make_context);
+    EXPECT_LT(std::fabs(rel), 0.005);
+}
+
+// The short text (5 chunks, 1275 scored tokens) as well: the same bound. It sits at +0.497% (the F16 shortcuts of
+// llama.cpp described above), so a change to the kernels' rounding can cross it without being wrong; read the
+// long-text result before concluding.
+TEST_F(real_model, perplexity_short_text_within_half_percent_of_llama_cpp) {
+    const double rel = perplexity_vs_llama_cpp(model_, k_text, golden_["ppl"], tokenize, make_context);
+    EXPECT_LT(std::fabs(rel), 0.005);
 }
 
 }  // namespace

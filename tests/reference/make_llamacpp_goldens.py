@@ -74,12 +74,14 @@ def perplexity_python(model, text_file):
             "chunks": chunks, "final": float(np.exp(mean)), "error": float(err), "log_tokens": len(toks)}
 
 
-def perplexity(model, text_file):
+def perplexity(model, text_file, extra_args=()):
     exe = os.path.join(LLAMA_CPP_BIN, "llama-perplexity")
     if not os.path.exists(exe):
+        if extra_args:
+            sys.exit(f"{exe} not built (scripts/setup-reference.sh --llamacpp)")
         print(f"{exe} not built: computing the same method through llama-cpp-python")
         return perplexity_python(model, text_file)
-    cmd = [exe, "-m", model, "-f", text_file, "-c", str(N_CTX_PPL), "-b", str(N_CTX_PPL), "-t", "2"]
+    cmd = [exe, "-m", model, "-f", text_file, "-c", str(N_CTX_PPL), "-b", str(N_CTX_PPL), "-t", "2", *extra_args]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     log = out.stdout + out.stderr
     chunks = [float(x) for x in re.findall(r"\[\d+\]([0-9.]+)", log)]
@@ -87,7 +89,7 @@ def perplexity(model, text_file):
     n_tok = re.search(r"tokenizing the input .*?\n.*?(\d+) tokens", log, re.S)
     if not m:
         sys.exit("llama-perplexity gave no final estimate:\n" + log[-3000:])
-    return {"file": "tests/data/llm/ppl_text.txt", "n_ctx": N_CTX_PPL, "command": " ".join(cmd[0:1] + cmd[3:]),
+    return {"file": os.path.relpath(text_file, ROOT), "n_ctx": N_CTX_PPL, "command": " ".join(cmd[0:1] + cmd[3:]),
             "chunks": chunks, "final": float(m.group(1)), "error": float(m.group(2)),
             "log_tokens": int(n_tok.group(1)) if n_tok else None}
 

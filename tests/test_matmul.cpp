@@ -468,6 +468,12 @@ TEST(matmul, bench) {
         const int copies = std::getenv("SPIDER_BENCH_L3") ? 1 : static_cast<int>((96u << 20) / mat_bytes + 1);
         std::vector<uint8_t> big(mat_bytes * static_cast<size_t>(copies));
         for (int c = 0; c < copies; ++c) std::memcpy(big.data() + c * mat_bytes, w.bytes.data(), mat_bytes);
+        // Types with a packed layout (matmul_pack) are timed packed, as models load them; the row says so.
+        const bool packed = matmul_pack_bytes(w.t) == mat_bytes;
+        std::vector<uint8_t> big_packed(packed ? big.size() : 0);
+        for (int c = 0; packed && c < copies; ++c) {
+            matmul_pack(make_tensor(type, big.data() + c * mat_bytes, n_in, n_out), big_packed.data() + c * mat_bytes);
+        }
         const std::vector<float> x = make_acts(n_in * 512, 5);
         std::vector<float> y(static_cast<size_t>(n_out * 512));
         for (int nth : {1, 2}) {
@@ -476,7 +482,9 @@ TEST(matmul, bench) {
             auto time_it = [&](int64_t n_tok, int reps, double * cpu) {
                 double best = 1e30, best_cpu = 1e30;
                 for (int r = 0; r < reps + 1; ++r) {  // first call warms up
-                    const tensor W = make_tensor(type, big.data() + (next++ % copies) * mat_bytes, n_in, n_out);
+                    const size_t off = static_cast<size_t>(next++ % copies) * mat_bytes;
+                    tensor W = make_tensor(type, big.data() + off, n_in, n_out);
+                    if (packed) W.packed = big_packed.data() + off;
                     const double c0 = cpu_seconds();
                     const auto t0 = std::chrono::steady_clock::now();
                     matmul(W, x.data(), y.data(), n_tok, &pool);
@@ -492,7 +500,7 @@ TEST(matmul, bench) {
             const double td = time_it(1, 30, &cd);
             const double tp = time_it(512, 3, &cp);
             std::printf("| %s | %s | %d | %.1f | %.3f | %.3f | %.1f | %.1f | %.1f |\n",
-                        cpu_level_name(cpu_level_active()), dtype_name(type), nth, mat_bytes / td / 1e9, td * 1e3,
+                        cpu_level_name(cpu_level_active()), (std::string(dtype_name(type)) + (packed ? " packed" : "")).c_str(), nth, mat_bytes / td / 1e9, td * 1e3,
                         cd * 1e3, 2.0 * n_in * n_out * 512 / tp / 1e9, tp * 1e3, cp * 1e3);
             std::fflush(stdout);
         }

@@ -196,17 +196,22 @@ TEST(matmul, matches_reference_at_every_level) {
     }
 }
 
-// Packed (row-interleaved) Q4_0 weights: the same values through another kernel. Checked like the test above
+// Packed (row-interleaved) Q4_0 / Q5_0 / Q8_0 weights: the same values through another kernel. Checked like the test above
 // (exact dot product of the quantized activations, and ref::matmul), plus: a token alone gives bit-identical results
 // to the same token in a batch, and the thread count changes nothing. Shapes that cannot be packed are refused.
-TEST(matmul, packed_q4_0_matches_reference) {
+TEST(matmul, packed_matches_reference) {
     level_guard g;
     thread_pool pool3(3);
     {
         const weights odd = make_weights(DTYPE_Q4_0, 64, 13, 1);  // 13 rows: not a multiple of 8
         EXPECT_EQ(matmul_pack_bytes(odd.t), 0u);
-        const weights q8 = make_weights(DTYPE_Q8_0, 64, 16, 1);
-        EXPECT_EQ(matmul_pack_bytes(q8.t), 0u);
+        const weights k4 = make_weights(DTYPE_Q4_K, 256, 16, 1);
+        EXPECT_EQ(matmul_pack_bytes(k4.t), 0u);
+        if (cpu_level_detected() >= CPU_LEVEL_AVX2) {
+            ASSERT_TRUE(cpu_features_force(CPU_LEVEL_AVX2));
+            const weights q8 = make_weights(DTYPE_Q8_0, 64, 16, 1);
+            EXPECT_EQ(matmul_pack_bytes(q8.t), 0u) << "AVX2's maddubs would saturate on packed Q8_0";
+        }
         ASSERT_TRUE(cpu_features_force(CPU_LEVEL_PORTABLE));
         const weights q4 = make_weights(DTYPE_Q4_0, 64, 16, 1);
         EXPECT_EQ(matmul_pack_bytes(q4.t), 0u) << "no packed kernel at the portable level";
@@ -214,24 +219,31 @@ TEST(matmul, packed_q4_0_matches_reference) {
     for (cpu_level lvl : supported_levels()) {
         if (lvl == CPU_LEVEL_PORTABLE) continue;
         ASSERT_TRUE(cpu_features_force(lvl));
+        for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0})
         for (int64_t n_in : {32, 640, 1056}) {
             for (int64_t n_out : {8, 40}) {
-                weights w = make_weights(DTYPE_Q4_0, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
-                if (n_out == 40) {  // every level at its extremes in some blocks (all-max nibbles, all zero)
-                    for (size_t off = 0; off < w.bytes.size(); off += sizeof(block_q4_0) * 7) {
-                        std::memset(&w.bytes[off + 2], (off / 7) % 2 ? 0xFF : 0x00, 16);
+                weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
+                if (n_out == 40) {  // every level at its extremes in some blocks (all bits set, all clear)
+                    const size_t bb = dtype_get_traits(type)->block_bytes;
+                    for (size_t off = 0, k = 0; off < w.bytes.size(); off += bb * 7, ++k) {
+                        std::memset(&w.bytes[off + 2], k % 2 ? 0xFF : 0x00, bb - 2);
+                        if (type == DTYPE_Q8_0 && k % 3 == 2) std::memset(&w.bytes[off + 2], 0x80, 32);  // -128
                     }
-                    dequantize_row(DTYPE_Q4_0, w.bytes.data(), w.deq.data(), n_in * n_out);
+                    dequantize_row(type, w.bytes.data(), w.deq.data(), n_in * n_out);
                 }
                 const size_t pb = matmul_pack_bytes(w.t);
-                ASSERT_EQ(pb, w.bytes.size()) << cpu_level_name(lvl);
+                if (type == DTYPE_Q8_0 && lvl < CPU_LEVEL_AVX512) {
+                    EXPECT_EQ(pb, 0u);
+                    continue;
+                }
+                ASSERT_EQ(pb, w.bytes.size()) << cpu_level_name(lvl) << " " << dtype_name(type);
                 std::vector<uint8_t> packed(pb);
                 matmul_pack(w.t, packed.data());
                 tensor wp = w.t;
                 wp.packed = packed.data();
                 for (int64_t n_tok : {1, 2, 3, 5, 70}) {
                     const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok * 5 + n_in));
-                    const std::vector<float> xq = quantized_acts(DTYPE_Q4_0, x, n_in, n_tok);
+                    const std::vector<float> xq = quantized_acts(type, x, n_in, n_tok);
                     std::vector<float> y(static_cast<size_t>(n_tok * n_out)), y_ref(y.size()), y_mt(y.size());
                     matmul(wp, x.data(), y.data(), n_tok, nullptr);
                     matmul(wp, x.data(), y_mt.data(), n_tok, &pool3);
@@ -251,7 +263,7 @@ TEST(matmul, packed_q4_0_matches_reference) {
                             }
                             const size_t k = static_cast<size_t>(t * n_out + o);
                             ASSERT_LE(std::fabs(y[k] - exact_q), 3e-5 * mag_q + 1e-6)
-                                << cpu_level_name(lvl) << " n_in " << n_in << " n_out " << n_out << " n_tok "
+                                << cpu_level_name(lvl) << " " << dtype_name(type) << " n_in " << n_in << " n_out " << n_out << " n_tok "
                                 << n_tok << " t " << t << " o " << o;
                             ASSERT_LE(std::fabs(static_cast<double>(y[k]) - y_ref[k]), qerr + 3e-5 * mag + 1e-6);
                             ASSERT_EQ(y_mt[k], y[k]) << "3 threads";

@@ -213,25 +213,65 @@ void setup_job(mm_job & j, const tensor & W, float * y) {
 }  // namespace
 
 size_t matmul_pack_bytes(const tensor & W) {
-    if (W.type != DTYPE_Q4_0 || W.ne[0] % 32 != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 ||
-        W.ne[3] != 1 || W.nb[1] != W.row_bytes() || !W.data) {
+    const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0;
+    if (!type_ok || W.ne[0] % 32 != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
+        W.nb[1] != W.row_bytes() || !W.data) {
         return 0;
     }
     if (!select_kernel(W.type).tile_packed) return 0;
     return W.nbytes();
 }
 
+// Layouts: see the pack8_* loaders in matmul_simd_impl.h. Per block group: the 8 rows' fp16 scales, then
+//   Q4_0: for g = 0..3, bytes 4g..4g+3 of each row's nibbles (row after row);
+//   Q5_0: the same, then 32 bytes whose byte 4r+i holds in bit g the fifth bit of row r's element 4g+i;
+//   Q8_0: for g = 0..7, levels 4g..4g+3 of each row, + 128 (unsigned).
 void matmul_pack(const tensor & W, uint8_t * dst) {
     const int64_t nb = W.ne[0] / 32;
-    for (int64_t g0 = 0; g0 < W.ne[1]; g0 += MATMUL_PACK_ROWS) {
-        const block_q4_0 * rows[MATMUL_PACK_ROWS];
-        for (int r = 0; r < MATMUL_PACK_ROWS; ++r) rows[r] = static_cast<const block_q4_0 *>(W.row(g0 + r));
+    constexpr int R = MATMUL_PACK_ROWS;
+    for (int64_t g0 = 0; g0 < W.ne[1]; g0 += R) {
+        const uint8_t * rows[R];
+        for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t *>(W.row(g0 + r));
         for (int64_t b = 0; b < nb; ++b) {
-            for (int r = 0; r < MATMUL_PACK_ROWS; ++r) std::memcpy(dst + 2 * r, &rows[r][b].d, 2);
-            dst += 2 * MATMUL_PACK_ROWS;
+            if (W.type == DTYPE_Q8_0) {
+                for (int r = 0; r < R; ++r) std::memcpy(dst + 2 * r, &reinterpret_cast<const block_q8_0 *>(rows[r])[b].d, 2);
+                dst += 2 * R;
+                for (int g = 0; g < 8; ++g) {
+                    for (int r = 0; r < R; ++r) {
+                        const int8_t * q = reinterpret_cast<const block_q8_0 *>(rows[r])[b].qs + 4 * g;
+                        for (int i = 0; i < 4; ++i) dst[4 * r + i] = static_cast<uint8_t>(q[i] + 128);
+                    }
+                    dst += 4 * R;
+                }
+                continue;
+            }
+            const bool q5 = W.type == DTYPE_Q5_0;
+            auto d_of = [&](int r) -> const uint16_t & {
+                return q5 ? reinterpret_cast<const block_q5_0 *>(rows[r])[b].d
+                          : reinterpret_cast<const block_q4_0 *>(rows[r])[b].d;
+            };
+            auto qs_of = [&](int r) -> const uint8_t * {
+                return q5 ? reinterpret_cast<const block_q5_0 *>(rows[r])[b].qs
+                          : reinterpret_cast<const block_q4_0 *>(rows[r])[b].qs;
+            };
+            for (int r = 0; r < R; ++r) std::memcpy(dst + 2 * r, &d_of(r), 2);
+            dst += 2 * R;
             for (int g = 0; g < 4; ++g) {
-                for (int r = 0; r < MATMUL_PACK_ROWS; ++r) std::memcpy(dst + 4 * r, rows[r][b].qs + 4 * g, 4);
-                dst += 4 * MATMUL_PACK_ROWS;
+                for (int r = 0; r < R; ++r) std::memcpy(dst + 4 * r, qs_of(r) + 4 * g, 4);
+                dst += 4 * R;
+            }
+            if (q5) {
+                for (int r = 0; r < R; ++r) {
+                    const uint8_t * qh = reinterpret_cast<const block_q5_0 *>(rows[r])[b].qh;
+                    const uint32_t h = uint32_t(qh[0]) | uint32_t(qh[1]) << 8 | uint32_t(qh[2]) << 16 |
+                                       uint32_t(qh[3]) << 24;
+                    for (int i = 0; i < 4; ++i) {
+                        uint8_t v = 0;
+                        for (int g = 0; g < 8; ++g) v |= static_cast<uint8_t>(((h >> (4 * g + i)) & 1u) << g);
+                        dst[4 * r + i] = v;
+                    }
+                }
+                dst += 4 * R;
             }
         }
     }

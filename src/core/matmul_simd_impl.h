@@ -297,15 +297,62 @@ void tile32r(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t
 }
 #endif
 
-// ---- Q4_0 packed 8 rows at a time (matmul_pack, ops.h) against Q8_0x activations ----
-// One 32-byte load holds bytes 4g..4g+3 of the 8 rows' nibbles: its low nibbles are elements 4g..4g+3 of each row,
-// its high nibbles elements 16+4g..16+4g+3, each row in its own 32-bit lane. So one int8 dot product with 4
+// ---- 32-element blocks packed 8 rows at a time (matmul_pack, ops.h) against Q8_0x activations ----
+// A packed block group holds the 8 rows' fp16 scales (16 bytes), then their levels in 4-byte groups: one 32-byte
+// vector holds elements 4g..4g+3 of each of the 8 rows, row r in 32-bit lane r. So one int8 dot product with 4
 // activation bytes broadcast to every lane advances all 8 rows: no horizontal sums, and the float work (one
 // conversion, one multiply, one fma) is paid once per block for 8 rows. Lane r of acc[c] is output (row r, token c):
 // a plain sequence of one fma per block, the same for any tile shape, so a token gives bit-identical results alone
-// or in a batch.
-template <int NC>
-void tile_q4_0x8(int64_t n, const uint8_t * w, size_t, const uint8_t * xq, size_t xs, float * y, size_t ys) {
+// or in a batch. Each loader's decode() fills u[g], g = 0..7, with unsigned levels (weight level + OFFSET).
+
+// Q4_0: 4 vectors of nibble bytes; low nibbles are groups 0..3, high nibbles groups 4..7.
+struct pack8_q4_0 {
+    static constexpr int OFFSET = 8;
+    static constexpr size_t BYTES = 8 * sizeof(block_q4_0);
+    static void decode(const uint8_t * q, __m256i * u) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + 32 * g));
+            u[g] = _mm256_and_si256(v, m4);
+            u[g + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+    }
+};
+
+// Q5_0: Q4_0's nibbles, then 32 bytes of high bits: bit g of byte 4r+i is the fifth bit of row r's element 4g+i,
+// so group g's high bits are one shift and one mask away (16-bit shifts by < 8 never carry a bit across bytes into
+// bit 4).
+struct pack8_q5_0 {
+    static constexpr int OFFSET = 16;
+    static constexpr size_t BYTES = 8 * sizeof(block_q5_0);
+    static void decode(const uint8_t * q, __m256i * u) {
+        pack8_q4_0::decode(q, u);
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + 128));
+        const __m256i b4 = _mm256_set1_epi8(0x10);
+        u[0] = _mm256_or_si256(u[0], _mm256_and_si256(_mm256_slli_epi16(h, 4), b4));
+        u[1] = _mm256_or_si256(u[1], _mm256_and_si256(_mm256_slli_epi16(h, 3), b4));
+        u[2] = _mm256_or_si256(u[2], _mm256_and_si256(_mm256_slli_epi16(h, 2), b4));
+        u[3] = _mm256_or_si256(u[3], _mm256_and_si256(_mm256_slli_epi16(h, 1), b4));
+        u[4] = _mm256_or_si256(u[4], _mm256_and_si256(h, b4));
+        u[5] = _mm256_or_si256(u[5], _mm256_and_si256(_mm256_srli_epi16(h, 1), b4));
+        u[6] = _mm256_or_si256(u[6], _mm256_and_si256(_mm256_srli_epi16(h, 2), b4));
+        u[7] = _mm256_or_si256(u[7], _mm256_and_si256(_mm256_srli_epi16(h, 3), b4));
+    }
+};
+
+// Q8_0: 8 vectors of levels stored + 128 as unsigned bytes. VNNI only: AVX2's maddubs would saturate on them.
+struct pack8_q8_0 {
+    static constexpr int OFFSET = 128;
+    static constexpr size_t BYTES = 8 * sizeof(block_q8_0);
+    static void decode(const uint8_t * q, __m256i * u) {
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) u[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + 32 * g));
+    }
+};
+
+template <typename P, int NC>
+void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     const int64_t nb = n / 32;
     const int8_t * xqs[NC];
     const float * xd[NC];
@@ -320,23 +367,23 @@ void tile_q4_0x8(int64_t n, const uint8_t * w, size_t, const uint8_t * xq, size_
     __m256 acc[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const uint8_t * p = w;
-    for (int64_t b = 0; b < nb; ++b, p += 8 * sizeof(block_q4_0)) {
+    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
         __m256i u[8];
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 16 + 32 * g));
-            u[g] = _mm256_and_si256(v, m4);
-            u[g + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
+        P::decode(p + 16, u);
 #pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
             const int32_t * x4 = reinterpret_cast<const int32_t *>(xqs[c] + 32 * b);
-            __m256i s = _mm256_set1_epi32(-8 * xsum[c][b]);  // sum (u - 8) x = sum u x - 8 sum x, exactly
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; ++g) s = dot_u8s8(s, u[g], _mm256_set1_epi32(x4[g]));
+            // sum (u - OFFSET) x = sum u x - OFFSET sum x, exactly. Two integer chains (exact, so the order does not
+            // matter) halve the dependent vpdpbusd latency that bounds one token's decode.
+            __m256i s0 = _mm256_set1_epi32(-P::OFFSET * xsum[c][b]), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int g = 0; g < 8; g += 2) {
+                s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
+                s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
+            }
+            const __m256i s = _mm256_add_epi32(s0, s1);
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xd[c][b])), acc[c]);
         }
     }
@@ -344,13 +391,14 @@ void tile_q4_0x8(int64_t n, const uint8_t * w, size_t, const uint8_t * xq, size_
     for (int c = 0; c < NC; ++c) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
-void mm_q4_0x8(int64_t n, const uint8_t * w, size_t ws, int, const uint8_t * xq, size_t xs, int nc, float * y,
-               size_t ys) {
-    if (nc == 1) return tile_q4_0x8<1>(n, w, ws, xq, xs, y, ys);
+template <typename P>
+void mm_pack8(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+              size_t ys) {
     constexpr int NC2 = SPIDER_SIMD_MAX_NC >= 2 ? 2 : 1, NC3 = SPIDER_SIMD_MAX_NC >= 3 ? 3 : 1;
-    if (nc == 2) return tile_q4_0x8<NC2>(n, w, ws, xq, xs, y, ys);
-    if (nc == 3) return tile_q4_0x8<NC3>(n, w, ws, xq, xs, y, ys);
-    tile_q4_0x8<SPIDER_SIMD_MAX_NC>(n, w, ws, xq, xs, y, ys);
+    if (nc == 1) return tile_pack8<P, 1>(n, w, xq, xs, y, ys);
+    if (nc == 2) return tile_pack8<P, NC2>(n, w, xq, xs, y, ys);
+    if (nc == 3) return tile_pack8<P, NC3>(n, w, xq, xs, y, ys);
+    tile_pack8<P, SPIDER_SIMD_MAX_NC>(n, w, xq, xs, y, ys);
 }
 
 // ---- K-quants against Q8_K ----
@@ -671,13 +719,17 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
             return true;
         case DTYPE_Q4_0:
             k->tile = mm_q4_0;
-            k->tile_packed = mm_q4_0x8;
+            k->tile_packed = mm_pack8<pack8_q4_0>;
             return true;
         case DTYPE_Q5_0:
             k->tile = mm_q5_0;
+            k->tile_packed = mm_pack8<pack8_q5_0>;
             return true;
         case DTYPE_Q8_0:
             k->tile = mm_q8_0;
+#if SPIDER_SIMD_VNNI
+            k->tile_packed = mm_pack8<pack8_q8_0>;
+#endif
             return true;
         case DTYPE_Q4_K:
             k->tile = mm_q4_K;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -352,26 +353,48 @@ size_t llm_model::pack_weights() {
     const bool mmapped = file_data == nullptr;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     size_t total = 0;
-    auto pack = [&](tensor &W, bool release) {
+    auto pack = [&](tensor &W) {
+        // Only Q4_0 is packed for models. The packed Q8_0 and Q5_0 kernels are faster (gemma-3-270m pp512 780 -> 1010
+        // t/s with both, TinyLlama-shape Q8_0 pp512 107 -> 180) and exact per block, but they change the float
+        // summation order, and on the default model that moves the comparison with llama.cpp: packed Q8_0 alone
+        // brings perplexity closer (ppl_long.txt +0.123% -> +0.053%, ppl_text.txt +0.497% -> +0.361%) but flips a
+        // greedy step whose llama.cpp margin is 0.2502, just above the parity test's near-tie bound of 0.25; packed
+        // Q5_0 moves perplexity to +0.42% / +0.56% (bound 0.5%). Measured 2026-12-05. Rounding noise amplified by
+        // the activation quantization, not an error (tests/test_matmul.cpp checks the kernels); enabling them waits
+        // for a near-tie bound derived from measured kernel-to-kernel logit noise.
+        if (W.type != DTYPE_Q4_0) return;
         const size_t n = matmul_pack_bytes(W);
         if (n == 0 || W.packed) return;
         uint8_t *buf = static_cast<uint8_t *>(std::aligned_alloc(64, (n + 63) / 64 * 64));
         if (!buf) return;  // no memory for the copy: keep reading the original
-        matmul_pack(W, buf);
+        // In slices of about 1 MB, releasing the original's pages behind each slice, so that peak memory does not
+        // grow by a whole tensor (gemma-3-270m's output matrix is 178 MB). Only whole pages inside the tensor are
+        // released: a neighbouring tensor may share the first or last page.
+        const int64_t rows_per_slice = std::max<int64_t>(8, (int64_t(1) << 20) / (int64_t)W.row_bytes() / 8 * 8);
+        uintptr_t released = (reinterpret_cast<uintptr_t>(W.data) + page - 1) / page * page;
+        for (int64_t r0 = 0; r0 < W.ne[1]; r0 += rows_per_slice) {
+            tensor slice = W;
+            slice.data = const_cast<void *>(W.row(r0));
+            slice.ne[1] = std::min(rows_per_slice, W.ne[1] - r0);
+            matmul_pack(slice, buf + r0 * W.nb[1]);
+            if (mmapped) {
+                const uintptr_t e = reinterpret_cast<uintptr_t>(W.row(r0 + slice.ne[1])) / page * page;
+                if (e > released) {
+                    madvise(reinterpret_cast<void *>(released), e - released, MADV_DONTNEED);
+                    released = e;
+                }
+            }
+        }
         W.packed = buf;
         packed.emplace_back(buf);
         total += n;
-        if (release && mmapped) {
-            // Whole pages inside the tensor only: a neighbouring tensor may share the first or last page.
-            const uintptr_t b = (reinterpret_cast<uintptr_t>(W.data) + page - 1) / page * page;
-            const uintptr_t e = (reinterpret_cast<uintptr_t>(W.data) + W.nbytes()) / page * page;
-            if (e > b) madvise(reinterpret_cast<void *>(b), e - b, MADV_DONTNEED);
-        }
     };
     for (llm_layer &l : layers) {
-        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) pack(*W, true);
+        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) pack(*W);
     }
-    pack(output, !output_tied);  // a tied output matrix is also the embedding table, read row by row
+    // A tied output matrix is also the embedding table: get_rows faults the few rows it reads back in.
+    pack(output);
+    if (output_tied) tok_embd.packed = output.packed;
     return total;
 }
 

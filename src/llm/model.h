@@ -99,10 +99,11 @@ struct llm_model {
     // F32 copies of small tensors stored as F16/BF16 in the file (norm weights); kept alive with the model.
     std::vector<std::unique_ptr<std::vector<float>>> owned;
 
-    // Gives each matmul weight (layer projections, untied output) its packed copy where the matmul kernels have
+    // Gives each matmul weight (layer projections, output matrix) its packed copy where the matmul kernels have
     // one at this CPU level (matmul_pack, core/ops.h). When the file is mmapped, the pages of a packed tensor are
-    // then released: inference reads only the packed copy, and any other reader (LoRA merge, the backward pass of
-    // training) faults them back in from the file. Called by load(); returns the bytes packed.
+    // then released: inference reads only the packed copy, and any other reader (embedding rows of a tied output,
+    // LoRA merge, the backward pass of training) faults them back in from the file. Called by load(); returns the
+    // bytes packed.
     size_t pack_weights();
     struct aligned_free {
         void operator()(uint8_t* p) const { std::free(p); }

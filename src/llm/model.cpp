@@ -354,15 +354,13 @@ size_t llm_model::pack_weights() {
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     size_t total = 0;
     auto pack = [&](tensor &W) {
-        // Only Q4_0 is packed for models. The packed Q8_0 and Q5_0 kernels are faster (gemma-3-270m pp512 780 -> 1010
-        // t/s with both, TinyLlama-shape Q8_0 pp512 107 -> 180) and exact per block, but they change the float
-        // summation order, and on the default model that moves the comparison with llama.cpp: packed Q8_0 alone
-        // brings perplexity closer (ppl_long.txt +0.123% -> +0.053%, ppl_text.txt +0.497% -> +0.361%) but flips a
-        // greedy step whose llama.cpp margin is 0.2502, just above the parity test's near-tie bound of 0.25; packed
-        // Q5_0 moves perplexity to +0.42% / +0.56% (bound 0.5%). Measured 2026-12-05. Rounding noise amplified by
-        // the activation quantization, not an error (tests/test_matmul.cpp checks the kernels); enabling them waits
-        // for a near-tie bound derived from measured kernel-to-kernel logit noise.
-        if (W.type != DTYPE_Q4_0) return;
+        // Q4_0 and Q8_0 are packed; Q5_0 is not. Its packed kernel is faster too (gemma-3-270m pp512 ~780 -> ~1010
+        // t/s with Q5_0 and Q8_0 packed) and exact per block, but on the default model it moves perplexity away
+        // from llama.cpp's: +0.42% on tests/data/llm/ppl_long.txt, +0.56% on ppl_text.txt (bound 0.5%), against
+        // +0.053% / +0.361% with Q4_0 and Q8_0 packed and +0.123% / +0.497% with nothing packed (2026-12-05).
+        // Rounding noise amplified by the activation quantization, not an error: tests/test_matmul.cpp checks the
+        // kernel, and two correct kernel sets move this model's logits by up to ~1 (test_real_model_parity).
+        if (W.type != DTYPE_Q4_0 && W.type != DTYPE_Q8_0) return;
         const size_t n = matmul_pack_bytes(W);
         if (n == 0 || W.packed) return;
         uint8_t *buf = static_cast<uint8_t *>(std::aligned_alloc(64, (n + 63) / 64 * 64));

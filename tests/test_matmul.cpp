@@ -241,6 +241,16 @@ TEST(matmul, packed_matches_reference) {
                 matmul_pack(w.t, packed.data());
                 tensor wp = w.t;
                 wp.packed = packed.data();
+                {  // embedding rows read from the packed copy (a tied output matrix) equal the original's exactly
+                    const int32_t ids[] = {0, 7, static_cast<int32_t>(n_out - 1), 3};
+                    std::vector<float> g(4 * static_cast<size_t>(n_in)), g_ref(g.size());
+                    std::vector<uint8_t> zeros(w.bytes.size(), 0);
+                    tensor only_packed = wp;  // its unpacked bytes are zeros: only the packed copy gives the values
+                    only_packed.data = zeros.data();
+                    get_rows(only_packed, ids, 4, g.data());
+                    ref::get_rows(w.t, ids, 4, g_ref.data());
+                    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], g_ref[i]) << dtype_name(type) << " " << i;
+                }
                 for (int64_t n_tok : {1, 2, 3, 5, 70}) {
                     const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok * 5 + n_in));
                     const std::vector<float> xq = quantized_acts(type, x, n_in, n_tok);

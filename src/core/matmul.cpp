@@ -308,14 +308,55 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
     run_jobs(jobs, n_w, W[0]->ne[0], n_tok, pool);
 }
 
+// Row r of a packed table (matmul_pack's layouts, above), dequantized exactly as dequantize_row does. A tied
+// output matrix is also the embedding table; reading its packed copy keeps the released original pages released.
+static void dequantize_packed_row(const tensor & table, int64_t r, float * y) {
+    constexpr int R = MATMUL_PACK_ROWS;
+    const int64_t nb = table.ne[0] / 32;
+    const size_t group_block = R * dtype_get_traits(table.type)->block_bytes;
+    const int lane = static_cast<int>(r % R);
+    const uint8_t * blk = table.packed + (r / R) * R * table.nb[1];
+    for (int64_t b = 0; b < nb; ++b, blk += group_block, y += 32) {
+        uint16_t dh;
+        std::memcpy(&dh, blk + 2 * lane, 2);
+        const float d = fp16_to_fp32(dh);
+        const uint8_t * q = blk + 2 * R + 4 * lane;
+        if (table.type == DTYPE_Q8_0) {
+            for (int g = 0; g < 8; ++g) {
+                for (int i = 0; i < 4; ++i) y[4 * g + i] = static_cast<float>(int(q[32 * g + i]) - 128) * d;
+            }
+            continue;
+        }
+        const bool q5 = table.type == DTYPE_Q5_0;
+        for (int g = 0; g < 4; ++g) {
+            for (int i = 0; i < 4; ++i) {
+                const uint8_t v = q[32 * g + i];
+                int lo = v & 0x0F, hi = v >> 4;
+                if (q5) {
+                    const uint8_t h = q[128 + i];
+                    lo |= ((h >> g) & 1) << 4;
+                    hi |= ((h >> (g + 4)) & 1) << 4;
+                }
+                const int offset = q5 ? 16 : 8;
+                y[4 * g + i] = static_cast<float>(lo - offset) * d;
+                y[16 + 4 * g + i] = static_cast<float>(hi - offset) * d;
+            }
+        }
+    }
+}
+
 void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * y) {
     if (!get_rows_check(table, ids, n_ids, nullptr)) {
         ref::get_rows(table, ids, n_ids, y);  // NaN rows for the broken invariant
         return;
     }
     const int64_t n = table.ne[0];
+    const bool packed = table.packed && (table.type == DTYPE_Q4_0 || table.type == DTYPE_Q5_0 ||
+                                         table.type == DTYPE_Q8_0);
     for (int64_t t = 0; t < n_ids; ++t) {
-        if (table.type == DTYPE_F32) {
+        if (packed) {
+            dequantize_packed_row(table, ids[t], y + t * n);
+        } else if (table.type == DTYPE_F32) {
             std::memcpy(y + t * n, table.row(ids[t]), static_cast<size_t>(n) * sizeof(float));
         } else {
             dequantize_row(table.type, table.row(ids[t]), y + t * n, n);

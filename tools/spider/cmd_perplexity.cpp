@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "command.h"
@@ -189,10 +190,24 @@ int run_perplexity(int argc, char** argv) {
             std::memcpy(logits.data() + static_cast<size_t>(b) * n_vocab, out, sizeof(float) * len * n_vocab);
         }
         if (rc) break;
-        // Score positions first .. n_ctx-2, each predicting the next token of the original text.
+        // Score positions first .. n_ctx-2, each predicting the next token of the original text. The log-softmax
+        // over the vocabulary (262 144 exps per row on gemma) runs on n_threads threads, each on its own rows; the
+        // sum is then taken in position order, so the result does not depend on the thread count.
+        std::vector<double> lps(static_cast<size_t>(n_ctx - 1 - first));
+        {
+            auto score = [&](int ith, int nth) {
+                for (int j = first + ith; j < n_ctx - 1; j += nth) {
+                    lps[static_cast<size_t>(j - first)] =
+                        log_prob(logits.data() + static_cast<size_t>(j) * n_vocab, n_vocab, tokens[start + j + 1]);
+                }
+            };
+            std::vector<std::thread> workers;
+            for (int t = 1; t < n_threads; ++t) workers.emplace_back(score, t, n_threads);
+            score(0, n_threads);
+            for (std::thread& w : workers) w.join();
+        }
         for (int j = first; j < n_ctx - 1; ++j) {
-            const double lp =
-                log_prob(logits.data() + static_cast<size_t>(j) * n_vocab, n_vocab, tokens[start + j + 1]);
+            const double lp = lps[static_cast<size_t>(j - first)];
             nll += -lp;
             nll2 += lp * lp;
             ++count;

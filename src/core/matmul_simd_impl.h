@@ -126,20 +126,27 @@ struct load_q5_0 {
     }
 };
 
+// Pointers into one Q8_0x activation row (layout: matmul_kernels.h) of nb blocks.
+struct q8x_row {
+    const int8_t * qs;      // levels, 32 per block
+    const float * d;        // scales
+    const int32_t * nsum;   // minus the sums of each group of 4 levels, 8 per block
+    const int32_t * xsum;   // the sums of each block's 32 levels
+    q8x_row() = default;
+    q8x_row(const uint8_t * row, int64_t nb)
+        : qs(reinterpret_cast<const int8_t *>(row)),
+          d(reinterpret_cast<const float *>(row + nb * 32)),
+          nsum(reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float)))),
+          xsum(reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float) + 8 * sizeof(int32_t)))) {}
+};
+
 template <typename L, int NR, int NC>
 void tile32(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     using B = typename L::block;
     const int64_t nb = n / 32;
-    const int8_t * xqs[NC];
-    const float * xd[NC];
-    const int32_t * xns[NC];
+    q8x_row x[NC];
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) {
-        const uint8_t * row = xq + c * xs;
-        xqs[c] = reinterpret_cast<const int8_t *>(row);
-        xd[c] = reinterpret_cast<const float *>(row + nb * 32);
-        xns[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float)));
-    }
+    for (int c = 0; c < NC; ++c) x[c] = q8x_row(xq + c * xs, nb);
     __m256 acc[NR][NC];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
@@ -152,11 +159,11 @@ void tile32(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t 
         __m256 dxv[NC];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
-            xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xqs[c] + 32 * b));
-            dxv[c] = _mm256_broadcast_ss(xd[c] + b);
+            xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x[c].qs + 32 * b));
+            dxv[c] = _mm256_broadcast_ss(x[c].d + b);
             if (!L::SIGNED_ONLY) {
                 bias[c] =
-                    _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(xns[c] + 8 * b)), L::SHIFT);
+                    _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x[c].nsum + 8 * b)), L::SHIFT);
             }
         }
 #pragma GCC unroll 4
@@ -227,13 +234,12 @@ inline __m256i reduce8(const __m256i * v) {
 
 // acc + the group of m <= 8 blocks starting at block b (blocks k >= m count as zero: FULL means m == 8).
 template <typename L, bool FULL, bool UNPACK>
-inline __m256 dot_group8(const typename L::block * wb, int64_t b, int m, const int8_t * xqs, const float * xd,
-                         const int32_t * xsum, __m256 dw, __m256 acc) {
+inline __m256 dot_group8(const typename L::block * wb, int64_t b, int m, const q8x_row & x, __m256 dw, __m256 acc) {
     __m256i p[8];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
         if (FULL || k < m) {
-            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xqs + 32 * (b + k)));
+            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.qs + 32 * (b + k)));
             p[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), L::ulevels(wb[b + k]), xv);
         } else {
             p[k] = _mm256_setzero_si256();
@@ -241,9 +247,9 @@ inline __m256 dot_group8(const typename L::block * wb, int64_t b, int m, const i
     }
     const __mmask8 mask = FULL ? static_cast<__mmask8>(0xFF) : static_cast<__mmask8>((1u << m) - 1);
     // sum w x = sum u x - 2^SHIFT sum x, per block, exactly
-    const __m256i xs = _mm256_maskz_loadu_epi32(mask, xsum + b);
+    const __m256i xs = _mm256_maskz_loadu_epi32(mask, x.xsum + b);
     const __m256i s = _mm256_sub_epi32(reduce8<UNPACK>(p), _mm256_slli_epi32(xs, L::SHIFT));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_maskz_loadu_ps(mask, xd + b)), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_maskz_loadu_ps(mask, x.d + b)), acc);
 }
 
 // The fp16 scales of blocks b .. b+m-1 (zero past m) as 8 floats.
@@ -261,16 +267,9 @@ template <typename L, int NR, int NC>
 void tile32r(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     using B = typename L::block;
     const int64_t nb = n / 32;
-    const int8_t * xqs[NC];
-    const float * xd[NC];
-    const int32_t * xsum[NC];
+    q8x_row x[NC];
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) {
-        const uint8_t * row = xq + c * xs;
-        xqs[c] = reinterpret_cast<const int8_t *>(row);
-        xd[c] = reinterpret_cast<const float *>(row + nb * 32);
-        xsum[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float) + 8 * sizeof(int32_t)));
-    }
+    for (int c = 0; c < NC; ++c) x[c] = q8x_row(xq + c * xs, nb);
     const int64_t n_full = nb / 8 * 8;
     const int m_tail = static_cast<int>(nb - n_full);
     for (int r = 0; r < NR; ++r) {
@@ -282,13 +281,13 @@ void tile32r(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t
             const __m256 dw = scales8<L>(wb, b, 8);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; ++c)
-                acc[c] = dot_group8<L, true, (NC > 1)>(wb, b, 8, xqs[c], xd[c], xsum[c], dw, acc[c]);
+                acc[c] = dot_group8<L, true, (NC > 1)>(wb, b, 8, x[c], dw, acc[c]);
         }
         if (m_tail > 0) {
             const __m256 dw = scales8<L>(wb, n_full, m_tail);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; ++c) {
-                acc[c] = dot_group8<L, false, (NC > 1)>(wb, n_full, m_tail, xqs[c], xd[c], xsum[c], dw, acc[c]);
+                acc[c] = dot_group8<L, false, (NC > 1)>(wb, n_full, m_tail, x[c], dw, acc[c]);
             }
         }
 #pragma GCC unroll 4
@@ -354,16 +353,9 @@ struct pack8_q8_0 {
 template <typename P, int NC>
 void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     const int64_t nb = n / 32;
-    const int8_t * xqs[NC];
-    const float * xd[NC];
-    const int32_t * xsum[NC];
+    q8x_row x[NC];
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) {
-        const uint8_t * row = xq + c * xs;
-        xqs[c] = reinterpret_cast<const int8_t *>(row);
-        xd[c] = reinterpret_cast<const float *>(row + nb * 32);
-        xsum[c] = reinterpret_cast<const int32_t *>(row + nb * (32 + sizeof(float) + 8 * sizeof(int32_t)));
-    }
+    for (int c = 0; c < NC; ++c) x[c] = q8x_row(xq + c * xs, nb);
     __m256 acc[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
@@ -374,17 +366,17 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
         P::decode(p + 16, u);
 #pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
-            const int32_t * x4 = reinterpret_cast<const int32_t *>(xqs[c] + 32 * b);
+            const int32_t * x4 = reinterpret_cast<const int32_t *>(x[c].qs + 32 * b);
             // sum (u - OFFSET) x = sum u x - OFFSET sum x, exactly. Two integer chains (exact, so the order does not
             // matter) halve the dependent vpdpbusd latency that bounds one token's decode.
-            __m256i s0 = _mm256_set1_epi32(-P::OFFSET * xsum[c][b]), s1 = _mm256_setzero_si256();
+            __m256i s0 = _mm256_set1_epi32(-P::OFFSET * x[c].xsum[b]), s1 = _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (int g = 0; g < 8; g += 2) {
                 s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
                 s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
             }
             const __m256i s = _mm256_add_epi32(s0, s1);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xd[c][b])), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x[c].d[b])), acc[c]);
         }
     }
 #pragma GCC unroll 4

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Spider vs llama.cpp, side by side in one run: `llama-bench` and `spider bench` with the same flags on
 # gemma-3-270m Q4_K_M (the default model) and on the TinyLlama-1.1B-shaped random model in Q8_0 and Q4_0 (made by
-# `spider random-model`; the same file is read by both engines), plus the memory read bandwidth (decode roofline)
-# and the peak RSS of each run (/usr/bin/time -v). Results go to $OUT_DIR (default /tmp/spider_bench) and a
+# `spider random-model`; the same file is read by both engines), plus the peak RSS of each run (/usr/bin/time -v)
+# and the decode roofline: the read bandwidth of a buffer as large as the model's per-token weight bytes (so a model
+# whose weights fit in the last-level cache is held to the cache's bandwidth), measured before every round of that
+# model; the best of those probes is the roofline's denominator. Results go to $OUT_DIR (default /tmp/spider_bench) and a
 # summary table and each engine's share of the decode roofline to stdout; copy them into docs/BENCHMARKS.md with
 # the date and machine.
 #
@@ -40,8 +42,8 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo 
 echo "# spider $(git rev-parse --short HEAD 2>/dev/null || echo '?'), llama.cpp $(cat /work/oracle/llama.cpp/ORACLE_COMMIT 2>/dev/null | cut -d' ' -f1 || echo '?')"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "## memory read bandwidth"
-"$SPIDER" bench --membw -t "$THREADS" -r 3 | tee "$OUT_DIR/membw.md"
+echo "## memory read bandwidth (DRAM-sized buffer)"
+"$SPIDER" bench --membw --membw-mib 2048 -t "$THREADS" -r 3
 echo
 
 # Decode bytes per token: every tensor is read once per token, except token_embd (one row) unless it is also
@@ -63,9 +65,14 @@ rss() { grep "Maximum resident set size" "$1" | awk '{print $NF}'; }
 
 printf '| model | engine | round | pp%s t/s | tg%s t/s | peak RSS MiB |\n|---|---|---:|---:|---:|---:|\n' "$P" "$N" > "$OUT_DIR/summary.md"
 : > "$OUT_DIR/bytes.txt"
+: > "$OUT_DIR/membw.txt"
 for m in $MODELS; do
   base=$(basename "$m" .gguf)
+  bytes=$(weight_bytes "$m")
+  echo "$base: decode weight bytes per token $bytes" >> "$OUT_DIR/bytes.txt"
   for round in $(seq 1 "$ROUNDS"); do
+    "$SPIDER" bench --membw --membw-mib $(( (bytes + 1048575) / 1048576 )) -t "$THREADS" -r 3 > "$OUT_DIR/membw.md"
+    echo "$base: $(tail -n1 "$OUT_DIR/membw.md" | cut -d'|' -f4 | xargs)" >> "$OUT_DIR/membw.txt"
     for engine in llama.cpp spider; do
       log="$OUT_DIR/$base.$engine.$round"
       if [ "$engine" = llama.cpp ]; then
@@ -86,26 +93,30 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {pp[0]:.2f} ± {pp[1]:
 PY
     done
   done
-  echo "$base: decode weight bytes per token $(weight_bytes "$m")" >> "$OUT_DIR/bytes.txt"
 done
 echo "## tokens/s (-t $THREADS -p $P -n $N -r $R), engines alternating"
 cat "$OUT_DIR/summary.md"
 echo
-echo "## decode roofline inputs"
-cat "$OUT_DIR/bytes.txt"
+echo "## decode roofline inputs (bytes per token; read GB/s of a buffer that size, before each round)"
+cat "$OUT_DIR/bytes.txt" "$OUT_DIR/membw.txt"
 echo
-# Share of the roofline: mean tg over the rounds / (read bandwidth / decode bytes per token), per engine.
+# Share of the roofline: mean tg over the rounds / (best read bandwidth of the model's probes / decode bytes per
+# token), per engine.
 echo "## decode vs the memory-bandwidth roofline"
 python3 - "$OUT_DIR" "$N" $MODELS <<'PY'
 import json, os, sys
 out, n, models = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-bw = float(open(os.path.join(out, "membw.md")).read().strip().splitlines()[-1].split("|")[2])
 bytes_ = {l.split(":")[0]: int(l.split()[-1]) for l in open(os.path.join(out, "bytes.txt")) if l.strip()}
-print(f"read bandwidth {bw:.2f} GB/s\n")
-print(f"| model | bytes/token | roofline t/s | engine | tg{n} t/s (mean of rounds) | share of roofline |")
-print("|---|---:|---:|---|---:|---:|")
+bws = {}
+for l in open(os.path.join(out, "membw.txt")):
+    if l.strip():
+        bws.setdefault(l.split(":")[0], []).append(float(l.split()[-1]))
+print(f"| model | bytes/token | read GB/s (best of {len(next(iter(bws.values())))}) | roofline t/s | engine | "
+      f"tg{n} t/s (mean of rounds) | share of roofline |")
+print("|---|---:|---:|---:|---|---:|---:|")
 for m in models:
     base = os.path.basename(m)[:-len(".gguf")] if m.endswith(".gguf") else os.path.basename(m)
+    bw = max(bws[base])
     roof = bw * 1e9 / bytes_[base]
     for engine in ("llama.cpp", "spider"):
         tgs = []
@@ -115,7 +126,8 @@ for m in models:
                 tgs += [r["avg_ts"] for r in rows if r["n_gen"] and not r["n_prompt"]]
         if tgs:
             tg = sum(tgs) / len(tgs)
-            print(f"| {base} | {bytes_[base] / 1e6:.1f} MB | {roof:.1f} | {engine} | {tg:.2f} | {100 * tg / roof:.0f}% |")
+            print(f"| {base} | {bytes_[base] / 1e6:.1f} MB | {bw:.2f} | {roof:.1f} | {engine} | {tg:.2f} | "
+                  f"{100 * tg / roof:.0f}% |")
 PY
 spider_build=$(python3 -c "import json,glob,sys; f=sorted(glob.glob(sys.argv[1]+'/*.spider.*.json')); print(json.load(open(f[0]))[0]['build_commit'] if f else '?')" "$OUT_DIR")
 echo "# spider binary build_commit: $spider_build"

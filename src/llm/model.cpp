@@ -352,19 +352,34 @@ std::string llm_model::desc() const {
 size_t llm_model::pack_weights() {
     const bool mmapped = file_data == nullptr;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    // Q4_0 and Q8_0 are packed; Q5_0 is not. Its packed kernel is faster too (gemma-3-270m pp512 ~780 -> ~1010
+    // t/s with Q5_0 and Q8_0 packed) and exact per block, but on the default model it moves perplexity away
+    // from llama.cpp's: +0.42% on tests/data/llm/ppl_long.txt, +0.56% on ppl_text.txt (bound 0.5%), against
+    // +0.053% / +0.361% with Q4_0 and Q8_0 packed and +0.123% / +0.497% with nothing packed (2026-12-05).
+    // Rounding noise amplified by the activation quantization, not an error: tests/test_matmul.cpp checks the
+    // kernel, and two correct kernel sets move this model's logits by up to ~1 (test_real_model_parity).
+    std::vector<tensor *> todo;
+    for (llm_layer &l : layers) {
+        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) todo.push_back(W);
+    }
+    // A tied output matrix is also the embedding table: get_rows reads its rows from the packed copy.
+    todo.push_back(&output);
+    std::vector<std::pair<tensor *, size_t>> plan;  // tensor, offset in the buffer
     size_t total = 0;
-    auto pack = [&](tensor &W) {
-        // Q4_0 and Q8_0 are packed; Q5_0 is not. Its packed kernel is faster too (gemma-3-270m pp512 ~780 -> ~1010
-        // t/s with Q5_0 and Q8_0 packed) and exact per block, but on the default model it moves perplexity away
-        // from llama.cpp's: +0.42% on tests/data/llm/ppl_long.txt, +0.56% on ppl_text.txt (bound 0.5%), against
-        // +0.053% / +0.361% with Q4_0 and Q8_0 packed and +0.123% / +0.497% with nothing packed (2026-12-05).
-        // Rounding noise amplified by the activation quantization, not an error: tests/test_matmul.cpp checks the
-        // kernel, and two correct kernel sets move this model's logits by up to ~1 (test_real_model_parity).
-        if (W.type != DTYPE_Q4_0 && W.type != DTYPE_Q8_0) return;
-        const size_t n = matmul_pack_bytes(W);
-        if (n == 0 || W.packed) return;
-        uint8_t *buf = static_cast<uint8_t *>(std::aligned_alloc(64, (n + 63) / 64 * 64));
-        if (!buf) return;  // no memory for the copy: keep reading the original
+    for (tensor *W : todo) {
+        if (W->type != DTYPE_Q4_0 && W->type != DTYPE_Q8_0) continue;
+        const size_t n = matmul_pack_bytes(*W);
+        if (n == 0 || W->packed) continue;
+        plan.emplace_back(W, total);
+        total += (n + 63) / 64 * 64;
+    }
+    if (plan.empty()) return 0;
+    // All copies in one buffer on huge pages (core/huge_buffer.h): decode streams them once per token.
+    packed = huge_buffer(total);
+    if (!packed.data()) return 0;  // no memory for the copies: keep reading the originals
+    for (const auto &[Wp, offset] : plan) {
+        tensor &W = *Wp;
+        uint8_t *buf = packed.data() + offset;
         // In slices of about 1 MB, releasing the original's pages behind each slice, so that peak memory does not
         // grow by a whole tensor (gemma-3-270m's output matrix is 178 MB). Only whole pages inside the tensor are
         // released: a neighbouring tensor may share the first or last page.
@@ -384,14 +399,7 @@ size_t llm_model::pack_weights() {
             }
         }
         W.packed = buf;
-        packed.emplace_back(buf);
-        total += n;
-    };
-    for (llm_layer &l : layers) {
-        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) pack(*W);
     }
-    // A tied output matrix is also the embedding table: get_rows faults the few rows it reads back in.
-    pack(output);
     if (output_tied) tok_embd.packed = output.packed;
     return total;
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/huge_buffer.h"
 #include "core/ops.h"
 #include "core/tensor.h"
 #include "io/gguf.h"
@@ -105,10 +106,7 @@ struct llm_model {
     // LoRA merge, the backward pass of training) faults them back in from the file. Called by load(); returns the
     // bytes packed.
     size_t pack_weights();
-    struct aligned_free {
-        void operator()(uint8_t* p) const { std::free(p); }
-    };
-    std::vector<std::unique_ptr<uint8_t, aligned_free>> packed;  // the packed copies
+    huge_buffer packed;  // the packed copies, one after the other
 };
 
 class vocab;

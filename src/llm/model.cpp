@@ -362,43 +362,60 @@ size_t llm_model::pack_weights() {
     for (llm_layer &l : layers) {
         for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) todo.push_back(W);
     }
-    // A tied output matrix is also the embedding table: get_rows reads its rows from the packed copy.
+    // A tied output matrix is also the embedding table: get_rows reads its rows from the copy.
     todo.push_back(&output);
-    std::vector<std::pair<tensor *, size_t>> plan;  // tensor, offset in the buffer
+    // Every other matmul weight of a mapped file gets a plain copy next to them (`data` then points at it), so that
+    // decode streams all its weights from huge pages.
+    struct item {
+        tensor *W;
+        size_t offset;
+        bool pack;
+    };
+    std::vector<item> plan;
     size_t total = 0;
     for (tensor *W : todo) {
-        if (W->type != DTYPE_Q4_0 && W->type != DTYPE_Q8_0) continue;
-        const size_t n = matmul_pack_bytes(*W);
-        if (n == 0 || W->packed) continue;
-        plan.emplace_back(W, total);
-        total += (n + 63) / 64 * 64;
+        if (!W->data || W->packed) continue;
+        const bool pack = (W->type == DTYPE_Q4_0 || W->type == DTYPE_Q8_0) && matmul_pack_bytes(*W) > 0;
+        const bool plain_2d = W->ne[2] == 1 && W->ne[3] == 1 && W->nb[1] == W->row_bytes();
+        if (!pack && (!mmapped || !plain_2d)) continue;
+        plan.push_back({W, total, pack});
+        total += (W->nbytes() + 63) / 64 * 64;
     }
     if (plan.empty()) return 0;
-    // All copies in one buffer on huge pages (core/huge_buffer.h): decode streams them once per token.
-    packed = huge_buffer(total);
-    if (!packed.data()) return 0;  // no memory for the copies: keep reading the originals
-    for (const auto &[Wp, offset] : plan) {
-        tensor &W = *Wp;
-        uint8_t *buf = packed.data() + offset;
+    weights = huge_buffer(total);
+    if (!weights.data()) return 0;  // no memory for the copies: keep reading the originals
+    for (const item &it : plan) {
+        tensor &W = *it.W;
+        uint8_t *buf = weights.data() + it.offset;
         // In slices of about 1 MB, releasing the original's pages behind each slice, so that peak memory does not
         // grow by a whole tensor (gemma-3-270m's output matrix is 178 MB). Only whole pages inside the tensor are
         // released: a neighbouring tensor may share the first or last page.
         const int64_t rows_per_slice = std::max<int64_t>(8, (int64_t(1) << 20) / (int64_t)W.row_bytes() / 8 * 8);
         uintptr_t released = (reinterpret_cast<uintptr_t>(W.data) + page - 1) / page * page;
         for (int64_t r0 = 0; r0 < W.ne[1]; r0 += rows_per_slice) {
-            tensor slice = W;
-            slice.data = const_cast<void *>(W.row(r0));
-            slice.ne[1] = std::min(rows_per_slice, W.ne[1] - r0);
-            matmul_pack(slice, buf + r0 * W.nb[1]);
+            const int64_t rows = std::min(rows_per_slice, W.ne[1] - r0);
+            if (it.pack) {
+                tensor slice = W;
+                slice.data = const_cast<void *>(W.row(r0));
+                slice.ne[1] = rows;
+                matmul_pack(slice, buf + r0 * W.nb[1]);
+            } else {
+                std::memcpy(buf + r0 * W.nb[1], W.row(r0), rows * W.nb[1]);
+            }
             if (mmapped) {
-                const uintptr_t e = reinterpret_cast<uintptr_t>(W.row(r0 + slice.ne[1])) / page * page;
+                const uintptr_t e = reinterpret_cast<uintptr_t>(W.row(r0 + rows)) / page * page;
                 if (e > released) {
                     madvise(reinterpret_cast<void *>(released), e - released, MADV_DONTNEED);
                     released = e;
                 }
             }
         }
-        W.packed = buf;
+        if (it.pack) {
+            W.packed = buf;
+        } else {
+            W.data = buf;
+            if (&W == &output && output_tied) tok_embd.data = buf;
+        }
     }
     if (output_tied) tok_embd.packed = output.packed;
     return total;

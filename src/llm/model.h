@@ -101,12 +101,13 @@ struct llm_model {
     std::vector<std::unique_ptr<std::vector<float>>> owned;
 
     // Gives each matmul weight (layer projections, output matrix) its packed copy where the matmul kernels have
-    // one at this CPU level (matmul_pack, core/ops.h). When the file is mmapped, the pages of a packed tensor are
-    // then released: inference reads only the packed copy, and any other reader (embedding rows of a tied output,
-    // LoRA merge, the backward pass of training) faults them back in from the file. Called by load(); returns the
-    // bytes packed.
+    // one at this CPU level (matmul_pack, core/ops.h), and, when the file is mmapped, every other matmul weight a
+    // plain copy (its `data` then points there), all in one buffer on huge pages (core/huge_buffer.h): decode
+    // streams every weight once per token. The mapped pages of a copied tensor are released: inference reads only
+    // the copies, and any reader of a packed tensor's original (LoRA merge, the backward pass of training) faults
+    // them back in from the file. Called by load(); returns the bytes copied.
     size_t pack_weights();
-    huge_buffer packed;  // the packed copies, one after the other
+    huge_buffer weights;  // the copies, one after the other
 };
 
 class vocab;

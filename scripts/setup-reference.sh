@@ -38,8 +38,13 @@ if [ "${1:-}" = "--llamacpp" ]; then
     tar -xzf "$ORACLE_DIR"/sdist/llama_cpp_python-0.3.36.tar.gz -C "$ORACLE_DIR"
     cp -r "$ORACLE_DIR/llama_cpp_python-0.3.36/vendor/llama.cpp" "$src"
   fi
+  # Native flags minus AMX: on a virtual Xeon that lists amx_tile/amx_int8 in /proc/cpuinfo but does not grant the
+  # tile state, llama-bench's prompt processing dies with SIGILL (seen 2026-12-05). Spider has no AMX kernels either,
+  # so the two engines are compared on the same instruction sets (AVX-512 + VNNI).
+  noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
   cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_COMMIT=0c1e57098
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_COMMIT=0c1e57098 \
+    -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx"
   cmake --build "$src/build" --target llama-bench llama-perplexity llama-tokenize -j"$JOBS"
   echo "[setup-reference] llama.cpp tools in $src/build/bin"
 fi

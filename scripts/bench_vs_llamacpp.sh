@@ -11,6 +11,9 @@
 # usage: scripts/bench_vs_llamacpp.sh [SPIDER_BIN] [LLAMA_CPP_BIN_DIR]
 #   env: THREADS (2) P (512) N (128) R (5) ROUNDS (2: each pair is run ROUNDS times, alternating engines)
 #        OUT_DIR, GEMMA (path of the default model), MODELS (space-separated list to replace the default three)
+#        LLAMA_TG_BIN_DIR: a second llama.cpp build measured on decode only (engine "llama.cpp tg-only"), for a
+#        build whose decode is faster but whose prompt processing cannot run here (the native AMX build on a VM that
+#        lists AMX without granting it: SIGILL in pp, see scripts/setup-reference.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,9 +76,14 @@ for m in $MODELS; do
   for round in $(seq 1 "$ROUNDS"); do
     "$SPIDER" bench --membw --membw-mib $(( (bytes + 1048575) / 1048576 )) -t "$THREADS" -r 3 > "$OUT_DIR/membw.md"
     echo "$base: $(tail -n1 "$OUT_DIR/membw.md" | cut -d'|' -f4 | xargs)" >> "$OUT_DIR/membw.txt"
-    for engine in llama.cpp spider; do
+    engines="llama.cpp spider"
+    [ -n "${LLAMA_TG_BIN_DIR:-}" ] && engines="llama.cpp llama.cpp-tg-only spider"
+    for engine in $engines; do
       log="$OUT_DIR/$base.$engine.$round"
-      if [ "$engine" = llama.cpp ]; then
+      if [ "$engine" = llama.cpp-tg-only ]; then
+        /usr/bin/time -v "$LLAMA_TG_BIN_DIR/llama-bench" -m "$m" -t "$THREADS" -p 0 -n "$N" -r "$R" -o json \
+          > "$log.json" 2> "$log.time"
+      elif [ "$engine" = llama.cpp ]; then
         /usr/bin/time -v "$LLAMA_BIN/llama-bench" -m "$m" -t "$THREADS" -p "$P" -n "$N" -r "$R" -o json \
           > "$log.json" 2> "$log.time"
       else
@@ -86,7 +94,7 @@ for m in $MODELS; do
 import json, sys
 rows = json.load(open(sys.argv[1]))
 ts = {("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"]): (r["avg_ts"], r["stddev_ts"]) for r in rows}
-pp = next(v for k, v in ts.items() if k.startswith("pp"))
+pp = next((v for k, v in ts.items() if k.startswith("pp")), (float("nan"), float("nan")))
 tg = next(v for k, v in ts.items() if k.startswith("tg"))
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {pp[0]:.2f} ± {pp[1]:.2f} | {tg[0]:.2f} ± {tg[1]:.2f} | "
       f"{int(sys.argv[5]) / 1024:.0f} |")
@@ -118,7 +126,7 @@ for m in models:
     base = os.path.basename(m)[:-len(".gguf")] if m.endswith(".gguf") else os.path.basename(m)
     bw = max(bws[base])
     roof = bw * 1e9 / bytes_[base]
-    for engine in ("llama.cpp", "spider"):
+    for engine in ("llama.cpp", "llama.cpp-tg-only", "spider"):
         tgs = []
         for f in sorted(os.listdir(out)):
             if f.startswith(f"{base}.{engine}.") and f.endswith(".json"):

@@ -286,6 +286,35 @@ TEST(matmul, packed_matches_reference) {
     }
 }
 
+// Packed Q5_0 keeps the unpacked kernel's summation order (models pack it, and the llama.cpp parity checks depend on
+// that order): every output must equal the unpacked kernel's bit for bit, alone or in a batch.
+TEST(matmul, packed_q5_0_is_bit_identical_to_unpacked) {
+    level_guard g;
+    for (cpu_level lvl : supported_levels()) {
+        if (lvl == CPU_LEVEL_PORTABLE) continue;
+        ASSERT_TRUE(cpu_features_force(lvl));
+        for (int64_t n_in : {32, 640, 2048}) {
+            const int64_t n_out = 24;
+            const weights w = make_weights(DTYPE_Q5_0, n_in, n_out, static_cast<uint32_t>(n_in + 1));
+            ASSERT_EQ(matmul_pack_bytes(w.t), w.bytes.size());
+            std::vector<uint8_t> packed(w.bytes.size());
+            matmul_pack(w.t, packed.data());
+            tensor wp = w.t;
+            wp.packed = packed.data();
+            for (int64_t n_tok : {1, 2, 3, 4, 7}) {
+                const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok + 7 * n_in));
+                std::vector<float> y(static_cast<size_t>(n_tok * n_out)), y_plain(y.size());
+                matmul(wp, x.data(), y.data(), n_tok, nullptr);
+                matmul(w.t, x.data(), y_plain.data(), n_tok, nullptr);
+                for (size_t i = 0; i < y.size(); ++i) {
+                    ASSERT_EQ(y[i], y_plain[i]) << cpu_level_name(lvl) << " n_in " << n_in << " n_tok " << n_tok
+                                                << " i " << i;
+                }
+            }
+        }
+    }
+}
+
 // Weights written by other tools may use levels the reference quantizers never produce (Q8_0 level -128, Q6_K
 // scale -128, all-max nibbles); every level must still match the reference exactly.
 TEST(matmul, extreme_levels_match_reference) {
@@ -462,7 +491,7 @@ TEST(matmul, multi_is_bit_identical_to_separate_calls) {
 }
 
 // Opt-in benchmark: SPIDER_BENCH=1 ./test_matmul --gtest_filter=matmul.bench   (SPIDER_BENCH_TYPES=q4_0,q8_0
-// limits the types). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are
+// limits the types; SPIDER_BENCH_SHAPE=N_IN,N_OUT sets the matrix; SPIDER_BENCH_UNPACKED=1 times packable types unpacked). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are
 // replicated past 96 MB and the copies used in turn, so they come from memory and not from the 32 MB L3.
 // Prompt: 512 tokens, GFLOP/s (2 flops per multiply-add of the dense-equivalent product). Each row also reports
 // the process CPU time per call, because on a shared machine wall time includes waiting for a core.
@@ -477,13 +506,21 @@ double cpu_seconds() {
 TEST(matmul, bench) {
     if (!std::getenv("SPIDER_BENCH")) GTEST_SKIP() << "set SPIDER_BENCH=1 to run";
     const char * only = std::getenv("SPIDER_BENCH_TYPES");
-    const int64_t n_in = 2048, n_out = 5632;
+    // SPIDER_BENCH_SHAPE=N_IN,N_OUT replaces the default matrix (e.g. 640,262144: gemma-3-270m's output matrix).
+    int64_t n_in = 2048, n_out = 5632;
+    if (const char * shape = std::getenv("SPIDER_BENCH_SHAPE")) {
+        long long a = 0, b = 0;
+        ASSERT_EQ(std::sscanf(shape, "%lld,%lld", &a, &b), 2) << "SPIDER_BENCH_SHAPE=N_IN,N_OUT";
+        ASSERT_TRUE(a > 0 && a % 32 == 0 && b > 0 && b % 8 == 0) << "N_IN a multiple of 32, N_OUT of 8";
+        n_in = a, n_out = b;
+    }
     const dtype types[] = {DTYPE_Q4_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q5_0, DTYPE_F16, DTYPE_F32};
     std::printf(
         "| level | type | threads | decode GB/s | decode ms | decode cpu ms | pp512 GFLOP/s | pp512 ms | "
         "pp512 cpu ms |\n|---|---|---|---|---|---|---|---|---|\n");
     for (dtype type : types) {
         if (only && !std::strstr(only, dtype_name(type))) continue;
+        if (dtype_row_bytes(type, n_in) == 0) continue;  // K-quants need rows of whole 256-element blocks
         const weights w = make_weights(type, n_in, n_out, 11);
         const size_t mat_bytes = w.bytes.size();
         // SPIDER_BENCH_L3=1: one copy, so the weights stay in L3 and the kernel's own speed shows.
@@ -491,7 +528,7 @@ TEST(matmul, bench) {
         std::vector<uint8_t> big(mat_bytes * static_cast<size_t>(copies));
         for (int c = 0; c < copies; ++c) std::memcpy(big.data() + c * mat_bytes, w.bytes.data(), mat_bytes);
         // Types with a packed layout (matmul_pack) are timed packed, as models load them; the row says so.
-        const bool packed = matmul_pack_bytes(w.t) == mat_bytes;
+        const bool packed = matmul_pack_bytes(w.t) == mat_bytes && !std::getenv("SPIDER_BENCH_UNPACKED");
         std::vector<uint8_t> big_packed(packed ? big.size() : 0);
         for (int c = 0; packed && c < copies; ++c) {
             matmul_pack(make_tensor(type, big.data() + c * mat_bytes, n_in, n_out), big_packed.data() + c * mat_bytes);

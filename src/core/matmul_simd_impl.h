@@ -401,6 +401,68 @@ void mm_pack8(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, siz
     tile_pack8<P, SPIDER_SIMD_MAX_NC>(n, w, xq, xs, y, ys);
 }
 
+// The packed layout with tile32's arithmetic: for types whose models must keep llama.cpp's summation order (Q5_0,
+// see SPIDER_TILE_FN below), each row's result is the same sequence of operations as tile32 with one row, bit for
+// bit. tile32 keeps, per row, 8 float lanes (lane j: the int32 dot product of elements 4j..4j+3 of every block,
+// seeded with the offset correction, converted and multiplied by the block's scale product) and sums them at the end
+// with hsum. In the packed layout, vector g of a block holds elements 4g..4g+3 of the 8 rows, so one vpdpbusd with
+// those 4 activation bytes broadcast gives lane g's integer for all 8 rows at once: acc[g] (rows in lanes) is that
+// lane's float accumulator, and the final hsum tree is replayed across the 8 vectors. About 3x tile32's speed on one
+// token (the weight decode and the scale work are shared by 8 rows).
+template <typename P, int NC>
+void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
+    const int64_t nb = n / 32;
+    q8x_row x[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) x[c] = q8x_row(xq + c * xs, nb);
+    __m256 acc[NC][8];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) acc[c][g] = _mm256_setzero_ps();
+    }
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
+        prefetch_block(reinterpret_cast<const char *>(p) + PACK8_PREFETCH, P::BYTES);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+        __m256i u[8];
+        P::decode(p + 16, u);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; ++c) {
+            const int32_t * x4 = reinterpret_cast<const int32_t *>(x[c].qs + 32 * b);
+            const int32_t * ns = x[c].nsum + 8 * b;
+            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(x[c].d[b]));
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; ++g) {
+                // sum u x - OFFSET * sum x over the group, exactly (tile32's seeded dot product, lane g)
+                const __m256i seed = _mm256_set1_epi32(ns[g] * P::OFFSET);
+                const __m256i s = dot_u8s8(seed, u[g], _mm256_set1_epi32(x4[g]));
+                acc[c][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[c][g]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+        // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
+        const __m256 a0 = _mm256_add_ps(acc[c][0], acc[c][4]), a1 = _mm256_add_ps(acc[c][1], acc[c][5]);
+        const __m256 a2 = _mm256_add_ps(acc[c][2], acc[c][6]), a3 = _mm256_add_ps(acc[c][3], acc[c][7]);
+        _mm256_storeu_ps(y + c * ys, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+    }
+}
+
+template <typename P>
+void mm_pack8_lanes(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+                    size_t ys) {
+    // At most 2 activation rows per pass: 8 accumulators per row already fill most of the vector registers.
+    for (int c = 0; c < nc; c += 2) {
+        if (nc - c >= 2) {
+            tile_pack8_lanes<P, 2>(n, w, xq + c * xs, xs, y + c * ys, ys);
+        } else {
+            tile_pack8_lanes<P, 1>(n, w, xq + c * xs, xs, y + c * ys, ys);
+        }
+    }
+}
+
 // ---- K-quants against Q8_K ----
 
 // The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: quants.h get_scale_min_k4) as 16-bit lanes:
@@ -723,7 +785,7 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
             return true;
         case DTYPE_Q5_0:
             k->tile = mm_q5_0;
-            k->tile_packed = mm_pack8<pack8_q5_0>;
+            k->tile_packed = mm_pack8_lanes<pack8_q5_0>;
             return true;
         case DTYPE_Q8_0:
             k->tile = mm_q8_0;

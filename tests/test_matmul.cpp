@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/huge_buffer.h"
 #include "core/ops.h"
 #include "core/quants.h"
 
@@ -525,11 +526,13 @@ TEST(matmul, bench) {
         const size_t mat_bytes = w.bytes.size();
         // SPIDER_BENCH_L3=1: one copy, so the weights stay in L3 and the kernel's own speed shows.
         const int copies = std::getenv("SPIDER_BENCH_L3") ? 1 : static_cast<int>((96u << 20) / mat_bytes + 1);
-        std::vector<uint8_t> big(mat_bytes * static_cast<size_t>(copies));
+        // On huge pages, as models hold their weights (core/huge_buffer.h).
+        huge_buffer big(mat_bytes * static_cast<size_t>(copies));
+        ASSERT_NE(big.data(), nullptr);
         for (int c = 0; c < copies; ++c) std::memcpy(big.data() + c * mat_bytes, w.bytes.data(), mat_bytes);
         // Types with a packed layout (matmul_pack) are timed packed, as models load them; the row says so.
         const bool packed = matmul_pack_bytes(w.t) == mat_bytes && !std::getenv("SPIDER_BENCH_UNPACKED");
-        std::vector<uint8_t> big_packed(packed ? big.size() : 0);
+        huge_buffer big_packed(packed ? big.size() : 0);
         for (int c = 0; packed && c < copies; ++c) {
             matmul_pack(make_tensor(type, big.data() + c * mat_bytes, n_in, n_out), big_packed.data() + c * mat_bytes);
         }

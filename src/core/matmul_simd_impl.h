@@ -42,7 +42,8 @@ inline void prefetch_block(const char * p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
-// Software prefetch distance for a tile of rows with stride ws: the same block of the next row tile, or, for
+// Software prefetch distance for a tile of several rows (prompts) with stride ws: the same block of the next row
+// tile, or, for
 // tiles shorter than 4 KB, of the first tile at least 8 KB ahead (the rows of consecutive tiles are contiguous, so
 // this is a fixed distance ahead in one stream). Measured on the 2-core EPYC (process CPU time, 1 thread, 3
 // alternating pairs): gemma's 640-wide Q8_0 output matrix (2.7 KB tiles) -3.5% with 3 tiles ahead; a 2048-wide
@@ -52,14 +53,15 @@ inline size_t prefetch_offset(size_t ws) {
     return tile >= 4096 ? tile : (8192 + tile - 1) / tile * tile;
 }
 
-// Whether a tile of NR rows of ws bytes prefetches: always for interleaved rows; for a single row (decode, ROWWISE
-// below: one sequential stream) only when rows are short (< 2 KB), where a matmul is many short rows and the
-// hardware prefetcher ramps up late. Measured idle, 2 threads, alternating runs: TinyLlama-shape Q8_0 (2176-byte
-// rows) decodes 28.5-30.0 t/s without vs 26.3-28.3 with; gemma-3-270m (rows of 440-1680 bytes) 97.2 t/s when only
-// its K-quant rows prefetch vs 102.9 when all do.
-inline bool prefetch_rows(int nr, size_t ws) {
-    return nr > 1 || ws < 2048;
-}
+// Software prefetch distance when a call reads one weight stream (decode: one row at a time, ROWWISE below, or a
+// packed group of rows): 1.5 KB ahead, whatever the row length, so rows continue into the next. The hardware
+// prefetcher alone leaves a core's decode well below its read bandwidth while the kernel's arithmetic fills the
+// out-of-order window. Measured on the 2-core Xeon (AVX-512, weights on huge pages, 2026-12-05): SPIDER_BENCH=1
+// test_matmul, 2048 x 5632 from memory, 2 threads: Q6_K 19.2 -> 27.1 GB/s, Q4_K 20.6 -> 23.8 (2 KB and 3 KB
+// ahead close behind, 6 KB no gain); spider bench tg: TinyLlama-shape Q4_0 (packed) 29.5 -> 34.2 t/s and then,
+// with its Q6_K output matrix prefetching too, 33.6 -> 36.0; gemma-3-270m unchanged within noise. On the 2-core
+// EPYC of earlier sessions, rows over 2 KB did better without the old, farther prefetch (8 KB+ ahead).
+constexpr size_t DECODE_PREFETCH = 1536;
 
 inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -169,9 +171,14 @@ void tile32(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t 
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const B * wb = reinterpret_cast<const B *>(w + r * ws) + b;
-            // Software prefetch of the same block of a later row tile (prefetch_offset): rows are short (about
-            // 1 KB for n_in 2048), too short for the hardware prefetcher to ramp up on each.
-            if (prefetch_rows(NR, ws)) _mm_prefetch(reinterpret_cast<const char *>(wb) + pf, _MM_HINT_T0);
+            // One row (decode): DECODE_PREFETCH ahead in its stream. A tile of rows: the same block of a later row
+            // tile (prefetch_offset); rows are short (about 1 KB for n_in 2048), too short for the hardware
+            // prefetcher to ramp up on each.
+            if (NR == 1) {
+                prefetch_block(reinterpret_cast<const char *>(wb) + DECODE_PREFETCH, sizeof(B));
+            } else {
+                _mm_prefetch(reinterpret_cast<const char *>(wb) + pf, _MM_HINT_T0);
+            }
             const __m256 dwv = _mm256_set1_ps(h2f(wb->d));
             if (L::SIGNED_ONLY) {
                 const __m256i wv = L::levels(*wb);
@@ -350,12 +357,6 @@ struct pack8_q8_0 {
     }
 };
 
-// Software prefetch distance of the packed kernels: 1.5 KB ahead in the one stream a call reads (10 Q4_0 or 5 Q8_0
-// block groups). The hardware prefetcher alone leaves a core's decode well below its read bandwidth while the
-// kernel's arithmetic fills the out-of-order window. Measured on the 2-core Xeon (AVX-512, THP weights, 2 threads,
-// spider bench tg64, 2026-12-05): TinyLlama-shape Q4_0 29.5 -> 34.2 t/s (0.75-2 KB ahead all within 1 t/s of it,
-// 3 KB 31.7); Q8_0 and gemma-3-270m unchanged within noise; pp512 unchanged.
-constexpr size_t PACK8_PREFETCH = 1536;
 
 template <typename P, int NC>
 void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
@@ -368,7 +369,7 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_block(reinterpret_cast<const char *>(p) + PACK8_PREFETCH, P::BYTES);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
         __m256i u[8];
         P::decode(p + 16, u);
@@ -423,7 +424,7 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
     }
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_block(reinterpret_cast<const char *>(p) + PACK8_PREFETCH, P::BYTES);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
         __m256i u[8];
         P::decode(p + 16, u);
@@ -510,10 +511,10 @@ void tile_q45_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, siz
             const uint8_t * scales;
             const uint8_t * qh = nullptr;
             uint16_t d16, dmin16;
-            if (prefetch_rows(NR, ws)) {
-                prefetch_block(reinterpret_cast<const char *>(wrow) + MATMUL_MAX_NR * ws +
-                                   b * (HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K)),
-                               HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
+            {
+                constexpr size_t BB = HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+                const char * here = reinterpret_cast<const char *>(wrow) + b * BB;
+                prefetch_block(here + (NR == 1 ? DECODE_PREFETCH : MATMUL_MAX_NR * ws), BB);
             }
             if (HIGH5) {
                 const block_q5_K * wb = reinterpret_cast<const block_q5_K *>(wrow) + b;
@@ -592,9 +593,8 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
             const block_q6_K * wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
-            if (prefetch_rows(NR, ws)) {
-                prefetch_block(reinterpret_cast<const char *>(wb) + MATMUL_MAX_NR * ws, sizeof(block_q6_K));
-            }
+            prefetch_block(reinterpret_cast<const char *>(wb) + (NR == 1 ? DECODE_PREFETCH : MATMUL_MAX_NR * ws),
+                           sizeof(block_q6_K));
             // all 16 scales as int16 (for the offset term) and per-group broadcasts
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(wb->scales)));
             __m256i isum[NC];

@@ -358,6 +358,20 @@ struct pack8_q8_0 {
 };
 
 
+// Walks the nb block groups of one packed group of 8 rows: prefetch ahead, the 8 rows' scales as floats, their
+// levels decoded to unsigned bytes, then f(b, dw, u) does a kernel's arithmetic on block b.
+template <typename P, typename F>
+inline void for_each_pack8_block(int64_t nb, const uint8_t * w, F && f) {
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+        __m256i u[8];
+        P::decode(p + 16, u);
+        f(b, dw, u);
+    }
+}
+
 template <typename P, int NC>
 void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     const int64_t nb = n / 32;
@@ -367,12 +381,7 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
     __m256 acc[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
-    const uint8_t * p = w;
-    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-        __m256i u[8];
-        P::decode(p + 16, u);
+    for_each_pack8_block<P>(nb, w, [&](int64_t b, __m256 dw, const __m256i * u) {
 #pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
             const int32_t * x4 = reinterpret_cast<const int32_t *>(x[c].qs + 32 * b);
@@ -387,7 +396,7 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
             const __m256i s = _mm256_add_epi32(s0, s1);
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x[c].d[b])), acc[c]);
         }
-    }
+    });
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
@@ -422,12 +431,7 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) acc[c][g] = _mm256_setzero_ps();
     }
-    const uint8_t * p = w;
-    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-        __m256i u[8];
-        P::decode(p + 16, u);
+    for_each_pack8_block<P>(nb, w, [&](int64_t b, __m256 dw, const __m256i * u) {
 #pragma GCC unroll 4
         for (int c = 0; c < NC; ++c) {
             const int32_t * x4 = reinterpret_cast<const int32_t *>(x[c].qs + 32 * b);
@@ -441,7 +445,7 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
                 acc[c][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[c][g]);
             }
         }
-    }
+    });
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) {
         // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))

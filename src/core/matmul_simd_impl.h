@@ -330,7 +330,7 @@ struct pack8_q4_0 {
 // so group g's high bits are one shift and one mask away (16-bit shifts by < 8 never carry a bit across bytes into
 // bit 4).
 struct pack8_q5_0 {
-    static constexpr int OFFSET = 16;
+    static constexpr int OFFSET = 16, OFFSET_SHIFT = 4;
     static constexpr size_t BYTES = 8 * sizeof(block_q5_0);
     static void decode(const uint8_t * q, __m256i * u) {
         pack8_q4_0::decode(q, u);
@@ -440,7 +440,8 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
 #pragma GCC unroll 8
             for (int g = 0; g < 8; ++g) {
                 // sum u x - OFFSET * sum x over the group, exactly (tile32's seeded dot product, lane g)
-                const __m256i seed = _mm256_set1_epi32(ns[g] * P::OFFSET);
+                // (a broadcast from memory and a vector shift: no scalar work, nothing on the shuffle port)
+                const __m256i seed = _mm256_slli_epi32(_mm256_set1_epi32(ns[g]), P::OFFSET_SHIFT);
                 const __m256i s = dot_u8s8(seed, u[g], _mm256_set1_epi32(x4[g]));
                 acc[c][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[c][g]);
             }

@@ -358,12 +358,12 @@ size_t llm_model::pack_weights() {
     // against +0.053% / +0.361% in llama.cpp's order; 2026-12-05). Rounding noise amplified by the activation
     // quantization, not an error: two correct kernel sets move this model's logits by up to ~1
     // (test_real_model_parity).
-    std::vector<tensor *> todo;
+    std::vector<tensor *> matmul_weights;
     for (llm_layer &l : layers) {
-        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) todo.push_back(W);
+        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) matmul_weights.push_back(W);
     }
     // A tied output matrix is also the embedding table: get_rows reads its rows from the copy.
-    todo.push_back(&output);
+    matmul_weights.push_back(&output);
     // Every other matmul weight of a mapped file gets a plain copy next to them (`data` then points at it), so that
     // decode streams all its weights from huge pages.
     struct item {
@@ -373,7 +373,7 @@ size_t llm_model::pack_weights() {
     };
     std::vector<item> plan;
     size_t total = 0;
-    for (tensor *W : todo) {
+    for (tensor *W : matmul_weights) {
         if (!W->data || W->packed) continue;
         const bool pack = (W->type == DTYPE_Q4_0 || W->type == DTYPE_Q5_0 || W->type == DTYPE_Q8_0) &&
                           matmul_pack_bytes(*W) > 0;

@@ -54,14 +54,17 @@ inline size_t prefetch_offset(size_t ws) {
 }
 
 // Software prefetch distance when a call reads one weight stream (decode: one row at a time, ROWWISE below, or a
-// packed group of rows): 1.5 KB ahead, whatever the row length, so rows continue into the next. The hardware
+// packed group of rows): 4 KB ahead, whatever the row length, so rows continue into the next. The hardware
 // prefetcher alone leaves a core's decode well below its read bandwidth while the kernel's arithmetic fills the
-// out-of-order window. Measured on the 2-core Xeon (AVX-512, weights on huge pages, 2026-12-05): SPIDER_BENCH=1
-// test_matmul, 2048 x 5632 from memory, 2 threads: Q6_K 19.2 -> 27.1 GB/s, Q4_K 20.6 -> 23.8 (2 KB and 3 KB
-// ahead close behind, 6 KB no gain); spider bench tg: TinyLlama-shape Q4_0 (packed) 29.5 -> 34.2 t/s and then,
-// with its Q6_K output matrix prefetching too, 33.6 -> 36.0; gemma-3-270m unchanged within noise. On the 2-core
-// EPYC of earlier sessions, rows over 2 KB did better without the old, farther prefetch (8 KB+ ahead).
-constexpr size_t DECODE_PREFETCH = 1536;
+// out-of-order window. Measured on the 2-core Xeon (AVX-512, weights on huge pages): on 2026-12-05 at 1.5 KB,
+// SPIDER_BENCH=1 test_matmul, 2048 x 5632 from memory, 2 threads: Q6_K 19.2 -> 27.1 GB/s, Q4_K 20.6 -> 23.8;
+// spider bench tg: TinyLlama-shape Q4_0 (packed) 29.5 -> 36.0 t/s. Later the same day (a new VM of the same
+// kind), spider bench tg -n 64, 2 threads, 2 alternating rounds at 1.5 / 3 / 4 / 6 / 8 KB: gemma-3-270m 108-115 /
+// 125-133 / 135-167 / 143-167 / 154-169, TinyLlama-shape Q8_0 25.5-26.1 / 27.3 / 27.2-27.9 / 27.6-28.2 / 28.4,
+// Q4_0 38.8-39.7 / 44.4-44.7 / 43.5-48.5 / 45.8-48.6 / 43.8-47.3; `spider bench --membw`'s read loop peaks at 4 KB
+// too. On the 2-core EPYC of earlier sessions, rows over 2 KB did better without the old, farther prefetch (8 KB+
+// ahead): re-measure there.
+constexpr size_t DECODE_PREFETCH = 4096;
 
 inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);

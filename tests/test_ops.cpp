@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/dtype.h"
 #include "core/ops.h"
 #include "core/quants.h"
 #include "core/threadpool.h"
@@ -371,6 +373,28 @@ TEST(ops_random, attention_shapes) {
             attention(q.data(), k.data(), v.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, s.causal,
                       s.q_pos0, s.window, pool);
             EXPECT_LE(max_err(y1, y0), 2e-5) << "attention nq " << s.n_q << " nkv " << s.n_kv << " " << cfg;
+        });
+        // An F16 KV cache: attention_f16kv must equal attention() on the widened arrays bit for bit.
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        std::vector<float> kw(k.size()), vw(v.size()), y2(q.size());
+        for (size_t i = 0; i < k.size(); ++i) {
+            k16[i] = fp32_to_fp16(k[i]);
+            v16[i] = fp32_to_fp16(v[i]);
+            kw[i] = fp16_to_fp32(k16[i]);
+            vw[i] = fp16_to_fp32(v16[i]);
+        }
+        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            std::fill(y1.begin(), y1.end(), NAN);
+            std::fill(y2.begin(), y2.end(), NAN);
+            attention(q.data(), kw.data(), vw.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
+                      s.causal, s.q_pos0, s.window, pool);
+            attention_f16kv(q.data(), k16.data(), v16.data(), y2.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
+                            s.causal, s.q_pos0, s.window, pool);
+            for (size_t i = 0; i < y1.size(); ++i) {
+                ASSERT_EQ(std::memcmp(&y1[i], &y2[i], sizeof(float)), 0)
+                    << "attention_f16kv nq " << s.n_q << " nkv " << s.n_kv << " " << cfg << " at " << i << ": "
+                    << y2[i] << " vs " << y1[i];
+            }
         });
     }
 }

@@ -8,9 +8,11 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/dtype.h"
 #include "core/ops.h"
 
 namespace spider {
@@ -36,6 +38,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const fl
           int64_t ldc, bool accumulate);
 void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd, int64_t j0,
                int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
+void attn_tile_f16(const float *q, int64_t ldq, int G, const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t hd,
+                   int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
 }  // namespace avx2
 
 namespace avx512 {
@@ -138,12 +142,28 @@ void g_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
-// Generic twin of avx2::attn_tile: G query rows of one GQA group over keys [j0, j1), online softmax per block.
-void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd,
-                 int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+// Generic twin of avx2::attn_tile: G query rows of one GQA group over keys [j0, j1), online softmax per block. F16
+// K / V (KV = uint16_t) are widened a block at a time into scratch (after the G * (64 + hd + 2) floats).
+inline const float *kv_rows(const float *p, int64_t, int64_t, int64_t, float *) {
+    return p;
+}
+inline const float *kv_rows(const uint16_t *p, int64_t ld, int64_t nb, int64_t hd, float *buf) {
+    for (int64_t j = 0; j < nb; ++j) {
+        for (int64_t e = 0; e < hd; ++e) buf[j * hd + e] = fp16_to_fp32(p[j * ld + e]);
+    }
+    return buf;
+}
+
+template <typename KV>
+void g_attn_tile_impl(const float *q, int64_t ldq, int G, const KV *k, const KV *v, int64_t ldkv, int64_t hd,
+                      int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
     constexpr int64_t BK = 64;
+    constexpr bool F16 = std::is_same<KV, uint16_t>::value;
     float *logit = scratch;
     float *acc = logit + G * BK;
+    float *kbuf = acc + G * (hd + 2);
+    float *vbuf = kbuf + BK * hd;
+    const int64_t ld = F16 ? hd : ldkv;  // row stride of the (widened) block
     std::fill(acc, acc + G * hd, 0.0f);
     for (int g = 0; g < G; ++g) {
         const float *qg = q + g * ldq;
@@ -151,7 +171,9 @@ void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float
         float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
         for (int64_t jb = j0; jb < j1; jb += BK) {
             const int64_t nb = std::min(BK, j1 - jb);
-            for (int64_t j = 0; j < nb; ++j) logit[j] = g_dot(qg, k + (jb + j) * ldkv, hd) * sc;
+            const float *kb = kv_rows(k + jb * ldkv, ldkv, nb, hd, kbuf);
+            const float *vb = kv_rows(v + jb * ldkv, ldkv, nb, hd, vbuf);
+            for (int64_t j = 0; j < nb; ++j) logit[j] = g_dot(qg, kb + j * ld, hd) * sc;
             const float bm = g_max(logit, nb);
             if (bm > m) {
                 if (s > 0.0f) {
@@ -162,10 +184,20 @@ void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float
                 m = bm;
             }
             s += g_exp_sum(logit, m, logit, nb);
-            for (int64_t j = 0; j < nb; ++j) g_axpy(logit[j], v + (jb + j) * ldkv, ag, hd);
+            for (int64_t j = 0; j < nb; ++j) g_axpy(logit[j], vb + j * ld, ag, hd);
         }
         g_scale(ag, 1.0f / s, out + g * ldo, hd);
     }
+}
+
+void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd,
+                 int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+    g_attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+}
+
+void g_attn_tile_f16(const float *q, int64_t ldq, int G, const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t hd,
+                     int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+    g_attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
 struct kernel_set {
@@ -185,17 +217,19 @@ struct kernel_set {
     void (*gemm)(int64_t, int64_t, int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t, bool);
     void (*attn_tile)(const float *, int64_t, int, const float *, const float *, int64_t, int64_t, int64_t, int64_t,
                       float, float *, int64_t, float *);
+    void (*attn_tile_f16)(const float *, int64_t, int, const uint16_t *, const uint16_t *, int64_t, int64_t, int64_t,
+                          int64_t, float, float *, int64_t, float *);
 };
 
 const kernel_set GENERIC = {"generic", g_add,     g_mul,  g_scale,  g_act,        g_glu,  g_dot,      g_axpy,
-                            g_max,     g_exp_sum, g_sums, g_sq_dev, g_norm_apply, g_gemm, g_attn_tile};
+                            g_max,     g_exp_sum, g_sums, g_sq_dev, g_norm_apply, g_gemm, g_attn_tile, g_attn_tile_f16};
 const kernel_set AVX2 = {"avx2",     avx2::add,    avx2::mul,        avx2::scale, avx2::act,
                          avx2::glu,  avx2::dot,    avx2::axpy,       avx2::max,   avx2::exp_sum,
-                         avx2::sums, avx2::sq_dev, avx2::norm_apply, avx2::gemm,  avx2::attn_tile};
+                         avx2::sums, avx2::sq_dev, avx2::norm_apply, avx2::gemm,  avx2::attn_tile, avx2::attn_tile_f16};
 // The AVX-512 row kernels with the AVX2 gemm and attention tile (ops_avx512.cpp says why).
 const kernel_set AVX512 = {"avx512",     avx512::add,    avx512::mul,        avx512::scale, avx512::act,
                            avx512::glu,  avx512::dot,    avx512::axpy,       avx512::max,   avx512::exp_sum,
-                           avx512::sums, avx512::sq_dev, avx512::norm_apply, avx2::gemm,    avx2::attn_tile};
+                           avx512::sums, avx512::sq_dev, avx512::norm_apply, avx2::gemm,    avx2::attn_tile, avx2::attn_tile_f16};
 
 // nullptr = follow cpu_level_active() (which tests and benchmarks may force through cpu_features_force or
 // SPIDER_CPU_LEVEL); else the set forced by ops_use_generic_kernels.
@@ -405,22 +439,29 @@ void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t h
 // query form one contiguous range [j0, j1); the tile kernel walks it in blocks with an online softmax (running
 // max, running sum, accumulator rescaled when the max grows), loading each K / V row once for the whole group.
 
-void attention(const float *q, const float *k, const float *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
-               int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
-               thread_pool *pool) {
-    const kernel_set &kr = K();
+namespace {
+
+template <typename KV, typename Tile>
+void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
+                    int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
+                    thread_pool *pool, Tile tile) {
     const int64_t group = n_head / n_head_kv;
     const int nth = pool ? pool->size() : 1;
-    // Few items (decode with few KV heads): split each group so every thread gets work.
+    // Few items (decode with few KV heads) and several threads: split each group so every thread gets work. (One
+    // thread keeps whole groups: a split would only read each key and value again.)
     int64_t n_split = 1;
-    if (n_q * n_head_kv < 2 * nth)
+    if (nth > 1 && n_q * n_head_kv < 2 * nth)
         n_split = std::min<int64_t>(group, (2 * nth + n_q * n_head_kv - 1) / (n_q * n_head_kv));
     const int64_t gsz = (group + n_split - 1) / n_split;
     n_split = (group + gsz - 1) / gsz;
     const int64_t total = n_q * n_head_kv * n_split;
     const int64_t ldkv = n_head_kv * head_dim;
+    // F16 K / V: room for one widened block of 64 keys and one of 64 values (attn_tile_f16).
+    const size_t widen = std::is_same<KV, uint16_t>::value ? static_cast<size_t>(2 * 64 * head_dim) : 0;
     parallel(pool, [&](int ith, int nth_) {
-        std::vector<float> scratch(static_cast<size_t>(gsz * (64 + head_dim + 2)));
+        static thread_local std::vector<float> scratch;
+        const size_t need = static_cast<size_t>(gsz * (64 + head_dim + 2)) + widen;
+        if (scratch.size() < need) scratch.resize(need);
         // Round-robin items: with a causal mask later queries see more keys, so contiguous ranges would be uneven.
         for (int64_t it = ith; it < total; it += nth_) {
             const int64_t i = it / (n_head_kv * n_split), rem = it % (n_head_kv * n_split);
@@ -436,10 +477,26 @@ void attention(const float *q, const float *k, const float *v, float *out, int64
                 std::fill(oi, oi + G * head_dim, 0.0f);  // no visible key
                 continue;
             }
-            kr.attn_tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0,
-                         j1, scale, oi, head_dim, scratch.data());
+            tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0, j1, scale,
+                 oi, head_dim, scratch.data());
         }
     });
+}
+
+}  // namespace
+
+void attention(const float *q, const float *k, const float *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
+               int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
+               thread_pool *pool) {
+    attention_impl(q, k, v, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0, window, pool,
+                   K().attn_tile);
+}
+
+void attention_f16kv(const float *q, const uint16_t *k, const uint16_t *v, float *out, int64_t n_q, int64_t n_kv,
+                     int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
+                     int64_t window, thread_pool *pool) {
+    attention_impl(q, k, v, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0, window, pool,
+                   K().attn_tile_f16);
 }
 
 // ---- convolutions: im2col of a chunk of output columns into a per-thread panel, then GEMM with the weights

@@ -83,6 +83,12 @@ SPIDER_OPS_DECLARE
 
 SPIDER_OPS_DECLARE
 
+// attention() over an F16 KV cache (k, v: IEEE half bits, same layout): each block of keys and values is widened
+// once inside the tile, so the result equals attention() on the widened arrays bit for bit (tests/test_ops.cpp).
+void attention_f16kv(const float * q, const uint16_t * k, const uint16_t * v, float * out, int64_t n_q, int64_t n_kv,
+                     int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
+                     int64_t window, thread_pool * pool);
+
 // y[i] = matmul(*W[i], x) for n_w (<= 8) weights that read the same input x (Q/K/V, gate/up), all with the same
 // n_in: one activation conversion and one pool dispatch for all of them. Bit-identical to n_w matmul() calls (its
 // reference is that loop); falls back to it for more weights or a broken invariant.

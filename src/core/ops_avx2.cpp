@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace spider {
 namespace avx2 {
@@ -349,18 +350,34 @@ void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int6
         }
 }
 
-}  // namespace
+// nb rows of hd F16 values, ld apart, widened into dst (rows hd apart): one key block of the F16 KV cache.
+void widen_rows(const uint16_t* src, int64_t ld, int64_t nb, int64_t hd, float* dst) {
+    for (int64_t j = 0; j < nb; ++j) {
+        const uint16_t* s = src + j * ld;
+        float* d = dst + j * hd;
+        int64_t e = 0;
+        for (; e + 8 <= hd; e += 8) {
+            _mm256_storeu_ps(d + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + e))));
+        }
+        for (; e < hd; ++e) d[e] = _cvtsh_ss(s[e]);
+    }
+}
 
 // Attention of G query rows (q + g * ldq, one GQA group at one position) over keys [j0, j1) of one KV head
 // (k / v + j * ldkv), online softmax in blocks of 64 keys; out + g * ldo gets the result. scratch holds
-// G * (64 + hd + 2) floats.
-void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* v, int64_t ldkv, int64_t hd, int64_t j0,
-               int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+// G * (64 + hd + 2) floats, and 2 * 64 * hd more for F16 K / V: each block of keys and values is widened there
+// once, in L1, for the whole group (instead of widening the cache for every layer and token beforehand).
+template <typename KV>
+void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v, int64_t ldkv, int64_t hd,
+                    int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
     constexpr int64_t BK = 64;
+    constexpr bool F16 = std::is_same<KV, uint16_t>::value;
     float* logit = scratch;
     float* acc = logit + G * BK;
     float* mrow = acc + G * hd;
     float* srow = mrow + G;
+    float* kbuf = srow + G;  // F16 only: [BK, hd] keys, then [BK, hd] values
+    float* vbuf = kbuf + BK * hd;
     for (int64_t i = 0; i < G * hd; ++i) acc[i] = 0.0f;
     for (int g = 0; g < G; ++g) {
         mrow[g] = -INFINITY;
@@ -369,16 +386,28 @@ void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* 
     const int64_t hd8 = hd / 8 * 8;
     for (int64_t jb = j0; jb < j1; jb += BK) {
         const int64_t nb = j1 - jb < BK ? j1 - jb : BK;
-        const float* kb = k + jb * ldkv;
+        const float* kb;
+        const float* vb;
+        int64_t ldk = ldkv;
+        if constexpr (F16) {
+            widen_rows(k + jb * ldkv, ldkv, nb, hd, kbuf);
+            widen_rows(v + jb * ldkv, ldkv, nb, hd, vbuf);
+            kb = kbuf;
+            vb = vbuf;
+            ldk = hd;
+        } else {
+            kb = k + jb * ldkv;
+            vb = v + jb * ldkv;
+        }
         for (int g = 0; g < G; ++g) {
             const float* qg = q + g * ldq;
             float* lg = logit + g * BK;
             int64_t j = 0;
             for (; j + 4 <= nb; j += 4) {
-                const float* k0 = kb + j * ldkv;
-                const float* k1 = k0 + ldkv;
-                const float* k2 = k1 + ldkv;
-                const float* k3 = k2 + ldkv;
+                const float* k0 = kb + j * ldk;
+                const float* k1 = k0 + ldk;
+                const float* k2 = k1 + ldk;
+                const float* k3 = k2 + ldk;
                 __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
                        s3 = _mm256_setzero_ps();
                 for (int64_t e = 0; e < hd8; e += 8) {
@@ -402,7 +431,7 @@ void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* 
                 }
                 for (int u = 0; u < 4; ++u) lg[j + u] = t[u] * sc;
             }
-            for (; j < nb; ++j) lg[j] = dot(qg, kb + j * ldkv, hd) * sc;
+            for (; j < nb; ++j) lg[j] = dot(qg, kb + j * ldk, hd) * sc;
             // Online softmax: rescale what was accumulated when the running max grows.
             const float bm = max(lg, nb);
             if (bm > mrow[g]) {
@@ -415,40 +444,51 @@ void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* 
             }
             srow[g] += exp_sum(lg, mrow[g], lg, nb);
         }
-        const float* vb = v + jb * ldkv;
         for (int g0 = 0; g0 < G; g0 += 8) {
             const int gn = G - g0 < 8 ? G - g0 : 8;
             const float* p = logit + g0 * BK;
             float* a = acc + g0 * hd;
             switch (gn) {
                 case 1:
-                    v_accumulate<1>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<1>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 2:
-                    v_accumulate<2>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<2>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 3:
-                    v_accumulate<3>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<3>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 4:
-                    v_accumulate<4>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<4>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 5:
-                    v_accumulate<5>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<5>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 6:
-                    v_accumulate<6>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<6>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 case 7:
-                    v_accumulate<7>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<7>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
                 default:
-                    v_accumulate<8>(p, BK, vb, ldkv, nb, a, hd, hd);
+                    v_accumulate<8>(p, BK, vb, ldk, nb, a, hd, hd);
                     break;
             }
         }
     }
     for (int g = 0; g < G; ++g) scale(acc + g * hd, 1.0f / srow[g], out + g * ldo, hd);
+}
+
+}  // namespace
+
+void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* v, int64_t ldkv, int64_t hd, int64_t j0,
+               int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+    attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+}
+
+void attn_tile_f16(const float* q, int64_t ldq, int G, const uint16_t* k, const uint16_t* v, int64_t ldkv, int64_t hd,
+                   int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+    attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
 }  // namespace avx2

@@ -16,8 +16,7 @@
 
 namespace spider {
 
-// F16C row conversions (kv_convert_avx2.cpp); the scalar loops below are the portable path.
-void kv_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n);
+// F16C row conversion (kv_convert_avx2.cpp); the scalar loop below is the portable path.
 void kv_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n);
 
 namespace {
@@ -32,11 +31,6 @@ int resolve_threads(int n) {
     if (n > 0) return n;
     unsigned hc = std::thread::hardware_concurrency();
     return hc == 0 ? 1 : (int)hc;
-}
-
-void kv_widen(const uint16_t *src, float *dst, size_t n) {
-    if (cpu_level_active() >= CPU_LEVEL_AVX2) return kv_f16_to_f32_avx2(src, dst, n);
-    for (size_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(src[i]);
 }
 
 void kv_narrow(const float *src, uint16_t *dst, size_t n) {
@@ -88,7 +82,6 @@ std::unique_ptr<llm_context> llm_context::create(const llm_model *model, const l
                 l.v.assign((size_t)(p.n_ctx * kv_dim), 0.0f);
             }
         }
-        if (p.kv_f16) c->kv_f32.assign((size_t)(2 * p.n_ctx * kv_dim), 0.0f);
         c->x.assign(nb * hp.n_embd, 0.0f);
         c->xn.assign(nb * hp.n_embd, 0.0f);
         c->q.assign(nb * q_dim, 0.0f);
@@ -292,28 +285,18 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
     int64_t start = 0;
     if (window > 0) start = std::max<int64_t>(0, ub.pos0 - window + 1);
     const llm_kv_layer &l = kv[il];
-    const float *kp;
-    const float *vp;
-    if (params.kv_f16) {
-        const size_t cnt = (size_t)((n_kv - start) * kv_dim);
-        float *kw = kv_f32.data();
-        float *vw = kv_f32.data() + (size_t)(params.n_ctx * kv_dim);
-        const uint16_t *ks = l.k16.data() + start * kv_dim;
-        const uint16_t *vs = l.v16.data() + start * kv_dim;
-        kv_widen(ks, kw, cnt);
-        kv_widen(vs, vw, cnt);
-        kp = kw;
-        vp = vw;
-    } else {
-        kp = l.k.data() + start * kv_dim;
-        vp = l.v.data() + start * kv_dim;
-    }
     // Small attention (decode at short context) runs on this thread: a pool dispatch costs more than the work, and
     // far more when the machine is busy and a worker waits for a time slice.
     const double work = (double)ub.n_tokens * (double)(n_kv - start) * (double)(hp.n_head * hp.head_dim);
     thread_pool *p = work < 262144.0 ? nullptr : pool.get();
-    attention(q_rows, kp, vp, out, ub.n_tokens, n_kv - start, hp.n_head, hp.n_head_kv, hp.head_dim, scale, true,
-              ub.pos0 - start, window, p);
+    if (params.kv_f16) {
+        // The F16 cache is read as it is: attention widens each block of keys and values in L1.
+        attention_f16kv(q_rows, l.k16.data() + start * kv_dim, l.v16.data() + start * kv_dim, out, ub.n_tokens,
+                        n_kv - start, hp.n_head, hp.n_head_kv, hp.head_dim, scale, true, ub.pos0 - start, window, p);
+    } else {
+        attention(q_rows, l.k.data() + start * kv_dim, l.v.data() + start * kv_dim, out, ub.n_tokens, n_kv - start,
+                  hp.n_head, hp.n_head_kv, hp.head_dim, scale, true, ub.pos0 - start, window, p);
+    }
 }
 
 int64_t llm_context::rows_needed_from(int64_t il, const llm_ubatch &ub) const {

@@ -75,7 +75,6 @@ struct llm_context {
     std::vector<float> up;      // [n_batch, n_ff]
     std::vector<float> act;     // [n_batch, n_ff] act(gate) * up
     std::vector<int32_t> pos;   // [n_batch] absolute positions of the ubatch
-    std::vector<float> kv_f32;  // F16 cache: [n_ctx, n_head_kv, head_dim] x 2 widened for attention
 
     // Outputs of the last decode.
     std::vector<float> logits;  // [n_outputs, n_vocab_total]

@@ -1,6 +1,7 @@
-// F16 <-> F32 row conversion for the F16 KV cache with F16C instructions (this file is compiled with AVX2/F16C
+// F32 -> F16 row conversion for the F16 KV cache with F16C instructions (this file is compiled with AVX2/F16C
 // flags; context.cpp calls it only when cpu_level_active() >= CPU_LEVEL_AVX2). The scalar reference is
-// fp16_to_fp32 / fp32_to_fp16 in core/dtype.h; tests compare the F16 cache against the F32 one.
+// fp32_to_fp16 in core/dtype.h; tests compare the F16 cache against the F32 one. (Attention reads the F16 cache
+// itself: attention_f16kv in core/ops.h.)
 #include <immintrin.h>
 
 #include <cstddef>
@@ -9,14 +10,6 @@
 #include "core/dtype.h"
 
 namespace spider {
-
-void kv_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i))));
-    }
-    for (; i < n; i++) dst[i] = fp16_to_fp32(src[i]);
-}
 
 void kv_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;

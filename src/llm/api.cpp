@@ -172,6 +172,7 @@ spider_status spider_model_load(const char *path, spider_model_params params, sp
         std::stable_sort(sm->added_by_len.begin(), sm->added_by_len.end(),
                          [](const std::string &a, const std::string &b) { return a.size() > b.size(); });
         sm->desc = m->desc();
+        m->release_mapped_pages();  // the vocabulary and the weights' copies are made
         sm->m = std::move(m);
         log_line(SPIDER_LOG_LEVEL_INFO, "loaded %s: %s", path, sm->desc.c_str());
         *out = sm.release();

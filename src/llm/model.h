@@ -108,6 +108,9 @@ struct llm_model {
     // them back in from the file. Called by load(); returns the bytes copied.
     size_t pack_weights();
     huge_buffer weights;  // the copies, one after the other
+    // Drops the mapped file's pages from this process (they stay in the page cache): called once loading has read
+    // what it needs (the vocabulary, the copies above). Anything that reads the mapping later faults its pages back.
+    void release_mapped_pages();
 };
 
 class vocab;

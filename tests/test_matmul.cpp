@@ -14,6 +14,7 @@
 
 #include "core/cpu_features.h"
 #include "core/huge_buffer.h"
+#include "core/matmul_kernels.h"
 #include "core/ops.h"
 #include "core/quants.h"
 
@@ -289,6 +290,40 @@ TEST(matmul, packed_matches_reference) {
 
 // Packed Q5_0 keeps the unpacked kernel's summation order (models pack it, and the llama.cpp parity checks depend on
 // that order): every output must equal the unpacked kernel's bit for bit, alone or in a batch.
+// The SIMD activation preparation must write exactly what the portable definition writes: the kernels' integer
+// corrections (nsum, xsum) and the results' equality across levels rest on it. Rows include all-zero blocks, values
+// whose scaled level lands exactly on .5 (round half away from zero), huge and tiny magnitudes.
+TEST(matmul, simd_q8_0x_activations_equal_the_portable_ones) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int64_t n = 32 * 40;
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = nd(rng);
+    for (int64_t i = 0; i < 32; ++i) x[32 + i] = 0.0f;                                     // block 1: zeros
+    for (int64_t i = 0; i < 32; ++i) x[64 + i] = static_cast<float>(i - 16) * 0.5f * 127.0f / 16;  // .5 levels
+    x[64 + 31] = 127.0f;                                                                 // sets amax = 127: id = 1
+    for (int64_t i = 0; i < 32; ++i) x[96 + i] = static_cast<float>(i % 2 ? 1 : -1) * (i + 0.5f);
+    for (int64_t i = 0; i < 32; ++i) x[128 + i] *= 1e30f;
+    for (int64_t i = 0; i < 32; ++i) x[160 + i] *= 1e-30f;
+    x[200] = -1e6f;  // a negative maximum
+    std::vector<uint8_t> want(matmul_q8_0x_bytes(n)), got(want.size());
+    matmul_prep_q8_0x(x.data(), n, want.data());
+    int checked = 0;
+    for (cpu_level lvl : {CPU_LEVEL_AVX2, CPU_LEVEL_AVX512}) {
+        if (cpu_level_detected() < lvl) continue;
+        matmul_kernel k;
+        ASSERT_TRUE(lvl == CPU_LEVEL_AVX2 ? matmul_kernel_avx2(DTYPE_Q4_0, &k) : matmul_kernel_avx512(DTYPE_Q4_0, &k));
+        ASSERT_NE(k.prep, nullptr);
+        std::fill(got.begin(), got.end(), 0xAB);
+        k.prep(x.data(), n, got.data());
+        for (size_t i = 0; i < want.size(); ++i) {
+            ASSERT_EQ(got[i], want[i]) << cpu_level_name(lvl) << ": byte " << i << " of " << want.size();
+        }
+        ++checked;
+    }
+    if (checked == 0) GTEST_SKIP() << "no AVX2 on this CPU";
+}
+
 TEST(matmul, packed_q5_0_is_bit_identical_to_unpacked) {
     level_guard g;
     for (cpu_level lvl : supported_levels()) {

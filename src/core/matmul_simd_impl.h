@@ -91,6 +91,58 @@ inline __m256i nibbles_to_bytes(const uint8_t * p) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
+// ---- Q8_0x activations (matmul_kernels.h), 8 floats per instruction ----
+// Byte for byte matmul_prep_q8_0x (the portable definition) for finite inputs: the same amax (max is exact and
+// associative without NaN), the same scale (computed by the same scalar code), the same product x * id per element,
+// and round-half-away-from-zero done exactly (trunc(|v|), plus one when the exact remainder is >= 0.5). The level
+// sums are exact integers. tests/test_matmul.cpp compares the two byte for byte.
+void prep_q8_0x(const float * x, int64_t n, uint8_t * dst) {
+    const int64_t nb = n / 32;
+    int8_t * qs = reinterpret_cast<int8_t *>(dst);
+    float * dq = reinterpret_cast<float *>(dst + nb * 32);
+    int32_t * nsum = reinterpret_cast<int32_t *>(dst + nb * (32 + sizeof(float)));
+    int32_t * xsum = nsum + nb * 8;
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+        const float * xb = x + 32 * b;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; ++k) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        dq[b] = fp16_to_fp32(fp32_to_fp16(d));
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; ++k) {
+            const __m256 s = _mm256_mul_ps(v[k], idv);
+            const __m256 a = _mm256_andnot_ps(sign, s);
+            __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, t), half, _CMP_GE_OQ), one));
+            q[k] = _mm256_cvttps_epi32(_mm256_or_ps(t, _mm256_and_ps(s, sign)));
+        }
+        // 32 int32 -> 32 int8 in order: the packs interleave 128-bit lanes, the permute undoes it.
+        const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                                        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(qs + 32 * b), p8);
+        // Sums of each group of 4 levels: two rounds of pairwise adds leave groups (0 2 4 6 | 1 3 5 7).
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
+        const __m256i g = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(nsum + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), g));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256(g, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        xsum[b] = _mm_cvtsi128_si32(s4);
+    }
+}
+
 // ---- 32-element blocks against Q8_0x activations (matmul_kernels.h) ----
 // levels(): signed weight levels; ulevels(): the same plus 2^SHIFT, as unsigned bytes.
 
@@ -778,7 +830,7 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
     const bool kquant = t == DTYPE_Q4_K || t == DTYPE_Q5_K || t == DTYPE_Q6_K;
     k->max_nc = kquant ? SPIDER_SIMD_MAX_NC_K : SPIDER_SIMD_MAX_NC;
     if (k->vec_dot_type == DTYPE_Q8_0) {
-        k->prep = matmul_prep_q8_0x;
+        k->prep = prep_q8_0x;
         k->x_bytes = matmul_q8_0x_bytes;
     }
     switch (t) {

@@ -83,8 +83,9 @@ SPIDER_OPS_DECLARE
 
 SPIDER_OPS_DECLARE
 
-// attention() over an F16 KV cache (k, v: IEEE half bits, same layout): each block of keys and values is widened
-// once inside the tile, so the result equals attention() on the widened arrays bit for bit (tests/test_ops.cpp).
+// attention() over an F16 KV cache (k, v: IEEE half bits, same layout). One query widens each block of keys and
+// values inside the tile; several queries widen the whole cache once (into a buffer kept by the calling thread).
+// Either way the result equals attention() on the widened arrays bit for bit (tests/test_ops.cpp).
 void attention_f16kv(const float * q, const uint16_t * k, const uint16_t * v, float * out, int64_t n_q, int64_t n_kv,
                      int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
                      int64_t window, thread_pool * pool);

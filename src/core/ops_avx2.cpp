@@ -491,5 +491,9 @@ void attn_tile_f16(const float* q, int64_t ldq, int G, const uint16_t* k, const 
     attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
+void f16_to_f32(const uint16_t* src, float* dst, int64_t n) {
+    widen_rows(src, n, 1, n, dst);
+}
+
 }  // namespace avx2
 }  // namespace spider

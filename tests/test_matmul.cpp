@@ -290,10 +290,10 @@ TEST(matmul, packed_matches_reference) {
 
 // Packed Q5_0 keeps the unpacked kernel's summation order (models pack it, and the llama.cpp parity checks depend on
 // that order): every output must equal the unpacked kernel's bit for bit, alone or in a batch.
-// The SIMD activation preparation must write exactly what the portable definition writes: the kernels' integer
+// The SIMD activation preparations must write exactly what the portable definitions write: the kernels' integer
 // corrections (nsum, xsum) and the results' equality across levels rest on it. Rows include all-zero blocks, values
 // whose scaled level lands exactly on .5 (round half away from zero), huge and tiny magnitudes.
-TEST(matmul, simd_q8_0x_activations_equal_the_portable_ones) {
+TEST(matmul, simd_activations_equal_the_portable_ones) {
     std::mt19937 rng(7);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const int64_t n = 32 * 40;
@@ -306,6 +306,10 @@ TEST(matmul, simd_q8_0x_activations_equal_the_portable_ones) {
     for (int64_t i = 0; i < 32; ++i) x[128 + i] *= 1e30f;
     for (int64_t i = 0; i < 32; ++i) x[160 + i] *= 1e-30f;
     x[200] = -1e6f;  // a negative maximum
+    for (int64_t i = 256; i < 512; ++i) x[i] = 0.0f;  // a whole Q8_K block of zeros
+    x[600] = 3.0f;                                      // two elements of the largest magnitude: the first one
+    x[700] = -3.0f;                                     // (positive) sets the scale's sign
+    for (int64_t i = 768; i < 1024; ++i) x[i] = static_cast<float>(i % 7) * 0.5f - 1.5f;  // .5 levels again
     std::vector<uint8_t> want(matmul_q8_0x_bytes(n)), got(want.size());
     matmul_prep_q8_0x(x.data(), n, want.data());
     int checked = 0;
@@ -318,6 +322,17 @@ TEST(matmul, simd_q8_0x_activations_equal_the_portable_ones) {
         k.prep(x.data(), n, got.data());
         for (size_t i = 0; i < want.size(); ++i) {
             ASSERT_EQ(got[i], want[i]) << cpu_level_name(lvl) << ": byte " << i << " of " << want.size();
+        }
+        // The K-quant kernels' activations: quantize_row(DTYPE_Q8_K), byte for byte.
+        matmul_kernel kk;
+        ASSERT_TRUE(lvl == CPU_LEVEL_AVX2 ? matmul_kernel_avx2(DTYPE_Q4_K, &kk) : matmul_kernel_avx512(DTYPE_Q4_K, &kk));
+        ASSERT_NE(kk.prep, nullptr);
+        std::vector<uint8_t> want_k(dtype_row_bytes(DTYPE_Q8_K, 256 * 5)), got_k(want_k.size(), 0xAB);
+        ASSERT_TRUE(quantize_row(DTYPE_Q8_K, x.data(), want_k.data(), 256 * 5));
+        ASSERT_EQ(kk.x_bytes(256 * 5), want_k.size());
+        kk.prep(x.data(), 256 * 5, got_k.data());
+        for (size_t i = 0; i < want_k.size(); ++i) {
+            ASSERT_EQ(got_k[i], want_k[i]) << cpu_level_name(lvl) << ": Q8_K byte " << i << " of " << want_k.size();
         }
         ++checked;
     }

@@ -11,6 +11,7 @@
 // float summation order.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/matmul_kernels.h"
@@ -140,6 +141,59 @@ void prep_q8_0x(const float * x, int64_t n, uint8_t * dst) {
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
         xsum[b] = _mm_cvtsi128_si32(s4);
+    }
+}
+
+// ---- Q8_K activations (the K-quant kernels' format), 8 floats per instruction ----
+// Byte for byte quantize_row(DTYPE_Q8_K) (quants.cpp) for finite inputs: the block's scale comes from the first
+// element of largest magnitude, as the scalar search finds it; levels are nearest_int(iscale * x) (round half to
+// even), capped at 127; the 16-element sums are exact. tests/test_matmul.cpp compares the two.
+size_t q8_K_bytes(int64_t n) {
+    return static_cast<size_t>(n / QK_K) * sizeof(block_q8_K);
+}
+
+void prep_q8_K(const float * x, int64_t n, uint8_t * dst) {
+    const int64_t nb = n / QK_K;
+    block_q8_K * y = reinterpret_cast<block_q8_K *>(dst);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i cap = _mm256_set1_epi32(127);
+    for (int64_t b = 0; b < nb; ++b, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < QK_K; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (!amax) {
+            std::memset(&y[b], 0, sizeof(block_q8_K));
+            continue;
+        }
+        int first = 0;
+        while (std::fabs(x[first]) != amax) ++first;
+        const float iscale = -127.f / x[first];
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int k = 0; k < QK_K; k += 32) {
+            __m256i l[4];
+            for (int u = 0; u < 4; ++u) {
+                // nearest_int's magic-number addition rounds half to even, as the conversion does (|v| <= 127.x);
+                // converting directly also leaves the compiler no add to fuse with the multiply.
+                l[u] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + k + 8 * u))), cap);
+            }
+            const __m256i p8 = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(l[0], l[1]), _mm256_packs_epi32(l[2], l[3])),
+                _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(y[b].qs + k), p8);
+            // The two 16-element sums of these 32 levels.
+            const __m256i s = _mm256_add_epi32(l[0], l[1]);
+            const __m256i t = _mm256_add_epi32(l[2], l[3]);
+            __m128i a = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            __m128i c = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+            a = _mm_hadd_epi32(a, c);  // a0+a1, a2+a3, c0+c1, c2+c3
+            a = _mm_hadd_epi32(a, a);  // sum a, sum c, ...
+            y[b].bsums[k / 16] = static_cast<int16_t>(_mm_cvtsi128_si32(a));
+            y[b].bsums[k / 16 + 1] = static_cast<int16_t>(_mm_extract_epi32(a, 1));
+        }
+        y[b].d = 1 / iscale;
     }
 }
 
@@ -832,6 +886,9 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
     if (k->vec_dot_type == DTYPE_Q8_0) {
         k->prep = prep_q8_0x;
         k->x_bytes = matmul_q8_0x_bytes;
+    } else if (k->vec_dot_type == DTYPE_Q8_K) {
+        k->prep = prep_q8_K;
+        k->x_bytes = q8_K_bytes;
     }
     switch (t) {
         case DTYPE_F32:

@@ -4,7 +4,10 @@
 # `spider random-model`; the same file is read by both engines), plus the peak RSS of each run (/usr/bin/time -v)
 # and the decode roofline: the read bandwidth of a buffer as large as the model's per-token weight bytes (so a model
 # whose weights fit in the last-level cache is held to the cache's bandwidth), measured before every round of that
-# model; the best of those probes is the roofline's denominator. Results go to $OUT_DIR (default /tmp/spider_bench) and a
+# model; the best of those probes is the roofline's denominator. Since the host's bandwidth drifts within minutes,
+# each round also ends with `spider bench -p 0 --roofline`, which reads the decode's own weight bytes between its
+# timed runs for as long as a run and reports spider's share against those same-interval reads (mean over the
+# passes, and the stricter best pass). Results go to $OUT_DIR (default /tmp/spider_bench) and a
 # summary table and each engine's share of the decode roofline to stdout; copy them into docs/BENCHMARKS.md with
 # the date and machine.
 #
@@ -100,6 +103,7 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {pp[0]:.2f} ± {pp[1]:
       f"{int(sys.argv[5]) / 1024:.0f} |")
 PY
     done
+    "$SPIDER" bench -m "$m" -t "$THREADS" -p 0 -n "$N" -r "$R" --roofline -o json > "$OUT_DIR/$base.roofline.$round.json"
   done
 done
 echo "## tokens/s (-t $THREADS -p $P -n $N -r $R), engines alternating"
@@ -136,6 +140,23 @@ for m in models:
             tg = sum(tgs) / len(tgs)
             print(f"| {base} | {bytes_[base] / 1e6:.1f} MB | {bw:.2f} | {roof:.1f} | {engine} | {tg:.2f} | "
                   f"{100 * tg / roof:.0f}% |")
+PY
+echo
+echo "## spider decode vs reads of its own weight bytes in the same minutes (spider bench --roofline, per round)"
+python3 - "$OUT_DIR" $MODELS <<'PY'
+import json, os, sys
+out, models = sys.argv[1], sys.argv[2:]
+print("| model | round | bytes/token | read GB/s (mean) | tg t/s | share (vs mean reads) | share (vs best pass) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for m in models:
+    base = os.path.basename(m)[:-len(".gguf")] if m.endswith(".gguf") else os.path.basename(m)
+    rnd = 1
+    while os.path.exists(os.path.join(out, f"{base}.roofline.{rnd}.json")):
+        r = json.load(open(os.path.join(out, f"{base}.roofline.{rnd}.json")))[0]
+        gb = sum(r["roofline_read_gbps"]) / len(r["roofline_read_gbps"])
+        print(f"| {base} | {rnd} | {r['roofline_bytes'] / 1e6:.1f} MB | {gb:.2f} | {r['avg_ts']:.2f} | "
+              f"{100 * r['roofline_share']:.0f}% | {100 * r['roofline_share_vs_best_pass']:.0f}% |")
+        rnd += 1
 PY
 spider_build=$(python3 -c "import json,glob,sys; f=sorted(glob.glob(sys.argv[1]+'/*.spider.*.json')); print(json.load(open(f[0]))[0]['build_commit'] if f else '?')" "$OUT_DIR")
 echo "# spider binary build_commit: $spider_build"

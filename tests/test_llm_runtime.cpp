@@ -15,6 +15,7 @@
 
 #include "io/gguf.h"
 #include "llm/default_model.h"
+#include "llm/model.h"
 #include "spider.h"
 
 namespace {
@@ -335,6 +336,33 @@ TEST_F(DefaultModel, InferenceReadsNothingFromTheMappedFile) {
     EXPECT_EQ(mapped_rss_kib(path), 0) << "KiB of " << path << " mapped after inference";
 }
 
+// The bytes `spider bench --roofline` reads as a decode's: every tensor of the file once (gemma's output matrix is its
+// embedding table), each from the copy that inference reads, not from the mapping.
+size_t file_tensor_bytes(const std::string& path, const char* skip) {
+    std::string err;
+    auto f = spider::gguf_file::open(path, &err);
+    EXPECT_NE(f, nullptr) << err;
+    size_t n = 0;
+    for (const auto& t : f ? f->tensors() : std::vector<spider::gguf_tensor_info>{})
+        if (!skip || t.name != skip) n += t.nbytes;
+    return n;
+}
+
+TEST_F(DefaultModel, DecodeWeightSpansAreTheCopiesOfEveryTensor) {
+    std::string path, err;
+    ASSERT_TRUE(spider::find_default_model(&path, &err)) << err;
+    const spider::llm_model* m = spider::llm_model_of(model);
+    ASSERT_NE(m, nullptr);
+    size_t total = 0;
+    const uint8_t* lo = m->weights.data();
+    const uint8_t* hi = lo + m->weights.size();
+    for (const auto& sp : m->decode_weight_spans()) {
+        total += sp.second;
+        EXPECT_TRUE(sp.first >= lo && sp.first + sp.second <= hi) << "a span outside the weight copies";
+    }
+    EXPECT_EQ(total, file_tensor_bytes(path, nullptr));
+}
+
 TEST_F(DefaultModel, BadRequestsAreRefused) {
     spider_context* ctx = make_ctx(8);
     ASSERT_NE(ctx, nullptr);
@@ -378,6 +406,7 @@ struct tiny_cfg {
     int64_t n_embd = 32, n_layer = 2, n_head = 4, n_head_kv = 2, n_ff = 48, n_vocab = 50;
     std::vector<std::string> added;  // Spider added tokens
     bool skip_ffn_down = false;
+    bool untied_output = false;  // an output.weight of its own (else the embedding table is the output matrix)
     int rope_freqs = 0;  // Llama 3.1-style rope_freqs.weight: 0 none, 1 valid, 2 wrong length, 3 a negative factor
 };
 
@@ -403,7 +432,8 @@ bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
         return w.add_tensor(name, spider::DTYPE_F32, ne, ne1 == 1 ? 1 : 2, data.data(), err);
     };
     const int64_t hd = c.n_embd / c.n_head;
-    bool ok = add("token_embd.weight", c.n_embd, c.n_vocab) && add("output_norm.weight", c.n_embd, 1, true);
+    bool ok = add("token_embd.weight", c.n_embd, c.n_vocab) && add("output_norm.weight", c.n_embd, 1, true) &&
+              (!c.untied_output || add("output.weight", c.n_embd, c.n_vocab));
     for (int il = 0; ok && il < c.n_layer; il++) {
         const std::string p = "blk." + std::to_string(il) + ".";
         ok = add(p + "attn_norm.weight", c.n_embd, 1, true) && add(p + "attn_q.weight", c.n_embd, c.n_head * hd) &&
@@ -586,6 +616,28 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
     }
     spider_context_free(a);
     spider_context_free(b);
+    spider_model_free(m);
+    std::remove(p.c_str());
+}
+
+TEST(TinyLlama, DecodeWeightSpansSkipAnUntiedEmbeddingTable) {
+    tiny_cfg c;
+    c.untied_output = true;
+    std::string err;
+    const std::string p = tmp_path("tiny_untied.gguf");
+    ASSERT_TRUE(write_tiny(p, c, &err)) << err;
+    spider_model* m = nullptr;
+    ASSERT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
+    const spider::llm_model* lm = spider::llm_model_of(m);
+    ASSERT_NE(lm, nullptr);
+    ASSERT_FALSE(lm->output_tied);
+    size_t total = 0;
+    const uint8_t* lo = lm->weights.data();
+    for (const auto& sp : lm->decode_weight_spans()) {
+        total += sp.second;
+        EXPECT_TRUE(sp.first >= lo && sp.first + sp.second <= lo + lm->weights.size()) << "a span outside the copies";
+    }
+    EXPECT_EQ(total, file_tensor_bytes(p, "token_embd.weight"));
     spider_model_free(m);
     std::remove(p.c_str());
 }

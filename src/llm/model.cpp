@@ -334,6 +334,11 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         m->ftype_name = dtype_name(best);
     }
     m->pack_weights();
+    // pack_weights released each original behind its copy, but reading one mapped page maps the page-cache folio
+    // around it (the kernel's fault-around), and in file order the neighbours of a tensor copied early are often
+    // copied later: without a release here gemma-3-270m kept ~29 MB of copied weights mapped (peak RSS 388 MiB,
+    // 2026-12-05). The C API releases once more after reading the vocabulary.
+    m->release_mapped_pages();
     return m;
 }
 
@@ -414,13 +419,9 @@ size_t llm_model::pack_weights() {
     if (plan.empty()) return 0;
     weights = huge_buffer(total);
     if (!weights.data()) return 0;  // no memory for the copies: keep reading the originals
-    std::vector<std::pair<uintptr_t, uintptr_t>> originals;  // whole pages inside each copied tensor
     for (const item &it : plan) {
         tensor &W = *it.W;
         uint8_t *buf = weights.data() + it.offset;
-        const uintptr_t first = (reinterpret_cast<uintptr_t>(W.data) + page - 1) / page * page;
-        const uintptr_t last = reinterpret_cast<uintptr_t>(W.row(W.ne[1])) / page * page;
-        if (last > first) originals.emplace_back(first, last);
         // In slices of about 1 MB, releasing the original's pages behind each slice, so that peak memory does not
         // grow by a whole tensor (gemma-3-270m's output matrix is 178 MB). Only whole pages inside the tensor are
         // released: a neighbouring tensor may share the first or last page.
@@ -453,14 +454,26 @@ size_t llm_model::pack_weights() {
         }
     }
     if (output_tied) tok_embd.packed = output.packed;
-    if (mmapped) {
-        // Release every original once more, now that all copies are made: reading one tensor maps neighbouring file
-        // pages too (the kernel's fault-around), and in file order the neighbours of a tensor copied early are often
-        // copied later. Without this pass gemma-3-270m kept ~29 MB of copied weights mapped (peak RSS 388 MiB;
-        // 2026-12-05).
-        for (const auto &r : originals) madvise(reinterpret_cast<void *>(r.first), r.second - r.first, MADV_DONTNEED);
-    }
     return total;
+}
+
+std::vector<std::pair<const uint8_t *, size_t>> llm_model::decode_weight_spans() const {
+    std::vector<std::pair<const uint8_t *, size_t>> spans;
+    auto add = [&](const tensor &T) {
+        if (!T.data) return;
+        if (T.packed)
+            spans.emplace_back(static_cast<const uint8_t *>(T.packed), matmul_pack_bytes(T));
+        else
+            spans.emplace_back(static_cast<const uint8_t *>(T.data), T.nbytes());
+    };
+    for (const llm_layer &l : layers) {
+        for (const tensor *T : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.attn_q_norm, &l.attn_k_norm,
+                                &l.attn_post_norm, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_post_norm})
+            add(*T);
+    }
+    add(output_norm);
+    add(output);
+    return spans;
 }
 
 void llm_model::release_mapped_pages() {

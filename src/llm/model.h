@@ -111,6 +111,11 @@ struct llm_model {
     // Drops the mapped file's pages from this process (they stay in the page cache): called once loading has read
     // what it needs (the vocabulary, the copies above). Anything that reads the mapping later faults its pages back.
     void release_mapped_pages();
+
+    // The bytes one decode step reads from the weights, tensor by tensor (the packed copy where there is one): every
+    // layer tensor, the output norm and the output matrix, which is the embedding table when tied (an untied table
+    // gives a step one row only). `spider bench --roofline` times a plain read of exactly these bytes.
+    std::vector<std::pair<const uint8_t*, size_t>> decode_weight_spans() const;
 };
 
 class vocab;

@@ -33,7 +33,29 @@ grep -Eq '\| +tg2 \| +[0-9.]+ ± [0-9.]+ \|' "$tmp/out.md" || fail "no tg2 row: 
 [ "$(grep -Ec '^\| +[12] \| +[48] \| +[0-9]+\.[0-9]+ \|$' "$tmp/bw.md")" = 4 ] || fail "membw rows: $(cat "$tmp/bw.md")"
 awk -F'|' 'NR > 2 && $4 + 0 <= 0 { exit 1 }' "$tmp/bw.md" || fail "non-positive bandwidth: $(cat "$tmp/bw.md")"
 
-# 4. bad options are errors that name the option
+# 4. --roofline: tg rows carry the decode's bytes per token (every tensor but the untied embedding table), a read
+# bandwidth before the first run and after each, and one share per run; pp rows carry none; md adds a share table
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 2 -p 8 -n 4 -r 2 --roofline -o json >"$tmp/roof.json" 2>"$tmp/err" \
+    || fail "roofline bench exited $? ($(cat "$tmp/err"))"
+python3 - "$tmp/roof.json" "$tmp/tiny.gguf" <<'PY' || fail "bad roofline rows: $(cat "$tmp/roof.json")"
+import json, os, sys
+pp, tg = json.load(open(sys.argv[1]))
+assert "roofline_bytes" not in pp, pp
+size = os.path.getsize(sys.argv[2])
+assert 0 < tg["roofline_bytes"] < size, (tg["roofline_bytes"], size)
+assert len(tg["roofline_read_gbps"]) == 3 and all(g > 0 for g in tg["roofline_read_gbps"]), tg
+assert len(tg["roofline_best_read_gbps"]) == 3 and all(b >= g for b, g in zip(tg["roofline_best_read_gbps"], tg["roofline_read_gbps"])), tg
+assert len(tg["roofline_shares"]) == 2 and all(s > 0 for s in tg["roofline_shares"]), tg
+mean_bw = [(a + b) / 2 for a, b in zip(tg["roofline_read_gbps"], tg["roofline_read_gbps"][1:])]
+for t, bw, share in zip(tg["samples_ts"], mean_bw, tg["roofline_shares"]):
+    assert abs(share - t * tg["roofline_bytes"] / 1e9 / bw) < 1e-9 * max(1, share), (t, bw, share)
+assert tg["roofline_prefetch_bytes"] in (0, 1024, 2048, 4096, 8192), tg
+PY
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -r 1 --roofline >"$tmp/roof.md" 2>&1 || fail "md roofline failed"
+grep -Eq '\| +tg2 \| +[0-9.]+ [KM]iB \| +[0-9]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+% \| +[0-9.]+% \|$' "$tmp/roof.md" \
+    || fail "no roofline row: $(cat "$tmp/roof.md")"
+
+# 5. bad options are errors that name the option
 for args in "-t 0" "-p x" "-r 0" "-o csv" "--membw-mib 0" "--bogus 1"; do
     # shellcheck disable=SC2086
     if "$SPIDER" bench -m "$tmp/tiny.gguf" $args >/dev/null 2>"$tmp/err"; then fail "'$args' accepted"; fi

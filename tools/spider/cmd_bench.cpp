@@ -3,12 +3,16 @@
 //   -m MODEL (repeatable)  -t N[,N..]  -p N[,N..]  -n N[,N..]  -r REPS  -b BATCH  -ctk f16|f32  -o md|json
 //   --membw [--membw-mib N,..]: instead, the memory read bandwidth at each -t and buffer size (the decode
 //   roofline's denominator).
+//   --roofline: tgN tests also read the decode's weight bytes before the first run and after each, for as long as
+//   a run takes, and report each run's share of the roofline, run t/s / (read GB/s / bytes per token), against the
+//   mean read bandwidth of the reads just before and after it (and, stricter, against the best single pass).
 // Method (as llama-bench): one context per test with n_ctx = n_prompt + n_gen; one warm-up run; then REPS timed
 // runs from an empty KV cache. ppN decodes N random tokens (first one BOS) in batches of BATCH; tgN decodes N
 // tokens one at a time. t/s per run = tokens / wall time; rows show mean ± sample standard deviation over runs.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -17,8 +21,6 @@
 #include <thread>
 #include <vector>
 
-#include <sys/mman.h>
-
 #include <nlohmann/json.hpp>
 
 #include "command.h"
@@ -26,6 +28,8 @@
 #include "common.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
+#include "llm/model.h"
+#include "read_bandwidth.h"
 #include "spider.h"
 
 namespace {
@@ -44,87 +48,9 @@ void usage() {
                  "  -ctk TYPE  KV cache type, f16 (default, as llama-bench) or f32\n"
                  "  -o FMT     md (default) or json\n"
                  "  --membw    measure memory read bandwidth instead (best of >= -r passes per way of reading and buffer size)\n"
-                 "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n");
-}
-
-// Read bandwidth, the decode roofline's denominator: every thread sums its share of a buffer of `mib` MiB with
-// 16-byte vector loads (eight independent chains, so neither the adder nor the load ports limit a core). The
-// buffer is 2 MiB aligned and advised for transparent huge pages, so TLB misses do not lower the figure: a roofline
-// is an upper bound. Sized like a model's per-token weight bytes it measures what that decode could stream, whether
-// those bytes stay in the last-level cache or not. One pass faults the pages in; then, for each way of reading,
-// the best of at least `reps` passes and of as many more as fit in about 0.3 s; the table shows the best
-// way. The ways: the plain loop (hardware prefetch only), and the loop with a software prefetch 1-8 KiB ahead
-// (what the decode kernels do, DECODE_PREFETCH in core/matmul_simd_impl.h). On the 2-core Xeon of 2026-12-05 the
-// plain loop alone read 27 GB/s from a 1.1 GB buffer while a Q8_0 decode streamed its 1.17 GB of weights at 30 GB/s
-// (a probe that reads more slowly than a decode is no roofline); 1, 2 and 4 KiB ahead read 30, 34 and 35 GB/s, and
-// 8 KiB no more. From a 235 MiB buffer (gemma-3-270m's weights, mostly in the 480 MiB L3): 36 plain, 58 at 4 KiB.
-using u64x2 = uint64_t __attribute__((vector_size(16)));
-
-constexpr int k_prefetch_ways[] = {0, 1024, 2048, 4096, 8192};  // bytes ahead; 0 = no software prefetch
-
-double read_pass(const u64x2 * v, size_t n, int prefetch_bytes, spider::thread_pool & pool,
-                 std::vector<uint64_t> & sums) {
-    const auto t0 = std::chrono::steady_clock::now();
-    pool.run([&](int ith, int nth) {
-        long long b, e;
-        spider::split_range(static_cast<long long>(n / 8), ith, nth, b, e);
-        u64x2 s[8] = {};
-        const long long ahead = prefetch_bytes / static_cast<long long>(sizeof(u64x2));
-        if (ahead == 0) {
-            for (long long i = b * 8; i < e * 8; i += 8) {
-                for (int k = 0; k < 8; ++k) s[k] += v[i + k];
-            }
-        } else {
-            // 8 vectors = 128 bytes = two cache lines per step; prefetches past the share's end are harmless hints.
-            for (long long i = b * 8; i < e * 8; i += 8) {
-                __builtin_prefetch(v + i + ahead, 0, 3);
-                __builtin_prefetch(v + i + ahead + 4, 0, 3);
-                for (int k = 0; k < 8; ++k) s[k] += v[i + k];
-            }
-        }
-        u64x2 t = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-        sums[ith] = t[0] + t[1];
-    });
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-int run_membw(const std::vector<int> & threads, const std::vector<int> & sizes_mib, int reps) {
-    std::printf("| %7s | %10s | %12s |\n| %s: | %s: | %s: |\n", "threads", "buffer MiB", "read GB/s",
-                std::string(6, '-').c_str(), std::string(9, '-').c_str(), std::string(11, '-').c_str());
-    for (int mib : sizes_mib) {
-        const size_t bytes = size_t(mib) << 20, align = size_t(1) << 21;
-        void * mem = std::aligned_alloc(align, (bytes + align - 1) / align * align);
-        if (!mem) {
-            std::fprintf(stderr, "error: --membw: cannot allocate %d MiB\n", mib);
-            return 1;
-        }
-#ifdef MADV_HUGEPAGE
-        madvise(mem, bytes, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
-#endif
-        auto * v = static_cast<u64x2 *>(mem);
-        const size_t n = bytes / sizeof(u64x2) / 8 * 8;
-        for (size_t i = 0; i < n; ++i) v[i] = u64x2{i, i * 0x9E3779B97F4A7C15ull};
-        for (int nt : threads) {
-            spider::thread_pool pool(nt);
-            std::vector<uint64_t> sums(nt);
-            read_pass(v, n, 0, pool, sums);  // warm-up
-            double best = 0;
-            for (int ahead : k_prefetch_ways) {
-                double spent = 0;
-                for (int rep = 0; rep < reps || (spent < 0.3 && rep < 1000); ++rep) {
-                    const double s = read_pass(v, n, ahead, pool, sums);
-                    spent += s;
-                    best = std::max(best, n * sizeof(u64x2) / s / 1e9);
-                }
-            }
-            uint64_t check = 0;
-            for (uint64_t x : sums) check += x;  // keeps the loads alive
-            std::printf("| %7d | %10d | %12.2f |\n", nt, mib, best + (check == 1 ? 1e-12 : 0.0));
-            std::fflush(stdout);
-        }
-        std::free(mem);
-    }
-    return 0;
+                 "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n"
+                 "  --roofline share of the decode roofline for tgN: the weight bytes a decode step reads are read\n"
+                 "             between runs for as long as a run, and each run is held to the reads around it\n");
 }
 
 bool parse_int_list(const std::string& s, std::vector<int>* out) {
@@ -145,6 +71,22 @@ struct test_result {
     uint64_t size = 0, n_params = 0;
     int n_threads = 0, n_prompt = 0, n_gen = 0, n_batch = 0;
     std::vector<double> samples_ns, samples_ts;
+    // --roofline (tgN): bytes per token, the way of reading, and the read GB/s (mean over the passes, best pass)
+    // before the first run and after each.
+    size_t roof_bytes = 0;
+    int roof_way = 0;
+    std::vector<double> roof_gbps, roof_best_gbps;
+    // Run i's share of the roofline: its t/s against the mean of the reads before and after it (or the better of
+    // their best passes, `best`).
+    std::vector<double> roof_shares(bool best = false) const {
+        const std::vector<double>& g = best ? roof_best_gbps : roof_gbps;
+        std::vector<double> v;
+        for (size_t i = 0; i < samples_ts.size() && i + 1 < g.size(); ++i) {
+            const double gbps = best ? std::max(g[i], g[i + 1]) : (g[i] + g[i + 1]) / 2;
+            v.push_back(samples_ts[i] * roof_bytes / 1e9 / gbps);
+        }
+        return v;
+    }
     double avg_ts() const {
         double s = 0;
         for (double v : samples_ts) s += v;
@@ -209,7 +151,7 @@ int run_bench(int argc, char** argv) {
     int reps = 5, n_batch = 2048;
     std::string output = "md";
     spider_kv_type kv = SPIDER_KV_TYPE_F16;
-    bool membw = false;
+    bool membw = false, roofline = false;
     std::vector<int> membw_mib = {1024};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -219,6 +161,10 @@ int run_bench(int argc, char** argv) {
         }
         if (a == "--membw") {
             membw = true;
+            continue;
+        }
+        if (a == "--roofline") {
+            roofline = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -287,7 +233,7 @@ int run_bench(int argc, char** argv) {
             return 1;
         }
     }
-    if (membw) return run_membw(threads, membw_mib, reps);
+    if (membw) return spider_cli::run_membw(threads, membw_mib, reps);
     if (models.empty()) models.push_back("");  // the default model
 
     const bool md = output == "md";
@@ -300,6 +246,7 @@ int run_bench(int argc, char** argv) {
         std::fflush(stdout);
     }
     nlohmann::json rows = nlohmann::json::array();
+    std::vector<test_result> roof_rows;
     std::mt19937 rng(42);
     for (const std::string& mpath : models) {
         spider_model* model = spider_cli::load_model_or_report(mpath, threads[0]);
@@ -343,6 +290,18 @@ int run_bench(int argc, char** argv) {
                 // Warm-up (as llama-bench: the whole prompt, or one generated token).
                 ok = pg.first > 0 ? run_prompt(ctx, n_vocab, bos, pg.first, n_batch, &rng)
                                   : run_gen(ctx, n_vocab, bos, 1, &rng);
+                std::unique_ptr<spider::thread_pool> probe_pool;
+                std::unique_ptr<spider_cli::roofline_probe> probe;
+                if (roofline && pg.first == 0) {
+                    probe_pool = std::make_unique<spider::thread_pool>(nt);
+                    probe = std::make_unique<spider_cli::roofline_probe>(
+                        spider::llm_model_of(model)->decode_weight_spans(), *probe_pool);
+                    r.roof_bytes = probe->bytes();
+                    r.roof_way = probe->way();
+                    const auto rd = probe->measure(1.0);
+                    r.roof_gbps.push_back(rd.mean_gbps);
+                    r.roof_best_gbps.push_back(rd.best_gbps);
+                }
                 for (int rep = 0; ok && rep < reps; ++rep) {
                     spider_kv_clear(ctx);
                     const auto t0 = std::chrono::steady_clock::now();
@@ -352,7 +311,13 @@ int run_bench(int argc, char** argv) {
                         std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
                     r.samples_ns.push_back(ns);
                     r.samples_ts.push_back((pg.first + pg.second) * 1e9 / ns);
+                    if (probe) {
+                        const auto rd = probe->measure(std::min(10.0, ns / 1e9));
+                        r.roof_gbps.push_back(rd.mean_gbps);
+                        r.roof_best_gbps.push_back(rd.best_gbps);
+                    }
                 }
+                if (probe) roof_rows.push_back(r);
                 if (!ok) {
                     std::fprintf(stderr, "error: %s decode failed: %s\n", r.test.c_str(), spider_last_error());
                     spider_context_free(ctx);
@@ -396,11 +361,46 @@ int run_bench(int argc, char** argv) {
                     j["stddev_ts"] = r.stdev_ts();
                     j["samples_ns"] = r.samples_ns;
                     j["samples_ts"] = r.samples_ts;
+                    if (r.roof_bytes) {
+                        const std::vector<double> sh = r.roof_shares();
+                        double mean = 0;
+                        for (double v : sh) mean += v;
+                        j["roofline_bytes"] = r.roof_bytes;
+                        j["roofline_prefetch_bytes"] = r.roof_way;
+                        const std::vector<double> shb = r.roof_shares(true);
+                        double mean_b = 0;
+                        for (double v : shb) mean_b += v;
+                        j["roofline_read_gbps"] = r.roof_gbps;
+                        j["roofline_best_read_gbps"] = r.roof_best_gbps;
+                        j["roofline_shares"] = sh;
+                        j["roofline_share"] = sh.empty() ? 0.0 : mean / sh.size();
+                        j["roofline_shares_vs_best_pass"] = shb;
+                        j["roofline_share_vs_best_pass"] = shb.empty() ? 0.0 : mean_b / shb.size();
+                    }
                     rows.push_back(j);
                 }
             }
         }
         spider_model_free(model);
+    }
+    if (md && !roof_rows.empty()) {
+        std::printf("\n| %-30s | %7s | %15s | %12s | %8s | %10s | %12s | %10s | %10s |\n", "model", "threads",
+                    "test", "bytes/token", "prefetch", "read GB/s", "roofline t/s", "share", "vs best");
+        std::printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", std::string(30, '-').c_str(),
+                    std::string(6, '-').c_str(), std::string(14, '-').c_str(), std::string(11, '-').c_str(),
+                    std::string(7, '-').c_str(), std::string(9, '-').c_str(), std::string(11, '-').c_str(),
+                    std::string(9, '-').c_str(), std::string(9, '-').c_str());
+        auto mean = [](const std::vector<double>& v) {
+            double s = 0;
+            for (double x : v) s += x;
+            return v.empty() ? 0.0 : s / v.size();
+        };
+        for (const test_result& r : roof_rows) {
+            const double gbps = mean(r.roof_gbps);
+            std::printf("| %-30.30s | %7d | %15s | %12s | %8d | %10.2f | %12.1f | %9.1f%% | %9.1f%% |\n",
+                        r.model_desc.c_str(), r.n_threads, r.test.c_str(), fmt_size(r.roof_bytes).c_str(), r.roof_way,
+                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean(r.roof_shares()), 100 * mean(r.roof_shares(true)));
+        }
     }
     if (md)
         std::printf("\nbuild: %s (spider 0.1.0, %s)\n", SPIDER_GIT_COMMIT,

@@ -39,11 +39,14 @@ struct matmul_kernel {
 // "Q8_0x": Q8_0 activations laid out for the SIMD kernels. A row of nb = n/32 blocks is
 //   int8  qs[nb][32]      the Q8_0 levels (identical to quantize_row(DTYPE_Q8_0)),
 //   float d[nb]           the Q8_0 scales, already converted from fp16,
-//   int32 nsum[nb][8]     minus the sum of each group of 4 levels (the 8 int32 lanes of a 256-bit dot product),
+//   int32 nsum[nb][8]     minus 16 times the sum of each group of 4 levels (the 8 int32 lanes of a 256-bit dot
+//                         product),
 //   int32 xsum[nb]        the sum of the block's 32 levels (the one-row kernels correct whole blocks at once).
 // With weights stored as unsigned levels u = w + offset (offset 8 for Q4_0, 16 for Q5_0, 128 for Q8_0),
-// sum w x = sum u x - offset * sum x, and (nsum << log2(offset)) is that correction lane by lane: it seeds the
-// int32 accumulator of the dot product, so the correction costs nothing per weight row.
+// sum w x = sum u x - offset * sum x, and nsum * offset / 16 is that correction lane by lane: it seeds the int32
+// accumulator of the dot product, so the correction costs nothing per weight row. The factor 16 is Q5_0's offset:
+// its packed kernel (tile_pack8_lanes) seeds 8 dot products per block and token, and the shift it saves there is
+// an eighth of its vector work (gemma-3-270m's Q5_0 prompt matmul +25%, 2026-12-05).
 size_t matmul_q8_0x_bytes(int64_t n);
 void matmul_prep_q8_0x(const float * x, int64_t n, uint8_t * dst);
 

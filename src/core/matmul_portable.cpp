@@ -203,7 +203,7 @@ void matmul_prep_q8_0x(const float * x, int64_t n, uint8_t * dst) {
         std::memcpy(qs + b * QK8_0, blk.qs, QK8_0);
         d[b] = fp16_to_fp32(blk.d);
         for (int j = 0; j < 8; ++j) {
-            nsum[b * 8 + j] = -(blk.qs[4 * j] + blk.qs[4 * j + 1] + blk.qs[4 * j + 2] + blk.qs[4 * j + 3]);
+            nsum[b * 8 + j] = -16 * (blk.qs[4 * j] + blk.qs[4 * j + 1] + blk.qs[4 * j + 2] + blk.qs[4 * j + 3]);
         }
         int32_t sum = 0;
         for (int j = 0; j < QK8_0; ++j) sum += blk.qs[j];

@@ -136,7 +136,8 @@ void prep_q8_0x(const float * x, int64_t n, uint8_t * dst) {
         // Sums of each group of 4 levels: two rounds of pairwise adds leave groups (0 2 4 6 | 1 3 5 7).
         const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
         const __m256i g = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(reinterpret_cast<__m256i *>(nsum + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), g));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(nsum + 8 * b),
+                            _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), g), 4));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256(g, 1));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
@@ -237,11 +238,24 @@ struct load_q5_0 {
     }
 };
 
+// nsum (minus 16 times a group's level sum, matmul_kernels.h) times 2^SHIFT / 16: the offset correction for weights
+// stored with offset 2^SHIFT. Exact: nsum is a multiple of 16, so the arithmetic right shift drops only zero bits.
+template <int SHIFT>
+inline __m256i nsum_times_offset(__m256i nsum) {
+    if constexpr (SHIFT > 4) {
+        return _mm256_slli_epi32(nsum, SHIFT - 4);
+    } else if constexpr (SHIFT < 4) {
+        return _mm256_srai_epi32(nsum, 4 - SHIFT);
+    } else {
+        return nsum;
+    }
+}
+
 // Pointers into one Q8_0x activation row (layout: matmul_kernels.h) of nb blocks.
 struct q8x_row {
     const int8_t * qs;      // levels, 32 per block
     const float * d;        // scales
-    const int32_t * nsum;   // minus the sums of each group of 4 levels, 8 per block
+    const int32_t * nsum;   // minus 16 times the sum of each group of 4 levels, 8 per block
     const int32_t * xsum;   // the sums of each block's 32 levels
     q8x_row() = default;
     q8x_row(const uint8_t * row, int64_t nb)
@@ -279,8 +293,8 @@ void tile32(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t 
             xv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x[c].qs + 32 * b));
             dxv[c] = _mm256_broadcast_ss(x[c].d + b);
             if (!L::SIGNED_ONLY) {
-                bias[c] =
-                    _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x[c].nsum + 8 * b)), L::SHIFT);
+                bias[c] = nsum_times_offset<L::SHIFT>(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x[c].nsum + 8 * b)));
             }
         }
 #pragma GCC unroll 4
@@ -554,7 +568,7 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
             for (int g = 0; g < 8; ++g) {
                 // sum u x - OFFSET * sum x over the group, exactly (tile32's seeded dot product, lane g)
                 // (a broadcast from memory and a vector shift: no scalar work, nothing on the shuffle port)
-                const __m256i seed = _mm256_slli_epi32(_mm256_set1_epi32(ns[g]), P::OFFSET_SHIFT);
+                const __m256i seed = nsum_times_offset<P::OFFSET_SHIFT>(_mm256_set1_epi32(ns[g]));
                 const __m256i s = dot_u8s8(seed, u[g], _mm256_set1_epi32(x4[g]));
                 acc[c][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[c][g]);
             }

@@ -333,6 +333,29 @@ template <int GN>
 void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t nb, float* acc, int64_t lda,
                   int64_t hd) {
     int64_t e = 0;
+    if constexpr (GN <= 4) {
+        // Two V chunks per step: each broadcast weight feeds two FMAs (a load per FMA would bound the loop by the
+        // load ports). Every accumulator still takes its terms in key order: the same results.
+        for (; e + 16 <= hd; e += 16) {
+            __m256 a[GN][2];
+            for (int g = 0; g < GN; ++g) {
+                a[g][0] = _mm256_loadu_ps(acc + g * lda + e);
+                a[g][1] = _mm256_loadu_ps(acc + g * lda + e + 8);
+            }
+            for (int64_t j = 0; j < nb; ++j) {
+                const __m256 v0 = _mm256_loadu_ps(v + j * ldv + e), v1 = _mm256_loadu_ps(v + j * ldv + e + 8);
+                for (int g = 0; g < GN; ++g) {
+                    const __m256 pj = _mm256_broadcast_ss(p + g * ldp + j);
+                    a[g][0] = _mm256_fmadd_ps(pj, v0, a[g][0]);
+                    a[g][1] = _mm256_fmadd_ps(pj, v1, a[g][1]);
+                }
+            }
+            for (int g = 0; g < GN; ++g) {
+                _mm256_storeu_ps(acc + g * lda + e, a[g][0]);
+                _mm256_storeu_ps(acc + g * lda + e + 8, a[g][1]);
+            }
+        }
+    }
     for (; e + 8 <= hd; e += 8) {
         __m256 a[GN];
         for (int g = 0; g < GN; ++g) a[g] = _mm256_loadu_ps(acc + g * lda + e);
@@ -361,6 +384,21 @@ void widen_rows(const uint16_t* src, int64_t ld, int64_t nb, int64_t hd, float* 
         }
         for (; e < hd; ++e) d[e] = _cvtsh_ss(s[e]);
     }
+}
+
+// Finishes the scores of one query against four keys: the four accumulators' horizontal sums (one tree for all
+// four), the elements past hd8, and the scale, into out[0..4).
+inline void scores4(const __m256* s, const float* qg, const float* const* k, int64_t hd8, int64_t hd, float sc,
+                    float* out) {
+    const __m256 h01 = _mm256_hadd_ps(s[0], s[1]), h23 = _mm256_hadd_ps(s[2], s[3]);
+    const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: s0 s1 s2 s3 partials
+    const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float t[4];
+    _mm_storeu_ps(t, r);
+    for (int64_t e = hd8; e < hd; ++e) {
+        for (int u = 0; u < 4; ++u) t[u] += qg[e] * k[u][e];
+    }
+    for (int u = 0; u < 4; ++u) out[u] = t[u] * sc;
 }
 
 // Attention of G query rows (q + g * ldq, one GQA group at one position) over keys [j0, j1) of one KV head
@@ -399,39 +437,45 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
             kb = k + jb * ldkv;
             vb = v + jb * ldkv;
         }
-        for (int g = 0; g < G; ++g) {
-            const float* qg = q + g * ldq;
-            float* lg = logit + g * BK;
+        // Scores, two queries at a time where there are two: each key chunk loaded feeds two FMAs (one query
+        // against four keys needs five loads per four FMAs, and the load ports bound it). Each (query, key) keeps its
+        // own accumulator and horizontal-sum tree: the same scores either way.
+        for (int g = 0; g < G; g += 2) {
+            const bool two = g + 1 < G;
+            const float* qa = q + g * ldq;
+            const float* qb = two ? qa + ldq : qa;
+            float* la = logit + g * BK;
+            float* lb = two ? la + BK : la;
             int64_t j = 0;
             for (; j + 4 <= nb; j += 4) {
-                const float* k0 = kb + j * ldk;
-                const float* k1 = k0 + ldk;
-                const float* k2 = k1 + ldk;
-                const float* k3 = k2 + ldk;
-                __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
-                       s3 = _mm256_setzero_ps();
-                for (int64_t e = 0; e < hd8; e += 8) {
-                    const __m256 qv = _mm256_loadu_ps(qg + e);
-                    s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + e), s0);
-                    s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + e), s1);
-                    s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + e), s2);
-                    s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + e), s3);
+                const float* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
+                __m256 sa[4], sb[4];
+                for (int u = 0; u < 4; ++u) sa[u] = sb[u] = _mm256_setzero_ps();
+                if (two) {
+                    for (int64_t e = 0; e < hd8; e += 8) {
+                        const __m256 qav = _mm256_loadu_ps(qa + e), qbv = _mm256_loadu_ps(qb + e);
+                        for (int u = 0; u < 4; ++u) {
+                            const __m256 kv = _mm256_loadu_ps(kj[u] + e);
+                            sa[u] = _mm256_fmadd_ps(qav, kv, sa[u]);
+                            sb[u] = _mm256_fmadd_ps(qbv, kv, sb[u]);
+                        }
+                    }
+                } else {
+                    for (int64_t e = 0; e < hd8; e += 8) {
+                        const __m256 qav = _mm256_loadu_ps(qa + e);
+                        for (int u = 0; u < 4; ++u) sa[u] = _mm256_fmadd_ps(qav, _mm256_loadu_ps(kj[u] + e), sa[u]);
+                    }
                 }
-                // Horizontal sums of the four accumulators at once.
-                const __m256 h01 = _mm256_hadd_ps(s0, s1), h23 = _mm256_hadd_ps(s2, s3);
-                const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: s0 s1 s2 s3 partials
-                __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-                float t[4];
-                _mm_storeu_ps(t, r);
-                for (int64_t e = hd8; e < hd; ++e) {
-                    t[0] += qg[e] * k0[e];
-                    t[1] += qg[e] * k1[e];
-                    t[2] += qg[e] * k2[e];
-                    t[3] += qg[e] * k3[e];
-                }
-                for (int u = 0; u < 4; ++u) lg[j + u] = t[u] * sc;
+                scores4(sa, qa, kj, hd8, hd, sc, la + j);
+                if (two) scores4(sb, qb, kj, hd8, hd, sc, lb + j);
             }
-            for (; j < nb; ++j) lg[j] = dot(qg, kb + j * ldk, hd) * sc;
+            for (; j < nb; ++j) {
+                la[j] = dot(qa, kb + j * ldk, hd) * sc;
+                if (two) lb[j] = dot(qb, kb + j * ldk, hd) * sc;
+            }
+        }
+        for (int g = 0; g < G; ++g) {
+            float* lg = logit + g * BK;
             // Online softmax: rescale what was accumulated when the running max grows.
             const float bm = max(lg, nb);
             if (bm > mrow[g]) {

@@ -64,7 +64,7 @@ struct mm_job {
     int tile_rows = MATMUL_MAX_NR;      // weight rows per tile call (MATMUL_PACK_ROWS when packed)
     const uint8_t * w0 = nullptr;       // W.data, or W.packed
     size_t w_stride = 0;
-    int64_t n_out = 0, n_tiles = 0, chunk_tiles = 1, n_chunks = 0;
+    int64_t n_out = 0, n_tiles = 0;
     const uint8_t * xq = nullptr;
     size_t x_stride = 0;
     float * y = nullptr;
@@ -155,19 +155,21 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
         }
         return;
     }
+    // The work as a list of chunks (row tile ranges of one job) that threads take in order from a shared counter.
+    struct span {
+        int job;
+        int64_t tb, te;
+    };
+    static thread_local std::vector<span> spans;
+    spans.clear();
     if (n_tok == 1 && nth > 1) {
         // Decode: a guided queue. Chunks of up to DECODE_CHUNK_BYTES while much is left, then each a quarter of what
         // remains, down to DECODE_MIN_CHUNK_BYTES: the thread that finishes first waits for at most one small chunk
         // at the end of the matmul instead of up to a whole 1 MB one. The split depends only on the shapes, and rows
         // are computed by the same tile calls either way. A/B on the 2-core Xeon (spider bench tg -n 64 -r 3, 5
         // alternating pairs per model, busy host): faster in 10 of 15 pairs; medians gemma-3-270m +3.9%, TinyLlama-
-        // shape Q8_0 +5.1%, Q4_0 -0.1% (2 of 5 faster).
-        struct span {
-            int job;
-            int64_t tb, te;
-        };
-        static thread_local std::vector<span> spans;
-        spans.clear();
+        // shape Q8_0 +5.1%, Q4_0 -0.1% (2 of 5 faster). 16 KB instead of 64 KB at the end: gemma slower in 3 of 4
+        // pairs (2026-12-05).
         size_t left = 0;
         for (int i = 0; i < n_jobs; ++i) left += static_cast<size_t>(jobs[i].n_tiles) * jobs[i].tile_rows * jobs[i].w_stride;
         for (int i = 0; i < n_jobs; ++i) {
@@ -186,53 +188,41 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
                 tb = te;
             }
         }
-        const int64_t n_spans = static_cast<int64_t>(spans.size());
-        const span * sp = spans.data();
-        std::atomic<int64_t> next{0};
-        pool->run_any([&](int, int) {
-            for (;;) {
-                const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
-                if (c >= n_spans) break;
-                run_tiles(jobs[sp[c].job], n_in, sp[c].tb, sp[c].te, 0, 1);
-            }
-        });
-        return;
+    } else {
+        // Chunks: about CHUNK_BYTES of weights each (DECODE_CHUNK_BYTES for one token on one thread), but at least 4
+        // per thread when the work allows (balance).
+        for (int i = 0; i < n_jobs; ++i) {
+            const mm_job & j = jobs[i];
+            const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
+            const size_t chunk_bytes = n_tok == 1 ? DECODE_CHUNK_BYTES : CHUNK_BYTES;
+            int64_t ct = static_cast<int64_t>((chunk_bytes + tile_bytes - 1) / tile_bytes);
+            const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
+            if (ct > balance) ct = balance;
+            if (ct < 1) ct = 1;
+            for (int64_t tb = 0; tb < j.n_tiles; tb += ct) spans.push_back({i, tb, tb + ct < j.n_tiles ? tb + ct : j.n_tiles});
+        }
     }
-    // Chunks: about CHUNK_BYTES of weights each, but at least 4 per thread when the work allows (balance).
-    int64_t n_chunks = 0;
-    int64_t first_chunk[MULTI_MAX + 1];
-    for (int i = 0; i < n_jobs; ++i) {
-        mm_job & j = jobs[i];
-        const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
-        const size_t chunk_bytes = n_tok == 1 ? DECODE_CHUNK_BYTES : CHUNK_BYTES;
-        int64_t ct = static_cast<int64_t>((chunk_bytes + tile_bytes - 1) / tile_bytes);
-        const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
-        if (ct > balance) ct = balance;
-        if (ct < 1) ct = 1;
-        j.chunk_tiles = ct;
-        j.n_chunks = (j.n_tiles + ct - 1) / ct;
-        first_chunk[i] = n_chunks;
-        n_chunks += j.n_chunks;
-    }
-    first_chunk[n_jobs] = n_chunks;
-    auto run_chunk = [&](int64_t c) {
-        int i = 0;
-        while (c >= first_chunk[i + 1]) ++i;
-        const mm_job & j = jobs[i];
-        const int64_t tb = (c - first_chunk[i]) * j.chunk_tiles;
-        const int64_t te = tb + j.chunk_tiles < j.n_tiles ? tb + j.chunk_tiles : j.n_tiles;
-        run_tiles(j, n_in, tb, te, 0, n_tok);
+    const int64_t n_spans = static_cast<int64_t>(spans.size());
+    const span * sp = spans.data();
+    auto run_span = [&](int64_t c) {
+        // One token spelled as a constant: run_tiles then inlines to a bare loop over the tiles (a variable token
+        // count left gemma-3-270m's decode 4-10% slower in 6 alternating pairs, 2026-12-05).
+        if (n_tok == 1) {
+            run_tiles(jobs[sp[c].job], n_in, sp[c].tb, sp[c].te, 0, 1);
+        } else {
+            run_tiles(jobs[sp[c].job], n_in, sp[c].tb, sp[c].te, 0, n_tok);
+        }
     };
-    if (nth == 1 || n_chunks == 1) {
-        for (int64_t c = 0; c < n_chunks; ++c) run_chunk(c);
+    if (nth == 1 || n_spans == 1) {
+        for (int64_t c = 0; c < n_spans; ++c) run_span(c);
         return;
     }
     std::atomic<int64_t> next{0};
     pool->run_any([&](int, int) {
         for (;;) {
             const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
-            if (c >= n_chunks) break;
-            run_chunk(c);
+            if (c >= n_spans) break;
+            run_span(c);
         }
     });
 }

@@ -500,7 +500,7 @@ void attention(const float *q, const float *k, const float *v, float *out, int64
 
 void attention_f16kv(const float *q, const uint16_t *k, const uint16_t *v, float *out, int64_t n_q, int64_t n_kv,
                      int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
-                     int64_t window, thread_pool *pool) {
+                     int64_t window, thread_pool *pool, std::vector<float> *wide) {
     const kernel_set &kr = K();
     if (n_q == 1) {
         // One query (decode): each visible key and value is widened once, a block at a time, inside the tile.
@@ -510,12 +510,13 @@ void attention_f16kv(const float *q, const uint16_t *k, const uint16_t *v, float
     }
     // Several queries (a prompt): every query would widen the keys it sees again, n_q / 2 times the cache on average
     // (gemma-3-270m pp512: attention 17% of the time instead of ~5%). Widen the cache once and attend in F32.
-    static thread_local std::vector<float> wide;
+    std::vector<float> own;
+    std::vector<float> &buf = wide ? *wide : own;
     const size_t n = static_cast<size_t>(n_kv * n_head_kv * head_dim);
-    if (wide.size() < 2 * n) wide.resize(2 * n);
-    kr.f16_to_f32(k, wide.data(), static_cast<int64_t>(n));
-    kr.f16_to_f32(v, wide.data() + n, static_cast<int64_t>(n));
-    attention_impl(q, wide.data(), wide.data() + n, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0,
+    if (buf.size() < 2 * n) buf.resize(2 * n);
+    kr.f16_to_f32(k, buf.data(), static_cast<int64_t>(n));
+    kr.f16_to_f32(v, buf.data() + n, static_cast<int64_t>(n));
+    attention_impl(q, buf.data(), buf.data() + n, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0,
                    window, pool, kr.attn_tile);
 }
 

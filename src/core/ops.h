@@ -7,6 +7,7 @@
 // `pool` may be nullptr (single-threaded). Output buffers never alias inputs unless stated.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -84,11 +85,12 @@ SPIDER_OPS_DECLARE
 SPIDER_OPS_DECLARE
 
 // attention() over an F16 KV cache (k, v: IEEE half bits, same layout). One query widens each block of keys and
-// values inside the tile; several queries widen the whole cache once (into a buffer kept by the calling thread).
-// Either way the result equals attention() on the widened arrays bit for bit (tests/test_ops.cpp).
+// values inside the tile; several queries widen the whole cache once, into *wide (grown as needed; the caller keeps
+// it between calls, an inference context for its lifetime) or, without it, a buffer allocated for the call. Either
+// way the result equals attention() on the widened arrays bit for bit (tests/test_ops.cpp).
 void attention_f16kv(const float * q, const uint16_t * k, const uint16_t * v, float * out, int64_t n_q, int64_t n_kv,
                      int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
-                     int64_t window, thread_pool * pool);
+                     int64_t window, thread_pool * pool, std::vector<float> * wide = nullptr);
 
 // y[i] = matmul(*W[i], x) for n_w (<= 8) weights that read the same input x (Q/K/V, gate/up), all with the same
 // n_in: one activation conversion and one pool dispatch for all of them. Bit-identical to n_w matmul() calls (its

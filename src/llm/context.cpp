@@ -292,7 +292,8 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
     if (params.kv_f16) {
         // The F16 cache is read as it is: attention widens each block of keys and values in L1.
         attention_f16kv(q_rows, l.k16.data() + start * kv_dim, l.v16.data() + start * kv_dim, out, ub.n_tokens,
-                        n_kv - start, hp.n_head, hp.n_head_kv, hp.head_dim, scale, true, ub.pos0 - start, window, p);
+                        n_kv - start, hp.n_head, hp.n_head_kv, hp.head_dim, scale, true, ub.pos0 - start, window, p,
+                        &kv_wide);
     } else {
         attention(q_rows, l.k.data() + start * kv_dim, l.v.data() + start * kv_dim, out, ub.n_tokens, n_kv - start,
                   hp.n_head, hp.n_head_kv, hp.head_dim, scale, true, ub.pos0 - start, window, p);

@@ -75,6 +75,7 @@ struct llm_context {
     std::vector<float> up;      // [n_batch, n_ff]
     std::vector<float> act;     // [n_batch, n_ff] act(gate) * up
     std::vector<int32_t> pos;   // [n_batch] absolute positions of the ubatch
+    std::vector<float> kv_wide;  // F16 cache widened for a prompt's attention (attention_f16kv), grown on first use
 
     // Outputs of the last decode.
     std::vector<float> logits;  // [n_outputs, n_vocab_total]

@@ -615,6 +615,18 @@ inline void unpack_scales_k4(const uint8_t * q, __m256i * sc, __m256i * mins) {
     *mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
 }
 
+// acc + madd(a, b) (each 32-bit lane plus the sum of its two 16-bit products): one vpdpwssd with VNNI. Exact either
+// way for the K-quant kernels' operands (a pair sum from maddubs times a 6- or 8-bit scale), so the lanes hold the
+// same integers with or without it. Tiles of several tokens only: SPIDER_BENCH=1 SPIDER_BENCH_L3=1 test_matmul,
+// 1024 x 640, 1 thread, 2 alternating pairs (2026-12-05): pp512 Q4_K 48-51 -> 64 GFLOP/s, Q6_K 50-55 -> 58-67.
+inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
+#if SPIDER_SIMD_VNNI
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
 // Broadcast 16-bit lane k of v (k < 8, v equal in both halves) to all lanes (k is a constant after unrolling).
 inline __m256i bcast16(__m256i v, int k) {
     return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8))));
@@ -683,9 +695,16 @@ void tile_q45_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, siz
                     const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j));
                     const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 64 * j + 32));
                     // levels <= 31 and |x| <= 127: pair sums fit int16; times a 6-bit scale they fit int32
-                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), sc_lo);
-                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), sc_hi);
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p0, p1));
+                    if constexpr (NC > 1) {
+                        isum[c] = madd_acc(isum[c], _mm256_maddubs_epi16(lo, x0), sc_lo);
+                        isum[c] = madd_acc(isum[c], _mm256_maddubs_epi16(hi, x1), sc_hi);
+                    } else {
+                        // One token: independent madds and a short add chain (a chain of dependent vpdpwssd, 5
+                        // cycles each, left the row-wise decode slower in 6 of 7 alternating pairs).
+                        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), sc_lo);
+                        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), sc_hi);
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p0, p1));
+                    }
                 }
             }
             const float dw = h2f(d16), dmw = h2f(dmin16);
@@ -762,8 +781,11 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
                     for (int c = 0; c < NC; ++c) {
                         const __m256i xv =
                             _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[c]->qs + 128 * h + 32 * k));
-                        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), scv);
-                        isum[c] = _mm256_add_epi32(isum[c], p);
+                        if constexpr (NC > 1) {
+                            isum[c] = madd_acc(isum[c], _mm256_maddubs_epi16(u[k], xv), scv);
+                        } else {  // one token: see tile_q45_K
+                            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), scv));
+                        }
                     }
                 }
             }

@@ -66,6 +66,12 @@ bool parse_int_list(const std::string& s, std::vector<int>* out) {
     return !out->empty();
 }
 
+double mean_of(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / v.size();
+}
+
 struct test_result {
     std::string model_path, model_desc, test;
     uint64_t size = 0, n_params = 0;
@@ -87,11 +93,7 @@ struct test_result {
         }
         return v;
     }
-    double avg_ts() const {
-        double s = 0;
-        for (double v : samples_ts) s += v;
-        return samples_ts.empty() ? 0.0 : s / samples_ts.size();
-    }
+    double avg_ts() const { return mean_of(samples_ts); }
     double stdev_ts() const {
         if (samples_ts.size() < 2) return 0.0;
         const double m = avg_ts();
@@ -362,20 +364,15 @@ int run_bench(int argc, char** argv) {
                     j["samples_ns"] = r.samples_ns;
                     j["samples_ts"] = r.samples_ts;
                     if (r.roof_bytes) {
-                        const std::vector<double> sh = r.roof_shares();
-                        double mean = 0;
-                        for (double v : sh) mean += v;
+                        const std::vector<double> sh = r.roof_shares(), shb = r.roof_shares(true);
                         j["roofline_bytes"] = r.roof_bytes;
                         j["roofline_prefetch_bytes"] = r.roof_way;
-                        const std::vector<double> shb = r.roof_shares(true);
-                        double mean_b = 0;
-                        for (double v : shb) mean_b += v;
                         j["roofline_read_gbps"] = r.roof_gbps;
                         j["roofline_best_read_gbps"] = r.roof_best_gbps;
                         j["roofline_shares"] = sh;
-                        j["roofline_share"] = sh.empty() ? 0.0 : mean / sh.size();
+                        j["roofline_share"] = mean_of(sh);
                         j["roofline_shares_vs_best_pass"] = shb;
-                        j["roofline_share_vs_best_pass"] = shb.empty() ? 0.0 : mean_b / shb.size();
+                        j["roofline_share_vs_best_pass"] = mean_of(shb);
                     }
                     rows.push_back(j);
                 }
@@ -390,16 +387,11 @@ int run_bench(int argc, char** argv) {
                     std::string(6, '-').c_str(), std::string(14, '-').c_str(), std::string(11, '-').c_str(),
                     std::string(7, '-').c_str(), std::string(9, '-').c_str(), std::string(11, '-').c_str(),
                     std::string(9, '-').c_str(), std::string(9, '-').c_str());
-        auto mean = [](const std::vector<double>& v) {
-            double s = 0;
-            for (double x : v) s += x;
-            return v.empty() ? 0.0 : s / v.size();
-        };
         for (const test_result& r : roof_rows) {
-            const double gbps = mean(r.roof_gbps);
+            const double gbps = mean_of(r.roof_gbps);
             std::printf("| %-30.30s | %7d | %15s | %12s | %8d | %10.2f | %12.1f | %9.1f%% | %9.1f%% |\n",
                         r.model_desc.c_str(), r.n_threads, r.test.c_str(), fmt_size(r.roof_bytes).c_str(), r.roof_way,
-                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean(r.roof_shares()), 100 * mean(r.roof_shares(true)));
+                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()), 100 * mean_of(r.roof_shares(true)));
         }
     }
     if (md)

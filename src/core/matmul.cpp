@@ -64,27 +64,47 @@ struct mm_job {
     int tile_rows = MATMUL_MAX_NR;      // weight rows per tile call (MATMUL_PACK_ROWS when packed)
     const uint8_t * w0 = nullptr;       // W.data, or W.packed
     size_t w_stride = 0;
+    dtype type = DTYPE_F32;
+    // Packed weights whose packed kernel takes one token (k.packed_one_token) in a prompt: each chunk's groups of
+    // MATMUL_PACK_ROWS rows are unpacked to plain rows and `tile` (k.tile) runs on those.
+    bool unpack = false;
     int64_t n_out = 0, n_tiles = 0;
     const uint8_t * xq = nullptr;
     size_t x_stride = 0;
     float * y = nullptr;
 };
 
-// Row tiles [tb, te) of one job for tokens [c_begin, c_end).
-void run_tiles(const mm_job & j, int64_t n_in, int64_t tb, int64_t te, int64_t c_begin, int64_t c_end) {
+// Rows [r_begin, r_end) of one job, whose weights start at w (row r_begin), in tiles of tile_rows rows, for tokens
+// [c_begin, c_end).
+void run_rows(const mm_job & j, matmul_tile_fn tile, int tile_rows, const uint8_t * w, int64_t r_begin, int64_t r_end,
+              int64_t n_in, int64_t c_begin, int64_t c_end) {
     const matmul_kernel & k = j.k;
     for (int64_t t0 = c_begin; t0 < c_end; t0 += TOK_CHUNK) {
         const int64_t t1 = t0 + TOK_CHUNK < c_end ? t0 + TOK_CHUNK : c_end;
-        for (int64_t rt = tb; rt < te; ++rt) {
-            const int64_t r0 = rt * j.tile_rows;
-            const int nr = static_cast<int>(j.n_out - r0 < j.tile_rows ? j.n_out - r0 : j.tile_rows);
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += tile_rows) {
+            const int nr = static_cast<int>(r_end - r0 < tile_rows ? r_end - r0 : tile_rows);
             for (int64_t c0 = t0; c0 < t1; c0 += k.max_nc) {
                 const int nc = static_cast<int>(t1 - c0 < k.max_nc ? t1 - c0 : k.max_nc);
-                j.tile(n_in, j.w0 + r0 * j.w_stride, j.w_stride, nr, j.xq + c0 * j.x_stride, j.x_stride, nc,
-                       j.y + c0 * j.n_out + r0, static_cast<size_t>(j.n_out));
+                tile(n_in, w + (r0 - r_begin) * j.w_stride, j.w_stride, nr, j.xq + c0 * j.x_stride, j.x_stride, nc,
+                     j.y + c0 * j.n_out + r0, static_cast<size_t>(j.n_out));
             }
         }
     }
+}
+
+// Row tiles [tb, te) of one job for tokens [c_begin, c_end).
+void run_tiles(const mm_job & j, int64_t n_in, int64_t tb, int64_t te, int64_t c_begin, int64_t c_end) {
+    const int64_t r_begin = tb * j.tile_rows, r_end = te * j.tile_rows < j.n_out ? te * j.tile_rows : j.n_out;
+    if (!j.unpack) {
+        run_rows(j, j.tile, j.tile_rows, j.w0 + r_begin * j.w_stride, r_begin, r_end, n_in, c_begin, c_end);
+        return;
+    }
+    // Once per chunk, whatever the number of tokens: a prompt chunk is about CHUNK_BYTES of weights.
+    static thread_local std::vector<uint8_t> plain;
+    const size_t bytes = static_cast<size_t>(r_end - r_begin) * j.w_stride;
+    if (plain.size() < bytes) plain.resize(bytes);
+    matmul_unpack_rows(j.type, j.w0 + r_begin * j.w_stride, n_in, r_end - r_begin, plain.data());
+    run_rows(j, j.tile, MATMUL_MAX_NR, plain.data(), r_begin, r_end, n_in, c_begin, c_end);
 }
 
 // Converts x to each job's activation format (once per distinct format; the buffers are per calling thread so
@@ -229,13 +249,15 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
 }
 
 // Kernel, weights and tile shape for W (its packed copy when there is one and a kernel for it at this level).
-void setup_job(mm_job & j, const tensor & W, float * y) {
+void setup_job(mm_job & j, const tensor & W, float * y, int64_t n_tok) {
     j.k = select_kernel(W.type);
     j.w_stride = W.nb[1];
     j.n_out = W.ne[1];
     j.y = y;
+    j.type = W.type;
     if (W.packed && j.k.tile_packed) {
-        j.tile = j.k.tile_packed;
+        j.unpack = n_tok > 1 && j.k.packed_one_token;
+        j.tile = j.unpack ? j.k.tile : j.k.tile_packed;
         j.tile_rows = MATMUL_PACK_ROWS;
         j.w0 = W.packed;
     } else {
@@ -248,8 +270,8 @@ void setup_job(mm_job & j, const tensor & W, float * y) {
 }  // namespace
 
 size_t matmul_pack_bytes(const tensor & W) {
-    const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0;
-    if (!type_ok || W.ne[0] % 32 != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
+    const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0 || W.type == DTYPE_Q4_K;
+    if (!type_ok || W.ne[0] % (W.type == DTYPE_Q4_K ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
         W.nb[1] != W.row_bytes() || !W.data) {
         return 0;
     }
@@ -257,13 +279,90 @@ size_t matmul_pack_bytes(const tensor & W) {
     return W.nbytes();
 }
 
+namespace {
+
+// Level (0..15) of element e of a Q4_K block: bytes 32j..32j+31 of qs hold elements 64j.. in their low nibbles and
+// 64j+32.. in their high nibbles.
+inline int q4_K_level(const block_q4_K & b, int e) {
+    const uint8_t v = b.qs[32 * (e / 64) + e % 32];
+    return e % 64 < 32 ? (v & 0x0F) : (v >> 4);
+}
+
+void pack_q4_K_block(const block_q4_K * const * rows, block_q4_K_x8 * g) {
+    constexpr int R = MATMUL_PACK_ROWS;
+    for (int r = 0; r < R; ++r) {
+        g->d[r] = rows[r]->d;
+        g->dmin[r] = rows[r]->dmin;
+        for (int k = 0; k < 3; ++k) std::memcpy(g->scales + 32 * k + 4 * r, rows[r]->scales + 4 * k, 4);
+        for (int s = 0; s < 8; ++s) {
+            for (int v = 0; v < 4; ++v) {
+                for (int i = 0; i < 4; ++i) {
+                    const int lo = q4_K_level(*rows[r], 32 * s + 4 * v + i);
+                    const int hi = q4_K_level(*rows[r], 32 * s + 16 + 4 * v + i);
+                    g->qs[128 * s + 32 * v + 4 * r + i] = static_cast<uint8_t>(lo | hi << 4);
+                }
+            }
+        }
+    }
+}
+
+// Row `lane` of a packed group block, back in the plain layout.
+void unpack_q4_K_block(const block_q4_K_x8 & g, int lane, block_q4_K * out) {
+    out->d = g.d[lane];
+    out->dmin = g.dmin[lane];
+    for (int k = 0; k < 3; ++k) std::memcpy(out->scales + 4 * k, g.scales + 32 * k + 4 * lane, 4);
+    uint8_t lv[QK_K];
+    for (int s = 0; s < 8; ++s) {
+        for (int v = 0; v < 4; ++v) {
+            for (int i = 0; i < 4; ++i) {
+                const uint8_t q = g.qs[128 * s + 32 * v + 4 * lane + i];
+                lv[32 * s + 4 * v + i] = q & 0x0F;
+                lv[32 * s + 16 + 4 * v + i] = q >> 4;
+            }
+        }
+    }
+    for (int j = 0; j < 4; ++j) {
+        for (int l = 0; l < 32; ++l) out->qs[32 * j + l] = static_cast<uint8_t>(lv[64 * j + l] | lv[64 * j + 32 + l] << 4);
+    }
+}
+
+}  // namespace
+
+void matmul_unpack_rows(dtype type, const uint8_t * packed, int64_t n_in, int64_t n_rows, uint8_t * dst) {
+    // Only Q4_K has a one-token packed kernel (matmul_kernel::packed_one_token).
+    if (type != DTYPE_Q4_K) return;
+    constexpr int R = MATMUL_PACK_ROWS;
+    const int64_t nb = n_in / QK_K;
+    const size_t row_bytes = static_cast<size_t>(nb) * sizeof(block_q4_K);
+    for (int64_t g0 = 0; g0 < n_rows; g0 += R) {
+        const auto * g = reinterpret_cast<const block_q4_K_x8 *>(packed + g0 * row_bytes);
+        for (int r = 0; r < R; ++r) {
+            auto * out = reinterpret_cast<block_q4_K *>(dst + (g0 + r) * row_bytes);
+            for (int64_t b = 0; b < nb; ++b) unpack_q4_K_block(g[b], r, out + b);
+        }
+    }
+}
+
 // Layouts: see the pack8_* loaders in matmul_simd_impl.h. Per block group: the 8 rows' fp16 scales, then
 //   Q4_0: for g = 0..3, bytes 4g..4g+3 of each row's nibbles (row after row);
 //   Q5_0: the same, then 32 bytes whose byte 4r+i holds in bit g the fifth bit of row r's element 4g+i;
 //   Q8_0: for g = 0..7, levels 4g..4g+3 of each row, + 128 (unsigned).
+// Q4_K: block_q4_K_x8 (quants.h) per block.
 void matmul_pack(const tensor & W, uint8_t * dst) {
-    const int64_t nb = W.ne[0] / 32;
     constexpr int R = MATMUL_PACK_ROWS;
+    if (W.type == DTYPE_Q4_K) {
+        const int64_t nb = W.ne[0] / QK_K;
+        auto * g = reinterpret_cast<block_q4_K_x8 *>(dst);
+        for (int64_t g0 = 0; g0 < W.ne[1]; g0 += R) {
+            const block_q4_K * rows[R];
+            for (int64_t b = 0; b < nb; ++b, ++g) {
+                for (int r = 0; r < R; ++r) rows[r] = static_cast<const block_q4_K *>(W.row(g0 + r)) + b;
+                pack_q4_K_block(rows, g);
+            }
+        }
+        return;
+    }
+    const int64_t nb = W.ne[0] / 32;
     for (int64_t g0 = 0; g0 < W.ne[1]; g0 += R) {
         const uint8_t * rows[R];
         for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t *>(W.row(g0 + r));
@@ -319,7 +418,7 @@ void matmul(const tensor & W, const float * x, float * y, int64_t n_tok, thread_
     }
     if (n_tok == 0) return;
     mm_job j;
-    setup_job(j, W, y);
+    setup_job(j, W, y, n_tok);
     if (pool && pool->size() < 2) pool = nullptr;
     prepare_activations(&j, 1, x, W.ne[0], n_tok, pool);
     run_jobs(&j, 1, W.ne[0], n_tok, pool);
@@ -337,7 +436,7 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
     }
     if (n_tok == 0) return;
     mm_job jobs[MULTI_MAX];
-    for (int i = 0; i < n_w; ++i) setup_job(jobs[i], *W[i], y[i]);
+    for (int i = 0; i < n_w; ++i) setup_job(jobs[i], *W[i], y[i], n_tok);
     if (pool && pool->size() < 2) pool = nullptr;
     prepare_activations(jobs, n_w, x, W[0]->ne[0], n_tok, pool);
     run_jobs(jobs, n_w, W[0]->ne[0], n_tok, pool);
@@ -347,6 +446,16 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
 // output matrix is also the embedding table; reading its packed copy keeps the released original pages released.
 static void dequantize_packed_row(const tensor & table, int64_t r, float * y) {
     constexpr int R = MATMUL_PACK_ROWS;
+    if (table.type == DTYPE_Q4_K) {
+        const int64_t nb = table.ne[0] / QK_K;
+        const auto * g = reinterpret_cast<const block_q4_K_x8 *>(table.packed + (r / R) * R * table.nb[1]);
+        for (int64_t b = 0; b < nb; ++b) {
+            block_q4_K plain;
+            unpack_q4_K_block(g[b], static_cast<int>(r % R), &plain);
+            dequantize_row(DTYPE_Q4_K, &plain, y + b * QK_K, QK_K);
+        }
+        return;
+    }
     const int64_t nb = table.ne[0] / 32;
     const size_t group_block = R * dtype_get_traits(table.type)->block_bytes;
     const int lane = static_cast<int>(r % R);
@@ -387,7 +496,7 @@ void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * 
     }
     const int64_t n = table.ne[0];
     const bool packed = table.packed && (table.type == DTYPE_Q4_0 || table.type == DTYPE_Q5_0 ||
-                                         table.type == DTYPE_Q8_0);
+                                         table.type == DTYPE_Q8_0 || table.type == DTYPE_Q4_K);
     for (int64_t t = 0; t < n_ids; ++t) {
         if (packed) {
             dequantize_packed_row(table, ids[t], y + t * n);

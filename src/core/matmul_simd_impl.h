@@ -803,6 +803,87 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
     }
 }
 
+#if SPIDER_SIMD_VNNI
+// ---- Q4_K packed 8 rows at a time (matmul_pack: quants.h block_q4_K_x8), one token ----
+// The lanes idea of tile_pack8_lanes for Q4_K: lane r of every vector is row r, so nibble decoding, scale unpacking
+// and the float work are shared by 8 rows and nothing needs a horizontal sum until the end. tile_q45_K (one row)
+// keeps 8 int32 lanes per block, lane i = sum over sub-blocks s of scale_s times the dot product of elements
+// 4i..4i+3 of s; here vector i holds lane i of the 8 rows: per sub-block, one vpdpbusd gives the 4-element dot
+// products of the 8 rows (|dot| <= 4 * 15 * 127, so it fits the low 16 bits of its int32 lane and the high 16 bits
+// are its sign), and one vpdpwssd adds dot * scale_s (the scale's high 16 bits are zero). The min term and the two
+// fmas per block are tile_q45_K's, lane by lane, and the end replays hsum's tree across the 8 vectors: each row's
+// result is the same sequence of operations as tile_q45_K's, bit for bit. Prompts run the plain kernel on unpacked
+// groups (matmul.cpp). SPIDER_BENCH=1 SPIDER_BENCH_L3=1 test_matmul, 1024 x 640 (gemma-3-270m's attn_output).
+inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    const int64_t nb = n / QK_K;
+    const block_q8_K * xb = reinterpret_cast<const block_q8_K *>(xq);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ff = _mm256_set1_epi32(0xFF);
+    const __m256i c3f = _mm256_set1_epi8(0x3f), c0f = _mm256_set1_epi8(0x0f), c30 = _mm256_set1_epi8(0x30);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q4_K_x8)) {
+        const block_q4_K_x8 * g = reinterpret_cast<const block_q4_K_x8 *>(p);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q4_K_x8));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
+        const __m256 dmw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->dmin)));
+        // get_scale_min_k4 on 8 rows at once: scale / min of sub-block s in byte s % 4 of the lo / hi vectors
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales));
+        const __m256i bm = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 32));
+        const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 64));
+        const __m256i sc_lo = _mm256_and_si256(a, c3f);
+        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(c, c0f), _mm256_and_si256(_mm256_srli_epi32(a, 2), c30));
+        const __m256i m_lo = _mm256_and_si256(bm, c3f);
+        const __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(c, 4), c0f),
+                                             _mm256_and_si256(_mm256_srli_epi32(bm, 2), c30));
+        const int32_t * x4 = reinterpret_cast<const int32_t *>(xb[b].qs);
+        __m256i isum[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) isum[i] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; ++s) {
+            const __m256i src = s < 4 ? sc_lo : sc_hi;
+            const int sh = 8 * (s % 4);
+            const __m256i scs = sh == 24 ? _mm256_srli_epi32(src, 24) : _mm256_and_si256(_mm256_srli_epi32(src, sh), ff);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; ++v) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qs + 128 * s + 32 * v));
+                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i dlo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_set1_epi32(x4[8 * s + v]));
+                const __m256i dhi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, _mm256_set1_epi32(x4[8 * s + v + 4]));
+                isum[v] = _mm256_dpwssd_epi32(isum[v], dlo, scs);
+                isum[v + 4] = _mm256_dpwssd_epi32(isum[v + 4], dhi, scs);
+            }
+        }
+        const __m256 dx = _mm256_set1_ps(xb[b].d);
+        const __m256 dd = _mm256_mul_ps(dw, dx);
+        const __m256 dm = _mm256_xor_ps(_mm256_mul_ps(dmw, dx), _mm256_set1_ps(-0.0f));  // -(dmin * d), exactly
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+            // min term, lane i: min_i times the sum of sub-block i's activation levels (tile_q45_K's madd)
+            const __m256i src = i < 4 ? m_lo : m_hi;
+            const int sh = 8 * (i % 4);
+            const __m256i mi = sh == 24 ? _mm256_srli_epi32(src, 24) : _mm256_and_si256(_mm256_srli_epi32(src, sh), ff);
+            const int32_t xs = int32_t(xb[b].bsums[2 * i]) + xb[b].bsums[2 * i + 1];
+            const __m256i mterm = _mm256_mullo_epi32(mi, _mm256_set1_epi32(xs));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), dd, acc[i]);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mterm), dm, acc[i]);
+        }
+    }
+    // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
+    const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
+    const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+}
+
+// Packed Q4_K serves single tokens (matmul.cpp unpacks groups for prompts); more tokens go one at a time.
+void mm_pack8_q4_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+                   size_t ys) {
+    for (int c = 0; c < nc; ++c) tile_pack8_q4_K(n, w, xq + c * xs, y + c * ys);
+}
+#endif
+
 // ---- float weights against F32 activations ----
 
 enum float_kind { FK_F32, FK_F16, FK_BF16 };
@@ -952,6 +1033,10 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
             return true;
         case DTYPE_Q4_K:
             k->tile = mm_q4_K;
+#if SPIDER_SIMD_VNNI
+            k->tile_packed = mm_pack8_q4_K;
+            k->packed_one_token = true;
+#endif
             return true;
         case DTYPE_Q5_K:
             k->tile = mm_q5_K;

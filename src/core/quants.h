@@ -52,6 +52,18 @@ struct block_q8_K {
     int8_t qs[QK_K];
     int16_t bsums[QK_K / 16];
 };
+// One block of 8 Q4_K rows in matmul_pack's layout (ops.h), the same 8 * 144 bytes rearranged so that row r sits in
+// 32-bit lane r of every 32-byte vector:
+//   d[r], dmin[r]               the rows' fp16 scales;
+//   scales[32 * k + 4 * r + i]  byte 4k + i of row r's 12 packed 6-bit scales and mins (k = 0..2);
+//   qs[128 * s + 32 * v + 4 * r + i]  for sub-block s (elements 32s..32s+31) and v = 0..3: the low nibble is row r's
+//                               level of element 32s + 4v + i, the high nibble that of element 32s + 16 + 4v + i.
+struct block_q4_K_x8 {
+    uint16_t d[8];
+    uint16_t dmin[8];
+    uint8_t scales[8 * K_SCALE_SIZE];
+    uint8_t qs[8 * QK_K / 2];
+};
 #pragma pack(pop)
 static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
@@ -60,6 +72,7 @@ static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
 static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
 static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
 static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
+static_assert(sizeof(block_q4_K_x8) == 8 * sizeof(block_q4_K), "packed q4_K layout");
 
 // x: n floats -> dst: dtype_row_bytes(t, n) bytes. n must be a multiple of the block size. Returns false for an
 // unsupported type or a bad n. Quantizers follow llama.cpp's reference rounding so our files match theirs.

@@ -358,7 +358,7 @@ std::string llm_model::desc() const {
 size_t llm_model::pack_weights() {
     const bool mmapped = file_data == nullptr;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    // Q4_0, Q5_0 and Q8_0 are packed. Q5_0's packed kernel keeps the unpacked kernel's summation order, bit for
+    // Q4_0, Q5_0, Q8_0 and Q4_K are packed (Q4_K for decode; prompts unpack chunks). Q5_0's packed kernel keeps the unpacked kernel's summation order, bit for
     // bit (tile_pack8_lanes in core/matmul_simd_impl.h): its faster whole-block kernel moves gemma-3-270m's
     // perplexity away from llama.cpp's (+0.42% on tests/data/llm/ppl_long.txt, +0.56% on ppl_text.txt, bound 0.5%,
     // against +0.053% / +0.361% in llama.cpp's order; 2026-12-05). Rounding noise amplified by the activation
@@ -403,8 +403,7 @@ size_t llm_model::pack_weights() {
     size_t total = 0;
     for (tensor *W : matmul_weights) {
         if (!W->data || W->packed) continue;
-        const bool pack = (W->type == DTYPE_Q4_0 || W->type == DTYPE_Q5_0 || W->type == DTYPE_Q8_0) &&
-                          matmul_pack_bytes(*W) > 0;
+        const bool pack = matmul_pack_bytes(*W) > 0;  // the types and shapes with a packed kernel at this level
         const bool plain_2d = W->ne[2] == 1 && W->ne[3] == 1 && W->nb[1] == W->row_bytes();
         if (!pack && (!mmapped || !plain_2d)) continue;
         plan.push_back({W, total, pack});

@@ -198,7 +198,7 @@ TEST(matmul, matches_reference_at_every_level) {
     }
 }
 
-// Packed (row-interleaved) Q4_0 / Q5_0 / Q8_0 / Q4_K weights: the same values through another kernel. Checked like the test above
+// Packed (row-interleaved) Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights: the same values through another kernel. Checked like the test above
 // (exact dot product of the quantized activations, and ref::matmul), plus: a token alone gives bit-identical results
 // to the same token in a batch, and the thread count changes nothing. Shapes that cannot be packed are refused.
 TEST(matmul, packed_matches_reference) {
@@ -207,14 +207,16 @@ TEST(matmul, packed_matches_reference) {
     {
         const weights odd = make_weights(DTYPE_Q4_0, 64, 13, 1);  // 13 rows: not a multiple of 8
         EXPECT_EQ(matmul_pack_bytes(odd.t), 0u);
-        const weights k6 = make_weights(DTYPE_Q6_K, 256, 16, 1);
-        EXPECT_EQ(matmul_pack_bytes(k6.t), 0u);
+        const weights k5 = make_weights(DTYPE_Q5_K, 256, 16, 1);
+        EXPECT_EQ(matmul_pack_bytes(k5.t), 0u);
         if (cpu_level_detected() >= CPU_LEVEL_AVX2) {
             ASSERT_TRUE(cpu_features_force(CPU_LEVEL_AVX2));
             const weights q8 = make_weights(DTYPE_Q8_0, 64, 16, 1);
             EXPECT_EQ(matmul_pack_bytes(q8.t), 0u) << "AVX2's maddubs would saturate on packed Q8_0";
-            const weights k4 = make_weights(DTYPE_Q4_K, 256, 16, 1);
-            EXPECT_EQ(matmul_pack_bytes(k4.t), 0u) << "packed Q4_K needs AVX512-VNNI";
+            for (dtype t : {DTYPE_Q4_K, DTYPE_Q6_K}) {
+                const weights k = make_weights(t, 256, 16, 1);
+                EXPECT_EQ(matmul_pack_bytes(k.t), 0u) << "packed K-quants need AVX512-VNNI";
+            }
         }
         ASSERT_TRUE(cpu_features_force(CPU_LEVEL_PORTABLE));
         const weights q4 = make_weights(DTYPE_Q4_0, 64, 16, 1);
@@ -223,17 +225,22 @@ TEST(matmul, packed_matches_reference) {
     for (cpu_level lvl : supported_levels()) {
         if (lvl == CPU_LEVEL_PORTABLE) continue;
         ASSERT_TRUE(cpu_features_force(lvl));
-        for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0, DTYPE_Q4_K})
+        for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K})
         for (int64_t blocks : {1, 20, 33}) {
-            const bool k4 = type == DTYPE_Q4_K;
-            const int64_t n_in = k4 ? 256 * (blocks / 8 + 1) : 32 * blocks;  // Q4_K: 256, 768, 1280
+            const bool kq = type == DTYPE_Q4_K || type == DTYPE_Q6_K;
+            const int64_t n_in = kq ? 256 * (blocks / 8 + 1) : 32 * blocks;  // K-quants: 256, 768, 1280
             for (int64_t n_out : {8, 40}) {
                 weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
                 if (n_out == 40) {  // every level at its extremes in some blocks (all bits set, all clear)
                     const size_t bb = dtype_get_traits(type)->block_bytes;
                     for (size_t off = 0, k = 0; off < w.bytes.size(); off += bb * 7, ++k) {
-                        if (k4) {  // levels and 6-bit scales / mins; d and dmin stay finite
+                        if (type == DTYPE_Q4_K) {  // levels and 6-bit scales / mins; d and dmin stay finite
                             std::memset(&w.bytes[off + 4], k % 2 ? 0xFF : 0x00, bb - 4);
+                            continue;
+                        }
+                        if (type == DTYPE_Q6_K) {  // levels, and scales at -1 / 0 / -128 (d stays finite)
+                            std::memset(&w.bytes[off], k % 2 ? 0xFF : 0x00, bb - 2);
+                            if (k % 3 == 2) std::memset(&w.bytes[off + 192], 0x80, 16);
                             continue;
                         }
                         std::memset(&w.bytes[off + 2], k % 2 ? 0xFF : 0x00, bb - 2);
@@ -242,7 +249,7 @@ TEST(matmul, packed_matches_reference) {
                     dequantize_row(type, w.bytes.data(), w.deq.data(), n_in * n_out);
                 }
                 const size_t pb = matmul_pack_bytes(w.t);
-                if ((type == DTYPE_Q8_0 || k4) && lvl < CPU_LEVEL_AVX512) {
+                if ((type == DTYPE_Q8_0 || kq) && lvl < CPU_LEVEL_AVX512) {
                     EXPECT_EQ(pb, 0u);
                     continue;
                 }
@@ -347,17 +354,19 @@ TEST(matmul, simd_activations_equal_the_portable_ones) {
     if (checked == 0) GTEST_SKIP() << "no AVX2 on this CPU";
 }
 
-// Packed Q4_K (decode) too: gemma-3-270m's attn_output and half its ffn_down are Q4_K.
-TEST(matmul, packed_q5_0_and_q4_K_are_bit_identical_to_unpacked) {
+// Packed Q4_K and Q6_K (decode) too: gemma-3-270m's attn_output is Q4_K, its ffn_down Q4_K or Q6_K.
+TEST(matmul, packed_q5_0_and_k_quants_are_bit_identical_to_unpacked) {
     level_guard g;
     for (cpu_level lvl : supported_levels()) {
         if (lvl == CPU_LEVEL_PORTABLE) continue;
         ASSERT_TRUE(cpu_features_force(lvl));
-        for (int64_t n_in : {32, 640, 2048, 256, 1024, 2560}) {
-            const dtype type = n_in % 256 == 0 && n_in != 2048 ? DTYPE_Q4_K : DTYPE_Q5_0;
+        for (int64_t n_in : {32, 640, 2048, 256, 1024, 2560, 512, 1536}) {
+            const dtype type = n_in == 256 || n_in == 1024 || n_in == 2560 ? DTYPE_Q4_K
+                               : n_in == 512 || n_in == 1536               ? DTYPE_Q6_K
+                                                                           : DTYPE_Q5_0;
             const int64_t n_out = 24;
             const weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in + 1));
-            if (type == DTYPE_Q4_K && lvl < CPU_LEVEL_AVX512) {
+            if (type != DTYPE_Q5_0 && lvl < CPU_LEVEL_AVX512) {
                 EXPECT_EQ(matmul_pack_bytes(w.t), 0u);
                 continue;
             }

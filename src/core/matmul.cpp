@@ -270,8 +270,9 @@ void setup_job(mm_job & j, const tensor & W, float * y, int64_t n_tok) {
 }  // namespace
 
 size_t matmul_pack_bytes(const tensor & W) {
-    const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0 || W.type == DTYPE_Q4_K;
-    if (!type_ok || W.ne[0] % (W.type == DTYPE_Q4_K ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
+    const bool kquant = W.type == DTYPE_Q4_K || W.type == DTYPE_Q6_K;
+    const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0 || kquant;
+    if (!type_ok || W.ne[0] % (kquant ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
         W.nb[1] != W.row_bytes() || !W.data) {
         return 0;
     }
@@ -306,39 +307,108 @@ void pack_q4_K_block(const block_q4_K * const * rows, block_q4_K_x8 * g) {
     }
 }
 
-// Row `lane` of a packed group block, back in the plain layout.
+// Row `lane` of a packed group block, back in the plain layout (4-byte words; the unpacking sits in the prompt
+// path, once per chunk).
+inline uint32_t load_u32(const uint8_t * p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+inline void store_u32(uint8_t * p, uint32_t v) {
+    std::memcpy(p, &v, 4);
+}
+
 void unpack_q4_K_block(const block_q4_K_x8 & g, int lane, block_q4_K * out) {
     out->d = g.d[lane];
     out->dmin = g.dmin[lane];
     for (int k = 0; k < 3; ++k) std::memcpy(out->scales + 4 * k, g.scales + 32 * k + 4 * lane, 4);
-    uint8_t lv[QK_K];
-    for (int s = 0; s < 8; ++s) {
+    // Sub-blocks 2j (low nibbles of plain bytes 32j..32j+31) and 2j+1 (high nibbles); packed word v of sub-block s
+    // holds elements 4v..4v+3 (low nibbles) and 16+4v..16+4v+3 (high nibbles).
+    for (int j = 0; j < 4; ++j) {
         for (int v = 0; v < 4; ++v) {
-            for (int i = 0; i < 4; ++i) {
-                const uint8_t q = g.qs[128 * s + 32 * v + 4 * lane + i];
-                lv[32 * s + 4 * v + i] = q & 0x0F;
-                lv[32 * s + 16 + 4 * v + i] = q >> 4;
+            const uint32_t e = load_u32(g.qs + 128 * (2 * j) + 32 * v + 4 * lane);
+            const uint32_t o = load_u32(g.qs + 128 * (2 * j + 1) + 32 * v + 4 * lane);
+            store_u32(out->qs + 32 * j + 4 * v, (e & 0x0F0F0F0Fu) | (o & 0x0F0F0F0Fu) << 4);
+            store_u32(out->qs + 32 * j + 16 + 4 * v, (e >> 4 & 0x0F0F0F0Fu) | (o & 0xF0F0F0F0u));
+        }
+    }
+}
+
+// Level (0..63) of element e of a Q6_K block (dequantize_q6_K's layout).
+inline int q6_K_level(const block_q6_K & b, int e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const uint8_t lo = b.ql[64 * h + 32 * (k % 2) + l];
+    const int nib = k < 2 ? (lo & 0x0F) : (lo >> 4);
+    return nib | ((b.qh[32 * h + l] >> (2 * k)) & 3) << 4;
+}
+
+void pack_q6_K_block(const block_q6_K * const * rows, block_q6_K_x8 * g) {
+    constexpr int R = MATMUL_PACK_ROWS;
+    std::memset(g->qh, 0, sizeof(g->qh));
+    for (int r = 0; r < R; ++r) {
+        g->d[r] = rows[r]->d;
+        for (int p = 0; p < 8; ++p) {
+            for (int t = 0; t < 2; ++t) g->scales[16 * p + 2 * r + t] = rows[r]->scales[2 * p + t];
+        }
+        for (int c = 0; c < 8; ++c) {
+            for (int v = 0; v < 4; ++v) {
+                for (int i = 0; i < 4; ++i) {
+                    const int lo = q6_K_level(*rows[r], 32 * c + 4 * v + i);
+                    const int hi = q6_K_level(*rows[r], 32 * c + 16 + 4 * v + i);
+                    g->ql[128 * c + 32 * v + 4 * r + i] = static_cast<uint8_t>((lo & 0x0F) | (hi & 0x0F) << 4);
+                    g->qh[64 * c + 4 * r + i] |= static_cast<uint8_t>((lo >> 4) << (2 * v));
+                    g->qh[64 * c + 32 + 4 * r + i] |= static_cast<uint8_t>((hi >> 4) << (2 * v));
+                }
             }
         }
     }
-    for (int j = 0; j < 4; ++j) {
-        for (int l = 0; l < 32; ++l) out->qs[32 * j + l] = static_cast<uint8_t>(lv[64 * j + l] | lv[64 * j + 32 + l] << 4);
+}
+
+void unpack_q6_K_block(const block_q6_K_x8 & g, int lane, block_q6_K * out) {
+    out->d = g.d[lane];
+    for (int p = 0; p < 8; ++p) {
+        for (int t = 0; t < 2; ++t) out->scales[2 * p + t] = g.scales[16 * p + 2 * lane + t];
+    }
+    std::memset(out->ql, 0, sizeof(out->ql));
+    std::memset(out->qh, 0, sizeof(out->qh));
+    // Chunk c = 4h + k holds elements 128h + 32k + y: plain low 4 bits in ql[64h + 32(k % 2) + y] (shifted by
+    // 4 (k / 2)), high 2 bits in qh[32h + y] (shifted by 2k). Four elements (one word) at a time.
+    for (int c = 0; c < 8; ++c) {
+        const int h = c / 4, k = c % 4;
+        const uint32_t ha = load_u32(g.qh + 64 * c + 4 * lane), hb = load_u32(g.qh + 64 * c + 32 + 4 * lane);
+        for (int v = 0; v < 4; ++v) {
+            const uint32_t q = load_u32(g.ql + 128 * c + 32 * v + 4 * lane);
+            const uint32_t nib[2] = {q & 0x0F0F0F0Fu, q >> 4 & 0x0F0F0F0Fu};       // elements 4v.., 16+4v..
+            const uint32_t hi[2] = {ha >> (2 * v) & 0x03030303u, hb >> (2 * v) & 0x03030303u};
+            for (int half = 0; half < 2; ++half) {
+                const int y = 16 * half + 4 * v;
+                uint8_t * l = out->ql + 64 * h + 32 * (k % 2) + y;
+                uint8_t * u = out->qh + 32 * h + y;
+                store_u32(l, load_u32(l) | nib[half] << (4 * (k / 2)));
+                store_u32(u, load_u32(u) | hi[half] << (2 * k));
+            }
+        }
     }
 }
 
 }  // namespace
 
 void matmul_unpack_rows(dtype type, const uint8_t * packed, int64_t n_in, int64_t n_rows, uint8_t * dst) {
-    // Only Q4_K has a one-token packed kernel (matmul_kernel::packed_one_token).
-    if (type != DTYPE_Q4_K) return;
+    // The types with a one-token packed kernel (matmul_kernel::packed_one_token).
     constexpr int R = MATMUL_PACK_ROWS;
     const int64_t nb = n_in / QK_K;
-    const size_t row_bytes = static_cast<size_t>(nb) * sizeof(block_q4_K);
+    const size_t row_bytes = dtype_row_bytes(type, n_in);
     for (int64_t g0 = 0; g0 < n_rows; g0 += R) {
-        const auto * g = reinterpret_cast<const block_q4_K_x8 *>(packed + g0 * row_bytes);
         for (int r = 0; r < R; ++r) {
-            auto * out = reinterpret_cast<block_q4_K *>(dst + (g0 + r) * row_bytes);
-            for (int64_t b = 0; b < nb; ++b) unpack_q4_K_block(g[b], r, out + b);
+            uint8_t * out = dst + (g0 + r) * row_bytes;
+            if (type == DTYPE_Q4_K) {
+                const auto * g = reinterpret_cast<const block_q4_K_x8 *>(packed + g0 * row_bytes);
+                for (int64_t b = 0; b < nb; ++b) unpack_q4_K_block(g[b], r, reinterpret_cast<block_q4_K *>(out) + b);
+            } else if (type == DTYPE_Q6_K) {
+                const auto * g = reinterpret_cast<const block_q6_K_x8 *>(packed + g0 * row_bytes);
+                for (int64_t b = 0; b < nb; ++b) unpack_q6_K_block(g[b], r, reinterpret_cast<block_q6_K *>(out) + b);
+            }
         }
     }
 }
@@ -347,17 +417,24 @@ void matmul_unpack_rows(dtype type, const uint8_t * packed, int64_t n_in, int64_
 //   Q4_0: for g = 0..3, bytes 4g..4g+3 of each row's nibbles (row after row);
 //   Q5_0: the same, then 32 bytes whose byte 4r+i holds in bit g the fifth bit of row r's element 4g+i;
 //   Q8_0: for g = 0..7, levels 4g..4g+3 of each row, + 128 (unsigned).
-// Q4_K: block_q4_K_x8 (quants.h) per block.
+// Q4_K, Q6_K: block_q4_K_x8 / block_q6_K_x8 (quants.h) per block.
 void matmul_pack(const tensor & W, uint8_t * dst) {
     constexpr int R = MATMUL_PACK_ROWS;
-    if (W.type == DTYPE_Q4_K) {
+    if (W.type == DTYPE_Q4_K || W.type == DTYPE_Q6_K) {
         const int64_t nb = W.ne[0] / QK_K;
-        auto * g = reinterpret_cast<block_q4_K_x8 *>(dst);
         for (int64_t g0 = 0; g0 < W.ne[1]; g0 += R) {
-            const block_q4_K * rows[R];
-            for (int64_t b = 0; b < nb; ++b, ++g) {
-                for (int r = 0; r < R; ++r) rows[r] = static_cast<const block_q4_K *>(W.row(g0 + r)) + b;
-                pack_q4_K_block(rows, g);
+            for (int64_t b = 0; b < nb; ++b) {
+                if (W.type == DTYPE_Q4_K) {
+                    const block_q4_K * rows[R];
+                    for (int r = 0; r < R; ++r) rows[r] = static_cast<const block_q4_K *>(W.row(g0 + r)) + b;
+                    pack_q4_K_block(rows, reinterpret_cast<block_q4_K_x8 *>(dst));
+                    dst += sizeof(block_q4_K_x8);
+                } else {
+                    const block_q6_K * rows[R];
+                    for (int r = 0; r < R; ++r) rows[r] = static_cast<const block_q6_K *>(W.row(g0 + r)) + b;
+                    pack_q6_K_block(rows, reinterpret_cast<block_q6_K_x8 *>(dst));
+                    dst += sizeof(block_q6_K_x8);
+                }
             }
         }
         return;
@@ -446,14 +523,10 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
 // output matrix is also the embedding table; reading its packed copy keeps the released original pages released.
 static void dequantize_packed_row(const tensor & table, int64_t r, float * y) {
     constexpr int R = MATMUL_PACK_ROWS;
-    if (table.type == DTYPE_Q4_K) {
-        const int64_t nb = table.ne[0] / QK_K;
-        const auto * g = reinterpret_cast<const block_q4_K_x8 *>(table.packed + (r / R) * R * table.nb[1]);
-        for (int64_t b = 0; b < nb; ++b) {
-            block_q4_K plain;
-            unpack_q4_K_block(g[b], static_cast<int>(r % R), &plain);
-            dequantize_row(DTYPE_Q4_K, &plain, y + b * QK_K, QK_K);
-        }
+    if (table.type == DTYPE_Q4_K || table.type == DTYPE_Q6_K) {
+        std::vector<uint8_t> plain(R * table.nb[1]);
+        matmul_unpack_rows(table.type, table.packed + (r / R) * R * table.nb[1], table.ne[0], R, plain.data());
+        dequantize_row(table.type, plain.data() + (r % R) * table.nb[1], y, table.ne[0]);
         return;
     }
     const int64_t nb = table.ne[0] / 32;
@@ -496,7 +569,8 @@ void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * 
     }
     const int64_t n = table.ne[0];
     const bool packed = table.packed && (table.type == DTYPE_Q4_0 || table.type == DTYPE_Q5_0 ||
-                                         table.type == DTYPE_Q8_0 || table.type == DTYPE_Q4_K);
+                                         table.type == DTYPE_Q8_0 || table.type == DTYPE_Q4_K ||
+                                         table.type == DTYPE_Q6_K);
     for (int64_t t = 0; t < n_ids; ++t) {
         if (packed) {
             dequantize_packed_row(table, ids[t], y + t * n);

@@ -877,6 +877,73 @@ inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
     _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
 }
 
+// ---- Q6_K packed 8 rows at a time (quants.h block_q6_K_x8), one token ----
+// tile_pack8_q4_K's scheme for tile_q6_K's lanes: lane i of tile_q6_K (one row) gets, per 32-element chunk c, scale
+// 2c (i < 4) or 2c + 1 (i >= 4) times the dot product of the chunk's elements 4i..4i+3 (|dot| <= 4 * 63 * 127 fits
+// 16 bits), and minus 32 times (scale 2i * bsum 2i + scale 2i+1 * bsum 2i+1) for the levels' offset of 32. Here the
+// scales are zero-extended 16-bit values in their int32 lanes, so vpdpwssd multiplies exactly; the offset pair is one
+// vpdpwssd of the two scales (int16 halves of a lane) with the two bsums (one broadcast dword). Bit for bit
+// tile_q6_K's results.
+inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    const int64_t nb = n / QK_K;
+    const block_q8_K * xb = reinterpret_cast<const block_q8_K *>(xq);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), c30 = _mm256_set1_epi8(0x30), lo16 = _mm256_set1_epi32(0xFFFF);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q6_K_x8)) {
+        const block_q6_K_x8 * g = reinterpret_cast<const block_q6_K_x8 *>(p);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q6_K_x8));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
+        const int32_t * x4 = reinterpret_cast<const int32_t *>(xb[b].qs);
+        const int32_t * bs2 = reinterpret_cast<const int32_t *>(xb[b].bsums);  // bsums 2i, 2i+1 as one dword
+        __m256i isum[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+            // scales 2c, 2c+1 of the 8 rows as int16 pairs
+            const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
+            isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                       _mm256_slli_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), pair,
+                                                                             _mm256_set1_epi32(bs2[c])), 5));
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+            const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
+            const __m256i sc_lo = _mm256_and_si256(pair, lo16), sc_hi = _mm256_srli_epi32(pair, 16);
+            const __m256i ha = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c));
+            const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c + 32));
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; ++v) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->ql + 128 * c + 32 * v));
+                // bits 2v..2v+1 of the high-bit bytes to bits 4..5 (16-bit shifts: bits from the neighbour byte land
+                // outside 0x30)
+                const __m256i sa = v == 0 ? _mm256_slli_epi16(ha, 4) : v == 1 ? _mm256_slli_epi16(ha, 2) : v == 2 ? ha : _mm256_srli_epi16(ha, 2);
+                const __m256i sb = v == 0 ? _mm256_slli_epi16(hb, 4) : v == 1 ? _mm256_slli_epi16(hb, 2) : v == 2 ? hb : _mm256_srli_epi16(hb, 2);
+                // (nibble) | (high bits & 0x30): vpternlogd truth table a | (b & c) = 0xF8
+                const __m256i ulo = _mm256_ternarylogic_epi32(_mm256_and_si256(q, m4), sa, c30, 0xF8);
+                const __m256i uhi = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sb, c30, 0xF8);
+                const __m256i dlo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ulo, _mm256_set1_epi32(x4[8 * c + v]));
+                const __m256i dhi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), uhi, _mm256_set1_epi32(x4[8 * c + v + 4]));
+                isum[v] = _mm256_dpwssd_epi32(isum[v], dlo, sc_lo);
+                isum[v + 4] = _mm256_dpwssd_epi32(isum[v + 4], dhi, sc_hi);
+            }
+        }
+        const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb[b].d));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), dd, acc[i]);
+    }
+    // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
+    const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
+    const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+}
+
+void mm_pack8_q6_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+                   size_t ys) {
+    for (int c = 0; c < nc; ++c) tile_pack8_q6_K(n, w, xq + c * xs, y + c * ys);
+}
+
 // Packed Q4_K serves single tokens (matmul.cpp unpacks groups for prompts); more tokens go one at a time.
 void mm_pack8_q4_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
                    size_t ys) {
@@ -1043,6 +1110,10 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
             return true;
         case DTYPE_Q6_K:
             k->tile = mm_q6_K;
+#if SPIDER_SIMD_VNNI
+            k->tile_packed = mm_pack8_q6_K;
+            k->packed_one_token = true;
+#endif
             return true;
         default:
             return false;

@@ -104,10 +104,10 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
 // has no packed form (type, shape, or no kernel for it at this CPU level); matmul_pack writes it to dst (64-byte
 // aligned, matmul_pack_bytes(W) bytes). Set W.packed = dst afterwards: matmul then reads the packed copy, with
 // results equal to the unpacked kernels' up to float summation order (tests/test_matmul.cpp).
-// Q4_K: block_q4_K_x8 (quants.h), 8 rows' blocks rearranged into 32-bit lanes.
+// Q4_K / Q6_K: block_q4_K_x8 / block_q6_K_x8 (quants.h), 8 rows' blocks rearranged into 32-bit lanes.
 size_t matmul_pack_bytes(const tensor & W);
 void matmul_pack(const tensor & W, uint8_t * dst);
-// n_rows (a multiple of 8) packed rows of a type whose packed kernel takes one token (Q4_K) back to the plain
+// n_rows (a multiple of 8) packed rows of a type whose packed kernel takes one token (Q4_K, Q6_K) back to the plain
 // layout at dst (n_rows rows of dtype_row_bytes(type, n_in) bytes).
 void matmul_unpack_rows(dtype type, const uint8_t * packed, int64_t n_in, int64_t n_rows, uint8_t * dst);
 

@@ -64,7 +64,22 @@ struct block_q4_K_x8 {
     uint8_t scales[8 * K_SCALE_SIZE];
     uint8_t qs[8 * QK_K / 2];
 };
+// One block of 8 Q6_K rows in matmul_pack's layout, the same 8 * 210 bytes with row r in 32-bit lane r:
+//   d[r]                              the rows' fp16 scales;
+//   scales[16 * p + 2 * r + t]        row r's scale 2p + t (p = 0..7, t = 0..1);
+//   ql[128 * c + 32 * v + 4 * r + i]  for chunk c (elements 32c..32c+31) and v = 0..3: the low nibble holds the low
+//                                     4 bits of row r's level of element 32c + 4v + i, the high nibble those of
+//                                     element 32c + 16 + 4v + i;
+//   qh[64 * c + 32 * h + 4 * r + i]   bits 2g..2g+1: the high 2 bits of row r's level of element 32c + 16h + 4g + i
+//                                     (g = 0..3).
+struct block_q6_K_x8 {
+    uint16_t d[8];
+    int8_t scales[8 * QK_K / 16];
+    uint8_t ql[8 * QK_K / 2];
+    uint8_t qh[8 * QK_K / 4];
+};
 #pragma pack(pop)
+static_assert(sizeof(block_q6_K_x8) == 8 * 210, "packed q6_K layout");
 static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
 static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");

@@ -462,7 +462,8 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
     n_split = (group + gsz - 1) / gsz;
     const int64_t total = n_q * n_head_kv * n_split;
     const int64_t ldkv = n_head_kv * head_dim;
-    // F16 K / V: room for one widened block of 64 keys and one of 64 values (attn_tile_f16).
+    // F16 K / V: room for one widened block of 64 keys and one of 64 values (the generic attn_tile_f16; the AVX2
+    // one widens in registers and needs one row).
     const size_t widen = std::is_same<KV, uint16_t>::value ? static_cast<size_t>(2 * 64 * head_dim) : 0;
     parallel(pool, [&](int ith, int nth_) {
         static thread_local std::vector<float> scratch;

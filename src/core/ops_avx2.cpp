@@ -329,8 +329,22 @@ namespace {
 
 // acc[g][e..e+8) += sum_j p[g][j] * v[j][e..e+8) for GN query rows at once: each V chunk is loaded once and
 // feeds GN accumulators held in registers.
-template <int GN>
-void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t nb, float* acc, int64_t lda,
+// Eight K or V values as floats: F32 loaded, F16 widened in the register (the same values widen_rows stores).
+inline __m256 load8(const float* p) {
+    return _mm256_loadu_ps(p);
+}
+inline __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float load1(const float* p) {
+    return *p;
+}
+inline float load1(const uint16_t* p) {
+    return _cvtsh_ss(*p);
+}
+
+template <int GN, typename KV>
+void v_accumulate(const float* p, int64_t ldp, const KV* v, int64_t ldv, int64_t nb, float* acc, int64_t lda,
                   int64_t hd) {
     int64_t e = 0;
     if constexpr (GN <= 4) {
@@ -343,7 +357,7 @@ void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int6
                 a[g][1] = _mm256_loadu_ps(acc + g * lda + e + 8);
             }
             for (int64_t j = 0; j < nb; ++j) {
-                const __m256 v0 = _mm256_loadu_ps(v + j * ldv + e), v1 = _mm256_loadu_ps(v + j * ldv + e + 8);
+                const __m256 v0 = load8(v + j * ldv + e), v1 = load8(v + j * ldv + e + 8);
                 for (int g = 0; g < GN; ++g) {
                     const __m256 pj = _mm256_broadcast_ss(p + g * ldp + j);
                     a[g][0] = _mm256_fmadd_ps(pj, v0, a[g][0]);
@@ -360,7 +374,7 @@ void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int6
         __m256 a[GN];
         for (int g = 0; g < GN; ++g) a[g] = _mm256_loadu_ps(acc + g * lda + e);
         for (int64_t j = 0; j < nb; ++j) {
-            const __m256 vv = _mm256_loadu_ps(v + j * ldv + e);
+            const __m256 vv = load8(v + j * ldv + e);
             for (int g = 0; g < GN; ++g) a[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + g * ldp + j), vv, a[g]);
         }
         for (int g = 0; g < GN; ++g) _mm256_storeu_ps(acc + g * lda + e, a[g]);
@@ -368,7 +382,7 @@ void v_accumulate(const float* p, int64_t ldp, const float* v, int64_t ldv, int6
     for (; e < hd; ++e)
         for (int g = 0; g < GN; ++g) {
             float s = acc[g * lda + e];
-            for (int64_t j = 0; j < nb; ++j) s += p[g * ldp + j] * v[j * ldv + e];
+            for (int64_t j = 0; j < nb; ++j) s += p[g * ldp + j] * load1(v + j * ldv + e);
             acc[g * lda + e] = s;
         }
 }
@@ -388,7 +402,8 @@ void widen_rows(const uint16_t* src, int64_t ld, int64_t nb, int64_t hd, float* 
 
 // Finishes the scores of one query against four keys: the four accumulators' horizontal sums (one tree for all
 // four), the elements past hd8, and the scale, into out[0..4).
-inline void scores4(const __m256* s, const float* qg, const float* const* k, int64_t hd8, int64_t hd, float sc,
+template <typename KV>
+inline void scores4(const __m256* s, const float* qg, const KV* const* k, int64_t hd8, int64_t hd, float sc,
                     float* out) {
     const __m256 h01 = _mm256_hadd_ps(s[0], s[1]), h23 = _mm256_hadd_ps(s[2], s[3]);
     const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: s0 s1 s2 s3 partials
@@ -396,51 +411,114 @@ inline void scores4(const __m256* s, const float* qg, const float* const* k, int
     float t[4];
     _mm_storeu_ps(t, r);
     for (int64_t e = hd8; e < hd; ++e) {
-        for (int u = 0; u < 4; ++u) t[u] += qg[e] * k[u][e];
+        for (int u = 0; u < 4; ++u) t[u] += qg[e] * load1(k[u] + e);
     }
     for (int u = 0; u < 4; ++u) out[u] = t[u] * sc;
 }
 
+// scores4's tree for two keys: the same sums, in the same order, for each (query, key).
+template <typename KV>
+inline void scores2(__m256 s0, __m256 s1, const float* qg, const KV* k0, const KV* k1, int64_t hd8, int64_t hd,
+                    float sc, float* out) {
+    const __m256 h01 = _mm256_hadd_ps(s0, s1);
+    const __m256 h = _mm256_hadd_ps(h01, h01);  // per 128-bit lane: s0 s1 partials (twice)
+    const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float t[4];
+    _mm_storeu_ps(t, r);
+    for (int64_t e = hd8; e < hd; ++e) {
+        t[0] += qg[e] * load1(k0 + e);
+        t[1] += qg[e] * load1(k1 + e);
+    }
+    out[0] = t[0] * sc;
+    out[1] = t[1] * sc;
+}
+
+// Scores of four queries (qg + u * ldq) against keys k[0..3] (rows of KV): two keys at a time, so 8 accumulators,
+// the two keys (converted once if F16) and a query chunk fit the 16 vector registers. Each (query, key) keeps
+// scores4's accumulator and tree (the first two keys' hadd is taken before the next two are summed).
+template <typename KV>
+inline void scores4x4(const float* qg, int64_t ldq, const KV* const* k, int64_t hd8, int64_t hd, float sc, float* out,
+                      int64_t ldo) {
+    __m256 h01[4], h23[4];
+    for (int half = 0; half < 2; ++half) {
+        const KV* ka = k[2 * half];
+        const KV* kc = k[2 * half + 1];
+        __m256 a[4][2];
+        for (int u = 0; u < 4; ++u) a[u][0] = a[u][1] = _mm256_setzero_ps();
+        for (int64_t e = 0; e < hd8; e += 8) {
+            const __m256 k0 = load8(ka + e), k1 = load8(kc + e);
+            for (int u = 0; u < 4; ++u) {
+                const __m256 qv = _mm256_loadu_ps(qg + u * ldq + e);
+                a[u][0] = _mm256_fmadd_ps(qv, k0, a[u][0]);
+                a[u][1] = _mm256_fmadd_ps(qv, k1, a[u][1]);
+            }
+        }
+        for (int u = 0; u < 4; ++u) (half ? h23 : h01)[u] = _mm256_hadd_ps(a[u][0], a[u][1]);
+    }
+    for (int u = 0; u < 4; ++u) {
+        const __m256 h = _mm256_hadd_ps(h01[u], h23[u]);
+        const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float t[4];
+        _mm_storeu_ps(t, r);
+        const float* qu = qg + u * ldq;
+        for (int64_t e = hd8; e < hd; ++e) {
+            for (int w = 0; w < 4; ++w) t[w] += qu[e] * load1(k[w] + e);
+        }
+        for (int w = 0; w < 4; ++w) out[u * ldo + w] = t[w] * sc;
+    }
+}
+
 // Attention of G query rows (q + g * ldq, one GQA group at one position) over keys [j0, j1) of one KV head
 // (k / v + j * ldkv), online softmax in blocks of 64 keys; out + g * ldo gets the result. scratch holds
-// G * (64 + hd + 2) floats, and 2 * 64 * hd more for F16 K / V: each block of keys and values is widened there
-// once, in L1, for the whole group (instead of widening the cache for every layer and token beforehand).
+// G * (64 + hd + 2) floats, and hd more for F16 K / V. F16 keys and values are widened in registers as they are
+// loaded (load8): a widened block of 64 keys and 64 values (128 KB at head_dim 256) overflowed L1 and cost more
+// than the arithmetic (attention_f16kv for one query, 4 heads sharing one KV head of 256, 2-core Xeon, in cache: 64 keys
+// 11.0 -> 4.9 us, 512 keys 85 -> 34 us).
 template <typename KV>
 void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v, int64_t ldkv, int64_t hd,
                     int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
     constexpr int64_t BK = 64;
-    constexpr bool F16 = std::is_same<KV, uint16_t>::value;
     float* logit = scratch;
     float* acc = logit + G * BK;
     float* mrow = acc + G * hd;
     float* srow = mrow + G;
-    float* kbuf = srow + G;  // F16 only: [BK, hd] keys, then [BK, hd] values
-    float* vbuf = kbuf + BK * hd;
+    float* krow = srow + G;  // F16: one key widened for dot()
     for (int64_t i = 0; i < G * hd; ++i) acc[i] = 0.0f;
     for (int g = 0; g < G; ++g) {
         mrow[g] = -INFINITY;
         srow[g] = 0.0f;
     }
     const int64_t hd8 = hd / 8 * 8;
+    // dot(q row, key row) as for F32 keys: F16 keys widened first (the same values).
+    auto dot_key = [&](const float* qr, const KV* kr) {
+        if constexpr (std::is_same<KV, float>::value) {
+            return dot(qr, kr, hd);
+        } else {
+            widen_rows(kr, hd, 1, hd, krow);
+            return dot(qr, krow, hd);
+        }
+    };
     for (int64_t jb = j0; jb < j1; jb += BK) {
         const int64_t nb = j1 - jb < BK ? j1 - jb : BK;
-        const float* kb;
-        const float* vb;
-        int64_t ldk = ldkv;
-        if constexpr (F16) {
-            widen_rows(k + jb * ldkv, ldkv, nb, hd, kbuf);
-            widen_rows(v + jb * ldkv, ldkv, nb, hd, vbuf);
-            kb = kbuf;
-            vb = vbuf;
-            ldk = hd;
-        } else {
-            kb = k + jb * ldkv;
-            vb = v + jb * ldkv;
+        const KV* kb = k + jb * ldkv;
+        const KV* vb = v + jb * ldkv;
+        const int64_t ldk = ldkv;
+        // Scores: four queries at a time where there are four (each key chunk loaded feeds eight FMAs), then two,
+        // then one. Each (query, key) keeps its own accumulator and horizontal-sum tree: the same scores either way.
+        int g = 0;
+        for (; g + 4 <= G; g += 4) {
+            const float* qa = q + g * ldq;
+            float* la = logit + g * BK;
+            int64_t j = 0;
+            for (; j + 4 <= nb; j += 4) {
+                const KV* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
+                scores4x4(qa, ldq, kj, hd8, hd, sc, la + j, BK);
+            }
+            for (; j < nb; ++j) {
+                for (int u = 0; u < 4; ++u) la[u * BK + j] = dot_key(qa + u * ldq, kb + j * ldk) * sc;
+            }
         }
-        // Scores, two queries at a time where there are two: each key chunk loaded feeds two FMAs (one query
-        // against four keys needs five loads per four FMAs, and the load ports bound it). Each (query, key) keeps its
-        // own accumulator and horizontal-sum tree: the same scores either way.
-        for (int g = 0; g < G; g += 2) {
+        for (; g < G; g += 2) {
             const bool two = g + 1 < G;
             const float* qa = q + g * ldq;
             const float* qb = two ? qa + ldq : qa;
@@ -448,14 +526,14 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
             float* lb = two ? la + BK : la;
             int64_t j = 0;
             for (; j + 4 <= nb; j += 4) {
-                const float* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
+                const KV* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
                 __m256 sa[4], sb[4];
                 for (int u = 0; u < 4; ++u) sa[u] = sb[u] = _mm256_setzero_ps();
                 if (two) {
                     for (int64_t e = 0; e < hd8; e += 8) {
                         const __m256 qav = _mm256_loadu_ps(qa + e), qbv = _mm256_loadu_ps(qb + e);
                         for (int u = 0; u < 4; ++u) {
-                            const __m256 kv = _mm256_loadu_ps(kj[u] + e);
+                            const __m256 kv = load8(kj[u] + e);
                             sa[u] = _mm256_fmadd_ps(qav, kv, sa[u]);
                             sb[u] = _mm256_fmadd_ps(qbv, kv, sb[u]);
                         }
@@ -463,15 +541,15 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
                 } else {
                     for (int64_t e = 0; e < hd8; e += 8) {
                         const __m256 qav = _mm256_loadu_ps(qa + e);
-                        for (int u = 0; u < 4; ++u) sa[u] = _mm256_fmadd_ps(qav, _mm256_loadu_ps(kj[u] + e), sa[u]);
+                        for (int u = 0; u < 4; ++u) sa[u] = _mm256_fmadd_ps(qav, load8(kj[u] + e), sa[u]);
                     }
                 }
                 scores4(sa, qa, kj, hd8, hd, sc, la + j);
                 if (two) scores4(sb, qb, kj, hd8, hd, sc, lb + j);
             }
             for (; j < nb; ++j) {
-                la[j] = dot(qa, kb + j * ldk, hd) * sc;
-                if (two) lb[j] = dot(qb, kb + j * ldk, hd) * sc;
+                la[j] = dot_key(qa, kb + j * ldk) * sc;
+                if (two) lb[j] = dot_key(qb, kb + j * ldk) * sc;
             }
         }
         for (int g = 0; g < G; ++g) {

@@ -169,8 +169,16 @@ void prep_q8_K(const float * x, int64_t n, uint8_t * dst) {
             std::memset(&y[b], 0, sizeof(block_q8_K));
             continue;
         }
+        // the first element of largest magnitude, 8 at a time (a scalar search cost ~1 us per 2048-wide decode row)
         int first = 0;
-        while (std::fabs(x[first]) != amax) ++first;
+        const __m256 am = _mm256_set1_ps(amax);
+        for (int k = 0; k < QK_K; k += 8) {
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), am, _CMP_EQ_OQ));
+            if (hit) {
+                first = k + __builtin_ctz(static_cast<unsigned>(hit));
+                break;
+            }
+        }
         const float iscale = -127.f / x[first];
         const __m256 is = _mm256_set1_ps(iscale);
         for (int k = 0; k < QK_K; k += 32) {

@@ -359,10 +359,11 @@ void group_norm(const float *x, const float *w, const float *b, float *y, int64_
 
 namespace {
 
-// The cos / sin table of the last rope() call on this thread. A layer rotates Q and then K at the same positions
-// with the same frequencies: the second call reuses the table instead of repeating n_rot / 2 pow and sincos calls
-// per token (about 1% of gemma-3-270m's decode). The table is what the first call computed, so results are
-// unchanged.
+// The cos / sin tables of the last two kinds of rope() call on this thread. A layer rotates Q and then K at the same
+// positions with the same frequencies: the second call reuses the table instead of repeating n_rot / 2 pow and
+// sincos calls per token (about 1% of gemma-3-270m's decode). Two tables, because gemma 3 alternates two RoPE bases
+// (sliding-window and global layers): with one, a decode step recomputed it 6 times instead of 2. A table is what
+// its first call computed, so results are unchanged.
 struct rope_table {
     float freq_base = 0, freq_scale = 0;
     int64_t n_rot = -1;
@@ -380,8 +381,16 @@ struct rope_table {
 
 const rope_table &rope_angles(const int32_t *pos, int64_t n_tok, int64_t n_rot, float freq_base, float freq_scale,
                               const float *freq_factors) {
-    static thread_local rope_table tab;
-    if (tab.matches(pos, n_tok, n_rot, freq_base, freq_scale, freq_factors)) return tab;
+    static thread_local rope_table tabs[2];
+    static thread_local int last = 0;  // the table used last; the other one is replaced
+    for (int i : {last, 1 - last}) {
+        if (tabs[i].matches(pos, n_tok, n_rot, freq_base, freq_scale, freq_factors)) {
+            last = i;
+            return tabs[i];
+        }
+    }
+    last = 1 - last;
+    rope_table &tab = tabs[last];
     const int64_t half = n_rot / 2;
     std::vector<double> inv_freq(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {

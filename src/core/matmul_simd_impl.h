@@ -546,6 +546,14 @@ void mm_pack8(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, siz
     tile_pack8<P, SPIDER_SIMD_MAX_NC>(n, w, xq, xs, y, ys);
 }
 
+// What hsum (one row's 8 float lanes) computes, for 8 rows at once: acc[g] holds lane g of each row (row r in lane r),
+// and the tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) is replayed across the vectors.
+inline __m256 hsum_lanes8(const __m256 * acc) {
+    const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
+    const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
+    return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+}
+
 // The packed layout with tile32's arithmetic: for types whose models must keep llama.cpp's summation order (Q5_0,
 // see SPIDER_TILE_FN below), each row's result is the same sequence of operations as tile32 with one row, bit for
 // bit. tile32 keeps, per row, 8 float lanes (lane j: the int32 dot product of elements 4j..4j+3 of every block,
@@ -584,10 +592,7 @@ void tile_pack8_lanes(int64_t n, const uint8_t * w, const uint8_t * xq, size_t x
     });
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) {
-        // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
-        const __m256 a0 = _mm256_add_ps(acc[c][0], acc[c][4]), a1 = _mm256_add_ps(acc[c][1], acc[c][5]);
-        const __m256 a2 = _mm256_add_ps(acc[c][2], acc[c][6]), a3 = _mm256_add_ps(acc[c][3], acc[c][7]);
-        _mm256_storeu_ps(y + c * ys, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+        _mm256_storeu_ps(y + c * ys, hsum_lanes8(acc[c]));
     }
 }
 
@@ -812,6 +817,11 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
 }
 
 #if SPIDER_SIMD_VNNI
+// Byte k (0..3, a constant after unrolling) of every 32-bit lane, zero-extended.
+inline __m256i byte_of_lanes(__m256i v, int k) {
+    return k == 3 ? _mm256_srli_epi32(v, 24) : _mm256_and_si256(_mm256_srli_epi32(v, 8 * k), _mm256_set1_epi32(0xFF));
+}
+
 // ---- Q4_K packed 8 rows at a time (matmul_pack: quants.h block_q4_K_x8), one token ----
 // The lanes idea of tile_pack8_lanes for Q4_K: lane r of every vector is row r, so nibble decoding, scale unpacking
 // and the float work are shared by 8 rows and nothing needs a horizontal sum until the end. tile_q45_K (one row)
@@ -825,7 +835,7 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
 inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
     const int64_t nb = n / QK_K;
     const block_q8_K * xb = reinterpret_cast<const block_q8_K *>(xq);
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ff = _mm256_set1_epi32(0xFF);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i c3f = _mm256_set1_epi8(0x3f), c0f = _mm256_set1_epi8(0x0f), c30 = _mm256_set1_epi8(0x30);
     __m256 acc[8];
 #pragma GCC unroll 8
@@ -851,9 +861,7 @@ inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
         for (int i = 0; i < 8; ++i) isum[i] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int s = 0; s < 8; ++s) {
-            const __m256i src = s < 4 ? sc_lo : sc_hi;
-            const int sh = 8 * (s % 4);
-            const __m256i scs = sh == 24 ? _mm256_srli_epi32(src, 24) : _mm256_and_si256(_mm256_srli_epi32(src, sh), ff);
+            const __m256i scs = byte_of_lanes(s < 4 ? sc_lo : sc_hi, s % 4);
 #pragma GCC unroll 4
             for (int v = 0; v < 4; ++v) {
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qs + 128 * s + 32 * v));
@@ -870,19 +878,14 @@ inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {
             // min term, lane i: min_i times the sum of sub-block i's activation levels (tile_q45_K's madd)
-            const __m256i src = i < 4 ? m_lo : m_hi;
-            const int sh = 8 * (i % 4);
-            const __m256i mi = sh == 24 ? _mm256_srli_epi32(src, 24) : _mm256_and_si256(_mm256_srli_epi32(src, sh), ff);
+            const __m256i mi = byte_of_lanes(i < 4 ? m_lo : m_hi, i % 4);
             const int32_t xs = int32_t(xb[b].bsums[2 * i]) + xb[b].bsums[2 * i + 1];
             const __m256i mterm = _mm256_mullo_epi32(mi, _mm256_set1_epi32(xs));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), dd, acc[i]);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mterm), dm, acc[i]);
         }
     }
-    // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
-    const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
-    const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
-    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+    _mm256_storeu_ps(y, hsum_lanes8(acc));
 }
 
 // ---- Q6_K packed 8 rows at a time (quants.h block_q6_K_x8), one token ----
@@ -941,10 +944,7 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), dd, acc[i]);
     }
-    // hsum's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
-    const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
-    const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
-    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+    _mm256_storeu_ps(y, hsum_lanes8(acc));
 }
 
 void mm_pack8_q6_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,

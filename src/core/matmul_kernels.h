@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace spider {
 
@@ -52,6 +53,11 @@ struct matmul_kernel {
 // an eighth of its vector work (gemma-3-270m's Q5_0 prompt matmul +25%, 2026-12-05).
 size_t matmul_q8_0x_bytes(int64_t n);
 void matmul_prep_q8_0x(const float * x, int64_t n, uint8_t * dst);
+
+// Row r of a packed table (matmul_pack's layouts, ops.h), dequantized exactly as dequantize_row does (get_rows: a
+// tied output matrix is also the embedding table, and reading its packed copy keeps the released original pages
+// released). matmul_pack.cpp.
+void matmul_dequantize_packed_row(const tensor & table, int64_t r, float * y);
 
 // The activation format each weight type is paired with (the same pairing as ggml's vec_dot_type).
 dtype matmul_vec_dot_type(dtype weight_type);

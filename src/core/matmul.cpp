@@ -272,7 +272,8 @@ void setup_job(mm_job & j, const tensor & W, float * y, int64_t n_tok) {
 size_t matmul_pack_bytes(const tensor & W) {
     const bool kquant = W.type == DTYPE_Q4_K || W.type == DTYPE_Q6_K;
     const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0 || kquant;
-    if (!type_ok || W.ne[0] % (kquant ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 || W.ne[3] != 1 ||
+    if (!type_ok || W.ne[0] % (kquant ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 ||
+        W.ne[3] != 1 ||
         W.nb[1] != W.row_bytes() || !W.data) {
         return 0;
     }

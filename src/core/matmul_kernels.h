@@ -33,8 +33,8 @@ struct matmul_kernel {
     // For weights in the packed layout (matmul_pack, ops.h): MATMUL_PACK_ROWS rows per call (nr is always that),
     // w at the start of a group of rows, w_stride the unpacked row stride. nullptr: no packed kernel for the type.
     matmul_tile_fn tile_packed = nullptr;
-    // tile_packed is a one-token kernel (Q4_K, Q6_K): for prompts the driver (matmul.cpp) unpacks each chunk's row groups
-    // into the plain layout and runs `tile` on them.
+    // tile_packed is a one-token kernel (Q4_K, Q6_K): for prompts the driver (matmul.cpp) unpacks each chunk's row
+    // groups into the plain layout and runs `tile` on them.
     bool packed_one_token = false;
     matmul_prep_fn prep = nullptr;
     matmul_xbytes_fn x_bytes = nullptr;

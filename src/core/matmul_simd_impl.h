@@ -867,7 +867,8 @@ inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qs + 128 * s + 32 * v));
                 const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                 const __m256i dlo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_set1_epi32(x4[8 * s + v]));
-                const __m256i dhi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, _mm256_set1_epi32(x4[8 * s + v + 4]));
+                const __m256i dhi =
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, _mm256_set1_epi32(x4[8 * s + v + 4]));
                 isum[v] = _mm256_dpwssd_epi32(isum[v], dlo, scs);
                 isum[v + 4] = _mm256_dpwssd_epi32(isum[v + 4], dhi, scs);
             }
@@ -913,14 +914,16 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {
             // scales 2c, 2c+1 of the 8 rows as int16 pairs
-            const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
+            const __m256i pair =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
             isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                        _mm256_slli_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), pair,
                                                                              _mm256_set1_epi32(bs2[c])), 5));
         }
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {
-            const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
+            const __m256i pair =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
             const __m256i sc_lo = _mm256_and_si256(pair, lo16), sc_hi = _mm256_srli_epi32(pair, 16);
             const __m256i ha = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c));
             const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c + 32));
@@ -929,13 +932,21 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->ql + 128 * c + 32 * v));
                 // bits 2v..2v+1 of the high-bit bytes to bits 4..5 (16-bit shifts: bits from the neighbour byte land
                 // outside 0x30)
-                const __m256i sa = v == 0 ? _mm256_slli_epi16(ha, 4) : v == 1 ? _mm256_slli_epi16(ha, 2) : v == 2 ? ha : _mm256_srli_epi16(ha, 2);
-                const __m256i sb = v == 0 ? _mm256_slli_epi16(hb, 4) : v == 1 ? _mm256_slli_epi16(hb, 2) : v == 2 ? hb : _mm256_srli_epi16(hb, 2);
+                const __m256i sa = v == 0   ? _mm256_slli_epi16(ha, 4)
+                                   : v == 1 ? _mm256_slli_epi16(ha, 2)
+                                   : v == 2 ? ha
+                                            : _mm256_srli_epi16(ha, 2);
+                const __m256i sb = v == 0   ? _mm256_slli_epi16(hb, 4)
+                                   : v == 1 ? _mm256_slli_epi16(hb, 2)
+                                   : v == 2 ? hb
+                                            : _mm256_srli_epi16(hb, 2);
                 // (nibble) | (high bits & 0x30): vpternlogd truth table a | (b & c) = 0xF8
                 const __m256i ulo = _mm256_ternarylogic_epi32(_mm256_and_si256(q, m4), sa, c30, 0xF8);
-                const __m256i uhi = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sb, c30, 0xF8);
+                const __m256i uhi =
+                    _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sb, c30, 0xF8);
                 const __m256i dlo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ulo, _mm256_set1_epi32(x4[8 * c + v]));
-                const __m256i dhi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), uhi, _mm256_set1_epi32(x4[8 * c + v + 4]));
+                const __m256i dhi =
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), uhi, _mm256_set1_epi32(x4[8 * c + v + 4]));
                 isum[v] = _mm256_dpwssd_epi32(isum[v], dlo, sc_lo);
                 isum[v + 4] = _mm256_dpwssd_epi32(isum[v + 4], dhi, sc_hi);
             }

@@ -472,8 +472,8 @@ inline void scores4x4(const float* qg, int64_t ldq, const KV* const* k, int64_t 
 // (k / v + j * ldkv), online softmax in blocks of 64 keys; out + g * ldo gets the result. scratch holds
 // G * (64 + hd + 2) floats, and hd more for F16 K / V. F16 keys and values are widened in registers as they are
 // loaded (load8): a widened block of 64 keys and 64 values (128 KB at head_dim 256) overflowed L1 and cost more
-// than the arithmetic (attention_f16kv for one query, 4 heads sharing one KV head of 256, 2-core Xeon, in cache: 64 keys
-// 11.0 -> 4.9 us, 512 keys 85 -> 34 us).
+// than the arithmetic (attention_f16kv for one query, 4 heads sharing one KV head of 256, 2-core Xeon, in cache:
+// 64 keys 11.0 -> 4.9 us, 512 keys 85 -> 34 us).
 template <typename KV>
 void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v, int64_t ldkv, int64_t hd,
                     int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {

@@ -358,8 +358,9 @@ std::string llm_model::desc() const {
 size_t llm_model::pack_weights() {
     const bool mmapped = file_data == nullptr;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    // Q4_0, Q5_0, Q8_0, Q4_K and Q6_K are packed (the K-quants for decode; prompts unpack chunks). Q5_0's packed kernel keeps the unpacked kernel's summation order, bit for
-    // bit (tile_pack8_lanes in core/matmul_simd_impl.h): its faster whole-block kernel moves gemma-3-270m's
+    // Q4_0, Q5_0, Q8_0, Q4_K and Q6_K are packed (the K-quants for decode; prompts unpack chunks). Q5_0's packed
+    // kernel keeps the unpacked kernel's summation order, bit for bit (tile_pack8_lanes in
+    // core/matmul_simd_impl.h), as the K-quant ones do: a faster whole-block Q5_0 kernel moves gemma-3-270m's
     // perplexity away from llama.cpp's (+0.42% on tests/data/llm/ppl_long.txt, +0.56% on ppl_text.txt, bound 0.5%,
     // against +0.053% / +0.361% in llama.cpp's order; 2026-12-05). Rounding noise amplified by the activation
     // quantization, not an error: two correct kernel sets move this model's logits by up to ~1

@@ -326,6 +326,28 @@ TEST(ops_random, rope_both_modes) {
     }
 }
 
+// rope() caches the cos / sin tables of its last two kinds of call (gemma 3 alternates two bases). A sequence that
+// alternates bases and positions the way a decode does, with a third base now and then to force an eviction, must
+// match the reference at every call: a table returned for the wrong key would rotate by the wrong angles.
+TEST(ops_random, rope_alternating_bases_use_the_right_table) {
+    rng r;
+    const int64_t n_head = 3, hd = 64, n_rot = 64;
+    const float bases[] = {10000.0f, 1000000.0f, 500000.0f};
+    const int kinds[] = {0, 0, 1, 1, 0, 1, 0, 2, 0, 1, 2, 2, 1, 0};
+    for (int32_t step = 0; step < 3; ++step) {
+        const int64_t n_tok = step == 1 ? 4 : 1;
+        std::vector<int32_t> pos(n_tok);
+        for (int64_t t = 0; t < n_tok; ++t) pos[t] = static_cast<int32_t>(100 * step + t);
+        for (int k : kinds) {
+            auto x = r.vec(n_tok * n_head * hd);
+            std::vector<float> y0 = x, y1 = x;
+            ref::rope(y0.data(), pos.data(), n_tok, n_head, hd, n_rot, bases[k], 1.0f, ROPE_MODE_NEOX);
+            rope(y1.data(), pos.data(), n_tok, n_head, hd, n_rot, bases[k], 1.0f, ROPE_MODE_NEOX);
+            ASSERT_LE(max_err(y1, y0), 2e-6) << "step " << step << " base " << bases[k];
+        }
+    }
+}
+
 // Llama 3.1-style frequency divisors: optimised vs reference, and a divisor of 1 everywhere equals no divisors.
 TEST(ops_random, rope_freq_factors) {
     rng r;

@@ -318,11 +318,8 @@ void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * 
         return;
     }
     const int64_t n = table.ne[0];
-    const bool packed = table.packed && (table.type == DTYPE_Q4_0 || table.type == DTYPE_Q5_0 ||
-                                         table.type == DTYPE_Q8_0 || table.type == DTYPE_Q4_K ||
-                                         table.type == DTYPE_Q6_K);
     for (int64_t t = 0; t < n_ids; ++t) {
-        if (packed) {
+        if (table.packed) {  // every type matmul_pack packs has a packed-row reader
             matmul_dequantize_packed_row(table, ids[t], y + t * n);
         } else if (table.type == DTYPE_F32) {
             std::memcpy(y + t * n, table.row(ids[t]), static_cast<size_t>(n) * sizeof(float));

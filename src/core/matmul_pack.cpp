@@ -221,9 +221,21 @@ void matmul_pack(const tensor & W, uint8_t * dst) {
 void matmul_dequantize_packed_row(const tensor & table, int64_t r, float * y) {
     constexpr int R = MATMUL_PACK_ROWS;
     if (table.type == DTYPE_Q4_K || table.type == DTYPE_Q6_K) {
-        std::vector<uint8_t> plain(R * table.nb[1]);
-        matmul_unpack_rows(table.type, table.packed + (r / R) * R * table.nb[1], table.ne[0], R, plain.data());
-        dequantize_row(table.type, plain.data() + (r % R) * table.nb[1], y, table.ne[0]);
+        // The row's lane of each group block, back to one plain block at a time.
+        const int64_t nb = table.ne[0] / QK_K;
+        const int lane = static_cast<int>(r % R);
+        const uint8_t * group = table.packed + (r / R) * R * table.nb[1];
+        for (int64_t b = 0; b < nb; ++b) {
+            if (table.type == DTYPE_Q4_K) {
+                block_q4_K plain;
+                unpack_q4_K_block(reinterpret_cast<const block_q4_K_x8 *>(group)[b], lane, &plain);
+                dequantize_row(DTYPE_Q4_K, &plain, y + b * QK_K, QK_K);
+            } else {
+                block_q6_K plain;
+                unpack_q6_K_block(reinterpret_cast<const block_q6_K_x8 *>(group)[b], lane, &plain);
+                dequantize_row(DTYPE_Q6_K, &plain, y + b * QK_K, QK_K);
+            }
+        }
         return;
     }
     const int64_t nb = table.ne[0] / 32;

@@ -389,6 +389,41 @@ TEST(matmul, packed_q5_0_and_k_quants_are_bit_identical_to_unpacked) {
     }
 }
 
+// The 512-bit decode kernels (cpu_wide_vectors_fast: two blocks or two level groups per vector) against the 256-bit
+// ones they replace, bit for bit: odd and even block counts, one token (the wide path) and several (the same 8-row
+// kernels either way). Runs wherever the CPU has the AVX-512 level, whatever the vendor.
+TEST(matmul, packed_512_bit_kernels_are_bit_identical_to_256_bit) {
+    level_guard g;
+    if (cpu_level_detected() < CPU_LEVEL_AVX512) GTEST_SKIP() << "no AVX-512 level on this CPU";
+    ASSERT_TRUE(cpu_features_force(CPU_LEVEL_AVX512));
+    struct wide_guard {
+        ~wide_guard() { cpu_wide_vectors_force(-1); }
+    } wg;
+    for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0}) {
+        for (int64_t n_in : {32, 96, 640, 2048}) {
+            const int64_t n_out = 40;
+            const weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in * 3 + type));
+            ASSERT_EQ(matmul_pack_bytes(w.t), w.bytes.size());
+            std::vector<uint8_t> packed(w.bytes.size());
+            matmul_pack(w.t, packed.data());
+            tensor wp = w.t;
+            wp.packed = packed.data();
+            for (int64_t n_tok : {1, 3}) {
+                const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok + 5 * n_in));
+                std::vector<float> y_wide(static_cast<size_t>(n_tok * n_out)), y_narrow(y_wide.size());
+                cpu_wide_vectors_force(1);
+                matmul(wp, x.data(), y_wide.data(), n_tok, nullptr);
+                cpu_wide_vectors_force(0);
+                matmul(wp, x.data(), y_narrow.data(), n_tok, nullptr);
+                for (size_t i = 0; i < y_wide.size(); ++i) {
+                    ASSERT_EQ(y_wide[i], y_narrow[i])
+                        << dtype_name(type) << " n_in " << n_in << " n_tok " << n_tok << " i " << i;
+                }
+            }
+        }
+    }
+}
+
 // Weights written by other tools may use levels the reference quantizers never produce (Q8_0 level -128, Q6_K
 // scale -128, all-max nibbles); every level must still match the reference exactly.
 TEST(matmul, extreme_levels_match_reference) {

@@ -23,6 +23,7 @@ cpu_info detect() {
     c.avx512dq = __builtin_cpu_supports("avx512dq");
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+    c.amd = __builtin_cpu_is("amd");
 #endif
     return c;
 }
@@ -90,6 +91,25 @@ bool cpu_features_force(cpu_level level) {
 
 void cpu_features_reset() {
     g_forced.store(-1, std::memory_order_relaxed);
+}
+
+namespace {
+std::atomic<int> g_wide_forced{-1};
+}  // namespace
+
+bool cpu_wide_vectors_fast() {
+    const int f = g_wide_forced.load(std::memory_order_relaxed);
+    if (f >= 0) return f == 1 && cpu_level_detected() >= CPU_LEVEL_AVX512;
+    static const bool detected = [] {
+        if (cpu_level_detected() < CPU_LEVEL_AVX512) return false;
+        if (const char* e = std::getenv("SPIDER_WIDE_VECTORS")) return std::strcmp(e, "0") != 0;
+        return cpu_features().amd;
+    }();
+    return detected;
+}
+
+void cpu_wide_vectors_force(int on) {
+    g_wide_forced.store(on < 0 ? -1 : (on ? 1 : 0), std::memory_order_relaxed);
 }
 
 }  // namespace spider

@@ -3,8 +3,10 @@
 //                       AVX2 maddubs + madd pair,
 //   SPIDER_SIMD_MAX_NC  activation rows per tile (limited by the 16 / 32 vector registers),
 //   SPIDER_SIMD_MAX_NC_K  the same for the K-quant kernels, whose block decoding needs more registers,
+//   SPIDER_SIMD_ZMM     1 to add the 512-bit one-token kernels for the packed 32-element types (taken at run time
+//                       where cpu_wide_vectors_fast(), i.e. on AMD), 0 without them,
 //   SPIDER_SIMD_NAME    the function name to define (matmul_kernel_avx2 / matmul_kernel_avx512).
-// 256-bit vectors fit one 32-element block exactly; on Zen 4 512-bit ops run as two 256-bit halves anyway.
+// 256-bit vectors fit one 32-element block exactly, so most kernels use them at every level.
 //
 // Every kernel computes, per block, an exact integer dot product of weight levels and Q8 activation levels and
 // then scales it by the two block scales in float: the same arithmetic as matmul_portable.cpp, with a different
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_features.h"
 #include "core/matmul_kernels.h"
 #include "core/quants.h"
 
@@ -609,6 +612,201 @@ void mm_pack8_lanes(int64_t n, const uint8_t * w, size_t, int, const uint8_t * x
     }
 }
 
+#if SPIDER_SIMD_ZMM
+// ---- The packed 8-row layouts in 512-bit vectors: one token, CPUs with full-width 512-bit units ----
+// The packed layout and the single sequential weight stream are unchanged; a 512-bit vector holds two of the 8-row
+// kernel's 256-bit vectors, and every row still gets exactly that kernel's integers and sequence of float
+// operations, so the results are bit-identical to it (test: packed_512_bit_kernels_are_bit_identical_to_256_bit).
+// - Q4_0 and Q8_0 (tile_pack8_wide): block b in the low half, block b + 1 in the high half. The level decoding, the
+//   dot products, the int->float conversion and the scale products run on both blocks at once; the accumulation
+//   then takes block b's half and block b + 1's half in that order.
+// - Q5_0 (tile_q5_0_lanes_wide): one block, level groups 2k and 2k + 1 side by side, so the float lanes of
+//   tile_pack8_lanes sit in pairs and accumulate without crossing halves.
+// Measured on the 2-core EPYC (Zen 5) with SPIDER_BENCH=1 SPIDER_BENCH_L3=1 SPIDER_BENCH_SHAPE=640,2048 and
+// 2048,5632 test_matmul, 1 thread, 2 alternating rounds (2026-12-05), decode GB/s 256-bit -> 512-bit: Q4_0 54-59 ->
+// 79-83, Q5_0 46-48 -> 58-62, Q8_0 88-108 -> 97-114. Two row groups side by side (two weight streams per thread)
+// were faster still from L3 but slower from memory with 2 threads. On the Xeon of earlier sessions 512-bit integer
+// kernels lost every comparison (BENCHMARKS.md 4.0000000, item 5), so Intel CPUs keep the 256-bit kernels.
+// GCC 12's own _mm512_cvtph_ps / _mm512_inserti64x4 start from an "undefined" vector that -Wmaybe-uninitialized
+// reports once inlined: a false positive, silenced for these kernels only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+inline __m512i load_pair(const uint8_t * a, const uint8_t * b) {
+    return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a))),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b)), 1);
+}
+
+// The fp16 scales at a (8) and at b (8) as 16 floats.
+inline __m512 scales_pair(const uint8_t * a, const uint8_t * b) {
+    const __m256i h = _mm256_inserti128_si256(
+        _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i *>(b)), 1);
+    return _mm512_cvtph_ps(h);
+}
+
+struct pair_q4_0 {
+    static void decode(const uint8_t * a, const uint8_t * b, __m512i * u) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+            const __m512i v = load_pair(a + 32 * g, b + 32 * g);
+            u[g] = _mm512_and_si512(v, m4);
+            u[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+    }
+};
+
+struct pair_q8_0 {
+    static void decode(const uint8_t * a, const uint8_t * b, __m512i * u) {
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) u[g] = load_pair(a + 32 * g, b + 32 * g);
+    }
+};
+
+// Lane j of the result: lane g of v in the low half (j < 8), lane 8 + g in the high half: from 16 int32 that hold
+// block b's 8 values then block b + 1's, value g of each block broadcast over its half.
+inline __m512i spread_pair(__m512i v, int g) {
+    return _mm512_permutexvar_epi32(
+        _mm512_add_epi32(_mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set1_epi32(g)), v);
+}
+
+// Walks the nb blocks of one packed group two at a time: prefetch ahead, both blocks' scale products (weight scale
+// times activation scale, 16 lanes) and levels as unsigned bytes, then f(b, d, u) for blocks b and b + 1. Returns
+// the number of blocks done (nb rounded down to even); the caller finishes an odd last block with the 8-row step.
+template <typename P, typename Q, typename F>
+inline int64_t for_each_pack8_block_pair(int64_t nb, const uint8_t * w, const q8x_row & x, F && f) {
+    const uint8_t * p = w;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2, p += 2 * P::BYTES) {
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, 2 * P::BYTES);
+        const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(x.d[b]), _mm256_set1_ps(x.d[b + 1]), 1);
+        const __m512 d = _mm512_mul_ps(scales_pair(p, p + P::BYTES), dx);
+        __m512i u[8];
+        Q::decode(p + 16, p + P::BYTES + 16, u);
+        f(b, d, u);
+    }
+    return b;
+}
+
+// acc + lo(f) * lo(d), then + hi(f) * hi(d): block b's fma, then block b + 1's.
+inline __m256 fma_pair(__m512 f, __m256 d_lo, __m256 d_hi, __m256 acc) {
+    acc = _mm256_fmadd_ps(_mm512_castps512_ps256(f), d_lo, acc);
+    return _mm256_fmadd_ps(_mm512_extractf32x8_ps(f, 1), d_hi, acc);
+}
+
+// tile_pack8 with one token, two blocks at a time.
+template <typename P, typename Q>
+void tile_pack8_wide(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    const int64_t nb = n / 32;
+    const q8x_row x(xq, nb);
+    __m256 acc = _mm256_setzero_ps();
+    const int64_t done = for_each_pack8_block_pair<P, Q>(nb, w, x, [&](int64_t b, __m512 d, const __m512i * u) {
+        const __m512i xp = _mm512_loadu_si512(x.qs + 32 * b);
+        const __m512i seed = _mm512_inserti32x8(_mm512_set1_epi32(-P::OFFSET * x.xsum[b]),
+                                                _mm256_set1_epi32(-P::OFFSET * x.xsum[b + 1]), 1);
+        __m512i s0 = seed, s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int g = 0; g < 8; g += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, u[g], spread_pair(xp, g));
+            s1 = _mm512_dpbusd_epi32(s1, u[g + 1], spread_pair(xp, g + 1));
+        }
+        acc = fma_pair(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_castps512_ps256(d),
+                       _mm512_extractf32x8_ps(d, 1), acc);
+    });
+    if (done < nb) {  // the odd last block: tile_pack8's step
+        const uint8_t * p = w + done * P::BYTES;
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+        __m256i u[8];
+        P::decode(p + 16, u);
+        const int32_t * x4 = reinterpret_cast<const int32_t *>(x.qs + 32 * done);
+        __m256i s0 = _mm256_set1_epi32(-P::OFFSET * x.xsum[done]), s1 = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g += 2) {
+            s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
+            s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
+                              _mm256_mul_ps(dw, _mm256_set1_ps(x.d[done])), acc);
+    }
+    _mm256_storeu_ps(y, acc);
+}
+
+// tile_pack8_lanes for Q5_0 with one token, one block at a time, two level groups per vector: the low half of
+// vector k holds group 2k of the 8 rows, the high half group 2k + 1, so acc[k] holds tile_pack8_lanes's float lanes
+// 2k and 2k + 1 side by side and every lane keeps its own sequence of fmas (no cross-half moves in the loop). The
+// nibble vectors load as they lie (the layout puts groups 2k and 2k + 1 in adjacent 32-byte vectors), the fifth bits
+// take one variable shift per pair of groups.
+inline void tile_q5_0_lanes_wide(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    using P = pack8_q5_0;
+    const int64_t nb = n / 32;
+    const q8x_row x(xq, nb);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) acc[k] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    // 16-bit shift counts per half: the fifth bit of group g sits at bit g of each byte and goes to bit 4
+    const __m512i up01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(3), 1);
+    const __m512i up23 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(1), 1);
+    const __m512i dn45 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1);
+    const __m512i dn67 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1);
+    __m512i idx[4];  // lanes 0..7 take value 2k, lanes 8..15 value 2k + 1
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) idx[k] = _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
+        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(x.d[b]));
+        const __m512i v0 = _mm512_loadu_si512(p + 16), v1 = _mm512_loadu_si512(p + 80);
+        const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 144)));
+        __m512i u[4];
+        u[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(v0, m4), _mm512_sllv_epi16(h, up01), b4, 0xF8);
+        u[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(v1, m4), _mm512_sllv_epi16(h, up23), b4, 0xF8);
+        u[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), _mm512_srlv_epi16(h, dn45),
+                                         b4, 0xF8);
+        u[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), _mm512_srlv_epi16(h, dn67),
+                                         b4, 0xF8);
+        const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.qs + 32 * b)));
+        __m512i ns = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.nsum + 8 * b)));
+        if constexpr (P::OFFSET_SHIFT > 4) {
+            ns = _mm512_slli_epi32(ns, P::OFFSET_SHIFT - 4);
+        } else if constexpr (P::OFFSET_SHIFT < 4) {
+            ns = _mm512_srai_epi32(ns, 4 - P::OFFSET_SHIFT);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const __m512i s = _mm512_dpbusd_epi32(_mm512_permutexvar_epi32(idx[k], ns), u[k],
+                                                  _mm512_permutexvar_epi32(idx[k], xv));
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[k]);
+        }
+    }
+    // hsum_lanes8's tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), lane pairs side by side
+    const __m512 t = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1)));
+}
+
+void mm_q5_0_wide(int64_t n, const uint8_t * w, size_t ws, int nr, const uint8_t * xq, size_t xs, int nc, float * y,
+                  size_t ys) {
+    if (nc == 1) {
+        tile_q5_0_lanes_wide(n, w, xq, y);
+    } else {
+        mm_pack8_lanes<pack8_q5_0>(n, w, ws, nr, xq, xs, nc, y, ys);
+    }
+}
+
+// tile_packed for the 512-bit path (Q4_0, Q8_0): one token takes the two-block kernel, prompts the 8-row one.
+template <typename P, typename Q>
+void mm_pack8_wide(int64_t n, const uint8_t * w, size_t ws, int nr, const uint8_t * xq, size_t xs, int nc, float * y,
+                   size_t ys) {
+    if (nc == 1) {
+        tile_pack8_wide<P, Q>(n, w, xq, y);
+    } else {
+        mm_pack8<P>(n, w, ws, nr, xq, xs, nc, y, ys);
+    }
+}
+#pragma GCC diagnostic pop
+#endif  // SPIDER_SIMD_ZMM
+
 // ---- K-quants against Q8_K ----
 
 // The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: quants.h get_scale_min_k4) as 16-bit lanes:
@@ -1106,15 +1304,30 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
         case DTYPE_Q4_0:
             k->tile = mm_q4_0;
             k->tile_packed = mm_pack8<pack8_q4_0>;
+#if SPIDER_SIMD_ZMM
+            if (cpu_wide_vectors_fast()) {
+                k->tile_packed = mm_pack8_wide<pack8_q4_0, pair_q4_0>;
+            }
+#endif
             return true;
         case DTYPE_Q5_0:
             k->tile = mm_q5_0;
             k->tile_packed = mm_pack8_lanes<pack8_q5_0>;
+#if SPIDER_SIMD_ZMM
+            if (cpu_wide_vectors_fast()) {
+                k->tile_packed = mm_q5_0_wide;
+            }
+#endif
             return true;
         case DTYPE_Q8_0:
             k->tile = mm_q8_0;
 #if SPIDER_SIMD_VNNI
             k->tile_packed = mm_pack8<pack8_q8_0>;
+#endif
+#if SPIDER_SIMD_ZMM
+            if (cpu_wide_vectors_fast()) {
+                k->tile_packed = mm_pack8_wide<pack8_q8_0, pair_q8_0>;
+            }
 #endif
             return true;
         case DTYPE_Q4_K:

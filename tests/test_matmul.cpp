@@ -399,8 +399,10 @@ TEST(matmul, packed_512_bit_kernels_are_bit_identical_to_256_bit) {
     struct wide_guard {
         ~wide_guard() { cpu_wide_vectors_force(-1); }
     } wg;
-    for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0}) {
+    for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K}) {
+        const bool kquant = type == DTYPE_Q4_K || type == DTYPE_Q6_K;
         for (int64_t n_in : {32, 96, 640, 2048}) {
+            if (kquant && n_in % 256 != 0) n_in = n_in == 640 ? 1024 : 256;
             const int64_t n_out = 40;
             const weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in * 3 + type));
             ASSERT_EQ(matmul_pack_bytes(w.t), w.bytes.size());

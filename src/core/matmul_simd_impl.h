@@ -1156,6 +1156,169 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
     _mm256_storeu_ps(y, hsum_lanes8(acc));
 }
 
+#if SPIDER_SIMD_ZMM
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// 512-bit versions of the two kernels above, for CPUs where cpu_wide_vectors_fast(): tile_q5_0_lanes_wide's idea,
+// lanes 2j and 2j + 1 of the 8-row kernel side by side in one vector (the layouts put the level vectors of v = 2j
+// and 2j + 1 next to each other), so every lane keeps its own operations and the results are bit-identical.
+// SPIDER_BENCH=1 SPIDER_BENCH_L3=1 test_matmul on the 2-core EPYC (Zen 5), 1 thread, 3 alternating rounds
+// (2026-12-05), decode GB/s 256-bit -> 512-bit: Q4_K 1024 x 640 51-52 -> 49-66, 2048 x 2048 40-48 -> 63-68; Q6_K
+// 2048 x 640 42-49 -> 64-70, 2048 x 2048 48-50 -> 52-68.
+
+// Lanes 0..7: 32-bit value a of v (a broadcast); lanes 8..15: value b.
+inline __m512i idx_pair(int a, int b) {
+    return _mm512_inserti64x4(_mm512_set1_epi32(a), _mm256_set1_epi32(b), 1);
+}
+
+// The end of both kernels: acc[j] = lanes 2j, 2j + 1; hsum_lanes8's tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
+// (l3 + l7)) with the lane pairs side by side.
+inline void store_lane_pairs(const __m512 * acc, float * y) {
+    const __m512 t = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1)));
+}
+
+inline void tile_pack8_q4_K_wide(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    const int64_t nb = n / QK_K;
+    const block_q8_K * xb = reinterpret_cast<const block_q8_K *>(xq);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), ff = _mm512_set1_epi32(0xFF);
+    const __m512i c3f = _mm512_set1_epi8(0x3f), c0f = _mm512_set1_epi8(0x0f), c30 = _mm512_set1_epi8(0x30);
+    const __m512i idx_lo[2] = {idx_pair(0, 1), idx_pair(2, 3)}, idx_hi[2] = {idx_pair(4, 5), idx_pair(6, 7)};
+    const __m512i sh01 = idx_pair(0, 8), sh23 = idx_pair(16, 24);  // bytes k, k + 1 of every lane
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q4_K_x8)) {
+        const block_q4_K_x8 * g = reinterpret_cast<const block_q4_K_x8 *>(p);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q4_K_x8));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
+        const __m256 dmw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->dmin)));
+        // tile_pack8_q4_K's scale unpacking, both halves alike
+        const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales)));
+        const __m512i bm =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 32)));
+        const __m512i c =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 64)));
+        const __m512i sc_lo = _mm512_and_si512(a, c3f);
+        const __m512i sc_hi = _mm512_ternarylogic_epi32(_mm512_and_si512(c, c0f), _mm512_srli_epi32(a, 2), c30, 0xF8);
+        const __m512i m_lo = _mm512_and_si512(bm, c3f);
+        const __m512i m_hi =
+            _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), c0f), _mm512_srli_epi32(bm, 2), c30, 0xF8);
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) isum[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; ++s) {
+            const __m512i scv = s < 4 ? sc_lo : sc_hi;
+            const int k = s % 4;
+            const __m512i scs = k == 3 ? _mm512_srli_epi32(scv, 24) : _mm512_and_si512(_mm512_srli_epi32(scv, 8 * k), ff);
+            const __m512i xs =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[b].qs + 32 * s)));
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; ++j) {  // v = 2j, 2j + 1
+                const __m512i q = _mm512_loadu_si512(g->qs + 128 * s + 64 * j);
+                const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                const __m512i dlo =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_permutexvar_epi32(idx_lo[j], xs));
+                const __m512i dhi =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_permutexvar_epi32(idx_hi[j], xs));
+                isum[j] = _mm512_dpwssd_epi32(isum[j], dlo, scs);
+                isum[j + 2] = _mm512_dpwssd_epi32(isum[j + 2], dhi, scs);
+            }
+        }
+        const __m256 dx = _mm256_set1_ps(xb[b].d);
+        const __m512 dd = _mm512_broadcast_f32x8(_mm256_mul_ps(dw, dx));
+        const __m512 dm = _mm512_broadcast_f32x8(_mm256_xor_ps(_mm256_mul_ps(dmw, dx), _mm256_set1_ps(-0.0f)));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {  // lanes i = 2j, 2j + 1
+            const __m512i mv = j < 2 ? m_lo : m_hi;
+            const __m512i mi = _mm512_and_si512(_mm512_srlv_epi32(mv, j % 2 == 0 ? sh01 : sh23), ff);
+            const int32_t xs0 = int32_t(xb[b].bsums[4 * j]) + xb[b].bsums[4 * j + 1];
+            const int32_t xs1 = int32_t(xb[b].bsums[4 * j + 2]) + xb[b].bsums[4 * j + 3];
+            const __m512i mterm = _mm512_mullo_epi32(mi, idx_pair(xs0, xs1));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), dd, acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mterm), dm, acc[j]);
+        }
+    }
+    store_lane_pairs(acc, y);
+}
+
+inline void tile_pack8_q6_K_wide(int64_t n, const uint8_t * w, const uint8_t * xq, float * y) {
+    const int64_t nb = n / QK_K;
+    const block_q8_K * xb = reinterpret_cast<const block_q8_K *>(xq);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), c30 = _mm512_set1_epi8(0x30), lo16 = _mm512_set1_epi32(0xFFFF);
+    const __m512i idx_lo[2] = {idx_pair(0, 1), idx_pair(2, 3)}, idx_hi[2] = {idx_pair(4, 5), idx_pair(6, 7)};
+    // tile_pack8_q6_K's shifts of the high-bit bytes for v = 0, 1 (left 4, 2) and v = 2, 3 (right 0, 2)
+    const __m512i up01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i dn23 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+    const uint8_t * p = w;
+    for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q6_K_x8)) {
+        const block_q6_K_x8 * g = reinterpret_cast<const block_q6_K_x8 *>(p);
+        prefetch_block(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q6_K_x8));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
+        const int32_t * bs2 = reinterpret_cast<const int32_t *>(xb[b].bsums);  // bsums 2i, 2i+1 as one dword
+        __m512i isum[4];  // isum[j]: lanes 2j and 2j + 1 side by side
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            // the offset term of lanes 2j and 2j + 1: scale pairs 4j.., from 32 bytes of scales
+            const __m512i pair =
+                _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 32 * j)));
+            isum[j] = _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_slli_epi32(_mm512_dpwssd_epi32(_mm512_setzero_si512(), pair, idx_pair(bs2[2 * j], bs2[2 * j + 1])),
+                                  5));
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+            const __m512i pair = _mm512_cvtepi8_epi16(
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c))));
+            const __m512i sc_lo = _mm512_and_si512(pair, lo16), sc_hi = _mm512_srli_epi32(pair, 16);
+            const __m512i ha =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c)));
+            const __m512i hb =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->qh + 64 * c + 32)));
+            const __m512i xs =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(xb[b].qs + 32 * c)));
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; ++j) {  // v = 2j, 2j + 1
+                const __m512i q = _mm512_loadu_si512(g->ql + 128 * c + 64 * j);
+                const __m512i sa = j == 0 ? _mm512_sllv_epi16(ha, up01) : _mm512_srlv_epi16(ha, dn23);
+                const __m512i sb = j == 0 ? _mm512_sllv_epi16(hb, up01) : _mm512_srlv_epi16(hb, dn23);
+                const __m512i ulo = _mm512_ternarylogic_epi32(_mm512_and_si512(q, m4), sa, c30, 0xF8);
+                const __m512i uhi =
+                    _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), sb, c30, 0xF8);
+                const __m512i dlo =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), ulo, _mm512_permutexvar_epi32(idx_lo[j], xs));
+                const __m512i dhi =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), uhi, _mm512_permutexvar_epi32(idx_hi[j], xs));
+                isum[j] = _mm512_dpwssd_epi32(isum[j], dlo, sc_lo);
+                isum[j + 2] = _mm512_dpwssd_epi32(isum[j + 2], dhi, sc_hi);
+            }
+        }
+        const __m512 dd = _mm512_broadcast_f32x8(_mm256_mul_ps(dw, _mm256_set1_ps(xb[b].d)));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), dd, acc[j]);
+    }
+    store_lane_pairs(acc, y);
+}
+
+void mm_pack8_q6_K_wide(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+                        size_t ys) {
+    for (int c = 0; c < nc; ++c) tile_pack8_q6_K_wide(n, w, xq + c * xs, y + c * ys);
+}
+
+void mm_pack8_q4_K_wide(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
+                        size_t ys) {
+    for (int c = 0; c < nc; ++c) tile_pack8_q4_K_wide(n, w, xq + c * xs, y + c * ys);
+}
+#pragma GCC diagnostic pop
+#endif  // SPIDER_SIMD_ZMM
+
 void mm_pack8_q6_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
                    size_t ys) {
     for (int c = 0; c < nc; ++c) tile_pack8_q6_K(n, w, xq + c * xs, y + c * ys);
@@ -1335,6 +1498,9 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
 #if SPIDER_SIMD_VNNI
             k->tile_packed = mm_pack8_q4_K;
             k->packed_one_token = true;
+#if SPIDER_SIMD_ZMM
+            if (cpu_wide_vectors_fast()) k->tile_packed = mm_pack8_q4_K_wide;
+#endif
 #endif
             return true;
         case DTYPE_Q5_K:
@@ -1345,6 +1511,9 @@ bool SPIDER_SIMD_NAME(dtype t, matmul_kernel * k) {
 #if SPIDER_SIMD_VNNI
             k->tile_packed = mm_pack8_q6_K;
             k->packed_one_token = true;
+#if SPIDER_SIMD_ZMM
+            if (cpu_wide_vectors_fast()) k->tile_packed = mm_pack8_q6_K_wide;
+#endif
 #endif
             return true;
         default:

@@ -464,9 +464,11 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
     const int nth = pool ? pool->size() : 1;
     // Few items (decode with few KV heads) and several threads: split each group so every thread gets work. (One
     // thread keeps whole groups: a split would only read each key and value again.)
+    // One item per thread is enough (items are equal and taken from a queue), and each item keeps as many query
+    // heads as possible on each key load.
     int64_t n_split = 1;
-    if (nth > 1 && n_q * n_head_kv < 2 * nth)
-        n_split = std::min<int64_t>(group, (2 * nth + n_q * n_head_kv - 1) / (n_q * n_head_kv));
+    if (nth > 1 && n_q * n_head_kv < nth)
+        n_split = std::min<int64_t>(group, (nth + n_q * n_head_kv - 1) / (n_q * n_head_kv));
     const int64_t gsz = (group + n_split - 1) / n_split;
     n_split = (group + gsz - 1) / gsz;
     const int64_t total = n_q * n_head_kv * n_split;
@@ -474,12 +476,16 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
     // F16 K / V: room for one widened block of 64 keys and one of 64 values (the generic attn_tile_f16; the AVX2
     // one widens in registers and needs one row).
     const size_t widen = std::is_same<KV, uint16_t>::value ? static_cast<size_t>(2 * 64 * head_dim) : 0;
-    parallel(pool, [&](int ith, int nth_) {
+    // Items come from a shared counter (later queries of a causal prompt see more keys, so fixed ranges would be
+    // uneven), and the caller does not wait for a worker the OS has not scheduled yet (run_any): every item is
+    // computed the same way by whichever thread takes it.
+    std::atomic<int64_t> next{0};
+    auto work = [&](int, int) {
         static thread_local std::vector<float> scratch;
         const size_t need = static_cast<size_t>(gsz * (64 + head_dim + 2)) + widen;
         if (scratch.size() < need) scratch.resize(need);
-        // Round-robin items: with a causal mask later queries see more keys, so contiguous ranges would be uneven.
-        for (int64_t it = ith; it < total; it += nth_) {
+        for (int64_t it = next.fetch_add(1, std::memory_order_relaxed); it < total;
+             it = next.fetch_add(1, std::memory_order_relaxed)) {
             const int64_t i = it / (n_head_kv * n_split), rem = it % (n_head_kv * n_split);
             const int64_t hk = rem / n_split, part = rem % n_split;
             const int64_t h0 = hk * group + part * gsz, G = std::min(gsz, hk * group + group - h0);
@@ -496,7 +502,12 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
             tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0, j1, scale,
                  oi, head_dim, scratch.data());
         }
-    });
+    };
+    if (pool && pool->size() > 1 && total > 1) {
+        pool->run_any(work);
+    } else {
+        work(0, 1);
+    }
 }
 
 }  // namespace

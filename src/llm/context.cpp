@@ -303,10 +303,13 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
     int64_t start = 0;
     if (window > 0) start = std::max<int64_t>(0, ub.pos0 - window + 1);
     const llm_kv_layer &l = kv[il];
-    // Small attention (decode at short context) runs on this thread: a pool dispatch costs more than the work, and
-    // far more when the machine is busy and a worker waits for a time slice.
+    // Tiny attention (the first few keys) runs on this thread: a pool dispatch would cost more than the work. From
+    // there on the pool splits the query heads (attention_impl takes items from a queue with run_any, so a worker
+    // that a busy machine has not scheduled costs nothing). gemma-3-270m tg128 on the 2-core EPYC (Zen 5), rdtsc laps
+    // per section, 2 alternating rounds (2026-12-05): attention 131-137 us per token on one thread, 87-96 with the
+    // pool from the first key; the former threshold (work 262144, i.e. 256 keys for gemma) kept tg128 on one thread.
     const double work = (double)ub.n_tokens * (double)(n_kv - start) * (double)(hp.n_head * hp.head_dim);
-    thread_pool *p = work < 262144.0 ? nullptr : pool.get();
+    thread_pool *p = work < 16384.0 ? nullptr : pool.get();
     if (params.kv_f16) {
         // The F16 cache is read as it is: attention widens each block of keys and values in L1.
         attention_f16kv(q_rows, l.k16.data() + start * kv_dim, l.v16.data() + start * kv_dim, out, ub.n_tokens,

@@ -183,20 +183,25 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
     static thread_local std::vector<span> spans;
     spans.clear();
     if (n_tok == 1 && nth > 1) {
-        // Decode: a guided queue. Chunks of up to DECODE_CHUNK_BYTES while much is left, then each a quarter of what
+        // Decode: a guided queue. Chunks of up to DECODE_CHUNK_BYTES while much is left, then each half of what
         // remains, down to DECODE_MIN_CHUNK_BYTES: the thread that finishes first waits for at most one small chunk
         // at the end of the matmul instead of up to a whole 1 MB one. The split depends only on the shapes, and rows
         // are computed by the same tile calls either way. A/B on the 2-core Xeon (spider bench tg -n 64 -r 3, 5
         // alternating pairs per model, busy host): faster in 10 of 15 pairs; medians gemma-3-270m +3.9%, TinyLlama-
         // shape Q8_0 +5.1%, Q4_0 -0.1% (2 of 5 faster). 16 KB instead of 64 KB at the end: gemma slower in 3 of 4
-        // pairs (2026-12-05).
+        // pairs (2026-12-05). Half instead of a quarter of what remains: every chunk restarts a weight stream (a
+        // memory latency and the prefetcher's ramp), and gemma's small matmuls (0.4-1.8 MB) were cut into 6-9 chunks.
+        // gemma-3-270m tg128 on the 2-core EPYC (Zen 5), rdtsc laps per matmul class, 6 alternating pairs: the
+        // layers' matmuls took 0.394-0.400 instead of 0.404-0.408 of the output matrix's time when the host's
+        // bandwidth was low, 0.462-0.485 instead of 0.525-0.533 when it was high (layers 1345-1380 -> 1143-1268 us
+        // per token); a floor of 256 KB instead of 64 KB was slower (attn_output 151-158 -> 177-184 us).
         size_t left = 0;
         for (int i = 0; i < n_jobs; ++i) left += static_cast<size_t>(jobs[i].n_tiles) * jobs[i].tile_rows * jobs[i].w_stride;
         for (int i = 0; i < n_jobs; ++i) {
             const mm_job & j = jobs[i];
             const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
             for (int64_t tb = 0; tb < j.n_tiles;) {
-                size_t want = left / 4;
+                size_t want = left / 2;
                 if (want > DECODE_CHUNK_BYTES) want = DECODE_CHUNK_BYTES;
                 if (want < DECODE_MIN_CHUNK_BYTES) want = DECODE_MIN_CHUNK_BYTES;
                 int64_t ct = static_cast<int64_t>((want + tile_bytes - 1) / tile_bytes);

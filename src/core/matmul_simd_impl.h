@@ -511,6 +511,23 @@ inline void for_each_pack8_block(int64_t nb, const uint8_t * w, F && f) {
     }
 }
 
+// One token's step of tile_pack8 on block b (scales dw, levels u): acc + the block's exact integer dot product times
+// its two scales. Also the odd last block of tile_pack8_wide (matmul_simd_zmm.h).
+template <typename P>
+inline __m256 pack8_step(const q8x_row & x, int64_t b, __m256 dw, const __m256i * u, __m256 acc) {
+    const int32_t * x4 = reinterpret_cast<const int32_t *>(x.qs + 32 * b);
+    // sum (u - OFFSET) x = sum u x - OFFSET sum x, exactly. Two integer chains (exact, so the order does not matter)
+    // halve the dependent vpdpbusd latency that bounds one token's decode.
+    __m256i s0 = _mm256_set1_epi32(-P::OFFSET * x.xsum[b]), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int g = 0; g < 8; g += 2) {
+        s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
+        s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
+    }
+    const __m256i s = _mm256_add_epi32(s0, s1);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x.d[b])), acc);
+}
+
 template <typename P, int NC>
 void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, float * y, size_t ys) {
     const int64_t nb = n / 32;
@@ -521,19 +538,7 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
     for_each_pack8_block<P>(nb, w, [&](int64_t b, __m256 dw, const __m256i * u) {
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; ++c) {
-            const int32_t * x4 = reinterpret_cast<const int32_t *>(x[c].qs + 32 * b);
-            // sum (u - OFFSET) x = sum u x - OFFSET sum x, exactly. Two integer chains (exact, so the order does not
-            // matter) halve the dependent vpdpbusd latency that bounds one token's decode.
-            __m256i s0 = _mm256_set1_epi32(-P::OFFSET * x[c].xsum[b]), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int g = 0; g < 8; g += 2) {
-                s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
-                s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
-            }
-            const __m256i s = _mm256_add_epi32(s0, s1);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x[c].d[b])), acc[c]);
-        }
+        for (int c = 0; c < NC; ++c) acc[c] = pack8_step<P>(x[c], b, dw, u, acc[c]);
     });
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) _mm256_storeu_ps(y + c * ys, acc[c]);

@@ -104,20 +104,10 @@ void tile_pack8_wide(int64_t n, const uint8_t * w, const uint8_t * xq, float * y
         acc = fma_pair(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_castps512_ps256(d),
                        _mm512_extractf32x8_ps(d, 1), acc);
     });
-    if (done < nb) {  // the odd last block: tile_pack8's step
-        const uint8_t * p = w + done * P::BYTES;
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-        __m256i u[8];
-        P::decode(p + 16, u);
-        const int32_t * x4 = reinterpret_cast<const int32_t *>(x.qs + 32 * done);
-        __m256i s0 = _mm256_set1_epi32(-P::OFFSET * x.xsum[done]), s1 = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g += 2) {
-            s0 = dot_u8s8(s0, u[g], _mm256_set1_epi32(x4[g]));
-            s1 = dot_u8s8(s1, u[g + 1], _mm256_set1_epi32(x4[g + 1]));
-        }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
-                              _mm256_mul_ps(dw, _mm256_set1_ps(x.d[done])), acc);
-    }
+    // the odd last block: tile_pack8's step
+    for_each_pack8_block<P>(nb - done, w + done * P::BYTES, [&](int64_t b, __m256 dw, const __m256i * u) {
+        acc = pack8_step<P>(x, done + b, dw, u, acc);
+    });
     _mm256_storeu_ps(y, acc);
 }
 

@@ -9,7 +9,7 @@
 
 #include "llm/grammar.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     static const std::shared_ptr<const spider::grammar_vocab> gv = spider::grammar_vocab::from_pieces(
         {"<eos>", "[A]", "a", "b", "ab", " ", "\n", "[", "]", "\xC3", "\xA9", "\xE4\xB8\xAD", "0", "12", "\"", "x"},
         {1, 1}, {0});

@@ -27,10 +27,10 @@ spider::vocab make_spm() {
         d.tokens.push_back(buf);
         d.token_types.push_back(spider::TOKEN_TYPE_BYTE);
     }
-    for (const char *w : {"\xE2\x96\x81", "a", "b", "ab",
-                          "\xE2\x96\x81"
-                          "a",
-                          "ba", "\xC3\xA9", "\xE4\xB8\xAD"}) {
+    for (const char * w : {"\xE2\x96\x81", "a", "b", "ab",
+                           "\xE2\x96\x81"
+                           "a",
+                           "ba", "\xC3\xA9", "\xE4\xB8\xAD"}) {
         d.tokens.push_back(w);
         d.token_types.push_back(spider::TOKEN_TYPE_NORMAL);
     }
@@ -47,7 +47,7 @@ spider::vocab make_spm() {
     return v;
 }
 
-spider::vocab make_bpe(const char *pre) {
+spider::vocab make_bpe(const char * pre) {
     spider::vocab_data d;
     d.model = "gpt2";
     d.pre = pre;
@@ -66,13 +66,13 @@ spider::vocab make_bpe(const char *pre) {
     return v;
 }
 
-void check_ids(const spider::vocab &v, const std::vector<int32_t> &ids) {
+void check_ids(const spider::vocab & v, const std::vector<int32_t> & ids) {
     for (int32_t id : ids) {
         if (id < 0 || id >= v.n_tokens()) __builtin_trap();
     }
 }
 
-bool valid_utf8(const std::string &s) {
+bool valid_utf8(const std::string & s) {
     size_t pos = 0;
     while (pos < s.size()) {
         const size_t at = pos;
@@ -85,7 +85,7 @@ bool valid_utf8(const std::string &s) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     static const spider::vocab spm = make_spm();
     static const spider::vocab bpe_gpt2 = make_bpe("gpt2");
     static const spider::vocab bpe_llama3 = make_bpe("llama3");
@@ -117,7 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (text.find("<x>") == std::string::npos) __builtin_trap();
             }
         }
-        for (const spider::vocab *b : {&bpe_gpt2, &bpe_llama3, &bpe_default}) {
+        for (const spider::vocab * b : {&bpe_gpt2, &bpe_llama3, &bpe_default}) {
             ids = b->tokenize(text, true, parse_special);
             check_ids(*b, ids);
             if (valid_utf8(text) && !parse_special && b->detokenize(ids, true) != text) __builtin_trap();

@@ -74,8 +74,8 @@ typedef enum spider_status {
 } spider_status;
 
 // Message of the last failure on this thread ("" if none). Valid until the next failing call on this thread.
-const char* spider_last_error(void);
-const char* spider_status_name(spider_status s);
+const char * spider_last_error(void);
+const char * spider_status_name(spider_status s);
 
 // ---- logging ------------------------------------------------------------------------------------------------
 
@@ -86,9 +86,9 @@ typedef enum spider_log_level {
     SPIDER_LOG_LEVEL_ERROR = 3,
 } spider_log_level;
 
-typedef void (*spider_log_callback)(spider_log_level level, const char* text, void* user_data);
+typedef void (*spider_log_callback)(spider_log_level level, const char * text, void * user_data);
 // Redirects the engine's log lines (default: WARN and ERROR to stderr). NULL restores the default.
-void spider_log_set(spider_log_callback cb, void* user_data);
+void spider_log_set(spider_log_callback cb, void * user_data);
 
 // ---- model --------------------------------------------------------------------------------------------------
 
@@ -100,54 +100,54 @@ typedef struct spider_model_params {
 spider_model_params spider_model_default_params(void);
 
 // Loads a GGUF model (architectures: "llama", "gemma3"). On failure *out is NULL and the status says why.
-spider_status spider_model_load(const char* path, spider_model_params params, spider_model** out);
+spider_status spider_model_load(const char * path, spider_model_params params, spider_model ** out);
 // Merges a Spider LoRA adapter (`spider train` stage `instruct`) into a loaded model and adds its new tokens.
 // Call before creating any context on the model.
 spider_status spider_model_apply_lora(spider_model * model, const char * adapter_path);
-void spider_model_free(spider_model* model);
+void spider_model_free(spider_model * model);
 
-const char* spider_model_arch(const spider_model* model);  // "llama", "gemma3"
-int32_t spider_model_n_embd(const spider_model* model);
-int32_t spider_model_n_layer(const spider_model* model);
-int32_t spider_model_n_head(const spider_model* model);
-int32_t spider_model_n_head_kv(const spider_model* model);
-int32_t spider_model_n_vocab(const spider_model* model);  // including added tokens
-int32_t spider_model_n_ctx_train(const spider_model* model);
-uint64_t spider_model_n_params(const spider_model* model);  // number of weights
-uint64_t spider_model_size(const spider_model* model);      // bytes of weight data
+const char * spider_model_arch(const spider_model * model);  // "llama", "gemma3"
+int32_t spider_model_n_embd(const spider_model * model);
+int32_t spider_model_n_layer(const spider_model * model);
+int32_t spider_model_n_head(const spider_model * model);
+int32_t spider_model_n_head_kv(const spider_model * model);
+int32_t spider_model_n_vocab(const spider_model * model);  // including added tokens
+int32_t spider_model_n_ctx_train(const spider_model * model);
+uint64_t spider_model_n_params(const spider_model * model);  // number of weights
+uint64_t spider_model_size(const spider_model * model);      // bytes of weight data
 // A one-line description ("gemma3 270M Q4_K_M ..."); returns the length written (truncated to buf_size - 1).
-int32_t spider_model_desc(const spider_model* model, char* buf, size_t buf_size);
+int32_t spider_model_desc(const spider_model * model, char * buf, size_t buf_size);
 // A string metadata value of the GGUF (e.g. "tokenizer.chat_template"); returns its full length, or -1 if the
 // key is absent or not a string. Writes at most buf_size - 1 bytes plus a NUL.
-int32_t spider_model_meta_str(const spider_model* model, const char* key, char* buf, size_t buf_size);
+int32_t spider_model_meta_str(const spider_model * model, const char * key, char * buf, size_t buf_size);
 
 // ---- vocabulary ---------------------------------------------------------------------------------------------
 
 // Text -> tokens. text_len < 0: NUL-terminated. add_special: prepend BOS (etc.) as the model's vocab asks.
 // parse_special: recognise control / added token texts in the text. Returns the number of tokens, or
 // -(needed count) if n_tokens_max is too small, or INT32_MIN on error (spider_last_error says why).
-int32_t spider_tokenize(const spider_model* model, const char* text, int32_t text_len, spider_token* tokens,
+int32_t spider_tokenize(const spider_model * model, const char * text, int32_t text_len, spider_token * tokens,
                         int32_t n_tokens_max, bool add_special, bool parse_special);
 // One token -> its text bytes (no NUL). special: render control tokens too. Returns the length, -(needed) if
 // the buffer is too small, INT32_MIN for an invalid token.
-int32_t spider_token_to_piece(const spider_model* model, spider_token token, char* buf, int32_t length, bool special);
+int32_t spider_token_to_piece(const spider_model * model, spider_token token, char * buf, int32_t length, bool special);
 // Tokens -> text (no NUL). Returns the length, -(needed) if the buffer is too small, INT32_MIN on error.
-int32_t spider_detokenize(const spider_model* model, const spider_token* tokens, int32_t n_tokens, char* text,
+int32_t spider_detokenize(const spider_model * model, const spider_token * tokens, int32_t n_tokens, char * text,
                           int32_t text_len_max, bool remove_special, bool unparse_special);
 // The vocabulary text of a token (e.g. "<start_of_turn>", "▁Paris"), NULL for an invalid id.
-const char* spider_token_get_text(const spider_model* model, spider_token token);
+const char * spider_token_get_text(const spider_model * model, spider_token token);
 // The id whose text is exactly `text` (useful for added / control tokens), or -1.
-spider_token spider_token_find(const spider_model* model, const char* text);
-spider_token spider_token_bos(const spider_model* model);                 // -1 if none
-spider_token spider_token_eos(const spider_model* model);                 // -1 if none
-bool spider_token_is_eog(const spider_model* model, spider_token token);  // end of generation (eos, eot, ...)
-bool spider_token_is_control(const spider_model* model, spider_token token);
+spider_token spider_token_find(const spider_model * model, const char * text);
+spider_token spider_token_bos(const spider_model * model);                 // -1 if none
+spider_token spider_token_eos(const spider_model * model);                 // -1 if none
+bool spider_token_is_eog(const spider_model * model, spider_token token);  // end of generation (eos, eot, ...)
+bool spider_token_is_control(const spider_model * model, spider_token token);
 
 // Input embeddings of token ids: out [n_tokens, n_embd], exactly what a token contributes at hidden-state
 // index 0 (Gemma's sqrt(n_embd) scale included). Callers build embedding batches from these and replace rows
 // (Spider puts projected media embeddings at placeholder positions).
-spider_status spider_token_embeddings(const spider_model* model, const spider_token* tokens, int32_t n_tokens,
-                                      float* out);
+spider_status spider_token_embeddings(const spider_model * model, const spider_token * tokens, int32_t n_tokens,
+                                      float * out);
 
 // ---- context ------------------------------------------------------------------------------------------------
 
@@ -165,11 +165,11 @@ typedef struct spider_context_params {
 
 spider_context_params spider_context_default_params(void);
 
-spider_status spider_context_create(const spider_model* model, spider_context_params params, spider_context** out);
-void spider_context_free(spider_context* ctx);
-const spider_model* spider_context_model(const spider_context* ctx);
-uint32_t spider_n_ctx(const spider_context* ctx);
-spider_status spider_set_n_threads(spider_context* ctx, int32_t n_threads);
+spider_status spider_context_create(const spider_model * model, spider_context_params params, spider_context ** out);
+void spider_context_free(spider_context * ctx);
+const spider_model * spider_context_model(const spider_context * ctx);
+uint32_t spider_n_ctx(const spider_context * ctx);
+spider_status spider_set_n_threads(spider_context * ctx, int32_t n_threads);
 
 // ---- decoding -----------------------------------------------------------------------------------------------
 
@@ -182,37 +182,37 @@ typedef enum spider_output {
 // Either tokens or embd is set. embd: [n_tokens, n_embd] rows used as hidden-state index 0 directly.
 typedef struct spider_batch {
     int32_t n_tokens;
-    const spider_token* tokens;
-    const float* embd;
+    const spider_token * tokens;
+    const float * embd;
     spider_output output;
 } spider_batch;
 
-spider_batch spider_batch_tokens(const spider_token* tokens, int32_t n_tokens);  // output LAST
-spider_batch spider_batch_embd(const float* embd, int32_t n_tokens);             // output LAST
+spider_batch spider_batch_tokens(const spider_token * tokens, int32_t n_tokens);  // output LAST
+spider_batch spider_batch_embd(const float * embd, int32_t n_tokens);             // output LAST
 
 // Runs the batch at positions kv_len .. kv_len + n_tokens - 1 and appends it to the KV cache. On failure the
 // KV cache is left as it was before the call.
-spider_status spider_decode(spider_context* ctx, spider_batch batch);
+spider_status spider_decode(spider_context * ctx, spider_batch batch);
 
 // Logits of the last decode: [n_outputs, n_vocab] (row i = i-th output token of the batch).
-const float* spider_get_logits(const spider_context* ctx);
-int32_t spider_n_outputs(const spider_context* ctx);
+const float * spider_get_logits(const spider_context * ctx);
+int32_t spider_n_outputs(const spider_context * ctx);
 // Row i of the logits; negative i counts from the end (-1 = last). NULL if out of range.
-const float* spider_get_logits_ith(const spider_context* ctx, int32_t i);
+const float * spider_get_logits_ith(const spider_context * ctx, int32_t i);
 
 // Hidden-state capture (see Conventions). Negative layers count from the end (-1 = n_layer, after the final
 // norm). The set applies to the following decodes; n_layers = 0 turns capture off.
-spider_status spider_set_capture_layers(spider_context* ctx, const int32_t* layers, int32_t n_layers);
+spider_status spider_set_capture_layers(spider_context * ctx, const int32_t * layers, int32_t n_layers);
 // Captured hidden states of one layer for every token of the last decode: [*n_rows, n_embd]. NULL if that
 // layer was not captured.
-const float* spider_get_hidden(const spider_context* ctx, int32_t layer, int32_t* n_rows);
+const float * spider_get_hidden(const spider_context * ctx, int32_t layer, int32_t * n_rows);
 
 // ---- KV cache -----------------------------------------------------------------------------------------------
 
-int32_t spider_kv_len(const spider_context* ctx);  // tokens in the cache = position of the next token
-void spider_kv_clear(spider_context* ctx);
+int32_t spider_kv_len(const spider_context * ctx);  // tokens in the cache = position of the next token
+void spider_kv_clear(spider_context * ctx);
 // Keeps the first n tokens (0 <= n <= kv_len); the next decode continues at position n.
-spider_status spider_kv_truncate(spider_context* ctx, int32_t n);
+spider_status spider_kv_truncate(spider_context * ctx, int32_t n);
 
 // ---- timings ------------------------------------------------------------------------------------------------
 
@@ -223,8 +223,8 @@ typedef struct spider_timings {
     int32_t n_eval;      // single-token decodes
 } spider_timings;
 
-spider_timings spider_get_timings(const spider_context* ctx);
-void spider_reset_timings(spider_context* ctx);
+spider_timings spider_get_timings(const spider_context * ctx);
+void spider_reset_timings(spider_context * ctx);
 
 #ifdef __cplusplus
 }

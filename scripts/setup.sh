@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libgtest-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libopenblas-dev
   libpng-dev libjpeg-dev libsndfile1-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
-  clang libclang-rt-14-dev libopenmpi-dev openmpi-bin time
+  clang clang-format libclang-rt-14-dev libopenmpi-dev openmpi-bin time
   chromium
 )
 missing=()

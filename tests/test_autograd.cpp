@@ -124,7 +124,7 @@ TEST(autograd, shape_errors_name_the_op) {
     try {
         add(a, b);
         FAIL() << "expected a shape error";
-    } catch (const std::invalid_argument& e) {
+    } catch (const std::invalid_argument & e) {
         EXPECT_NE(std::string(e.what()).find("[add]"), std::string::npos);
     }
     EXPECT_THROW(embedding(a, {5}), std::invalid_argument);

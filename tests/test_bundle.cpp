@@ -10,20 +10,20 @@
 
 using namespace spider;
 
-static std::string out_dir(const std::string& name) {
+static std::string out_dir(const std::string & name) {
     std::string d = std::string(SPIDER_BINARY_DIR) + "/test_bundle_out/" + name;
     std::string cmd = "rm -rf '" + d + "'";
     EXPECT_EQ(std::system(cmd.c_str()), 0);
     return d;
 }
-static std::string slurp(const std::string& p) {
+static std::string slurp(const std::string & p) {
     std::ifstream f(p, std::ios::binary);
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
 }
-static std::string meta_value(const media_metadata& m, const std::string& k) {
-    for (const auto& kv : m) {
+static std::string meta_value(const media_metadata & m, const std::string & k) {
+    for (const auto & kv : m) {
         if (kv.first == k) return kv.second;
     }
     return "";
@@ -48,7 +48,7 @@ TEST(bundle, media_files_carry_provenance) {
     std::string err;
     ASSERT_TRUE(run_pipeline(c, cfg, *gen, req, nullptr, &r, &err)) << err;
     ASSERT_EQ(r.items.size(), 4u);
-    for (const auto& it : r.items) ASSERT_EQ(it.status, "ok") << it.error;
+    for (const auto & it : r.items) ASSERT_EQ(it.status, "ok") << it.error;
     // PNG tEXt chunks
     media_metadata meta;
     ASSERT_TRUE(image_read_png_text(req.out_dir + "/" + r.items[0].files[0].path, &meta, &err)) << err;
@@ -84,9 +84,9 @@ TEST(bundle, media_files_carry_provenance) {
     EXPECT_NE(bj.find("\"boxes\""), std::string::npos);
     // no temp files left behind (atomic writes renamed into place)
     for (const std::string sub : {"", "/items"}) {
-        DIR* d = opendir((req.out_dir + sub).c_str());
+        DIR * d = opendir((req.out_dir + sub).c_str());
         ASSERT_NE(d, nullptr);
-        while (dirent* e = readdir(d)) EXPECT_EQ(std::string(e->d_name).find(".tmp"), std::string::npos) << e->d_name;
+        while (dirent * e = readdir(d)) EXPECT_EQ(std::string(e->d_name).find(".tmp"), std::string::npos) << e->d_name;
         closedir(d);
     }
 }

@@ -14,7 +14,7 @@ const std::vector<chat_message> k_conv = {
     {"user", "Draw a cat"},
 };
 
-std::string apply(chat_template_kind k, const std::vector<chat_message>& m, bool gen) {
+std::string apply(chat_template_kind k, const std::vector<chat_message> & m, bool gen) {
     std::string out, err;
     EXPECT_TRUE(chat_template_apply(k, m, gen, &out, &err)) << err;
     return out;

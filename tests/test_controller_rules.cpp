@@ -7,8 +7,8 @@
 
 using namespace spider;
 
-static bool has_decision(const response_item &it, const std::string &rule, const std::string &action) {
-    for (const auto &d : it.decisions) {
+static bool has_decision(const response_item & it, const std::string & rule, const std::string & action) {
+    for (const auto & d : it.decisions) {
         if (d.rule == rule && d.action == action) return true;
     }
     return false;
@@ -23,7 +23,7 @@ struct rules_fixture {
         cfg.audio_seconds = 0.1f;
         cfg.video_seconds = 0.25f;
     }
-    response run(const std::string &rules_json, const std::string &script, const std::string &request_rules = "") {
+    response run(const std::string & rules_json, const std::string & script, const std::string & request_rules = "") {
         std::string err;
         EXPECT_TRUE(rules_from_json(rules_json, &c.rules, &err)) << err;
         run_request req;
@@ -93,7 +93,7 @@ TEST(controller_rules, quality_retry_then_accept_with_another_seed) {
     // a scorer that fails the first attempt of each item
     std::map<std::string, int> calls;
     std::mutex mu;
-    f.c.scorer = [&](const decode_result &, const std::string &t) {
+    f.c.scorer = [&](const decode_result &, const std::string & t) {
         std::lock_guard<std::mutex> lk(mu);
         return ++calls[t] == 1 ? 0.1f : 0.9f;
     };

@@ -25,19 +25,19 @@ std::vector<float> rand_vec(size_t n, uint32_t seed, float scale = 1.0f) {
     std::mt19937 g(seed);
     std::uniform_real_distribution<float> d(-scale, scale);
     std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
+    for (auto & x : v) x = d(g);
     return v;
 }
 
 // Weights kept alive for the graph's constants (F32, or converted to another dtype for matmul weights).
 struct weights {
     std::vector<std::unique_ptr<std::vector<uint8_t>>> store;
-    tensor make(const std::string& name, dtype type, const std::vector<float>& v, int64_t ne0, int64_t ne1 = 1,
+    tensor make(const std::string & name, dtype type, const std::vector<float> & v, int64_t ne0, int64_t ne1 = 1,
                 int64_t ne2 = 1, int64_t ne3 = 1) {
         const int64_t rows = ne1 * ne2 * ne3;
         const size_t rb = dtype_row_bytes(type, ne0);
         store.push_back(std::make_unique<std::vector<uint8_t>>(rb * rows));
-        uint8_t* dst = store.back()->data();
+        uint8_t * dst = store.back()->data();
         for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(quantize_row(type, v.data() + r * ne0, dst + r * rb, ne0));
         tensor t = make_tensor(type, dst, ne0, ne1, ne2, ne3);
         t.name = name;
@@ -51,7 +51,7 @@ struct block_weights {
     std::vector<float> attn_norm, wq, wk, wv, wo, ffn_norm, wg, wu, wd;
     block_weights() {
         attn_norm = rand_vec(N_EMBD, 1);
-        for (auto& v : attn_norm) v += 1.0f;
+        for (auto & v : attn_norm) v += 1.0f;
         wq = rand_vec(N_EMBD * N_EMBD, 2, 0.2f);
         wk = rand_vec(N_EMBD * N_HEAD_KV * HD, 3, 0.2f);
         wv = rand_vec(N_EMBD * N_HEAD_KV * HD, 4, 0.2f);
@@ -71,7 +71,7 @@ std::vector<int32_t> positions() {
 
 // Llama block: attention (RMSNorm, q/k/v, RoPE NEOX, causal GQA attention at position offset 3, output projection,
 // residual) then SwiGLU MLP with residual. Returns the graph's output id.
-int build_block(graph& g, weights& W, const block_weights& bw, dtype wtype) {
+int build_block(graph & g, weights & W, const block_weights & bw, dtype wtype) {
     const int x = g.input("x", {N_EMBD, N_TOK});
     const int h = g.rms_norm(x, g.constant(W.make("attn_norm", DTYPE_F32, bw.attn_norm, N_EMBD)), 1e-5f, "attn_in");
     int q = g.matmul(g.constant(W.make("wq", wtype, bw.wq, N_EMBD, N_EMBD)), h, "q");
@@ -92,7 +92,7 @@ int build_block(graph& g, weights& W, const block_weights& bw, dtype wtype) {
     return g.add(x2, d, "out");
 }
 
-double max_err(const float* a, const float* b, int64_t n) {
+double max_err(const float * a, const float * b, int64_t n) {
     double e = 0.0;
     for (int64_t i = 0; i < n; ++i) e = std::max(e, std::fabs(static_cast<double>(a[i]) - b[i]));
     return e;
@@ -113,8 +113,8 @@ TEST(graph, cpu_and_reference_backends_agree_on_every_named_node) {
         std::map<std::string, std::vector<float>> ref_out;
         graph_compute_params rp;
         rp.backend = GRAPH_BACKEND_REFERENCE;
-        rp.on_node = [&](const graph& gg, int id) {
-            const graph_node& n = gg.node(id);
+        rp.on_node = [&](const graph & gg, int id) {
+            const graph_node & n = gg.node(id);
             ref_out[n.name] = n.out;
         };
         ASSERT_TRUE(graph_compute(g, rp, &err)) << err;
@@ -123,10 +123,10 @@ TEST(graph, cpu_and_reference_backends_agree_on_every_named_node) {
         graph_compute_params cp;
         cp.pool = &pool;
         int n_seen = 0;
-        cp.on_node = [&](const graph& gg, int id) {
-            const graph_node& n = gg.node(id);
+        cp.on_node = [&](const graph & gg, int id) {
+            const graph_node & n = gg.node(id);
             ASSERT_TRUE(ref_out.count(n.name)) << n.name;
-            const std::vector<float>& r = ref_out[n.name];
+            const std::vector<float> & r = ref_out[n.name];
             ASSERT_EQ(r.size(), n.out.size()) << n.name;
             EXPECT_LE(max_err(n.out.data(), r.data(), r.size()), 1e-4) << "node " << n.name << " " << dtype_name(wtype);
             ++n_seen;
@@ -134,7 +134,7 @@ TEST(graph, cpu_and_reference_backends_agree_on_every_named_node) {
         ASSERT_TRUE(graph_compute(g, cp, &err)) << err;
         EXPECT_EQ(n_seen, static_cast<int>(ref_out.size()));
         EXPECT_GE(n_seen, 15);
-        for (const char* name : {"attn_in", "q_rope", "k_rope", "attn", "attn_res", "ffn_act", "out"})
+        for (const char * name : {"attn_in", "q_rope", "k_rope", "attn", "attn_res", "ffn_act", "out"})
             EXPECT_GE(g.find(name), 0) << name;
     }
 }
@@ -153,7 +153,7 @@ TEST(graph, reference_backend_equals_the_block_written_by_hand) {
     ASSERT_TRUE(graph_compute(g, rp, &err)) << err;
 
     // The same block with spider::ref calls on plain buffers.
-    auto mm = [&](const std::vector<float>& w, int64_t n_in, int64_t n_out, const std::vector<float>& in) {
+    auto mm = [&](const std::vector<float> & w, int64_t n_in, int64_t n_out, const std::vector<float> & in) {
         std::vector<float> w_copy = w, y(n_out * N_TOK);
         tensor t = make_tensor(DTYPE_F32, w_copy.data(), n_in, n_out);
         ref::matmul(t, in.data(), y.data(), N_TOK, nullptr);
@@ -177,7 +177,7 @@ TEST(graph, reference_backend_equals_the_block_written_by_hand) {
     std::vector<float> d = mm(bw.wd, N_FF, N_EMBD, m), y(N_EMBD * N_TOK);
     ref::add(x2.data(), d.data(), y.data(), y.size());
 
-    const float* got = g.data(out);
+    const float * got = g.data(out);
     ASSERT_NE(got, nullptr);
     EXPECT_EQ(max_err(got, y.data(), y.size()), 0.0);
     // And the block really did something: the output is not the input.
@@ -225,7 +225,7 @@ TEST(graph, conv_block_backends_agree) {
     cp.pool = &pool;
     ASSERT_TRUE(graph_compute(g, cp, &err)) << err;
     for (int id = 0; id < g.size(); ++id) {
-        const graph_node& n = g.node(id);
+        const graph_node & n = g.node(id);
         if (n.op == GRAPH_OP_CONSTANT || n.op == GRAPH_OP_INPUT) continue;
         EXPECT_LE(max_err(n.out.data(), ref_out[id].data(), n.out.size()), 1e-4) << n.name;
     }
@@ -314,7 +314,7 @@ TEST(graph, dump_npy_writes_a_numpy_file_per_node) {
     EXPECT_NE(err.find("blk.0/scaled"), std::string::npos) << err;
     ASSERT_TRUE(graph_compute(g, {}, &err)) << err;
     ASSERT_TRUE(graph_dump_npy(g, y, dir, &err)) << err;
-    FILE* f = std::fopen((dir + "/blk.0_scaled.npy").c_str(), "rb");
+    FILE * f = std::fopen((dir + "/blk.0_scaled.npy").c_str(), "rb");
     ASSERT_NE(f, nullptr);
     std::vector<unsigned char> bytes(4096);
     bytes.resize(std::fread(bytes.data(), 1, bytes.size(), f));
@@ -347,7 +347,7 @@ TEST(graph, big_elementwise_and_row_ops_split_over_the_pool_give_the_same_result
     std::string err;
     std::vector<std::string> names;
     std::vector<graph_op> ops;
-    auto outputs = [&](graph_backend be, thread_pool* pool) {
+    auto outputs = [&](graph_backend be, thread_pool * pool) {
         weights W;
         graph g;
         const int x = g.input("x", {n, rows});

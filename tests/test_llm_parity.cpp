@@ -1,8 +1,8 @@
 // Parity of Spider's LLM forward pass with Hugging Face transformers on tiny random-weight checkpoints
-// (tests/data/llm/tiny_{llama,llama31,gemma3}_hf, goldens from tests/reference/make_tiny_llms.py: F32, eager attention).
-// The checkpoints go through our own converter (spider::hf_convert, the code behind `spider convert`) and, for the
-// quantized rows, our quantizer (spider::gguf_quantize_file, behind `spider quantize`); the GGUF is loaded with the
-// public C API. Checked, per model and weight type:
+// (tests/data/llm/tiny_{llama,llama31,gemma3}_hf, goldens from tests/reference/make_tiny_llms.py: F32, eager
+// attention). The checkpoints go through our own converter (spider::hf_convert, the code behind `spider convert`) and,
+// for the quantized rows, our quantizer (spider::gguf_quantize_file, behind `spider quantize`); the GGUF is loaded with
+// the public C API. Checked, per model and weight type:
 //   - logits of all 32 prompt positions (one batch) against transformers: NMSE = sum (a-b)^2 / sum b^2;
 //   - 16 greedy steps decoded one token at a time through the KV cache (teacher-forced with the golden tokens, so a
 //     step's logits stay comparable): per-step NMSE, and our argmax equal to transformers' token at every step.
@@ -49,14 +49,14 @@ struct golden {
     std::vector<float> prompt_logits, greedy_logits;  // [32, n_vocab], [16, n_vocab]
 };
 
-bool read_f32(const std::string& path, size_t n, std::vector<float>* out, std::string* err) {
+bool read_f32(const std::string & path, size_t n, std::vector<float> * out, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         *err = "cannot open " + path;
         return false;
     }
     out->resize(n);
-    f.read(reinterpret_cast<char*>(out->data()), static_cast<std::streamsize>(n * sizeof(float)));
+    f.read(reinterpret_cast<char *>(out->data()), static_cast<std::streamsize>(n * sizeof(float)));
     if (f.gcount() != static_cast<std::streamsize>(n * sizeof(float))) {
         *err = path + ": expected " + std::to_string(n) + " floats";
         return false;
@@ -64,7 +64,7 @@ bool read_f32(const std::string& path, size_t n, std::vector<float>* out, std::s
     return true;
 }
 
-bool load_golden(const std::string& name, golden* g, std::string* err) {
+bool load_golden(const std::string & name, golden * g, std::string * err) {
     const std::string dir = k_src + "/tests/data/llm/goldens/";
     std::ifstream f(dir + name + ".json");
     if (!f) {
@@ -83,7 +83,7 @@ bool load_golden(const std::string& name, golden* g, std::string* err) {
            read_f32(dir + j.value("greedy_logits_file", ""), g->greedy.size() * g->n_vocab, &g->greedy_logits, err);
 }
 
-double nmse(const float* a, const float* ref, size_t n) {
+double nmse(const float * a, const float * ref, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {
         const double d = static_cast<double>(a[i]) - ref[i];
@@ -93,7 +93,7 @@ double nmse(const float* a, const float* ref, size_t n) {
     return den > 0 ? num / den : num;
 }
 
-int argmax(const float* v, int n) {
+int argmax(const float * v, int n) {
     int best = 0;
     for (int i = 1; i < n; ++i)
         if (v[i] > v[best]) best = i;
@@ -101,9 +101,9 @@ int argmax(const float* v, int n) {
 }
 
 // Runs a command, returns its exit status and combined output.
-int run(const std::string& cmd, std::string* out) {
+int run(const std::string & cmd, std::string * out) {
     const std::string full = cmd + " 2>&1";
-    FILE* p = popen(full.c_str(), "r");
+    FILE * p = popen(full.c_str(), "r");
     if (!p) return -1;
     char buf[4096];
     size_t n;
@@ -125,7 +125,7 @@ std::string tmp_dir() {
 
 // The model converted (once) to F32 GGUF by our converter (io/hf_convert.h, what `spider convert` runs), then
 // quantized (once per type) by our quantizer (gguf_quantize_file, what `spider quantize` runs).
-bool model_file(const std::string& name, const std::string& type, std::string* path, std::string* err) {
+bool model_file(const std::string & name, const std::string & type, std::string * path, std::string * err) {
     static std::map<std::string, std::string> cache;
     const std::string key = name + "/" + type;
     if (cache.count(key)) {
@@ -158,20 +158,20 @@ bool model_file(const std::string& name, const std::string& type, std::string* p
 }
 
 struct parity_case {
-    const char* model;  // tiny_llama | tiny_llama31 | tiny_gemma3
-    const char* type;   // f32 | f16 | q8_0 | q4_k
+    const char * model;  // tiny_llama | tiny_llama31 | tiny_gemma3
+    const char * type;   // f32 | f16 | q8_0 | q4_k
     double max_nmse;
     int min_greedy_prefix;  // greedy tokens that must equal transformers' (16 = all)
 };
 
-std::ostream& operator<<(std::ostream& os, const parity_case& c) {
+std::ostream & operator<<(std::ostream & os, const parity_case & c) {
     return os << c.model << "_" << c.type;
 }
 
 class llm_parity : public ::testing::TestWithParam<parity_case> {};
 
 TEST_P(llm_parity, logits_and_greedy_match_transformers) {
-    const parity_case& c = GetParam();
+    const parity_case & c = GetParam();
     golden g;
     std::string err, path;
     ASSERT_TRUE(load_golden(c.model, &g, &err)) << err;
@@ -179,24 +179,24 @@ TEST_P(llm_parity, logits_and_greedy_match_transformers) {
     ASSERT_EQ(g.greedy.size(), 16u);
     ASSERT_TRUE(model_file(c.model, c.type, &path, &err)) << err;
 
-    spider_model* model = nullptr;
+    spider_model * model = nullptr;
     ASSERT_EQ(spider_model_load(path.c_str(), spider_model_default_params(), &model), SPIDER_STATUS_OK)
         << spider_last_error();
-    std::unique_ptr<spider_model, void (*)(spider_model*)> model_guard(model, spider_model_free);
+    std::unique_ptr<spider_model, void (*)(spider_model *)> model_guard(model, spider_model_free);
     ASSERT_EQ(spider_model_n_vocab(model), g.n_vocab);
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = 64;
     cp.n_threads = 2;
-    spider_context* ctx = nullptr;
+    spider_context * ctx = nullptr;
     ASSERT_EQ(spider_context_create(model, cp, &ctx), SPIDER_STATUS_OK) << spider_last_error();
-    std::unique_ptr<spider_context, void (*)(spider_context*)> ctx_guard(ctx, spider_context_free);
+    std::unique_ptr<spider_context, void (*)(spider_context *)> ctx_guard(ctx, spider_context_free);
 
     const int V = g.n_vocab;
     spider_batch b = spider_batch_tokens(g.prompt.data(), static_cast<int32_t>(g.prompt.size()));
     b.output = SPIDER_OUTPUT_ALL;
     ASSERT_EQ(spider_decode(ctx, b), SPIDER_STATUS_OK) << spider_last_error();
     ASSERT_EQ(spider_n_outputs(ctx), 32);
-    const float* logits = spider_get_logits(ctx);
+    const float * logits = spider_get_logits(ctx);
     ASSERT_NE(logits, nullptr);
     const double e_prompt = nmse(logits, g.prompt_logits.data(), g.prompt_logits.size());
     EXPECT_LT(e_prompt, c.max_nmse) << "prompt logits NMSE";
@@ -209,7 +209,7 @@ TEST_P(llm_parity, logits_and_greedy_match_transformers) {
         if (i > 0) {
             ASSERT_EQ(spider_decode(ctx, spider_batch_tokens(&g.greedy[i - 1], 1)), SPIDER_STATUS_OK)
                 << spider_last_error();
-            const float* row = spider_get_logits_ith(ctx, -1);
+            const float * row = spider_get_logits_ith(ctx, -1);
             ASSERT_NE(row, nullptr);
             step.assign(row, row + V);
         }
@@ -233,7 +233,7 @@ INSTANTIATE_TEST_SUITE_P(
                       // Llama 3.1 / DeepSeek-R1-Distill-Llama RoPE ("llama3" scaling -> rope_freqs.weight), tied head
                       parity_case{"tiny_llama31", "f32", 1e-5, 16}, parity_case{"tiny_llama31", "f16", 2e-5, 16},
                       parity_case{"tiny_llama31", "q8_0", 1e-2, 0}),  // near-tie margins (0.11): greedy printed only
-    [](const ::testing::TestParamInfo<parity_case>& i) { return std::string(i.param.model) + "_" + i.param.type; });
+    [](const ::testing::TestParamInfo<parity_case> & i) { return std::string(i.param.model) + "_" + i.param.type; });
 
 // A GGUF that is not a model must be refused with a message, not crash (converter output is checked above).
 TEST(llm_parity_errors, broken_file_is_refused) {
@@ -242,7 +242,7 @@ TEST(llm_parity_errors, broken_file_is_refused) {
         std::ofstream f(p, std::ios::binary);
         f << "GGUF this is not a valid header";
     }
-    spider_model* model = nullptr;
+    spider_model * model = nullptr;
     EXPECT_NE(spider_model_load(p.c_str(), spider_model_default_params(), &model), SPIDER_STATUS_OK);
     EXPECT_EQ(model, nullptr);
     EXPECT_STRNE(spider_last_error(), "");

@@ -20,7 +20,7 @@
 
 namespace {
 
-std::string tmp_path(const std::string& name) {
+std::string tmp_path(const std::string & name) {
     return std::string("/tmp/spider_test_llm_") + std::to_string(getpid()) + "_" + name;
 }
 
@@ -28,7 +28,7 @@ std::string tmp_path(const std::string& name) {
 
 class DefaultModel : public ::testing::Test {
 protected:
-    static spider_model* model;
+    static spider_model * model;
     static std::string load_error;
 
     static void SetUpTestSuite() {
@@ -46,27 +46,27 @@ protected:
     }
     void SetUp() override { ASSERT_NE(model, nullptr) << "default model failed to load: " << load_error; }
 
-    spider_context* make_ctx(uint32_t n_ctx = 256, spider_kv_type kv = SPIDER_KV_TYPE_F32) {
+    spider_context * make_ctx(uint32_t n_ctx = 256, spider_kv_type kv = SPIDER_KV_TYPE_F32) {
         spider_context_params cp = spider_context_default_params();
         cp.n_ctx = n_ctx;
         cp.n_threads = 2;
         cp.kv_type = kv;
-        spider_context* ctx = nullptr;
+        spider_context * ctx = nullptr;
         EXPECT_EQ(spider_context_create(model, cp, &ctx), SPIDER_STATUS_OK) << spider_last_error();
         return ctx;
     }
-    std::vector<spider_token> tokenize(const std::string& text, bool add_special = true) {
+    std::vector<spider_token> tokenize(const std::string & text, bool add_special = true) {
         std::vector<spider_token> t(text.size() + 8);
         int32_t n = spider_tokenize(model, text.c_str(), -1, t.data(), (int32_t)t.size(), add_special, false);
         EXPECT_GT(n, 0) << spider_last_error();
         t.resize(std::max(n, 0));
         return t;
     }
-    int32_t argmax(const float* l) {
+    int32_t argmax(const float * l) {
         const int32_t nv = spider_model_n_vocab(model);
         return (int32_t)(std::max_element(l, l + nv) - l);
     }
-    std::string greedy(spider_context* ctx, const std::string& prompt, int n_gen) {
+    std::string greedy(spider_context * ctx, const std::string & prompt, int n_gen) {
         std::vector<spider_token> t = tokenize(prompt);
         spider_batch b = spider_batch_tokens(t.data(), (int32_t)t.size());
         std::string out;
@@ -87,10 +87,10 @@ protected:
     }
 };
 
-spider_model* DefaultModel::model = nullptr;
+spider_model * DefaultModel::model = nullptr;
 std::string DefaultModel::load_error;
 
-float max_abs_diff(const float* a, const float* b, int64_t n) {
+float max_abs_diff(const float * a, const float * b, int64_t n) {
     float m = 0;
     for (int64_t i = 0; i < n; i++) m = std::max(m, std::fabs(a[i] - b[i]));
     return m;
@@ -113,14 +113,14 @@ TEST_F(DefaultModel, Hyperparameters) {
 }
 
 TEST_F(DefaultModel, CapitalOfFranceIsParis) {
-    spider_context* ctx = make_ctx();
+    spider_context * ctx = make_ctx();
     ASSERT_NE(ctx, nullptr);
     // The brief's prompt: " Paris" must rank among the best next tokens (a 270M base model often first writes
     // " the capital of ..." greedily, so its greedy text is not asserted).
     std::vector<spider_token> t = tokenize("The capital of France is");
     ASSERT_EQ(spider_decode(ctx, spider_batch_tokens(t.data(), (int32_t)t.size())), SPIDER_STATUS_OK)
         << spider_last_error();
-    const float* l = spider_get_logits_ith(ctx, -1);
+    const float * l = spider_get_logits_ith(ctx, -1);
     ASSERT_NE(l, nullptr);
     const spider_token paris = spider_token_find(model, "▁Paris");
     ASSERT_GE(paris, 0);
@@ -140,8 +140,8 @@ TEST_F(DefaultModel, CapitalOfFranceIsParis) {
 TEST_F(DefaultModel, BatchedEqualsSequential) {
     std::vector<spider_token> t = tokenize("Spider writes text, images and sounds in one answer.");
     const int32_t n = (int32_t)t.size(), nv = spider_model_n_vocab(model);
-    spider_context* a = make_ctx();
-    spider_context* b = make_ctx();
+    spider_context * a = make_ctx();
+    spider_context * b = make_ctx();
     ASSERT_TRUE(a && b);
     spider_batch all = spider_batch_tokens(t.data(), n);
     all.output = SPIDER_OUTPUT_ALL;
@@ -151,8 +151,8 @@ TEST_F(DefaultModel, BatchedEqualsSequential) {
     float worst = 0;
     for (int32_t i = 0; i < n; i++) {
         ASSERT_EQ(spider_decode(b, spider_batch_tokens(&t[i], 1)), SPIDER_STATUS_OK) << spider_last_error();
-        const float* la = spider_get_logits_ith(a, i);
-        const float* lb = spider_get_logits_ith(b, -1);
+        const float * la = spider_get_logits_ith(a, i);
+        const float * lb = spider_get_logits_ith(b, -1);
         worst = std::max(worst, max_abs_diff(la, lb, nv));
         EXPECT_EQ(argmax(la), argmax(lb)) << "token " << i;
     }
@@ -163,7 +163,7 @@ TEST_F(DefaultModel, BatchedEqualsSequential) {
     cp.n_ctx = 256;
     cp.n_batch = 3;
     cp.n_threads = 2;
-    spider_context* c = nullptr;
+    spider_context * c = nullptr;
     ASSERT_EQ(spider_context_create(model, cp, &c), SPIDER_STATUS_OK);
     ASSERT_EQ(spider_decode(c, spider_batch_tokens(t.data(), n)), SPIDER_STATUS_OK) << spider_last_error();
     EXPECT_LT(max_abs_diff(spider_get_logits_ith(c, -1), spider_get_logits_ith(a, n - 1), nv), 0.05f);
@@ -175,7 +175,7 @@ TEST_F(DefaultModel, BatchedEqualsSequential) {
 TEST_F(DefaultModel, HiddenStateCaptureReproducesLogits) {
     std::vector<spider_token> t = tokenize("A red fox jumps over the lazy dog");
     const int32_t n = (int32_t)t.size(), d = spider_model_n_embd(model), n_layer = spider_model_n_layer(model);
-    spider_context* ctx = make_ctx();
+    spider_context * ctx = make_ctx();
     ASSERT_NE(ctx, nullptr);
     const int32_t layers[] = {0, 5, -1};
     ASSERT_EQ(spider_set_capture_layers(ctx, layers, 3), SPIDER_STATUS_OK);
@@ -187,12 +187,12 @@ TEST_F(DefaultModel, HiddenStateCaptureReproducesLogits) {
     b.output = SPIDER_OUTPUT_ALL;
     ASSERT_EQ(spider_decode(ctx, b), SPIDER_STATUS_OK) << spider_last_error();
     int32_t rows = -1;
-    const float* h0 = spider_get_hidden(ctx, 0, &rows);
+    const float * h0 = spider_get_hidden(ctx, 0, &rows);
     ASSERT_NE(h0, nullptr);
     EXPECT_EQ(rows, n);
     ASSERT_NE(spider_get_hidden(ctx, 5, &rows), nullptr);
     EXPECT_EQ(spider_get_hidden(ctx, 3, &rows), nullptr);  // not captured
-    const float* hl = spider_get_hidden(ctx, -1, &rows);
+    const float * hl = spider_get_hidden(ctx, -1, &rows);
     ASSERT_NE(hl, nullptr);
     EXPECT_EQ(hl, spider_get_hidden(ctx, n_layer, &rows));
 
@@ -209,8 +209,8 @@ TEST_F(DefaultModel, HiddenStateCaptureReproducesLogits) {
     std::vector<float> rowsv(ids.size() * d);
     ASSERT_EQ(spider_token_embeddings(model, ids.data(), (int32_t)ids.size(), rowsv.data()), SPIDER_STATUS_OK);
     for (int32_t i = 0; i < n; i++) {
-        const float* logit = spider_get_logits_ith(ctx, i);
-        const float* h = hl + (size_t)i * d;
+        const float * logit = spider_get_logits_ith(ctx, i);
+        const float * h = hl + (size_t)i * d;
         for (size_t j = 0; j < ids.size(); j++) {
             double dot = 0, bound = 0;
             for (int32_t e = 0; e < d; e++) dot += (double)h[e] * rowsv[j * d + e] * inv_scale;
@@ -234,8 +234,8 @@ TEST_F(DefaultModel, EmbeddingInputEqualsTokenInput) {
     const int32_t n = (int32_t)t.size(), d = spider_model_n_embd(model), nv = spider_model_n_vocab(model);
     std::vector<float> emb((size_t)n * d);
     ASSERT_EQ(spider_token_embeddings(model, t.data(), n, emb.data()), SPIDER_STATUS_OK);
-    spider_context* a = make_ctx();
-    spider_context* b = make_ctx();
+    spider_context * a = make_ctx();
+    spider_context * b = make_ctx();
     ASSERT_TRUE(a && b);
     ASSERT_EQ(spider_decode(a, spider_batch_tokens(t.data(), n)), SPIDER_STATUS_OK);
     ASSERT_EQ(spider_decode(b, spider_batch_embd(emb.data(), n)), SPIDER_STATUS_OK) << spider_last_error();
@@ -256,7 +256,7 @@ TEST_F(DefaultModel, EmbeddingInputEqualsTokenInput) {
 TEST_F(DefaultModel, KvTruncateAndRedecodeIsIdentical) {
     std::vector<spider_token> t = tokenize("One, two, three, four");
     const int32_t n = (int32_t)t.size(), nv = spider_model_n_vocab(model);
-    spider_context* ctx = make_ctx();
+    spider_context * ctx = make_ctx();
     ASSERT_NE(ctx, nullptr);
     ASSERT_EQ(spider_decode(ctx, spider_batch_tokens(t.data(), n)), SPIDER_STATUS_OK);
     const spider_token extra[3] = {argmax(spider_get_logits_ith(ctx, -1)), 1234, 5678};
@@ -284,8 +284,8 @@ TEST_F(DefaultModel, F16KvCacheKeepsTheAnswer) {
     // about as much as that rounding does (tenths); the best token stays. The tight check is TinyLlama.F16KvCache.
     std::vector<spider_token> t = tokenize("The quick brown fox");
     const int32_t n = (int32_t)t.size();
-    spider_context* a = make_ctx(64, SPIDER_KV_TYPE_F32);
-    spider_context* b = make_ctx(64, SPIDER_KV_TYPE_F16);
+    spider_context * a = make_ctx(64, SPIDER_KV_TYPE_F32);
+    spider_context * b = make_ctx(64, SPIDER_KV_TYPE_F16);
     ASSERT_TRUE(a && b);
     ASSERT_EQ(spider_decode(a, spider_batch_tokens(t.data(), n)), SPIDER_STATUS_OK);
     ASSERT_EQ(spider_decode(b, spider_batch_tokens(t.data(), n)), SPIDER_STATUS_OK);
@@ -295,7 +295,7 @@ TEST_F(DefaultModel, F16KvCacheKeepsTheAnswer) {
 }
 
 // KiB of this process's mappings of `path` that are resident (the Rss lines of /proc/self/smaps); -1 if unreadable.
-long mapped_rss_kib(const std::string& path) {
+long mapped_rss_kib(const std::string & path) {
     std::ifstream f("/proc/self/smaps");
     if (!f) return -1;
     long kib = 0;
@@ -305,8 +305,8 @@ long mapped_rss_kib(const std::string& path) {
         // A mapping's header line starts with its address range "lo-hi " (hex); its fields follow as "Name: value".
         const std::string first = line.substr(0, line.find(' '));
         const size_t dash = first.find('-');
-        const bool header = dash != std::string::npos && dash > 0 &&
-                            first.find_first_not_of("0123456789abcdef-") == std::string::npos;
+        const bool header =
+            dash != std::string::npos && dash > 0 && first.find_first_not_of("0123456789abcdef-") == std::string::npos;
         if (header) {
             in = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
         } else if (in && line.rfind("Rss:", 0) == 0) {
@@ -325,7 +325,7 @@ TEST_F(DefaultModel, InferenceReadsNothingFromTheMappedFile) {
     ASSERT_TRUE(spider::find_default_model(&path, &err)) << err;
     if (mapped_rss_kib(path) < 0) GTEST_SKIP() << "no /proc/self/smaps";
     std::vector<spider_token> t = tokenize("The quick brown fox jumps over the lazy dog");
-    spider_context* ctx = make_ctx(64, SPIDER_KV_TYPE_F16);
+    spider_context * ctx = make_ctx(64, SPIDER_KV_TYPE_F16);
     ASSERT_NE(ctx, nullptr);
     ASSERT_EQ(spider_decode(ctx, spider_batch_tokens(t.data(), (int32_t)t.size())), SPIDER_STATUS_OK);
     for (int i = 0; i < 3; i++) {
@@ -338,12 +338,12 @@ TEST_F(DefaultModel, InferenceReadsNothingFromTheMappedFile) {
 
 // The bytes `spider bench --roofline` reads as a decode's: every tensor of the file once (gemma's output matrix is its
 // embedding table), each from the copy that inference reads, not from the mapping.
-size_t file_tensor_bytes(const std::string& path, const char* skip) {
+size_t file_tensor_bytes(const std::string & path, const char * skip) {
     std::string err;
     auto f = spider::gguf_file::open(path, &err);
     EXPECT_NE(f, nullptr) << err;
     size_t n = 0;
-    for (const auto& t : f ? f->tensors() : std::vector<spider::gguf_tensor_info>{})
+    for (const auto & t : f ? f->tensors() : std::vector<spider::gguf_tensor_info>{})
         if (!skip || t.name != skip) n += t.nbytes;
     return n;
 }
@@ -351,12 +351,12 @@ size_t file_tensor_bytes(const std::string& path, const char* skip) {
 TEST_F(DefaultModel, DecodeWeightSpansAreTheCopiesOfEveryTensor) {
     std::string path, err;
     ASSERT_TRUE(spider::find_default_model(&path, &err)) << err;
-    const spider::llm_model* m = spider::llm_model_of(model);
+    const spider::llm_model * m = spider::llm_model_of(model);
     ASSERT_NE(m, nullptr);
     size_t total = 0;
-    const uint8_t* lo = m->weights.data();
-    const uint8_t* hi = lo + m->weights.size();
-    for (const auto& sp : m->decode_weight_spans()) {
+    const uint8_t * lo = m->weights.data();
+    const uint8_t * hi = lo + m->weights.size();
+    for (const auto & sp : m->decode_weight_spans()) {
         total += sp.second;
         EXPECT_TRUE(sp.first >= lo && sp.first + sp.second <= hi) << "a span outside the weight copies";
     }
@@ -364,7 +364,7 @@ TEST_F(DefaultModel, DecodeWeightSpansAreTheCopiesOfEveryTensor) {
 }
 
 TEST_F(DefaultModel, BadRequestsAreRefused) {
-    spider_context* ctx = make_ctx(8);
+    spider_context * ctx = make_ctx(8);
     ASSERT_NE(ctx, nullptr);
     spider_token bad = spider_model_n_vocab(model);
     EXPECT_EQ(spider_decode(ctx, spider_batch_tokens(&bad, 1)), SPIDER_STATUS_INVALID_ARGUMENT);
@@ -382,7 +382,7 @@ TEST_F(DefaultModel, BadRequestsAreRefused) {
 
     spider_context_params cp = spider_context_default_params();
     cp.n_batch = 0;
-    spider_context* c2 = nullptr;
+    spider_context * c2 = nullptr;
     EXPECT_EQ(spider_context_create(model, cp, &c2), SPIDER_STATUS_INVALID_ARGUMENT);
     EXPECT_EQ(c2, nullptr);
 }
@@ -411,7 +411,7 @@ struct tiny_cfg {
 };
 
 // Writes a tiny random llama GGUF (F32 weights). Returns false + err on a writer failure.
-bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
+bool write_tiny(const std::string & path, const tiny_cfg & c, std::string * err) {
     spider::gguf_writer w;
     const std::string a = c.arch;
     w.set_string("general.architecture", a);
@@ -425,9 +425,9 @@ bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
     w.set_f32(a + ".rope.freq_base", 10000.0f);
     std::mt19937 rng(1234);
     std::normal_distribution<float> nd(0.0f, 0.3f);
-    auto add = [&](const std::string& name, int64_t ne0, int64_t ne1, bool ones = false) {
+    auto add = [&](const std::string & name, int64_t ne0, int64_t ne1, bool ones = false) {
         std::vector<float> data((size_t)(ne0 * ne1));
-        for (auto& v : data) v = ones ? 1.0f + 0.1f * nd(rng) : nd(rng);
+        for (auto & v : data) v = ones ? 1.0f + 0.1f * nd(rng) : nd(rng);
         int64_t ne[2] = {ne0, ne1};
         return w.add_tensor(name, spider::DTYPE_F32, ne, ne1 == 1 ? 1 : 2, data.data(), err);
     };
@@ -459,12 +459,12 @@ bool write_tiny(const std::string& path, const tiny_cfg& c, std::string* err) {
     return ok && w.write(path, err);
 }
 
-spider_status try_load(const std::string& path, spider_model** m) {
+spider_status try_load(const std::string & path, spider_model ** m) {
     return spider_model_load(path.c_str(), spider_model_default_params(), m);
 }
 
 TEST(LlmErrors, MissingFile) {
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     EXPECT_EQ(try_load("/nonexistent/dir/model.gguf", &m), SPIDER_STATUS_IO_ERROR);
     EXPECT_EQ(m, nullptr);
     EXPECT_NE(std::string(spider_last_error()).find("/nonexistent/dir/model.gguf"), std::string::npos);
@@ -478,7 +478,7 @@ TEST(LlmErrors, GarbageAndTruncatedFiles) {
         std::ofstream f(p, std::ios::binary);
         f << "this is not a gguf file at all, just some text";
     }
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_BAD_FORMAT);
     EXPECT_EQ(m, nullptr);
     EXPECT_FALSE(std::string(spider_last_error()).empty());
@@ -505,7 +505,7 @@ TEST(LlmErrors, UnsupportedArchitecture) {
     std::string err;
     const std::string p = tmp_path("mamba.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_UNSUPPORTED);
     EXPECT_NE(std::string(spider_last_error()).find("mamba"), std::string::npos) << spider_last_error();
     std::remove(p.c_str());
@@ -517,7 +517,7 @@ TEST(LlmErrors, MissingTensorIsNamed) {
     std::string err;
     const std::string p = tmp_path("missing.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_BAD_FORMAT);
     EXPECT_NE(std::string(spider_last_error()).find("blk.0.ffn_down.weight"), std::string::npos) << spider_last_error();
     std::remove(p.c_str());
@@ -532,7 +532,7 @@ TEST(LlmErrors, RopeFrequencyFactorsAreChecked) {
         std::string err;
         const std::string p = tmp_path("ropefreqs.gguf");
         ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-        spider_model* m = nullptr;
+        spider_model * m = nullptr;
         if (kind == 1) {
             EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
             spider_model_free(m);
@@ -550,7 +550,7 @@ TEST(LlmErrors, BadHeadCounts) {
     std::string err;
     const std::string p = tmp_path("heads.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     EXPECT_EQ(try_load(p, &m), SPIDER_STATUS_BAD_FORMAT);
     EXPECT_NE(std::string(spider_last_error()).find("head_count_kv"), std::string::npos) << spider_last_error();
     std::remove(p.c_str());
@@ -561,15 +561,15 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
     std::string err;
     const std::string p = tmp_path("tiny.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     ASSERT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
     EXPECT_STREQ(spider_model_arch(m), "llama");
     EXPECT_EQ(spider_model_n_vocab(m), c.n_vocab);
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = 32;
     cp.n_threads = 2;
-    spider_context* a = nullptr;
-    spider_context* b = nullptr;
+    spider_context * a = nullptr;
+    spider_context * b = nullptr;
     ASSERT_EQ(spider_context_create(m, cp, &a), SPIDER_STATUS_OK);
     ASSERT_EQ(spider_context_create(m, cp, &b), SPIDER_STATUS_OK);
     const spider_token toks[] = {1, 7, 3, 49, 0, 22, 22, 5};
@@ -585,7 +585,7 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
     }
     // LAST (the last layer runs only the output row) and NONE (it runs no row) give the same numbers as ALL.
     {
-        spider_context* l = nullptr;
+        spider_context * l = nullptr;
         ASSERT_EQ(spider_context_create(m, cp, &l), SPIDER_STATUS_OK);
         ASSERT_EQ(spider_decode(l, spider_batch_tokens(toks, n)), SPIDER_STATUS_OK);
         EXPECT_LT(max_abs_diff(spider_get_logits_ith(l, -1), spider_get_logits_ith(a, n - 1), c.n_vocab), 1e-5f);
@@ -601,7 +601,7 @@ TEST(TinyLlama, BatchedSequentialAndHeadMath) {
     }
     // F32 weights: hidden[-1] x token_embd^T (tied output) reproduces the logits closely.
     int32_t rows = 0;
-    const float* h = spider_get_hidden(a, -1, &rows);
+    const float * h = spider_get_hidden(a, -1, &rows);
     ASSERT_EQ(rows, n);
     std::vector<float> emb((size_t)c.n_vocab * c.n_embd);
     std::vector<spider_token> ids(c.n_vocab);
@@ -626,14 +626,14 @@ TEST(TinyLlama, DecodeWeightSpansSkipAnUntiedEmbeddingTable) {
     std::string err;
     const std::string p = tmp_path("tiny_untied.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     ASSERT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
-    const spider::llm_model* lm = spider::llm_model_of(m);
+    const spider::llm_model * lm = spider::llm_model_of(m);
     ASSERT_NE(lm, nullptr);
     ASSERT_FALSE(lm->output_tied);
     size_t total = 0;
-    const uint8_t* lo = lm->weights.data();
-    for (const auto& sp : lm->decode_weight_spans()) {
+    const uint8_t * lo = lm->weights.data();
+    for (const auto & sp : lm->decode_weight_spans()) {
         total += sp.second;
         EXPECT_TRUE(sp.first >= lo && sp.first + sp.second <= lo + lm->weights.size()) << "a span outside the copies";
     }
@@ -648,8 +648,8 @@ TEST(TinyLlama, LoadWithoutMmapGivesSameLogits) {
     const std::string p = tmp_path("tiny_nommap.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
     spider_model_params mp = spider_model_default_params();
-    spider_model* a = nullptr;
-    spider_model* b = nullptr;
+    spider_model * a = nullptr;
+    spider_model * b = nullptr;
     ASSERT_EQ(spider_model_load(p.c_str(), mp, &a), SPIDER_STATUS_OK) << spider_last_error();
     mp.use_mmap = false;
     ASSERT_EQ(spider_model_load(p.c_str(), mp, &b), SPIDER_STATUS_OK) << spider_last_error();
@@ -657,8 +657,8 @@ TEST(TinyLlama, LoadWithoutMmapGivesSameLogits) {
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = 16;
     cp.n_threads = 1;
-    spider_context* ca = nullptr;
-    spider_context* cb = nullptr;
+    spider_context * ca = nullptr;
+    spider_context * cb = nullptr;
     ASSERT_EQ(spider_context_create(a, cp, &ca), SPIDER_STATUS_OK);
     ASSERT_EQ(spider_context_create(b, cp, &cb), SPIDER_STATUS_OK);
     const spider_token toks[] = {3, 1, 4, 1, 5};
@@ -676,13 +676,13 @@ TEST(TinyLlama, F16KvCache) {
     std::string err;
     const std::string p = tmp_path("tiny_f16.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     ASSERT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = 32;
     cp.n_threads = 2;
-    spider_context* a = nullptr;
-    spider_context* b = nullptr;
+    spider_context * a = nullptr;
+    spider_context * b = nullptr;
     ASSERT_EQ(spider_context_create(m, cp, &a), SPIDER_STATUS_OK);
     cp.kv_type = SPIDER_KV_TYPE_F16;
     ASSERT_EQ(spider_context_create(m, cp, &b), SPIDER_STATUS_OK);
@@ -709,7 +709,7 @@ TEST(TinyLlama, AddedTokens) {
     std::string err;
     const std::string p = tmp_path("added.gguf");
     ASSERT_TRUE(write_tiny(p, c, &err)) << err;
-    spider_model* m = nullptr;
+    spider_model * m = nullptr;
     ASSERT_EQ(try_load(p, &m), SPIDER_STATUS_OK) << spider_last_error();
     const int32_t nv = spider_model_n_vocab(m);
     EXPECT_EQ(nv, c.n_vocab + 3);
@@ -723,7 +723,7 @@ TEST(TinyLlama, AddedTokens) {
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = 16;
     cp.n_threads = 1;
-    spider_context* ctx = nullptr;
+    spider_context * ctx = nullptr;
     ASSERT_EQ(spider_context_create(m, cp, &ctx), SPIDER_STATUS_OK);
     const int32_t layers[] = {0, -1};
     ASSERT_EQ(spider_set_capture_layers(ctx, layers, 2), SPIDER_STATUS_OK);
@@ -735,13 +735,13 @@ TEST(TinyLlama, AddedTokens) {
     ASSERT_EQ(spider_n_outputs(ctx), 4);
     // The added tokens' input rows come from token_embd_extra; their logits from output_extra.
     int32_t rows = 0;
-    const float* h0 = spider_get_hidden(ctx, 0, &rows);
+    const float * h0 = spider_get_hidden(ctx, 0, &rows);
     std::vector<float> e((size_t)4 * c.n_embd);
     ASSERT_EQ(spider_token_embeddings(m, toks, 4, e.data()), SPIDER_STATUS_OK);
     EXPECT_EQ(max_abs_diff(h0, e.data(), 4 * c.n_embd), 0.0f);
     EXPECT_GT(max_abs_diff(e.data() + 1 * c.n_embd, e.data() + 3 * c.n_embd, c.n_embd), 0.0f);
-    const float* hl = spider_get_hidden(ctx, -1, &rows);
-    const float* l = spider_get_logits_ith(ctx, 3);
+    const float * hl = spider_get_hidden(ctx, -1, &rows);
+    const float * l = spider_get_logits_ith(ctx, 3);
     ASSERT_NE(l, nullptr);
     for (int32_t v = 0; v < nv; v++) EXPECT_TRUE(std::isfinite(l[v]));
     // The base rows stay tied to token_embd (check one), the added ones differ from a tied output.

@@ -18,7 +18,7 @@ namespace {
 struct frozen_weight {
     std::vector<uint8_t> bytes;
     tensor t;
-    frozen_weight(dtype type, const std::vector<float>& w, int64_t in, int64_t out) {
+    frozen_weight(dtype type, const std::vector<float> & w, int64_t in, int64_t out) {
         const size_t rb = dtype_row_bytes(type, in);
         bytes.resize(rb * out);
         for (int64_t o = 0; o < out; ++o) EXPECT_TRUE(quantize_row(type, w.data() + o * in, bytes.data() + o * rb, in));
@@ -39,7 +39,7 @@ TEST(lora, starts_equal_to_base_and_gradients_reach_only_the_adapter) {
     for (size_t i = 0; i < y->data.size(); ++i) EXPECT_EQ(y->data[i], base->data[i]);  // B = 0 at start
 
     // Make B non-zero so every path carries gradient, then check A, B and x against finite differences.
-    for (auto& v : a.B->data) v = 0.1f;
+    for (auto & v : a.B->data) v = 0.1f;
     grad_check("lora_linear", {x, a.A, a.B}, [&] { return lora_linear(x, W.t, a); });
 }
 
@@ -93,7 +93,7 @@ TEST(lora, save_load_round_trip_and_bad_files) {
     std::map<std::string, lora_adapter> ads;
     ads["blk.0.attn_q.weight"] = lora_create(16, 8, 2, 21.0f, 1);
     ads["blk.0.attn_v.weight"] = lora_create(16, 4, 2, 21.0f, 2);
-    for (auto& v : ads["blk.0.attn_v.weight"].B->data) v = 0.25f;
+    for (auto & v : ads["blk.0.attn_v.weight"].B->data) v = 0.25f;
     const std::string path =
         (std::filesystem::temp_directory_path() / ("spider_lora_" + std::to_string(getpid()) + ".gguf")).string();
     std::string err;
@@ -108,7 +108,7 @@ TEST(lora, save_load_round_trip_and_bad_files) {
 
     // A file that is not an adapter.
     {
-        FILE* f = std::fopen(path.c_str(), "wb");
+        FILE * f = std::fopen(path.c_str(), "wb");
         std::fputs("not a gguf file at all", f);
         std::fclose(f);
     }

@@ -198,9 +198,10 @@ TEST(matmul, matches_reference_at_every_level) {
     }
 }
 
-// Packed (row-interleaved) Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights: the same values through another kernel. Checked like the test above
-// (exact dot product of the quantized activations, and ref::matmul), plus: a token alone gives bit-identical results
-// to the same token in a batch, and the thread count changes nothing. Shapes that cannot be packed are refused.
+// Packed (row-interleaved) Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights: the same values through another kernel. Checked
+// like the test above (exact dot product of the quantized activations, and ref::matmul), plus: a token alone gives
+// bit-identical results to the same token in a batch, and the thread count changes nothing. Shapes that cannot be
+// packed are refused.
 TEST(matmul, packed_matches_reference) {
     level_guard g;
     thread_pool pool3(3);
@@ -226,80 +227,80 @@ TEST(matmul, packed_matches_reference) {
         if (lvl == CPU_LEVEL_PORTABLE) continue;
         ASSERT_TRUE(cpu_features_force(lvl));
         for (dtype type : {DTYPE_Q4_0, DTYPE_Q5_0, DTYPE_Q8_0, DTYPE_Q4_K, DTYPE_Q6_K})
-        for (int64_t blocks : {1, 20, 33}) {
-            const bool kq = type == DTYPE_Q4_K || type == DTYPE_Q6_K;
-            const int64_t n_in = kq ? 256 * (blocks / 8 + 1) : 32 * blocks;  // K-quants: 256, 768, 1280
-            for (int64_t n_out : {8, 40}) {
-                weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
-                if (n_out == 40) {  // every level at its extremes in some blocks (all bits set, all clear)
-                    const size_t bb = dtype_get_traits(type)->block_bytes;
-                    for (size_t off = 0, k = 0; off < w.bytes.size(); off += bb * 7, ++k) {
-                        if (type == DTYPE_Q4_K) {  // levels and 6-bit scales / mins; d and dmin stay finite
-                            std::memset(&w.bytes[off + 4], k % 2 ? 0xFF : 0x00, bb - 4);
-                            continue;
-                        }
-                        if (type == DTYPE_Q6_K) {  // levels, and scales at -1 / 0 / -128 (d stays finite)
-                            std::memset(&w.bytes[off], k % 2 ? 0xFF : 0x00, bb - 2);
-                            if (k % 3 == 2) std::memset(&w.bytes[off + 192], 0x80, 16);
-                            continue;
-                        }
-                        std::memset(&w.bytes[off + 2], k % 2 ? 0xFF : 0x00, bb - 2);
-                        if (type == DTYPE_Q8_0 && k % 3 == 2) std::memset(&w.bytes[off + 2], 0x80, 32);  // -128
-                    }
-                    dequantize_row(type, w.bytes.data(), w.deq.data(), n_in * n_out);
-                }
-                const size_t pb = matmul_pack_bytes(w.t);
-                if ((type == DTYPE_Q8_0 || kq) && lvl < CPU_LEVEL_AVX512) {
-                    EXPECT_EQ(pb, 0u);
-                    continue;
-                }
-                ASSERT_EQ(pb, w.bytes.size()) << cpu_level_name(lvl) << " " << dtype_name(type);
-                std::vector<uint8_t> packed(pb);
-                matmul_pack(w.t, packed.data());
-                tensor wp = w.t;
-                wp.packed = packed.data();
-                {  // embedding rows read from the packed copy (a tied output matrix) equal the original's exactly
-                    const int32_t ids[] = {0, 7, static_cast<int32_t>(n_out - 1), 3};
-                    std::vector<float> g(4 * static_cast<size_t>(n_in)), g_ref(g.size());
-                    std::vector<uint8_t> zeros(w.bytes.size(), 0);
-                    tensor only_packed = wp;  // its unpacked bytes are zeros: only the packed copy gives the values
-                    only_packed.data = zeros.data();
-                    get_rows(only_packed, ids, 4, g.data());
-                    ref::get_rows(w.t, ids, 4, g_ref.data());
-                    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], g_ref[i]) << dtype_name(type) << " " << i;
-                }
-                for (int64_t n_tok : {1, 2, 3, 5, 70}) {
-                    const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok * 5 + n_in));
-                    const std::vector<float> xq = quantized_acts(type, x, n_in, n_tok);
-                    std::vector<float> y(static_cast<size_t>(n_tok * n_out)), y_ref(y.size()), y_mt(y.size());
-                    matmul(wp, x.data(), y.data(), n_tok, nullptr);
-                    matmul(wp, x.data(), y_mt.data(), n_tok, &pool3);
-                    ref::matmul(w.t, x.data(), y_ref.data(), n_tok, nullptr);
-                    for (int64_t t = 0; t < n_tok; ++t) {
-                        std::vector<float> y1(static_cast<size_t>(n_out));
-                        matmul(wp, x.data() + t * n_in, y1.data(), 1, nullptr);
-                        for (int64_t o = 0; o < n_out; ++o) {
-                            const float * wr = w.deq.data() + o * n_in;
-                            double exact_q = 0, mag_q = 0, qerr = 0, mag = 0;
-                            for (int64_t i = 0; i < n_in; ++i) {
-                                const double wi = wr[i], xi = x[t * n_in + i], xqi = xq[t * n_in + i];
-                                exact_q += wi * xqi;
-                                mag_q += std::fabs(wi * xqi);
-                                qerr += std::fabs(wi) * std::fabs(xi - xqi);
-                                mag += std::fabs(wi * xi);
+            for (int64_t blocks : {1, 20, 33}) {
+                const bool kq = type == DTYPE_Q4_K || type == DTYPE_Q6_K;
+                const int64_t n_in = kq ? 256 * (blocks / 8 + 1) : 32 * blocks;  // K-quants: 256, 768, 1280
+                for (int64_t n_out : {8, 40}) {
+                    weights w = make_weights(type, n_in, n_out, static_cast<uint32_t>(n_in + 3 * n_out));
+                    if (n_out == 40) {  // every level at its extremes in some blocks (all bits set, all clear)
+                        const size_t bb = dtype_get_traits(type)->block_bytes;
+                        for (size_t off = 0, k = 0; off < w.bytes.size(); off += bb * 7, ++k) {
+                            if (type == DTYPE_Q4_K) {  // levels and 6-bit scales / mins; d and dmin stay finite
+                                std::memset(&w.bytes[off + 4], k % 2 ? 0xFF : 0x00, bb - 4);
+                                continue;
                             }
-                            const size_t k = static_cast<size_t>(t * n_out + o);
-                            ASSERT_LE(std::fabs(y[k] - exact_q), 3e-5 * mag_q + 1e-6)
-                                << cpu_level_name(lvl) << " " << dtype_name(type) << " n_in " << n_in << " n_out " << n_out << " n_tok "
-                                << n_tok << " t " << t << " o " << o;
-                            ASSERT_LE(std::fabs(static_cast<double>(y[k]) - y_ref[k]), qerr + 3e-5 * mag + 1e-6);
-                            ASSERT_EQ(y_mt[k], y[k]) << "3 threads";
-                            ASSERT_EQ(y1[o], y[k]) << "token " << t << " alone vs in a batch of " << n_tok;
+                            if (type == DTYPE_Q6_K) {  // levels, and scales at -1 / 0 / -128 (d stays finite)
+                                std::memset(&w.bytes[off], k % 2 ? 0xFF : 0x00, bb - 2);
+                                if (k % 3 == 2) std::memset(&w.bytes[off + 192], 0x80, 16);
+                                continue;
+                            }
+                            std::memset(&w.bytes[off + 2], k % 2 ? 0xFF : 0x00, bb - 2);
+                            if (type == DTYPE_Q8_0 && k % 3 == 2) std::memset(&w.bytes[off + 2], 0x80, 32);  // -128
+                        }
+                        dequantize_row(type, w.bytes.data(), w.deq.data(), n_in * n_out);
+                    }
+                    const size_t pb = matmul_pack_bytes(w.t);
+                    if ((type == DTYPE_Q8_0 || kq) && lvl < CPU_LEVEL_AVX512) {
+                        EXPECT_EQ(pb, 0u);
+                        continue;
+                    }
+                    ASSERT_EQ(pb, w.bytes.size()) << cpu_level_name(lvl) << " " << dtype_name(type);
+                    std::vector<uint8_t> packed(pb);
+                    matmul_pack(w.t, packed.data());
+                    tensor wp = w.t;
+                    wp.packed = packed.data();
+                    {  // embedding rows read from the packed copy (a tied output matrix) equal the original's exactly
+                        const int32_t ids[] = {0, 7, static_cast<int32_t>(n_out - 1), 3};
+                        std::vector<float> g(4 * static_cast<size_t>(n_in)), g_ref(g.size());
+                        std::vector<uint8_t> zeros(w.bytes.size(), 0);
+                        tensor only_packed = wp;  // its unpacked bytes are zeros: only the packed copy gives the values
+                        only_packed.data = zeros.data();
+                        get_rows(only_packed, ids, 4, g.data());
+                        ref::get_rows(w.t, ids, 4, g_ref.data());
+                        for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], g_ref[i]) << dtype_name(type) << " " << i;
+                    }
+                    for (int64_t n_tok : {1, 2, 3, 5, 70}) {
+                        const std::vector<float> x = make_acts(n_in * n_tok, static_cast<uint32_t>(n_tok * 5 + n_in));
+                        const std::vector<float> xq = quantized_acts(type, x, n_in, n_tok);
+                        std::vector<float> y(static_cast<size_t>(n_tok * n_out)), y_ref(y.size()), y_mt(y.size());
+                        matmul(wp, x.data(), y.data(), n_tok, nullptr);
+                        matmul(wp, x.data(), y_mt.data(), n_tok, &pool3);
+                        ref::matmul(w.t, x.data(), y_ref.data(), n_tok, nullptr);
+                        for (int64_t t = 0; t < n_tok; ++t) {
+                            std::vector<float> y1(static_cast<size_t>(n_out));
+                            matmul(wp, x.data() + t * n_in, y1.data(), 1, nullptr);
+                            for (int64_t o = 0; o < n_out; ++o) {
+                                const float * wr = w.deq.data() + o * n_in;
+                                double exact_q = 0, mag_q = 0, qerr = 0, mag = 0;
+                                for (int64_t i = 0; i < n_in; ++i) {
+                                    const double wi = wr[i], xi = x[t * n_in + i], xqi = xq[t * n_in + i];
+                                    exact_q += wi * xqi;
+                                    mag_q += std::fabs(wi * xqi);
+                                    qerr += std::fabs(wi) * std::fabs(xi - xqi);
+                                    mag += std::fabs(wi * xi);
+                                }
+                                const size_t k = static_cast<size_t>(t * n_out + o);
+                                ASSERT_LE(std::fabs(y[k] - exact_q), 3e-5 * mag_q + 1e-6)
+                                    << cpu_level_name(lvl) << " " << dtype_name(type) << " n_in " << n_in << " n_out "
+                                    << n_out << " n_tok " << n_tok << " t " << t << " o " << o;
+                                ASSERT_LE(std::fabs(static_cast<double>(y[k]) - y_ref[k]), qerr + 3e-5 * mag + 1e-6);
+                                ASSERT_EQ(y_mt[k], y[k]) << "3 threads";
+                                ASSERT_EQ(y1[o], y[k]) << "token " << t << " alone vs in a batch of " << n_tok;
+                            }
                         }
                     }
                 }
             }
-        }
     }
 }
 
@@ -314,16 +315,16 @@ TEST(matmul, simd_activations_equal_the_portable_ones) {
     const int64_t n = 32 * 40;
     std::vector<float> x(n);
     for (int64_t i = 0; i < n; ++i) x[i] = nd(rng);
-    for (int64_t i = 0; i < 32; ++i) x[32 + i] = 0.0f;                                     // block 1: zeros
+    for (int64_t i = 0; i < 32; ++i) x[32 + i] = 0.0f;                                             // block 1: zeros
     for (int64_t i = 0; i < 32; ++i) x[64 + i] = static_cast<float>(i - 16) * 0.5f * 127.0f / 16;  // .5 levels
-    x[64 + 31] = 127.0f;                                                                 // sets amax = 127: id = 1
+    x[64 + 31] = 127.0f;  // sets amax = 127: id = 1
     for (int64_t i = 0; i < 32; ++i) x[96 + i] = static_cast<float>(i % 2 ? 1 : -1) * (i + 0.5f);
     for (int64_t i = 0; i < 32; ++i) x[128 + i] *= 1e30f;
     for (int64_t i = 0; i < 32; ++i) x[160 + i] *= 1e-30f;
-    x[200] = -1e6f;  // a negative maximum
+    x[200] = -1e6f;                                   // a negative maximum
     for (int64_t i = 256; i < 512; ++i) x[i] = 0.0f;  // a whole Q8_K block of zeros
-    x[600] = 3.0f;                                      // two elements of the largest magnitude: the first one
-    x[700] = -3.0f;                                     // (positive) sets the scale's sign
+    x[600] = 3.0f;                                    // two elements of the largest magnitude: the first one
+    x[700] = -3.0f;                                   // (positive) sets the scale's sign
     for (int64_t i = 768; i < 1024; ++i) x[i] = static_cast<float>(i % 7) * 0.5f - 1.5f;  // .5 levels again
     std::vector<uint8_t> want(matmul_q8_0x_bytes(n)), got(want.size());
     matmul_prep_q8_0x(x.data(), n, want.data());
@@ -340,7 +341,8 @@ TEST(matmul, simd_activations_equal_the_portable_ones) {
         }
         // The K-quant kernels' activations: quantize_row(DTYPE_Q8_K), byte for byte.
         matmul_kernel kk;
-        ASSERT_TRUE(lvl == CPU_LEVEL_AVX2 ? matmul_kernel_avx2(DTYPE_Q4_K, &kk) : matmul_kernel_avx512(DTYPE_Q4_K, &kk));
+        ASSERT_TRUE(lvl == CPU_LEVEL_AVX2 ? matmul_kernel_avx2(DTYPE_Q4_K, &kk)
+                                          : matmul_kernel_avx512(DTYPE_Q4_K, &kk));
         ASSERT_NE(kk.prep, nullptr);
         std::vector<uint8_t> want_k(dtype_row_bytes(DTYPE_Q8_K, 256 * 5)), got_k(want_k.size(), 0xAB);
         ASSERT_TRUE(quantize_row(DTYPE_Q8_K, x.data(), want_k.data(), 256 * 5));
@@ -602,10 +604,11 @@ TEST(matmul, multi_is_bit_identical_to_separate_calls) {
 }
 
 // Opt-in benchmark: SPIDER_BENCH=1 ./test_matmul --gtest_filter=matmul.bench   (SPIDER_BENCH_TYPES=q4_0,q8_0
-// limits the types; SPIDER_BENCH_SHAPE=N_IN,N_OUT sets the matrix; SPIDER_BENCH_UNPACKED=1 times packable types unpacked). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are
-// replicated past 96 MB and the copies used in turn, so they come from memory and not from the 32 MB L3.
-// Prompt: 512 tokens, GFLOP/s (2 flops per multiply-add of the dense-equivalent product). Each row also reports
-// the process CPU time per call, because on a shared machine wall time includes waiting for a core.
+// limits the types; SPIDER_BENCH_SHAPE=N_IN,N_OUT sets the matrix; SPIDER_BENCH_UNPACKED=1 times packable types
+// unpacked). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are replicated past
+// 96 MB and the copies used in turn, so they come from memory and not from the 32 MB L3. Prompt: 512 tokens, GFLOP/s (2
+// flops per multiply-add of the dense-equivalent product). Each row also reports the process CPU time per call, because
+// on a shared machine wall time includes waiting for a core.
 namespace {
 double cpu_seconds() {
     timespec ts;
@@ -672,8 +675,9 @@ TEST(matmul, bench) {
             const double td = time_it(1, 30, &cd);
             const double tp = time_it(512, 3, &cp);
             std::printf("| %s | %s | %d | %.1f | %.3f | %.3f | %.1f | %.1f | %.1f |\n",
-                        cpu_level_name(cpu_level_active()), (std::string(dtype_name(type)) + (packed ? " packed" : "")).c_str(), nth, mat_bytes / td / 1e9, td * 1e3,
-                        cd * 1e3, 2.0 * n_in * n_out * 512 / tp / 1e9, tp * 1e3, cp * 1e3);
+                        cpu_level_name(cpu_level_active()),
+                        (std::string(dtype_name(type)) + (packed ? " packed" : "")).c_str(), nth, mat_bytes / td / 1e9,
+                        td * 1e3, cd * 1e3, 2.0 * n_in * n_out * 512 / tp / 1e9, tp * 1e3, cp * 1e3);
             std::fflush(stdout);
         }
     }

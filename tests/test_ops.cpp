@@ -27,12 +27,12 @@ using namespace spider;
 
 namespace {
 
-std::vector<float> floats(const json &j) {
+std::vector<float> floats(const json & j) {
     return j.get<std::vector<float>>();
 }
 
 // Max error relative to the output's scale: |a - b| / max(1, max |b|). Outputs of these ops are O(1).
-double max_err(const std::vector<float> &a, const std::vector<float> &b) {
+double max_err(const std::vector<float> & a, const std::vector<float> & b) {
     if (a.size() != b.size()) return INFINITY;
     double mb = 1.0, e = 0.0;
     for (float v : b) mb = std::max(mb, static_cast<double>(std::fabs(v)));
@@ -44,11 +44,11 @@ double max_err(const std::vector<float> &a, const std::vector<float> &b) {
 }
 
 // Runs one golden case with the reference (use_ref) or the optimised op; returns the output.
-std::vector<float> run_case(const json &c, bool use_ref, thread_pool *pool) {
-    const json &p = c["params"];
-    const json &in = c["inputs"];
+std::vector<float> run_case(const json & c, bool use_ref, thread_pool * pool) {
+    const json & p = c["params"];
+    const json & in = c["inputs"];
     const std::string kind = p["kind"];
-    auto get = [&](const char *k) { return floats(in[k]); };
+    auto get = [&](const char * k) { return floats(in[k]); };
     std::vector<float> y(c["output"].size());
 #define CALL(fn, ...)                     \
     do {                                  \
@@ -154,7 +154,7 @@ std::vector<float> run_case(const json &c, bool use_ref, thread_pool *pool) {
     return y;
 }
 
-json load_golden(const std::string &op) {
+json load_golden(const std::string & op) {
     const std::string path = std::string(SPIDER_SOURCE_DIR) + "/tests/data/ops/" + op + ".json";
     std::ifstream f(path);
     if (!f) return json();
@@ -176,7 +176,7 @@ TEST_P(golden, ref_and_optimised_match_pytorch) {
     ASSERT_TRUE(g.is_object()) << "missing or unreadable tests/data/ops/" << GetParam() << ".json";
     ASSERT_FALSE(g["cases"].empty());
     thread_pool pool(3);
-    for (const json &c : g["cases"]) {
+    for (const json & c : g["cases"]) {
         const std::vector<float> want = floats(c["output"]);
         const std::string name = c["name"];
         EXPECT_LE(max_err(run_case(c, true, nullptr), want), 2e-5) << name << " (ref)";
@@ -201,13 +201,13 @@ struct rng {
     std::vector<float> vec(size_t n, float lo = -2.0f, float hi = 2.0f) {
         std::uniform_real_distribution<float> d(lo, hi);
         std::vector<float> v(n);
-        for (auto &x : v) x = d(g);
+        for (auto & x : v) x = d(g);
         return v;
     }
 };
 
 // Runs check() once per kernel set and thread count; check gets the pool (nullptr = 1 thread).
-void for_each_config(const std::function<void(thread_pool *, const std::string &)> &check) {
+void for_each_config(const std::function<void(thread_pool *, const std::string &)> & check) {
     thread_pool pool(3);
     for (cpu_level lv : kernel_levels()) {
         ASSERT_TRUE(cpu_features_force(lv));
@@ -223,7 +223,7 @@ TEST(ops_random, elementwise_and_activations) {
     for (int64_t n : {1, 7, 8, 9, 31, 64, 1000, 4099}) {
         auto a = r.vec(n, -8, 8), b = r.vec(n);
         std::vector<float> y0(n), y1(n);
-        for_each_config([&](thread_pool *, const std::string &cfg) {
+        for_each_config([&](thread_pool *, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::add(a.data(), b.data(), y0.data(), n);
             add(a.data(), b.data(), y1.data(), n);
@@ -247,7 +247,7 @@ TEST(ops_random, elementwise_and_activations) {
     for (auto [rows, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 13}, {5, 64}, {2, 1027}}) {
         auto x = r.vec(rows * n), w = r.vec(n);
         std::vector<float> y0(rows * n), y1(rows * n);
-        for_each_config([&](thread_pool *, const std::string &cfg) {
+        for_each_config([&](thread_pool *, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::mul_row(x.data(), w.data(), y0.data(), rows, n);
             mul_row(x.data(), w.data(), y1.data(), rows, n);
@@ -262,7 +262,7 @@ TEST(ops_random, elementwise_and_activations) {
 TEST(ops_random, activation_extremes_are_finite_and_exact_at_limits) {
     std::vector<float> x = {-1000.0f, -100.0f, -88.0f, -30.0f, 0.0f, 30.0f, 88.0f, 100.0f, 1000.0f};
     std::vector<float> y0(x.size()), y1(x.size());
-    for_each_config([&](thread_pool *, const std::string &cfg) {
+    for_each_config([&](thread_pool *, const std::string & cfg) {
         std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
         for (act_type t : {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU}) {
             ref::activation(t, x.data(), y0.data(), x.size());
@@ -280,7 +280,7 @@ TEST(ops_random, softmax_and_norms) {
     for (auto [rows, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 3}, {4, 17}, {3, 256}, {2, 4097}}) {
         auto x = r.vec(rows * n, -6, 6), w = r.vec(n), b = r.vec(n);
         std::vector<float> y0(rows * n), y1(rows * n);
-        for_each_config([&](thread_pool *, const std::string &cfg) {
+        for_each_config([&](thread_pool *, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::softmax_rows(x.data(), y0.data(), rows, n);
             softmax_rows(x.data(), y1.data(), rows, n);
@@ -299,7 +299,7 @@ TEST(ops_random, softmax_and_norms) {
     for (auto [C, HW, G] : std::vector<std::array<int64_t, 3>>{{4, 1, 2}, {32, 63, 32}, {64, 100, 32}, {6, 9, 3}}) {
         auto x = r.vec(C * HW, -3, 5), w = r.vec(C), b = r.vec(C);
         std::vector<float> y0(C * HW), y1(C * HW);
-        for_each_config([&](thread_pool *, const std::string &cfg) {
+        for_each_config([&](thread_pool *, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             ref::group_norm(x.data(), w.data(), b.data(), y0.data(), C, HW, G, 1e-6f);
             group_norm(x.data(), w.data(), b.data(), y1.data(), C, HW, G, 1e-6f);
@@ -316,7 +316,7 @@ TEST(ops_random, rope_both_modes) {
         std::vector<int32_t> pos(n_tok);
         for (int64_t t = 0; t < n_tok; ++t) pos[t] = static_cast<int32_t>(t * 37 + 1000);
         for (rope_mode m : {ROPE_MODE_NORMAL, ROPE_MODE_NEOX}) {
-            for_each_config([&](thread_pool *, const std::string &cfg) {
+            for_each_config([&](thread_pool *, const std::string & cfg) {
                 std::vector<float> y0 = x, y1 = x;
                 ref::rope(y0.data(), pos.data(), n_tok, n_head, hd, n_rot, 10000.0f, 0.25f, m);
                 rope(y1.data(), pos.data(), n_tok, n_head, hd, n_rot, 10000.0f, 0.25f, m);
@@ -383,14 +383,14 @@ TEST(ops_random, attention_shapes) {
         {4, 130, 12, 1, 20, true, 126, 0}, {1, 65, 16, 1, 8, true, 64, 0},    // groups of 12 and 16 (> 8 rows)
         {2, 200, 9, 3, 24, false, 0, 0},   {3, 10, 2, 2, 8, true, -5, 0},     // queries before every key: zero output
     };
-    for (const shape &s : shapes) {
+    for (const shape & s : shapes) {
         auto q = r.vec(s.n_q * s.n_head * s.hd), k = r.vec(s.n_kv * s.n_head_kv * s.hd),
              v = r.vec(s.n_kv * s.n_head_kv * s.hd);
         std::vector<float> y0(q.size()), y1(q.size());
         const float sc = 1.0f / std::sqrt(static_cast<float>(s.hd));
         ref::attention(q.data(), k.data(), v.data(), y0.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
                        s.causal, s.q_pos0, s.window, nullptr);
-        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+        for_each_config([&](thread_pool * pool, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             attention(q.data(), k.data(), v.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, s.causal,
                       s.q_pos0, s.window, pool);
@@ -405,7 +405,7 @@ TEST(ops_random, attention_shapes) {
             kw[i] = fp16_to_fp32(k16[i]);
             vw[i] = fp16_to_fp32(v16[i]);
         }
-        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+        for_each_config([&](thread_pool * pool, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);
             std::fill(y2.begin(), y2.end(), NAN);
             attention(q.data(), kw.data(), vw.data(), y1.data(), s.n_q, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
@@ -414,8 +414,8 @@ TEST(ops_random, attention_shapes) {
                             s.causal, s.q_pos0, s.window, pool);
             for (size_t i = 0; i < y1.size(); ++i) {
                 ASSERT_EQ(std::memcmp(&y1[i], &y2[i], sizeof(float)), 0)
-                    << "attention_f16kv nq " << s.n_q << " nkv " << s.n_kv << " " << cfg << " at " << i << ": "
-                    << y2[i] << " vs " << y1[i];
+                    << "attention_f16kv nq " << s.n_q << " nkv " << s.n_kv << " " << cfg << " at " << i << ": " << y2[i]
+                    << " vs " << y1[i];
             }
         });
     }
@@ -441,7 +441,7 @@ TEST(ops_random, convolutions) {
         const int64_t Ho = (H + 2 * pd - KH) / st + 1, Wo = (W + 2 * pd - KW) / st + 1;
         std::vector<float> y0(C_out * Ho * Wo), y1(y0.size());
         ref::conv2d(x.data(), w.data(), b.data(), y0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
-        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+        for_each_config([&](thread_pool * pool, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv2d(x.data(), w.data(), b.data(), y1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv2d " << C_in << "x" << H << "x" << W << " " << cfg;
@@ -451,7 +451,7 @@ TEST(ops_random, convolutions) {
         if (Hto > 0 && Wto > 0) {
             std::vector<float> t0(C_out * Hto * Wto), t1(t0.size());
             ref::conv_transpose2d(x.data(), w.data(), b.data(), t0.data(), C_in, H, W, C_out, KH, KW, st, pd, nullptr);
-            for_each_config([&](thread_pool *pool, const std::string &cfg) {
+            for_each_config([&](thread_pool * pool, const std::string & cfg) {
                 std::fill(t1.begin(), t1.end(), NAN);  // no output may survive from another config
                 conv_transpose2d(x.data(), w.data(), b.data(), t1.data(), C_in, H, W, C_out, KH, KW, st, pd, pool);
                 EXPECT_LE(max_err(t1, t0), 1e-5) << "conv_transpose2d " << C_in << "x" << H << "x" << W << " " << cfg;
@@ -464,7 +464,7 @@ TEST(ops_random, convolutions) {
         const int64_t Lo = (L + 2 * pd - Kk) / st + 1;
         std::vector<float> y0(C_out * Lo), y1(y0.size());
         ref::conv1d(x.data(), w.data(), nullptr, y0.data(), C_in, L, C_out, Kk, st, pd, nullptr);
-        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+        for_each_config([&](thread_pool * pool, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv1d(x.data(), w.data(), nullptr, y1.data(), C_in, L, C_out, Kk, st, pd, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv1d " << C_in << "x" << L << " " << cfg;
@@ -480,7 +480,7 @@ TEST(ops_random, convolutions) {
         auto x = r.vec(C_in * T * HW), w = r.vec(C_out * C_in * KT), b = r.vec(C_out);
         std::vector<float> y0(C_out * T * HW), y1(y0.size());
         ref::conv_temporal(x.data(), w.data(), b.data(), y0.data(), C_in, T, HW, C_out, KT, nullptr);
-        for_each_config([&](thread_pool *pool, const std::string &cfg) {
+        for_each_config([&](thread_pool * pool, const std::string & cfg) {
             std::fill(y1.begin(), y1.end(), NAN);  // no output may survive from another config
             conv_temporal(x.data(), w.data(), b.data(), y1.data(), C_in, T, HW, C_out, KT, pool);
             EXPECT_LE(max_err(y1, y0), 1e-5) << "conv_temporal " << C_in << "x" << T << "x" << HW << " " << cfg;
@@ -581,7 +581,7 @@ TEST(ops_matmul, every_dtype_matches_reference_and_dequantized_f32) {
             const bool plain = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             for (cpu_level lv : levels) {
                 ASSERT_TRUE(cpu_features_force(lv));
-                for (thread_pool *p : {static_cast<thread_pool *>(nullptr), &pool}) {
+                for (thread_pool * p : {static_cast<thread_pool *>(nullptr), &pool}) {
                     std::fill(y1.begin(), y1.end(), NAN);
                     matmul(w.t, x.data(), y1.data(), n_tok, p);
                     EXPECT_LE(max_err(y1, y0), plain ? 1e-4 : 2e-2)

@@ -15,17 +15,17 @@
 
 using namespace spider;
 
-static std::string tmp_dir(const std::string &name) {
+static std::string tmp_dir(const std::string & name) {
     std::string d = std::string(SPIDER_BINARY_DIR) + "/test_pipeline_out/" + name;
     std::string cmd = "rm -rf '" + d + "'";
     EXPECT_EQ(std::system(cmd.c_str()), 0);
     return d;
 }
-static bool exists(const std::string &p) {
+static bool exists(const std::string & p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0 && st.st_size > 0;
 }
-static std::string slurp(const std::string &p) {
+static std::string slurp(const std::string & p) {
     std::ifstream f(p, std::ios::binary);
     std::stringstream ss;
     ss << f.rdbuf();
@@ -42,13 +42,13 @@ struct fixture {
         cfg.video_seconds = 0.5f;
         cfg.item_timeout_s = 30;
     }
-    bool run(const std::string &script, run_request req, response *r, std::string *err, int delay_ms = 0) {
+    bool run(const std::string & script, run_request req, response * r, std::string * err, int delay_ms = 0) {
         auto gen = make_scripted_generator(script, 32, delay_ms, c.tmpl);
         return run_pipeline(c, cfg, *gen, req, nullptr, r, err);
     }
 };
 
-static const char *k_mixed =
+static const char * k_mixed =
     "[OUTPUT]A trip in pictures and sounds.\n - <IMAGE>a red circle on grass[IMAGE0]</IMAGE>: the start.\n"
     " - <AUDIO>high whistle[AUDIO0]</AUDIO>\n - <VIDEO>a blue ball rolling[VIDEO0]</VIDEO>"
     "<BOX>tiger[BOX0]</BOX><MASK>the tiger[MASK0]</MASK><IMAGE>a green square[IMAGE0]</IMAGE> The end.[END]";
@@ -71,7 +71,7 @@ TEST(pipeline, scripted_groups_give_exactly_n_items_in_order) {
         EXPECT_EQ(r.items[i].status, "ok") << r.items[i].error;
         EXPECT_EQ(r.items[i].group_index, i);
         ASSERT_FALSE(r.items[i].files.empty());
-        for (const auto &file : r.items[i].files) EXPECT_TRUE(exists(req.out_dir + "/" + file.path)) << file.path;
+        for (const auto & file : r.items[i].files) EXPECT_TRUE(exists(req.out_dir + "/" + file.path)) << file.path;
         if (r.items[i].m != MODALITY_BOX) {
             EXPECT_EQ(r.items[i].router_weights.size(), 3u);
         }
@@ -109,7 +109,7 @@ TEST(pipeline, same_seed_same_media_other_seed_differs) {
     req.out_dir = tmp_dir("seed_a");
     response a, b, c;
     std::string err;
-    const char *s = "[OUTPUT]<IMAGE>a yellow circle[IMAGE0]</IMAGE>[END]";
+    const char * s = "[OUTPUT]<IMAGE>a yellow circle[IMAGE0]</IMAGE>[END]";
     ASSERT_TRUE(f.run(s, req, &a, &err));
     req.out_dir = tmp_dir("seed_b");
     ASSERT_TRUE(f.run(s, req, &b, &err));
@@ -156,13 +156,13 @@ public:
     explicit bad_decoder(mode_t m) : mode(m) {}
     modality kind() const override { return MODALITY_IMAGE; }
     std::string name() const override { return "bad"; }
-    bool encode_text(const std::string &t, std::vector<float> *out, int *n, int *d, std::string *) override {
+    bool encode_text(const std::string & t, std::vector<float> * out, int * n, int * d, std::string *) override {
         *out = builtin_text_encode(t, 7, 24);
         *n = 7;
         *d = 24;
         return true;
     }
-    bool decode(const decode_request &rq, decode_result *, std::string *err) override {
+    bool decode(const decode_request & rq, decode_result *, std::string * err) override {
         switch (mode) {
             case ERROR:
                 *err = "weights corrupted";
@@ -267,7 +267,7 @@ TEST(pipeline, input_image_boxes_and_mask_overlays) {
     EXPECT_FLOAT_EQ(r.items[0].boxes[0].y1, 20);
     ASSERT_EQ(r.items[1].status, "ok") << r.items[1].error;
     bool has_overlay = false, has_mask = false;
-    for (const auto &file : r.items[1].files) {
+    for (const auto & file : r.items[1].files) {
         has_overlay |= file.role == "overlay";
         if (file.role == "mask") {
             has_mask = true;
@@ -283,7 +283,7 @@ TEST(pipeline, input_image_boxes_and_mask_overlays) {
     EXPECT_TRUE(has_overlay && has_mask);
     EXPECT_EQ(r.inputs.size(), 1u);
     bool box_prompt = false;
-    for (const auto &d : r.items[1].decisions) box_prompt |= d.rule == "mask_box" && d.action == "accept";
+    for (const auto & d : r.items[1].decisions) box_prompt |= d.rule == "mask_box" && d.action == "accept";
     EXPECT_TRUE(box_prompt);
 }
 

@@ -189,9 +189,10 @@ TEST_F(real_model, greedy_continuations_match_llama_cpp) {
     }
     EXPECT_LT(spread, MAX_SPREAD) << "Spider's AVX2 and AVX-512 kernel sets disagree beyond rounding";
     const double near_tie = std::max(NEAR_TIE, spread);
-    std::printf("[real] greedy steps equal to llama.cpp: %d/%d; Spider's own kernel-set spread %.4f logits, near-tie "
-                "bound %.4f\n",
-                n_same, n_steps, spread, near_tie);
+    std::printf(
+        "[real] greedy steps equal to llama.cpp: %d/%d; Spider's own kernel-set spread %.4f logits, near-tie "
+        "bound %.4f\n",
+        n_same, n_steps, spread, near_tie);
     for (const miss & m : misses) {
         std::printf("[real]   differs at '%s' step %zu: llama.cpp margin %.4f\n", m.prompt.c_str(), m.step, m.margin);
         EXPECT_LT(m.margin, near_tie) << "prompt '" << m.prompt << "' step " << m.step << ": ours " << m.ours

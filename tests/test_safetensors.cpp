@@ -19,7 +19,7 @@ namespace {
 
 const std::string data_dir = std::string(SPIDER_SOURCE_DIR) + "/tests/data/safetensors";
 
-std::vector<uint8_t> make_file(const std::string &header, size_t data_bytes) {
+std::vector<uint8_t> make_file(const std::string & header, size_t data_bytes) {
     std::vector<uint8_t> b(8 + header.size());
     const uint64_t n = header.size();
     std::memcpy(b.data(), &n, 8);
@@ -28,7 +28,7 @@ std::vector<uint8_t> make_file(const std::string &header, size_t data_bytes) {
     return b;
 }
 
-std::string err_of(const std::vector<uint8_t> &b) {
+std::string err_of(const std::vector<uint8_t> & b) {
     std::string err;
     auto f = safetensors_file::open_buffer(b.data(), b.size(), &err);
     if (f) return "(opened)";
@@ -41,7 +41,7 @@ std::string err_of(const std::vector<uint8_t> &b) {
         EXPECT_NE(e_.find(needle), std::string::npos) << "error was: " << e_; \
     } while (0)
 
-void write_file(const std::string &path, const std::string &s) {
+void write_file(const std::string & path, const std::string & s) {
     std::ofstream f(path, std::ios::binary);
     f << s;
 }
@@ -55,19 +55,19 @@ TEST(safetensors, reads_reference_single_file) {
     EXPECT_EQ(f->tensors().size(), 5u);
     EXPECT_EQ(f->metadata().at("note"), "spider golden");
     EXPECT_EQ(f->metadata().at("format"), "pt");
-    const st_tensor *a = f->find("a.f32");
+    const st_tensor * a = f->find("a.f32");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->dtype, ST_F32);
     EXPECT_EQ(a->shape, (std::vector<int64_t>{2, 3}));
     std::vector<float> x(6);
     ASSERT_TRUE(safetensors_model::read_f32(*a, x.data(), &err)) << err;
     for (int i = 0; i < 6; ++i) EXPECT_EQ(x[i], 0.5f * i);
-    const st_tensor *b = f->find("b.f16");
+    const st_tensor * b = f->find("b.f16");
     ASSERT_TRUE(b);
     EXPECT_EQ(b->dtype, ST_F16);
     ASSERT_TRUE(safetensors_model::read_f32(*b, x.data(), &err));
     for (int i = 0; i < 4; ++i) EXPECT_EQ(x[i], i - 1.5f);
-    const st_tensor *c = f->find("c.bf16");
+    const st_tensor * c = f->find("c.bf16");
     ASSERT_TRUE(c);
     EXPECT_EQ(c->dtype, ST_BF16);
     ASSERT_TRUE(safetensors_model::read_f32(*c, x.data(), &err));
@@ -75,13 +75,13 @@ TEST(safetensors, reads_reference_single_file) {
     EXPECT_EQ(x[1], -2.5f);
     EXPECT_EQ(x[2], 3.140625f);
     EXPECT_EQ(x[3], 0.0f);
-    const st_tensor *d = f->find("d.i64");
+    const st_tensor * d = f->find("d.i64");
     ASSERT_TRUE(d);
     EXPECT_EQ(d->shape, (std::vector<int64_t>{1, 2}));
     ASSERT_TRUE(safetensors_model::read_f32(*d, x.data(), &err));
     EXPECT_EQ(x[0], -3.0f);
     EXPECT_EQ(x[1], 4.0f);
-    const st_tensor *e = f->find("e.u8");
+    const st_tensor * e = f->find("e.u8");
     ASSERT_TRUE(e);
     ASSERT_TRUE(safetensors_model::read_f32(*e, x.data(), &err));
     EXPECT_EQ(x[2], 255.0f);
@@ -94,13 +94,13 @@ TEST(safetensors, reads_sharded_checkpoint) {
     ASSERT_TRUE(m) << err;
     EXPECT_EQ(m->n_shards(), 2u);
     EXPECT_EQ(m->tensors().size(), 3u);
-    const st_tensor *t = m->find("model.layers.1.w");
+    const st_tensor * t = m->find("model.layers.1.w");
     ASSERT_TRUE(t);
     EXPECT_EQ(t->shard, 1);
     std::vector<float> x(4);
     ASSERT_TRUE(safetensors_model::read_f32(*t, x.data(), &err));
     EXPECT_EQ(x[3], 2.0f);
-    const st_tensor *l = m->find("lm_head.weight");
+    const st_tensor * l = m->find("lm_head.weight");
     ASSERT_TRUE(l);
     ASSERT_TRUE(safetensors_model::read_f32(*l, x.data(), &err));
     EXPECT_EQ(x, (std::vector<float>{1, 0, 0, 1}));
@@ -192,7 +192,7 @@ TEST(safetensors, broken_index) {
     EXPECT_NE(err.find("JSON does not parse"), std::string::npos) << err;
     // The index names a tensor the shard does not hold; and a tensor present in two shards.
     const std::vector<uint8_t> one = make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
-    for (const char *s : {"/s1.safetensors", "/s2.safetensors"}) {
+    for (const char * s : {"/s1.safetensors", "/s2.safetensors"}) {
         std::ofstream f(dir + s, std::ios::binary);
         f.write(reinterpret_cast<const char *>(one.data()), static_cast<long>(one.size()));
     }
@@ -204,7 +204,7 @@ TEST(safetensors, broken_index) {
     EXPECT_TRUE(err.find("puts tensor 'x'") != std::string::npos ||
                 err.find("more than one shard") != std::string::npos)
         << err;
-    for (const char *s : {"/s1.safetensors", "/s2.safetensors", "/model.safetensors.index.json"}) {
+    for (const char * s : {"/s1.safetensors", "/s2.safetensors", "/model.safetensors.index.json"}) {
         std::remove((dir + s).c_str());
     }
     rmdir(dir.c_str());
@@ -223,17 +223,17 @@ namespace {
 
 const std::string llm_dir = std::string(SPIDER_SOURCE_DIR) + "/tests/data/llm";
 
-nlohmann::json load_json_file(const std::string &p) {
+nlohmann::json load_json_file(const std::string & p) {
     std::ifstream f(p);
     return nlohmann::json::parse(f, nullptr, false);
 }
 
-void expect_pieces_match(const gguf_file &f, const std::string &golden) {
+void expect_pieces_match(const gguf_file & f, const std::string & golden) {
     const nlohmann::json g = load_json_file(golden);
     ASSERT_FALSE(g.is_discarded()) << golden;
-    const gguf_value *toks = f.find("tokenizer.ggml.tokens");
-    const gguf_value *scores = f.find("tokenizer.ggml.scores");
-    const gguf_value *types = f.find("tokenizer.ggml.token_type");
+    const gguf_value * toks = f.find("tokenizer.ggml.tokens");
+    const gguf_value * scores = f.find("tokenizer.ggml.scores");
+    const gguf_value * types = f.find("tokenizer.ggml.token_type");
     ASSERT_TRUE(toks && scores && types);
     ASSERT_EQ(toks->arr_str.size(), g["pieces"].size());
     for (size_t i = 0; i < g["pieces"].size(); ++i) {
@@ -243,7 +243,7 @@ void expect_pieces_match(const gguf_file &f, const std::string &golden) {
     }
 }
 
-std::string conv_tmp(const std::string &name) {
+std::string conv_tmp(const std::string & name) {
     return "/tmp/spider_test_conv_" + std::to_string(getpid()) + "_" + name;
 }
 
@@ -320,7 +320,7 @@ TEST(hf_convert, tiny_llama) {
         {"llama.feed_forward_length", 256}, {"llama.attention.head_count", 4},  {"llama.attention.head_count_kv", 2},
         {"llama.rope.dimension_count", 16}, {"llama.vocab_size", 320},          {"general.file_type", 0},
         {"tokenizer.ggml.bos_token_id", 1}, {"tokenizer.ggml.eos_token_id", 2}, {"tokenizer.ggml.unknown_token_id", 0}};
-    for (const auto &kv : ints) {
+    for (const auto & kv : ints) {
         ASSERT_TRUE(f->get_int(kv.first, &i)) << kv.first;
         EXPECT_EQ(i, kv.second) << kv.first;
     }
@@ -341,17 +341,17 @@ TEST(hf_convert, tiny_llama) {
     // q/k rows follow llama.cpp's permutation: GGUF row h*hd + 2j + t = HF row h*hd + t*hd/2 + j.
     auto st = safetensors_model::open(llm_dir + "/tiny_llama_hf", &err);
     ASSERT_TRUE(st) << err;
-    for (const char *which : {"q", "k"}) {
+    for (const char * which : {"q", "k"}) {
         const int64_t nh = which[0] == 'q' ? 4 : 2, hd = 16, cols = 64;
-        const st_tensor *src = st->find(std::string("model.layers.1.self_attn.") + which + "_proj.weight");
+        const st_tensor * src = st->find(std::string("model.layers.1.self_attn.") + which + "_proj.weight");
         ASSERT_TRUE(src);
         std::vector<float> x(static_cast<size_t>(src->nelements()));
         ASSERT_TRUE(safetensors_model::read_f32(*src, x.data(), &err));
-        const gguf_tensor_info *t = f->find_tensor(std::string("blk.1.attn_") + which + ".weight");
+        const gguf_tensor_info * t = f->find_tensor(std::string("blk.1.attn_") + which + ".weight");
         ASSERT_TRUE(t);
         EXPECT_EQ(t->ne[0], cols);
         EXPECT_EQ(t->ne[1], nh * hd);
-        const float *y = static_cast<const float *>(f->view(*t).data);
+        const float * y = static_cast<const float *>(f->view(*t).data);
         for (int64_t h = 0; h < nh; ++h) {
             for (int64_t tt = 0; tt < 2; ++tt) {
                 for (int64_t j = 0; j < hd / 2; ++j) {
@@ -362,7 +362,7 @@ TEST(hf_convert, tiny_llama) {
         }
     }
     // v is copied unchanged.
-    const st_tensor *v = st->find("model.layers.0.self_attn.v_proj.weight");
+    const st_tensor * v = st->find("model.layers.0.self_attn.v_proj.weight");
     std::vector<float> xv(static_cast<size_t>(v->nelements()));
     ASSERT_TRUE(safetensors_model::read_f32(*v, xv.data(), &err));
     EXPECT_EQ(std::memcmp(f->view(*f->find_tensor("blk.0.attn_v.weight")).data, xv.data(), xv.size() * 4), 0);
@@ -391,7 +391,7 @@ TEST(hf_convert, tiny_gemma3) {
                                                      {"tokenizer.ggml.eos_token_id", 1},
                                                      {"tokenizer.ggml.unknown_token_id", 3},
                                                      {"tokenizer.ggml.padding_token_id", 0}};
-    for (const auto &kv : ints) {
+    for (const auto & kv : ints) {
         ASSERT_TRUE(f->get_int(kv.first, &i)) << kv.first;
         EXPECT_EQ(i, kv.second) << kv.first;
     }
@@ -402,7 +402,7 @@ TEST(hf_convert, tiny_gemma3) {
     EXPECT_EQ(f->find("gemma3.rope.dimension_count"), nullptr);
     expect_pieces_match(*f, std::string(SPIDER_SOURCE_DIR) + "/tests/data/gguf/tiny_gemma3_sp_pieces.json");
     EXPECT_EQ(f->find_tensor("output.weight"), nullptr);  // tied
-    const gguf_tensor_info *emb = f->find_tensor("token_embd.weight");
+    const gguf_tensor_info * emb = f->find_tensor("token_embd.weight");
     ASSERT_TRUE(emb);
     EXPECT_EQ(emb->type, DTYPE_F16);
     EXPECT_EQ(emb->ne[1], 320);
@@ -416,22 +416,22 @@ TEST(hf_convert, tiny_gemma3) {
         {"model.layers.2.post_attention_layernorm.weight", "blk.2.post_attention_norm.weight"},
         {"model.layers.2.self_attn.q_norm.weight", "blk.2.attn_q_norm.weight"},
         {"model.norm.weight", "output_norm.weight"}};
-    for (const auto &n : norms) {
-        const st_tensor *src = st->find(n.first);
+    for (const auto & n : norms) {
+        const st_tensor * src = st->find(n.first);
         ASSERT_TRUE(src) << n.first;
-        const gguf_tensor_info *t = f->find_tensor(n.second);
+        const gguf_tensor_info * t = f->find_tensor(n.second);
         ASSERT_TRUE(t) << n.second;
         EXPECT_EQ(t->type, DTYPE_F32);
         std::vector<float> x(static_cast<size_t>(src->nelements()));
         ASSERT_TRUE(safetensors_model::read_f32(*src, x.data(), &err));
-        const float *y = static_cast<const float *>(f->view(*t).data);
+        const float * y = static_cast<const float *>(f->view(*t).data);
         for (size_t k = 0; k < x.size(); ++k) EXPECT_EQ(y[k], x[k] + 1.0f) << n.second;
     }
     // Gemma q/k are not permuted (NEOX-style RoPE in both); F16 of the source.
-    const st_tensor *q = st->find("model.layers.0.self_attn.q_proj.weight");
+    const st_tensor * q = st->find("model.layers.0.self_attn.q_proj.weight");
     std::vector<float> xq(static_cast<size_t>(q->nelements()));
     ASSERT_TRUE(safetensors_model::read_f32(*q, xq.data(), &err));
-    const uint16_t *yq = static_cast<const uint16_t *>(f->view(*f->find_tensor("blk.0.attn_q.weight")).data);
+    const uint16_t * yq = static_cast<const uint16_t *>(f->view(*f->find_tensor("blk.0.attn_q.weight")).data);
     for (size_t k = 0; k < xq.size(); ++k) ASSERT_EQ(yq[k], fp32_to_fp16(xq[k])) << k;
     std::remove(out.c_str());
 }
@@ -440,7 +440,7 @@ TEST(hf_convert, tiny_gemma3) {
 TEST(hf_convert, bpe_tokenizer_json) {
     const std::string dir = conv_tmp("bpe_dir");
     ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
-    for (const char *fn : {"/config.json", "/model.safetensors"}) {
+    for (const char * fn : {"/config.json", "/model.safetensors"}) {
         std::ifstream in(llm_dir + "/tiny_llama_hf" + fn, std::ios::binary);
         std::ofstream o(dir + fn, std::ios::binary);
         o << in.rdbuf();
@@ -477,13 +477,13 @@ TEST(hf_convert, bpe_tokenizer_json) {
     EXPECT_EQ(s, "llama-bpe");
     ASSERT_TRUE(f->get_string("tokenizer.chat_template", &s));
     EXPECT_EQ(s, "{{ messages }}");
-    const gguf_value *toks = f->find("tokenizer.ggml.tokens");
+    const gguf_value * toks = f->find("tokenizer.ggml.tokens");
     ASSERT_TRUE(toks);
     ASSERT_EQ(toks->arr_str.size(), 320u);  // config vocab_size; ids 303.. are padding
     EXPECT_EQ(toks->arr_str[7], "t7");
     EXPECT_EQ(toks->arr_str[301], "<|end_of_text|>");
     EXPECT_EQ(toks->arr_str[310], "[PAD310]");
-    const gguf_value *types = f->find("tokenizer.ggml.token_type");
+    const gguf_value * types = f->find("tokenizer.ggml.token_type");
     EXPECT_EQ(types->arr_int[7], 1);
     EXPECT_EQ(types->arr_int[300], 3);
     EXPECT_EQ(types->arr_int[302], 4);
@@ -494,7 +494,7 @@ TEST(hf_convert, bpe_tokenizer_json) {
     ASSERT_TRUE(f->get_int("tokenizer.ggml.bos_token_id", &id));
     EXPECT_EQ(id, 1);  // config.json's bos_token_id wins over the tokenizer_config text, as in gguf-py
     std::remove(out.c_str());
-    for (const char *fn : {"/config.json", "/model.safetensors", "/tokenizer.json", "/tokenizer_config.json"}) {
+    for (const char * fn : {"/config.json", "/model.safetensors", "/tokenizer.json", "/tokenizer_config.json"}) {
         std::remove((dir + fn).c_str());
     }
     rmdir(dir.c_str());
@@ -543,6 +543,6 @@ TEST(hf_convert, bad_checkpoints) {
     EXPECT_FALSE(hf_convert(dir, conv_tmp("never.gguf"), p, &err));
     EXPECT_NE(err.find("output type must be f32, f16 or bf16"), std::string::npos) << err;
     EXPECT_NE(access(conv_tmp("never.gguf").c_str(), F_OK), 0);
-    for (const char *fn : {"/config.json", "/model.safetensors", "/tokenizer.model"}) std::remove((dir + fn).c_str());
+    for (const char * fn : {"/config.json", "/model.safetensors", "/tokenizer.model"}) std::remove((dir + fn).c_str());
     rmdir(dir.c_str());
 }

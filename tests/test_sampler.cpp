@@ -15,14 +15,14 @@ std::vector<float> known_logits() {
     return {std::log(0.4f), std::log(0.3f), std::log(0.15f), std::log(0.1f), std::log(0.05f)};
 }
 
-candidates make(const std::vector<float>& l) {
+candidates make(const std::vector<float> & l) {
     candidates c;
     candidates_from_logits(l.data(), static_cast<int32_t>(l.size()), nullptr, &c);
     return c;
 }
-std::set<int32_t> ids(const candidates& c) {
+std::set<int32_t> ids(const candidates & c) {
     std::set<int32_t> s;
-    for (auto& t : c) s.insert(t.id);
+    for (auto & t : c) s.insert(t.id);
     return s;
 }
 }  // namespace

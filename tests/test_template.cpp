@@ -9,23 +9,23 @@
 
 using namespace spider;
 
-static std::vector<parsed_group> groups_of(const std::vector<parse_event>& ev) {
+static std::vector<parsed_group> groups_of(const std::vector<parse_event> & ev) {
     std::vector<parsed_group> g;
-    for (const auto& e : ev) {
+    for (const auto & e : ev) {
         if (e.kind == parse_event::GROUP) g.push_back(e.group);
     }
     return g;
 }
-static std::string text_of(const std::vector<parse_event>& ev) {
+static std::string text_of(const std::vector<parse_event> & ev) {
     std::string t;
-    for (const auto& e : ev) {
+    for (const auto & e : ev) {
         if (e.kind == parse_event::TEXT) t += e.text;
     }
     return t;
 }
-static int warnings_of(const std::vector<parse_event>& ev) {
+static int warnings_of(const std::vector<parse_event> & ev) {
     int n = 0;
-    for (const auto& e : ev) n += e.kind == parse_event::WARNING;
+    for (const auto & e : ev) n += e.kind == parse_event::WARNING;
     return n;
 }
 
@@ -100,8 +100,8 @@ TEST(template_grammar_text, parses_with_the_grammar_engine) {
     // The generated GBNF is accepted by src/llm/grammar (the engine constrained decoding runs on).
     const std::vector<std::vector<modality>> sets = {
         {}, {MODALITY_IMAGE}, {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO, MODALITY_BOX, MODALITY_MASK}};
-    for (const auto& s : sets) {
-        for (const auto& cfg : {template_config(), template_config::class_default()}) {
+    for (const auto & s : sets) {
+        for (const auto & cfg : {template_config(), template_config::class_default()}) {
             std::string err;
             auto g = grammar::parse(template_grammar(s, cfg), &err);
             ASSERT_TRUE(g) << err << "\n" << template_grammar(s, cfg);
@@ -143,7 +143,7 @@ TEST(template_parser, group_emitted_when_it_closes_with_token_positions) {
     int closed_at[2] = {-1, -1};
     int n = 0;
     for (size_t i = 0; i < toks.size(); ++i) {
-        for (const auto& e : p.feed(toks[i], static_cast<int>(i))) {
+        for (const auto & e : p.feed(toks[i], static_cast<int>(i))) {
             if (e.kind == parse_event::GROUP) {
                 ASSERT_LT(n, 2);
                 closed_at[n] = static_cast<int>(i);
@@ -242,7 +242,7 @@ TEST(template_parser, random_bytes_never_crash) {
             at += n;
         }
         auto ev = p.finish();
-        for (const auto& e : ev) {
+        for (const auto & e : ev) {
             if (e.kind == parse_event::GROUP && e.group.ok) {
                 EXPECT_FALSE(e.group.t_prompt.empty());
             }

@@ -17,7 +17,7 @@ using namespace spider;
 using namespace spider::train;
 using json = nlohmann::json;
 
-static json load_json(const std::string& rel) {
+static json load_json(const std::string & rel) {
     std::ifstream f(std::string(SPIDER_SOURCE_DIR) + "/" + rel);
     EXPECT_TRUE(f.good()) << rel;
     return json::parse(f);
@@ -26,9 +26,9 @@ static json load_json(const std::string& rel) {
 TEST(train_parity, optimisers_match_pytorch) {
     json g = load_json("tests/data/train/optim.json");
     const auto p0 = g["p0"].get<std::vector<float>>();
-    for (const auto& c : g["cases"]) {
+    for (const auto & c : g["cases"]) {
         value p = parameter({static_cast<int64_t>(p0.size())}, p0);
-        const auto& kw = c["params"];
+        const auto & kw = c["params"];
         std::unique_ptr<adamw> a;
         std::unique_ptr<sgd> s;
         float lr = kw["lr"].get<float>();
@@ -65,7 +65,7 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
     ASSERT_TRUE(bin.good());
     std::vector<char> blob((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
 
-    const auto& c = meta["config"];
+    const auto & c = meta["config"];
     tiny_lm_config cfg;
     cfg.vocab = c["vocab"];
     cfg.n_embd = c["n_embd"];
@@ -77,7 +77,7 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
     cfg.rope_theta = c["rope_theta"];
     tiny_lm m(cfg);
     std::vector<value> params;
-    for (const auto& t : meta["tensors"]) {
+    for (const auto & t : meta["tensors"]) {
         std::vector<int64_t> shape = t["shape"].get<std::vector<int64_t>>();
         int64_t numel = 1;
         for (int64_t d : shape) numel *= d;
@@ -90,7 +90,7 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
         params.push_back(p);
     }
 
-    const auto& tr = meta["train"];
+    const auto & tr = meta["train"];
     adamw_params ap;
     ap.beta1 = tr["betas"][0].get<float>();
     ap.beta2 = tr["betas"][1].get<float>();
@@ -106,7 +106,7 @@ TEST(train_parity, tiny_llama_follows_pytorch_loss_curve) {
     double max_rel = 0;
     for (int64_t s = 0; s < tr["steps"].get<int64_t>(); ++s) {
         opt.zero_grad();
-        const auto& batch = meta["data"][s];
+        const auto & batch = meta["data"][s];
         // Both sequences have the same number of scored tokens, so the batch mean is the mean of the two means.
         value loss = scale(add(m.forward_loss(batch[0].get<std::vector<int32_t>>()),
                                m.forward_loss(batch[1].get<std::vector<int32_t>>())),

@@ -17,7 +17,7 @@ std::string corpus() {
     return std::string(SPIDER_SOURCE_DIR) + "/tests/data/train/corpus.txt";
 }
 
-std::string base_config(const std::string& dir, int steps, int every, float lr = 3e-3f) {
+std::string base_config(const std::string & dir, int steps, int every, float lr = 3e-3f) {
     return R"({"stage": "lm_scratch", "steps": )" + std::to_string(steps) +
            R"(, "batch": 4, "grad_accum": 2, "clip": 1.0, "seed": 7, "log_every": 5,
       "model": {"vocab": 256, "n_embd": 32, "n_ff": 64, "n_layer": 2, "n_head": 4, "n_head_kv": 2},
@@ -30,20 +30,20 @@ std::string base_config(const std::string& dir, int steps, int every, float lr =
            dir + R"(", "every": )" + std::to_string(every) + "}}";
 }
 
-std::string tmpdir(const std::string& name) {
+std::string tmpdir(const std::string & name) {
     fs::path p = fs::temp_directory_path() / ("spider_test_trainer_" + name + "_" + std::to_string(::getpid()));
     fs::remove_all(p);
     return p.string();
 }
 
-std::vector<float> final_params(const std::string& dir, const train_config& cfg) {
+std::vector<float> final_params(const std::string & dir, const train_config & cfg) {
     tiny_lm m(cfg.model);
     m.init_random(0);
     std::string err;
     checkpoint_meta meta;
     EXPECT_TRUE(checkpoint_load(dir + "/checkpoint.gguf", m.named_params(), nullptr, &meta, &err)) << err;
     std::vector<float> all;
-    for (auto& p : m.params()) all.insert(all.end(), p->data.begin(), p->data.end());
+    for (auto & p : m.params()) all.insert(all.end(), p->data.begin(), p->data.end());
     return all;
 }
 

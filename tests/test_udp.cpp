@@ -12,7 +12,7 @@ using namespace spider;
 
 static const std::string k_dir = std::string(SPIDER_SOURCE_DIR) + "/tests/data/controller/";
 
-static double nmse(const float *a, const float *ref, size_t n) {
+static double nmse(const float * a, const float * ref, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {
         num += (a[i] - ref[i]) * static_cast<double>(a[i] - ref[i]);
@@ -21,13 +21,13 @@ static double nmse(const float *a, const float *ref, size_t n) {
     return num / (den > 0 ? den : 1.0);
 }
 
-static std::vector<float> golden(const gguf_file &g, const std::string &name, int64_t *rows = nullptr) {
-    const gguf_tensor_info *info = g.find_tensor(name);
+static std::vector<float> golden(const gguf_file & g, const std::string & name, int64_t * rows = nullptr) {
+    const gguf_tensor_info * info = g.find_tensor(name);
     EXPECT_NE(info, nullptr) << name;
     if (!info) return {};
     tensor t = g.view(*info);
     if (rows) *rows = t.ne[1];
-    const float *p = static_cast<const float *>(t.data);
+    const float * p = static_cast<const float *>(t.data);
     return std::vector<float>(p, p + t.nelements());
 }
 

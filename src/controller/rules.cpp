@@ -15,13 +15,13 @@ bool controller_rules::allows(modality m) const {
     return !restrict_modalities || std::find(allowed.begin(), allowed.end(), m) != allowed.end();
 }
 
-static bool mod_list(const json& j, const char* field, std::vector<modality>* out, std::string* err) {
+static bool mod_list(const json & j, const char * field, std::vector<modality> * out, std::string * err) {
     if (!j.is_array()) {
         *err = std::string("[rules] ") + field + " must be an array of modality names";
         return false;
     }
     out->clear();
-    for (const auto& v : j) {
+    for (const auto & v : j) {
         modality m;
         if (!v.is_string() || !modality_from_name(v.get<std::string>(), &m)) {
             *err = std::string("[rules] ") + field + ": bad modality " + v.dump();
@@ -32,12 +32,12 @@ static bool mod_list(const json& j, const char* field, std::vector<modality>* ou
     return true;
 }
 
-static bool word_list(const json& j, const char* field, std::vector<std::string>* out, std::string* err) {
+static bool word_list(const json & j, const char * field, std::vector<std::string> * out, std::string * err) {
     if (!j.is_array()) {
         *err = std::string("[rules] ") + field + " must be an array of strings";
         return false;
     }
-    for (const auto& v : j) {
+    for (const auto & v : j) {
         if (!v.is_string() || v.get<std::string>().empty()) {
             *err = std::string("[rules] ") + field + ": bad entry " + v.dump();
             return false;
@@ -47,7 +47,7 @@ static bool word_list(const json& j, const char* field, std::vector<std::string>
     return true;
 }
 
-static bool int_field(const json& j, const char* field, int lo, int hi, int* out, std::string* err) {
+static bool int_field(const json & j, const char * field, int lo, int hi, int * out, std::string * err) {
     if (!j.is_number_integer() || j.get<long long>() < lo || j.get<long long>() > hi) {
         *err = std::string("[rules] ") + field + " must be an integer in [" + std::to_string(lo) + ", " +
                std::to_string(hi) + "], got " + j.dump();
@@ -57,13 +57,13 @@ static bool int_field(const json& j, const char* field, int lo, int hi, int* out
     return true;
 }
 
-bool rules_from_json(const std::string& json_text, controller_rules* out, std::string* err) {
+bool rules_from_json(const std::string & json_text, controller_rules * out, std::string * err) {
     std::string e;
-    std::string* er = err ? err : &e;
+    std::string * er = err ? err : &e;
     json j;
     try {
         j = json::parse(json_text);
-    } catch (const std::exception& ex) {
+    } catch (const std::exception & ex) {
         *er = std::string("[rules] invalid JSON: ") + ex.what();
         return false;
     }
@@ -73,8 +73,8 @@ bool rules_from_json(const std::string& json_text, controller_rules* out, std::s
     }
     controller_rules r;
     for (auto it = j.begin(); it != j.end(); ++it) {
-        const std::string& k = it.key();
-        const json& v = it.value();
+        const std::string & k = it.key();
+        const json & v = it.value();
         if (k == "allowed_modalities") {
             r.restrict_modalities = true;
             if (!mod_list(v, "allowed_modalities", &r.allowed, er)) return false;
@@ -160,7 +160,7 @@ bool rules_from_json(const std::string& json_text, controller_rules* out, std::s
     return true;
 }
 
-bool rules_load(const std::string& path, controller_rules* out, std::string* err) {
+bool rules_load(const std::string & path, controller_rules * out, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         if (err) *err = "[rules] cannot open " + path;
@@ -182,7 +182,7 @@ static int tighter(int a, int b) {
     return std::min(a, b);
 }
 
-controller_rules rules_merge(const controller_rules& base, const controller_rules& req) {
+controller_rules rules_merge(const controller_rules & base, const controller_rules & req) {
     controller_rules r = base;
     if (req.restrict_modalities) {
         std::vector<modality> inter;
@@ -211,7 +211,7 @@ controller_rules rules_merge(const controller_rules& base, const controller_rule
     return r;
 }
 
-std::string rules_to_json(const controller_rules& r) {
+std::string rules_to_json(const controller_rules & r) {
     json j = json::object();
     if (r.restrict_modalities) {
         json a = json::array();
@@ -242,16 +242,16 @@ std::string rules_to_json(const controller_rules& r) {
     return j.dump();
 }
 
-static std::string lower(const std::string& s) {
+static std::string lower(const std::string & s) {
     std::string o = s;
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto & c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return o;
 }
 
-std::string find_listed_word(const std::string& text, const std::vector<std::string>& words) {
+std::string find_listed_word(const std::string & text, const std::vector<std::string> & words) {
     const std::string t = lower(text);
     auto is_word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-    for (const auto& w0 : words) {
+    for (const auto & w0 : words) {
         const std::string w = lower(w0);
         if (w.empty()) continue;
         for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p + 1)) {
@@ -263,7 +263,7 @@ std::string find_listed_word(const std::string& text, const std::vector<std::str
     return "";
 }
 
-bool rule_engine::admit(modality m, const std::string& t_prompt, std::vector<rule_decision>* d) {
+bool rule_engine::admit(modality m, const std::string & t_prompt, std::vector<rule_decision> * d) {
     if (!r_.allows(m)) {
         d->push_back({"allowed_modalities", "block", std::string(modality_name_lower(m)) + " is not allowed"});
         return false;
@@ -291,7 +291,7 @@ bool rule_engine::admit(modality m, const std::string& t_prompt, std::vector<rul
     return true;
 }
 
-bool rule_engine::review(modality m, const std::string& t_prompt, std::vector<rule_decision>* d) const {
+bool rule_engine::review(modality m, const std::string & t_prompt, std::vector<rule_decision> * d) const {
     if (r_.review_all) {
         d->push_back({"review", "flag", "every item needs review"});
         return true;

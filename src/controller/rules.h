@@ -42,12 +42,12 @@ struct controller_rules {
 };
 
 // Parses the JSON text above; unknown fields, wrong types and bad values are errors naming the field.
-bool rules_from_json(const std::string& json_text, controller_rules* out, std::string* err);
-bool rules_load(const std::string& path, controller_rules* out, std::string* err);
+bool rules_from_json(const std::string & json_text, controller_rules * out, std::string * err);
+bool rules_load(const std::string & path, controller_rules * out, std::string * err);
 // A request can only tighten the configured rules: allowed sets intersect, limits take the minimum, word lists
 // join, the quality rule of the request applies when it enables one, review flags OR.
-controller_rules rules_merge(const controller_rules& base, const controller_rules& request);
-std::string rules_to_json(const controller_rules& r);  // for the manifest
+controller_rules rules_merge(const controller_rules & base, const controller_rules & request);
+std::string rules_to_json(const controller_rules & r);  // for the manifest
 
 struct rule_decision {
     std::string rule;    // "allowed_modalities", "max_items", "max_items_per_modality", "blocked_words",
@@ -59,12 +59,12 @@ struct rule_decision {
 // Per-answer admission state: call admit() for each well-formed group in order.
 class rule_engine {
 public:
-    explicit rule_engine(const controller_rules& r) : r_(r) {}
+    explicit rule_engine(const controller_rules & r) : r_(r) {}
     // Decides whether a group may be generated; appends the decisions. Counts only admitted items.
-    bool admit(modality m, const std::string& t_prompt, std::vector<rule_decision>* d);
+    bool admit(modality m, const std::string & t_prompt, std::vector<rule_decision> * d);
     // Review flag of an item (words / modalities / all); appends a "review" decision when flagged.
-    bool review(modality m, const std::string& t_prompt, std::vector<rule_decision>* d) const;
-    const controller_rules& rules() const { return r_; }
+    bool review(modality m, const std::string & t_prompt, std::vector<rule_decision> * d) const;
+    const controller_rules & rules() const { return r_; }
 
 private:
     controller_rules r_;
@@ -73,6 +73,6 @@ private:
 };
 
 // Case-insensitive whole-word (or phrase) search; returns the first listed word found, or "".
-std::string find_listed_word(const std::string& text, const std::vector<std::string>& words);
+std::string find_listed_word(const std::string & text, const std::vector<std::string> & words);
 
 }  // namespace spider

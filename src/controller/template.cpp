@@ -6,17 +6,17 @@
 
 namespace spider {
 
-static const char* k_names[MODALITY_COUNT] = {"IMAGE", "VIDEO", "AUDIO", "BOX", "MASK"};
-static const char* k_names_lower[MODALITY_COUNT] = {"image", "video", "audio", "box", "mask"};
+static const char * k_names[MODALITY_COUNT] = {"IMAGE", "VIDEO", "AUDIO", "BOX", "MASK"};
+static const char * k_names_lower[MODALITY_COUNT] = {"image", "video", "audio", "box", "mask"};
 
-const char* modality_name(modality m) {
+const char * modality_name(modality m) {
     return (m >= 0 && m < MODALITY_COUNT) ? k_names[m] : "UNKNOWN";
 }
-const char* modality_name_lower(modality m) {
+const char * modality_name_lower(modality m) {
     return (m >= 0 && m < MODALITY_COUNT) ? k_names_lower[m] : "unknown";
 }
 
-bool modality_from_name(const std::string& name, modality* out) {
+bool modality_from_name(const std::string & name, modality * out) {
     std::string up;
     for (char c : name) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     for (int i = 0; i < MODALITY_COUNT; ++i) {
@@ -28,14 +28,14 @@ bool modality_from_name(const std::string& name, modality* out) {
     return false;
 }
 
-static std::string trim(const std::string& s) {
+static std::string trim(const std::string & s) {
     size_t b = 0, e = s.size();
     while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
     while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
     return s.substr(b, e - b);
 }
 
-bool modality_list_from_string(const std::string& s, std::vector<modality>* out, std::string* err) {
+bool modality_list_from_string(const std::string & s, std::vector<modality> * out, std::string * err) {
     out->clear();
     size_t start = 0;
     while (start <= s.size()) {
@@ -86,7 +86,7 @@ static bool is_input_modality(modality m) {
     return m == MODALITY_IMAGE || m == MODALITY_VIDEO || m == MODALITY_AUDIO;
 }
 
-std::vector<std::string> template_added_tokens(const template_config& cfg) {
+std::vector<std::string> template_added_tokens(const template_config & cfg) {
     std::vector<std::string> t;
     for (int i = 0; i < MODALITY_COUNT; ++i) {
         modality m = static_cast<modality>(i);
@@ -107,7 +107,7 @@ std::vector<std::string> template_added_tokens(const template_config& cfg) {
     return t;
 }
 
-std::string task_token_for(const std::vector<modality>& choices, bool smart) {
+std::string task_token_for(const std::vector<modality> & choices, bool smart) {
     if (smart) return TOKEN_TASK_SMART;
     std::vector<modality> uniq;
     for (modality m : choices) {
@@ -120,11 +120,11 @@ std::string task_token_for(const std::vector<modality>& choices, bool smart) {
 
 std::string input_layout::to_string() const {
     std::string s;
-    for (const auto& seg : segments) s += seg.is_media ? placeholder_token(seg.media.m) : seg.text;
+    for (const auto & seg : segments) s += seg.is_media ? placeholder_token(seg.media.m) : seg.text;
     return s;
 }
 
-static void push_text(input_layout* out, const std::string& s) {
+static void push_text(input_layout * out, const std::string & s) {
     if (s.empty()) return;
     if (!out->segments.empty() && !out->segments.back().is_media) {
         out->segments.back().text += s;
@@ -135,7 +135,7 @@ static void push_text(input_layout* out, const std::string& s) {
     out->segments.push_back(seg);
 }
 
-static void push_media(input_layout* out, const input_media& im) {
+static void push_media(input_layout * out, const input_media & im) {
     push_text(out, tag_open(im.m));
     layout_segment seg;
     seg.is_media = true;
@@ -144,11 +144,11 @@ static void push_media(input_layout* out, const input_media& im) {
     push_text(out, tag_close(im.m));
 }
 
-bool build_input_layout(const std::string& question, const std::vector<input_media>& media, const std::string& task,
-                        input_layout* out, std::string* err) {
+bool build_input_layout(const std::string & question, const std::vector<input_media> & media, const std::string & task,
+                        input_layout * out, std::string * err) {
     *out = input_layout();
     out->task = task;
-    for (const auto& im : media) {
+    for (const auto & im : media) {
         if (!is_input_modality(im.m)) {
             if (err)
                 *err = std::string("[layout] ") + modality_name(im.m) + " cannot be an input (image, video, audio)";
@@ -156,7 +156,7 @@ bool build_input_layout(const std::string& question, const std::vector<input_med
         }
     }
     // Explicit markers in the question take media of their kind in order; the rest go in front.
-    static const char* markers[3] = {"<image>", "<video>", "<audio>"};
+    static const char * markers[3] = {"<image>", "<video>", "<audio>"};
     static const modality marker_m[3] = {MODALITY_IMAGE, MODALITY_VIDEO, MODALITY_AUDIO};
     std::vector<bool> used(media.size(), false);
     struct hit {
@@ -169,7 +169,7 @@ bool build_input_layout(const std::string& question, const std::vector<input_med
             hits.push_back({p, k});
         }
     }
-    std::sort(hits.begin(), hits.end(), [](const hit& a, const hit& b) { return a.pos < b.pos; });
+    std::sort(hits.begin(), hits.end(), [](const hit & a, const hit & b) { return a.pos < b.pos; });
     std::vector<int> assign(hits.size(), -1);
     for (size_t h = 0; h < hits.size(); ++h) {
         for (size_t i = 0; i < media.size(); ++i) {
@@ -208,7 +208,7 @@ bool build_input_layout(const std::string& question, const std::vector<input_med
     return true;
 }
 
-static std::string gbnf_literal(const std::string& s) {
+static std::string gbnf_literal(const std::string & s) {
     std::string o = "\"";
     for (char c : s) {
         if (c == '"' || c == '\\') o += '\\';
@@ -217,7 +217,7 @@ static std::string gbnf_literal(const std::string& s) {
     return o + "\"";
 }
 
-std::string template_grammar(const std::vector<modality>& allowed, const template_config& cfg) {
+std::string template_grammar(const std::vector<modality> & allowed, const template_config & cfg) {
     std::string g;
     g += "# Spider Any-to-Many output template (generated by spider::template_grammar)\n";
     g += "root ::= " + gbnf_literal(TOKEN_OUTPUT) + " text";
@@ -248,7 +248,7 @@ std::string template_grammar(const std::vector<modality>& allowed, const templat
 
 // ---- streaming parser ----
 
-output_parser::output_parser(const template_config& cfg) : cfg_(cfg) {
+output_parser::output_parser(const template_config & cfg) : cfg_(cfg) {
     markers_.push_back(TOKEN_OUTPUT);
     markers_.push_back(TOKEN_END);
     for (int i = 0; i < MODALITY_COUNT; ++i) {
@@ -259,7 +259,7 @@ output_parser::output_parser(const template_config& cfg) : cfg_(cfg) {
     }
 }
 
-std::vector<parse_event> output_parser::feed(const std::string& piece, int pos) {
+std::vector<parse_event> output_parser::feed(const std::string & piece, int pos) {
     std::vector<parse_event> ev;
     for (char c : piece) on_char(c, pos, ev);
     // Stream answer text as soon as it cannot be part of a marker.
@@ -267,7 +267,7 @@ std::vector<parse_event> output_parser::feed(const std::string& piece, int pos) 
     return ev;
 }
 
-void output_parser::on_char(char c, int pos, std::vector<parse_event>& ev) {
+void output_parser::on_char(char c, int pos, std::vector<parse_event> & ev) {
     if (pending_.empty() && c != '<' && c != '[') {
         on_text(std::string(1, c), ev);
         return;
@@ -275,7 +275,7 @@ void output_parser::on_char(char c, int pos, std::vector<parse_event>& ev) {
     if (pending_.empty()) pending_pos_ = pos;
     pending_ += c;
     bool prefix = false;
-    for (const auto& mk : markers_) {
+    for (const auto & mk : markers_) {
         if (mk == pending_) {
             std::string m = pending_;
             pending_.clear();
@@ -294,21 +294,21 @@ void output_parser::on_char(char c, int pos, std::vector<parse_event>& ev) {
     for (char r : rest) on_char(r, pos, ev);
 }
 
-static bool all_space(const std::string& s) {
+static bool all_space(const std::string & s) {
     for (char c : s) {
         if (!std::isspace(static_cast<unsigned char>(c))) return false;
     }
     return true;
 }
 
-static void warn(std::vector<parse_event>& ev, const std::string& msg) {
+static void warn(std::vector<parse_event> & ev, const std::string & msg) {
     parse_event e;
     e.kind = parse_event::WARNING;
     e.text = msg;
     ev.push_back(e);
 }
 
-void output_parser::on_text(const std::string& s, std::vector<parse_event>& ev) {
+void output_parser::on_text(const std::string & s, std::vector<parse_event> & ev) {
     if (ended_) {
         if (!all_space(s) && !warned_after_end_) {
             warned_after_end_ = true;
@@ -331,7 +331,7 @@ void output_parser::on_text(const std::string& s, std::vector<parse_event>& ev) 
     text_ += s;
 }
 
-void output_parser::flush_text(std::vector<parse_event>& ev) {
+void output_parser::flush_text(std::vector<parse_event> & ev) {
     if (text_.empty()) return;
     parse_event e;
     e.kind = parse_event::TEXT;
@@ -340,7 +340,7 @@ void output_parser::flush_text(std::vector<parse_event>& ev) {
     ev.push_back(e);
 }
 
-void output_parser::close_group(bool ok, const std::string& error, std::vector<parse_event>& ev) {
+void output_parser::close_group(bool ok, const std::string & error, std::vector<parse_event> & ev) {
     cur_.t_prompt = trim(cur_.t_prompt);
     cur_.ok = ok;
     cur_.error = error;
@@ -355,7 +355,7 @@ void output_parser::close_group(bool ok, const std::string& error, std::vector<p
     cur_ = parsed_group();
 }
 
-void output_parser::on_marker(const std::string& mk, int pos, std::vector<parse_event>& ev) {
+void output_parser::on_marker(const std::string & mk, int pos, std::vector<parse_event> & ev) {
     if (ended_) {
         if (!warned_after_end_) {
             warned_after_end_ = true;
@@ -442,7 +442,7 @@ std::vector<parse_event> output_parser::finish() {
     return ev;
 }
 
-std::vector<parse_event> parse_output(const std::string& answer, const template_config& cfg) {
+std::vector<parse_event> parse_output(const std::string & answer, const template_config & cfg) {
     output_parser p(cfg);
     std::vector<parse_event> all = p.feed(answer, -1);
     std::vector<parse_event> tail = p.finish();

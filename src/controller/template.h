@@ -20,12 +20,12 @@ enum modality : int32_t {
     MODALITY_COUNT = 5,
 };
 
-const char* modality_name(modality m);        // "IMAGE", ... ("UNKNOWN" for a bad value)
-const char* modality_name_lower(modality m);  // "image", ...
+const char * modality_name(modality m);        // "IMAGE", ... ("UNKNOWN" for a bad value)
+const char * modality_name_lower(modality m);  // "image", ...
 // Case-insensitive "image" / "IMAGE" -> MODALITY_IMAGE; false for anything else.
-bool modality_from_name(const std::string& name, modality* out);
+bool modality_from_name(const std::string & name, modality * out);
 // Parses "image,audio" (commas, optional spaces). Error names the bad entry; duplicates are kept once.
-bool modality_list_from_string(const std::string& s, std::vector<modality>* out, std::string* err);
+bool modality_list_from_string(const std::string & s, std::vector<modality> * out, std::string * err);
 
 // Number of signal tokens [M0]..[M{n-1}] per modality. The released configuration uses 1 for every modality.
 struct template_config {
@@ -40,20 +40,20 @@ std::string tag_close(modality m);            // "</IMAGE>"
 std::string signal_token(modality m, int i);  // "[IMAGE0]"
 std::string placeholder_token(modality m);    // "<IMAGE-Placeholder>" (inputs: image, video, audio)
 std::string task_token(modality m);           // "[IMAGE]"
-constexpr const char* TOKEN_INPUT = "[INPUT]";
-constexpr const char* TOKEN_OUTPUT = "[OUTPUT]";
-constexpr const char* TOKEN_END = "[END]";
-constexpr const char* TOKEN_TASK_TEXT = "[TEXT]";
-constexpr const char* TOKEN_TASK_SMART = "[SMARTMULTIMODAL]";
-constexpr const char* TOKEN_TASK_SPECIFIC = "[SPECIFICMULTIMODAL]";
+constexpr const char * TOKEN_INPUT = "[INPUT]";
+constexpr const char * TOKEN_OUTPUT = "[OUTPUT]";
+constexpr const char * TOKEN_END = "[END]";
+constexpr const char * TOKEN_TASK_TEXT = "[TEXT]";
+constexpr const char * TOKEN_TASK_SMART = "[SMARTMULTIMODAL]";
+constexpr const char * TOKEN_TASK_SPECIFIC = "[SPECIFICMULTIMODAL]";
 
 // Every added token, in a stable order (the order their embedding rows are appended to the vocabulary):
 // per modality <M>, </M>, [M0..]; then [INPUT] [OUTPUT] [END]; the task tokens; the input placeholders.
-std::vector<std::string> template_added_tokens(const template_config& cfg);
+std::vector<std::string> template_added_tokens(const template_config & cfg);
 
 // Output choices -> task token: none -> [TEXT], one -> [M], several -> [SPECIFICMULTIMODAL],
 // smart (let the model choose) -> [SMARTMULTIMODAL] whatever the list holds.
-std::string task_token_for(const std::vector<modality>& choices, bool smart);
+std::string task_token_for(const std::vector<modality> & choices, bool smart);
 
 // One input media item of the question.
 struct input_media {
@@ -79,14 +79,14 @@ struct input_layout {
 // Builds the layout. Media items are placed before the question text, in the order given, unless the question
 // holds explicit markers "<image>", "<video>", "<audio>" (lower case), which are replaced in order. Fails if the
 // question has more markers of a kind than media of that kind, or a media item of a non-input modality.
-bool build_input_layout(const std::string& question, const std::vector<input_media>& media, const std::string& task,
-                        input_layout* out, std::string* err);
+bool build_input_layout(const std::string & question, const std::vector<input_media> & media, const std::string & task,
+                        input_layout * out, std::string * err);
 
 // The template grammar in GBNF (llama.cpp grammar syntax): root forces [OUTPUT] ... [END], groups only of the
 // allowed modalities with exactly n signal tokens, signal tokens only inside groups, text free of '<' and '['
 // (so no stray tag can be written), T-Prompts non-empty and on one line. Added tokens appear as quoted
 // literals; a grammar engine that maps special-token spellings to single tokens matches them as such.
-std::string template_grammar(const std::vector<modality>& allowed, const template_config& cfg);
+std::string template_grammar(const std::vector<modality> & allowed, const template_config & cfg);
 
 // ---- streaming output parser ----
 
@@ -107,21 +107,21 @@ struct parse_event {
 
 class output_parser {
 public:
-    explicit output_parser(const template_config& cfg = template_config());
+    explicit output_parser(const template_config & cfg = template_config());
     // Feeds one piece of output (a token's text, a chunk or a character) that started at token position `pos`
     // (the position recorded for signal tokens it completes). Returns events completed by this piece, in order.
-    std::vector<parse_event> feed(const std::string& piece, int pos = -1);
+    std::vector<parse_event> feed(const std::string & piece, int pos = -1);
     // End of the stream: flushes pending text, reports an unclosed group and a missing [END].
     std::vector<parse_event> finish();
     bool ended() const { return ended_; }  // [END] seen
     int n_groups() const { return n_groups_; }
 
 private:
-    void on_char(char c, int pos, std::vector<parse_event>& ev);
-    void on_marker(const std::string& mk, int pos, std::vector<parse_event>& ev);
-    void on_text(const std::string& s, std::vector<parse_event>& ev);
-    void flush_text(std::vector<parse_event>& ev);
-    void close_group(bool ok, const std::string& error, std::vector<parse_event>& ev);
+    void on_char(char c, int pos, std::vector<parse_event> & ev);
+    void on_marker(const std::string & mk, int pos, std::vector<parse_event> & ev);
+    void on_text(const std::string & s, std::vector<parse_event> & ev);
+    void flush_text(std::vector<parse_event> & ev);
+    void close_group(bool ok, const std::string & error, std::vector<parse_event> & ev);
 
     template_config cfg_;
     std::vector<std::string> markers_;
@@ -136,6 +136,6 @@ private:
 };
 
 // Convenience: parses a whole answer; returns all events (finish included).
-std::vector<parse_event> parse_output(const std::string& answer, const template_config& cfg = template_config());
+std::vector<parse_event> parse_output(const std::string & answer, const template_config & cfg = template_config());
 
 }  // namespace spider

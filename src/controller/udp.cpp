@@ -24,32 +24,32 @@ udp_hparams udp_hparams::reference(int d_model) {
     return hp;
 }
 
-std::string udp_model::name_expert(int k, const std::string &leaf) {
+std::string udp_model::name_expert(int k, const std::string & leaf) {
     return "spider.udp.expert." + std::to_string(k) + "." + leaf;
 }
-std::string udp_model::name_enc(int k, int l, const std::string &leaf) {
+std::string udp_model::name_enc(int k, int l, const std::string & leaf) {
     return name_expert(k, "enc." + std::to_string(l) + "." + leaf);
 }
-std::string udp_model::name_dec(int k, int l, const std::string &leaf) {
+std::string udp_model::name_dec(int k, int l, const std::string & leaf) {
     return name_expert(k, "dec." + std::to_string(l) + "." + leaf);
 }
-std::string udp_model::name_mod(modality m, const std::string &leaf) {
+std::string udp_model::name_mod(modality m, const std::string & leaf) {
     return std::string("spider.udp.") + modality_name_lower(m) + "." + leaf;
 }
-std::string udp_model::name_tmf(modality m, const std::string &leaf) {
+std::string udp_model::name_tmf(modality m, const std::string & leaf) {
     return std::string("spider.tmf.") + modality_name_lower(m) + "." + leaf;
 }
 
-static void add_linear(std::vector<udp_tensor_spec> &s, const std::string &base, int n_in, int n_out) {
+static void add_linear(std::vector<udp_tensor_spec> & s, const std::string & base, int n_in, int n_out) {
     s.push_back({base + ".weight", {n_in, n_out}});
     s.push_back({base + ".bias", {n_out}});
 }
-static void add_norm(std::vector<udp_tensor_spec> &s, const std::string &base, int n) {
+static void add_norm(std::vector<udp_tensor_spec> & s, const std::string & base, int n) {
     s.push_back({base + ".weight", {n}});
     s.push_back({base + ".bias", {n}});
 }
 
-std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams &hp) {
+std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams & hp) {
     std::vector<udp_tensor_spec> s;
     const int E = hp.d_hidden, F = hp.d_ff;
     for (int k = 0; k < hp.n_expert; ++k) {
@@ -94,7 +94,7 @@ std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams &hp) {
     return s;
 }
 
-void linear_forward(const tensor &W, const tensor *b, const float *x, float *y, int64_t n_tok) {
+void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok) {
     // The optimised matmul (SIMD kernels, tested against ref::matmul in tests/test_matmul.cpp), then the bias.
     matmul(W, x, y, n_tok, nullptr);
     if (b) add_row(y, static_cast<const float *>(b->data), y, n_tok, W.ne[1]);
@@ -104,14 +104,14 @@ struct udp_model::impl {
     std::shared_ptr<gguf_file> file;          // when loaded from GGUF
     std::vector<std::vector<float>> storage;  // when random / converted to F32
     std::map<std::string, tensor> w;
-    const tensor &get(const std::string &n) const { return w.at(n); }
+    const tensor & get(const std::string & n) const { return w.at(n); }
 };
 
 udp_model::udp_model() : p_(new impl) {}
 udp_model::~udp_model() = default;
 
-static bool read_hparams(const gguf_file &f, udp_hparams *hp, std::string *err) {
-    auto need_int = [&](const char *key, int *out) {
+static bool read_hparams(const gguf_file & f, udp_hparams * hp, std::string * err) {
+    auto need_int = [&](const char * key, int * out) {
         int64_t v = 0;
         if (!f.get_int(key, &v)) {
             *err = std::string("[udp] missing integer key ") + key;
@@ -165,7 +165,7 @@ static bool read_hparams(const gguf_file &f, udp_hparams *hp, std::string *err) 
     return true;
 }
 
-std::unique_ptr<udp_model> udp_model::load(const std::string &path, std::string *err) {
+std::unique_ptr<udp_model> udp_model::load(const std::string & path, std::string * err) {
     std::string e;
     std::unique_ptr<gguf_file> f = gguf_file::open(path, &e);
     if (!f) {
@@ -175,7 +175,7 @@ std::unique_ptr<udp_model> udp_model::load(const std::string &path, std::string 
     return from_gguf(std::shared_ptr<gguf_file>(std::move(f)), err);
 }
 
-std::unique_ptr<udp_model> udp_model::from_gguf(std::shared_ptr<gguf_file> file, std::string *err) {
+std::unique_ptr<udp_model> udp_model::from_gguf(std::shared_ptr<gguf_file> file, std::string * err) {
     std::string e;
     std::unique_ptr<udp_model> m(new udp_model);
     if (!read_hparams(*file, &m->hp_, &e)) {
@@ -183,8 +183,8 @@ std::unique_ptr<udp_model> udp_model::from_gguf(std::shared_ptr<gguf_file> file,
         return nullptr;
     }
     m->p_->file = file;
-    for (const auto &spec : udp_tensor_specs(m->hp_)) {
-        const gguf_tensor_info *info = file->find_tensor(spec.name);
+    for (const auto & spec : udp_tensor_specs(m->hp_)) {
+        const gguf_tensor_info * info = file->find_tensor(spec.name);
         if (!info) {
             if (err) *err = "[udp] missing tensor " + spec.name;
             return nullptr;
@@ -225,14 +225,14 @@ std::unique_ptr<udp_model> udp_model::from_gguf(std::shared_ptr<gguf_file> file,
     return m;
 }
 
-std::unique_ptr<udp_model> udp_model::random(const udp_hparams &hp, uint64_t seed, float tmf_gate) {
+std::unique_ptr<udp_model> udp_model::random(const udp_hparams & hp, uint64_t seed, float tmf_gate) {
     std::unique_ptr<udp_model> m(new udp_model);
     m->hp_ = hp;
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     auto specs = udp_tensor_specs(hp);
     m->p_->storage.reserve(specs.size());
-    for (const auto &spec : specs) {
+    for (const auto & spec : specs) {
         int64_t n = 1;
         for (int64_t v : spec.ne) n *= v;
         std::vector<float> buf(static_cast<size_t>(n));
@@ -240,7 +240,7 @@ std::unique_ptr<udp_model> udp_model::random(const udp_hparams &hp, uint64_t see
         const bool is_bias = spec.name.size() > 5 && spec.name.compare(spec.name.size() - 5, 5, ".bias") == 0;
         const bool is_gate = spec.name.size() > 5 && spec.name.compare(spec.name.size() - 5, 5, ".gate") == 0;
         const float sc = spec.ne.size() == 2 ? 1.0f / std::sqrt(static_cast<float>(spec.ne[0])) : 0.1f;
-        for (auto &v : buf) {
+        for (auto & v : buf) {
             v = is_gate ? tmf_gate : is_norm_w ? 1.0f + 0.1f * nd(rng) : is_bias ? 0.05f * nd(rng) : sc * nd(rng);
         }
         m->p_->storage.push_back(std::move(buf));
@@ -297,24 +297,24 @@ namespace {
 
 // Scratch-owning helpers for one forward pass (the weights are immutable and shared).
 struct fwd {
-    const std::map<std::string, tensor> &w;
+    const std::map<std::string, tensor> & w;
     float eps;
 
-    const tensor &W(const std::string &n) const { return w.at(n); }
-    const float *F(const std::string &n) const { return static_cast<const float *>(w.at(n).data); }
+    const tensor & W(const std::string & n) const { return w.at(n); }
+    const float * F(const std::string & n) const { return static_cast<const float *>(w.at(n).data); }
 
-    void lin(const std::string &base, const float *x, float *y, int64_t n) const {
+    void lin(const std::string & base, const float * x, float * y, int64_t n) const {
         linear_forward(W(base + ".weight"), &W(base + ".bias"), x, y, n);
     }
-    void norm(const std::string &base, const float *x, float *y, int64_t n, int64_t d) const {
+    void norm(const std::string & base, const float * x, float * y, int64_t n, int64_t d) const {
         layer_norm(x, F(base + ".weight"), F(base + ".bias"), y, n, d, eps);
     }
     // Multi-head attention as nn.MultiheadAttention: in_proj = [Wq; Wk; Wv] rows of a [3E, E] matrix.
     // xq: [nq, E] queries; xkv: [nk, E]; out: [nq, E] (after out_proj).
-    void mha(const std::string &qkv, const std::string &out_base, const float *xq, int64_t nq, const float *xkv,
-             int64_t nk, int64_t E, int64_t n_head, float *out) const {
-        const tensor &Wt = W(qkv + ".weight");
-        const float *bias = F(qkv + ".bias");
+    void mha(const std::string & qkv, const std::string & out_base, const float * xq, int64_t nq, const float * xkv,
+             int64_t nk, int64_t E, int64_t n_head, float * out) const {
+        const tensor & Wt = W(qkv + ".weight");
+        const float * bias = F(qkv + ".bias");
         const size_t rb = Wt.nb[1];
         auto slice = [&](int part) {
             tensor s = Wt;
@@ -335,7 +335,7 @@ struct fwd {
                   1.0f / std::sqrt(static_cast<float>(hd)), false, 0, 0, nullptr);
         lin(out_base, a.data(), out, nq);
     }
-    void ffn(const std::string &up, const std::string &down, const float *x, float *y, int64_t n, int64_t E,
+    void ffn(const std::string & up, const std::string & down, const float * x, float * y, int64_t n, int64_t E,
              int64_t F_) const {
         std::vector<float> h(n * F_);
         lin(up, x, h.data(), n);
@@ -346,8 +346,8 @@ struct fwd {
 
 }  // namespace
 
-bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float> *y, std::vector<float> *router_w,
-                        std::string *err) const {
+bool udp_model::forward(modality m, const float * x, int n_tok, std::vector<float> * y, std::vector<float> * router_w,
+                        std::string * err) const {
     if (!has(m)) {
         if (err) *err = std::string("[udp] no projector head for modality ") + modality_name(m);
         return false;
@@ -364,22 +364,22 @@ bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float
     std::vector<float> mean(D, 0.0f), r1(D), r2(hp_.n_expert);
     for (int64_t t = 0; t < n; ++t)
         for (int64_t i = 0; i < D; ++i) mean[i] += x[t * D + i];
-    for (auto &v : mean) v /= static_cast<float>(n);
+    for (auto & v : mean) v /= static_cast<float>(n);
     f.lin(name_mod(m, "router_up"), mean.data(), r1.data(), 1);
     activation(ACT_GELU_ERF, r1.data(), r1.data(), D);
     f.lin(name_mod(m, "router_down"), r1.data(), r2.data(), 1);
     double sum = 0.0;
-    for (auto &v : r2) {
+    for (auto & v : r2) {
         v = 1.0f / (1.0f + std::exp(-v));
         sum += v;
     }
-    for (auto &v : r2) v = static_cast<float>(v / sum);
+    for (auto & v : r2) v = static_cast<float>(v / sum);
     if (router_w) *router_w = r2;
 
     std::vector<float> mix(T * E, 0.0f);
     std::vector<float> src(n * E), h(n * E), o(n * E), mem(n * E);
     std::vector<float> tgt(T * E), th(T * E), to(T * E);
-    const float *query = f.F(name_mod(m, "query"));
+    const float * query = f.F(name_mod(m, "query"));
     for (int k = 0; k < hp_.n_expert; ++k) {
         f.lin(name_expert(k, "in"), x, src.data(), n);
         for (int l = 0; l < hp_.n_enc_layer; ++l) {
@@ -415,8 +415,8 @@ bool udp_model::forward(modality m, const float *x, int n_tok, std::vector<float
     return true;
 }
 
-bool udp_model::fuse(modality m, const float *y, const float *text, int n_text_tok, std::vector<float> *cond,
-                     std::string *err, float alpha) const {
+bool udp_model::fuse(modality m, const float * y, const float * text, int n_text_tok, std::vector<float> * cond,
+                     std::string * err, float alpha) const {
     if (!has(m)) {
         if (err) *err = std::string("[tm-fusion] no head for modality ") + modality_name(m);
         return false;

@@ -52,31 +52,31 @@ struct udp_hparams {
 class udp_model {
 public:
     // Loads and validates a GGUF holding spider.udp.* (and optionally spider.tmf.*) keys and tensors.
-    static std::unique_ptr<udp_model> load(const std::string& path, std::string* err);
+    static std::unique_ptr<udp_model> load(const std::string & path, std::string * err);
     // Uses a file already open (e.g. the model bundle); the file must outlive the model.
-    static std::unique_ptr<udp_model> from_gguf(std::shared_ptr<gguf_file> file, std::string* err);
+    static std::unique_ptr<udp_model> from_gguf(std::shared_ptr<gguf_file> file, std::string * err);
     // Random weights (tests, tiny built-in model). Learned-fusion gates are set to `tmf_gate` (0 = blend only).
-    static std::unique_ptr<udp_model> random(const udp_hparams& hp, uint64_t seed, float tmf_gate = 0.0f);
+    static std::unique_ptr<udp_model> random(const udp_hparams & hp, uint64_t seed, float tmf_gate = 0.0f);
     ~udp_model();
 
-    const udp_hparams& hparams() const { return hp_; }
+    const udp_hparams & hparams() const { return hp_; }
     bool has(modality m) const { return m >= 0 && m < MODALITY_COUNT && hp_.t_out[m] > 0; }
     // Writes the weights and keys to a GGUF file (atomically).
-    bool save(const std::string& path, std::string* err) const;
+    bool save(const std::string & path, std::string * err) const;
 
     // x: [n_tok, d_model] M-Prompt tokens -> y: [t_out, d_out]; router_w (optional) receives the n_expert weights.
-    bool forward(modality m, const float* x, int n_tok, std::vector<float>* y, std::vector<float>* router_w,
-                 std::string* err) const;
+    bool forward(modality m, const float * x, int n_tok, std::vector<float> * y, std::vector<float> * router_w,
+                 std::string * err) const;
     // y, text: [t_out, d_out] -> cond [t_out, d_out]. alpha < 0 uses the file's alpha.
-    bool fuse(modality m, const float* y, const float* text, int n_text_tok, std::vector<float>* cond, std::string* err,
-              float alpha = -1.0f) const;
+    bool fuse(modality m, const float * y, const float * text, int n_text_tok, std::vector<float> * cond,
+              std::string * err, float alpha = -1.0f) const;
 
     // Tensor names (the one table).
-    static std::string name_expert(int k, const std::string& leaf);      // spider.udp.expert.K.leaf
-    static std::string name_enc(int k, int l, const std::string& leaf);  // ...expert.K.enc.L.leaf
-    static std::string name_dec(int k, int l, const std::string& leaf);  // ...expert.K.dec.L.leaf
-    static std::string name_mod(modality m, const std::string& leaf);    // spider.udp.image.leaf
-    static std::string name_tmf(modality m, const std::string& leaf);    // spider.tmf.image.leaf
+    static std::string name_expert(int k, const std::string & leaf);      // spider.udp.expert.K.leaf
+    static std::string name_enc(int k, int l, const std::string & leaf);  // ...expert.K.enc.L.leaf
+    static std::string name_dec(int k, int l, const std::string & leaf);  // ...expert.K.dec.L.leaf
+    static std::string name_mod(modality m, const std::string & leaf);    // spider.udp.image.leaf
+    static std::string name_tmf(modality m, const std::string & leaf);    // spider.tmf.image.leaf
 
 private:
     udp_model();
@@ -90,7 +90,7 @@ struct udp_tensor_spec {
     std::string name;
     std::vector<int64_t> ne;
 };
-std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams& hp);
+std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams & hp);
 
 // One tensor's dtype and data (laid out as its spec's shape) for udp_write_gguf.
 struct udp_tensor_data {
@@ -105,6 +105,6 @@ bool udp_write_gguf(const std::string & path, const udp_hparams & hp,
 
 // y = x W^T + b for a Linear weight of any supported dtype (ne = {n_in, n_out}); b may be nullptr.
 // Shared by the projector and the decoders' tiny heads.
-void linear_forward(const tensor& W, const tensor* b, const float* x, float* y, int64_t n_tok);
+void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok);
 
 }  // namespace spider

@@ -28,7 +28,7 @@ cpu_info detect() {
     return c;
 }
 
-cpu_level level_of(const cpu_info& c) {
+cpu_level level_of(const cpu_info & c) {
     const bool avx2 = c.avx2 && c.fma && c.f16c;
     if (avx2 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.avx512vnni) return CPU_LEVEL_AVX512;
     if (avx2) return CPU_LEVEL_AVX2;
@@ -40,7 +40,7 @@ std::atomic<int> g_forced{-1};
 
 int env_level() {
     static const int lvl = [] {
-        const char* e = std::getenv("SPIDER_CPU_LEVEL");
+        const char * e = std::getenv("SPIDER_CPU_LEVEL");
         if (!e) return -1;
         if (!std::strcmp(e, "portable")) return static_cast<int>(CPU_LEVEL_PORTABLE);
         if (!std::strcmp(e, "avx2")) return static_cast<int>(CPU_LEVEL_AVX2);
@@ -52,7 +52,7 @@ int env_level() {
 
 }  // namespace
 
-const cpu_info& cpu_features() {
+const cpu_info & cpu_features() {
     static const cpu_info info = detect();
     return info;
 }
@@ -71,7 +71,7 @@ cpu_level cpu_level_active() {
     return cpu_level_detected();
 }
 
-const char* cpu_level_name(cpu_level level) {
+const char * cpu_level_name(cpu_level level) {
     switch (level) {
         case CPU_LEVEL_PORTABLE:
             return "portable";
@@ -102,7 +102,7 @@ bool cpu_wide_vectors_fast() {
     if (f >= 0) return f == 1 && cpu_level_detected() >= CPU_LEVEL_AVX512;
     static const bool detected = [] {
         if (cpu_level_detected() < CPU_LEVEL_AVX512) return false;
-        if (const char* e = std::getenv("SPIDER_WIDE_VECTORS")) return std::strcmp(e, "0") != 0;
+        if (const char * e = std::getenv("SPIDER_WIDE_VECTORS")) return std::strcmp(e, "0") != 0;
         return cpu_features().amd;
     }();
     return detected;

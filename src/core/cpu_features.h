@@ -19,10 +19,10 @@ struct cpu_info {
     bool amd = false;  // AuthenticAMD: Zen 4 / Zen 5 run 512-bit integer ops at full rate per instruction
 };
 
-const cpu_info& cpu_features();  // what this CPU (and OS) supports
-cpu_level cpu_level_detected();  // the best level this CPU supports
-cpu_level cpu_level_active();    // the level kernels use now: forced level, else SPIDER_CPU_LEVEL, else detected
-const char* cpu_level_name(cpu_level level);  // "portable", "avx2", "avx512"
+const cpu_info & cpu_features();  // what this CPU (and OS) supports
+cpu_level cpu_level_detected();   // the best level this CPU supports
+cpu_level cpu_level_active();     // the level kernels use now: forced level, else SPIDER_CPU_LEVEL, else detected
+const char * cpu_level_name(cpu_level level);  // "portable", "avx2", "avx512"
 // Forces kernels to use `level`. Returns false (and changes nothing) if the CPU does not support it.
 // Not synchronised with running kernels: call it between matmuls (tests, benchmarks, startup).
 bool cpu_features_force(cpu_level level);

@@ -22,25 +22,43 @@ static const dtype_traits * lookup(int32_t type) {
     static const dtype_traits i16 = {"i16", 1, 2, false};
     static const dtype_traits i32 = {"i32", 1, 4, false};
     switch (type) {
-        case DTYPE_F32: return &f32;
-        case DTYPE_F16: return &f16;
-        case DTYPE_BF16: return &bf16;
-        case DTYPE_Q4_0: return &q4_0;
-        case DTYPE_Q5_0: return &q5_0;
-        case DTYPE_Q8_0: return &q8_0;
-        case DTYPE_Q4_K: return &q4_k;
-        case DTYPE_Q5_K: return &q5_k;
-        case DTYPE_Q6_K: return &q6_k;
-        case DTYPE_Q8_K: return &q8_k;
-        case DTYPE_I8: return &i8;
-        case DTYPE_I16: return &i16;
-        case DTYPE_I32: return &i32;
-        default: return nullptr;
+        case DTYPE_F32:
+            return &f32;
+        case DTYPE_F16:
+            return &f16;
+        case DTYPE_BF16:
+            return &bf16;
+        case DTYPE_Q4_0:
+            return &q4_0;
+        case DTYPE_Q5_0:
+            return &q5_0;
+        case DTYPE_Q8_0:
+            return &q8_0;
+        case DTYPE_Q4_K:
+            return &q4_k;
+        case DTYPE_Q5_K:
+            return &q5_k;
+        case DTYPE_Q6_K:
+            return &q6_k;
+        case DTYPE_Q8_K:
+            return &q8_k;
+        case DTYPE_I8:
+            return &i8;
+        case DTYPE_I16:
+            return &i16;
+        case DTYPE_I32:
+            return &i32;
+        default:
+            return nullptr;
     }
 }
 
-const dtype_traits * dtype_get_traits(int32_t type) { return lookup(type); }
-bool dtype_is_supported(int32_t type) { return lookup(type) != nullptr; }
+const dtype_traits * dtype_get_traits(int32_t type) {
+    return lookup(type);
+}
+bool dtype_is_supported(int32_t type) {
+    return lookup(type) != nullptr;
+}
 const char * dtype_name(int32_t type) {
     const dtype_traits * t = lookup(type);
     return t ? t->name : "unknown";
@@ -85,7 +103,7 @@ uint16_t fp32_to_fp16(float f) {
     const uint32_t absx = x & 0x7fffffffu;
     if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
     if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00);  // overflow -> inf
-    if (absx < 0x38800000u) {  // subnormal or zero in half
+    if (absx < 0x38800000u) {                                              // subnormal or zero in half
         if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
         const uint32_t e = absx >> 23;
         const uint32_t m = (absx & 0x7fffff) | 0x800000;

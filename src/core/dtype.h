@@ -24,9 +24,9 @@ enum dtype : int32_t {
 };
 
 struct dtype_traits {
-    const char * name;     // "f32", "q4_K", ... (ggml spelling)
-    int64_t block_size;    // elements per block (1 for plain types)
-    size_t block_bytes;    // bytes per block
+    const char * name;   // "f32", "q4_K", ... (ggml spelling)
+    int64_t block_size;  // elements per block (1 for plain types)
+    size_t block_bytes;  // bytes per block
     bool quantized;
 };
 

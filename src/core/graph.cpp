@@ -13,7 +13,7 @@
 
 namespace spider {
 
-const char *graph_op_name(graph_op op) {
+const char * graph_op_name(graph_op op) {
     switch (op) {
         case GRAPH_OP_INPUT:
             return "input";
@@ -81,11 +81,11 @@ std::string shape_str(const int64_t ne[4]) {
     return s;
 }
 
-bool same_shape(const graph_node &a, const graph_node &b) {
+bool same_shape(const graph_node & a, const graph_node & b) {
     return std::equal(a.ne, a.ne + 4, b.ne);
 }
 
-bool is_contiguous_f32(const tensor &t) {
+bool is_contiguous_f32(const tensor & t) {
     if (t.type != DTYPE_F32 || !t.data) return false;
     size_t expect = sizeof(float);
     for (int d = 0; d < MAX_DIMS; ++d) {
@@ -99,12 +99,12 @@ bool is_contiguous_f32(const tensor &t) {
 
 // ---- builder plumbing
 
-bool graph::fail(const std::string &op, const std::string &name, const std::string &msg) {
+bool graph::fail(const std::string & op, const std::string & name, const std::string & msg) {
     if (err_.empty()) err_ = "[" + op + "] node '" + name + "': " + msg;
     return false;
 }
 
-bool graph::check_ids(const char *op, const std::string &name, std::initializer_list<int> ids) {
+bool graph::check_ids(const char * op, const std::string & name, std::initializer_list<int> ids) {
     if (!err_.empty()) return false;  // an earlier error: everything after it is refused
     for (int id : ids) {
         if (id < 0 || id >= size()) return fail(op, name, "input node id " + std::to_string(id) + " does not exist");
@@ -112,8 +112,8 @@ bool graph::check_ids(const char *op, const std::string &name, std::initializer_
     return true;
 }
 
-bool graph::check_f32(const char *op, const std::string &name, int id, const char *what) {
-    const graph_node &n = nodes_[id];
+bool graph::check_f32(const char * op, const std::string & name, int id, const char * what) {
+    const graph_node & n = nodes_[id];
     if (n.op == GRAPH_OP_CONSTANT && !is_contiguous_f32(n.weight))
         return fail(
             op, name,
@@ -133,24 +133,24 @@ int graph::add_node(graph_node n) {
     return size() - 1;
 }
 
-int graph::find(const std::string &name) const {
+int graph::find(const std::string & name) const {
     for (int i = 0; i < size(); ++i)
         if (nodes_[i].name == name) return i;
     return -1;
 }
 
-float *graph::data(int id) {
+float * graph::data(int id) {
     if (id < 0 || id >= size()) return nullptr;
-    graph_node &n = nodes_[id];
+    graph_node & n = nodes_[id];
     if (n.op == GRAPH_OP_CONSTANT) return is_contiguous_f32(n.weight) ? static_cast<float *>(n.weight.data) : nullptr;
     return n.out.empty() ? nullptr : n.out.data();
 }
 
-const float *graph::data(int id) const {
+const float * graph::data(int id) const {
     return const_cast<graph *>(this)->data(id);
 }
 
-int graph::input(const std::string &name, std::vector<int64_t> ne) {
+int graph::input(const std::string & name, std::vector<int64_t> ne) {
     if (!err_.empty()) return -1;
     graph_node n;
     n.op = GRAPH_OP_INPUT;
@@ -165,7 +165,7 @@ int graph::input(const std::string &name, std::vector<int64_t> ne) {
     return id;
 }
 
-int graph::constant(const tensor &t) {
+int graph::constant(const tensor & t) {
     if (!err_.empty()) return -1;
     graph_node n;
     n.op = GRAPH_OP_CONSTANT;
@@ -181,10 +181,10 @@ int graph::constant(const tensor &t) {
 
 // ---- ops
 
-int graph::matmul(int w, int x, const std::string &name) {
+int graph::matmul(int w, int x, const std::string & name) {
     if (!check_ids("matmul", name, {w, x})) return -1;
-    const graph_node &W = nodes_[w];
-    const graph_node &X = nodes_[x];
+    const graph_node & W = nodes_[w];
+    const graph_node & X = nodes_[x];
     if (W.op != GRAPH_OP_CONSTANT) return fail("matmul", name, "weight '" + W.name + "' must be a constant"), -1;
     if (W.ne[2] != 1 || W.ne[3] != 1)
         return fail("matmul", name, "weight '" + W.name + "' must be 2-D, got " + shape_str(W.ne)), -1;
@@ -205,9 +205,9 @@ int graph::matmul(int w, int x, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::get_rows(int table, std::vector<int32_t> ids, const std::string &name) {
+int graph::get_rows(int table, std::vector<int32_t> ids, const std::string & name) {
     if (!check_ids("get_rows", name, {table})) return -1;
-    const graph_node &T = nodes_[table];
+    const graph_node & T = nodes_[table];
     if (T.op != GRAPH_OP_CONSTANT) return fail("get_rows", name, "table must be a constant"), -1;
     if (ids.empty()) return fail("get_rows", name, "no ids"), -1;
     for (int32_t id : ids)
@@ -224,7 +224,7 @@ int graph::get_rows(int table, std::vector<int32_t> ids, const std::string &name
     return add_node(std::move(n));
 }
 
-static graph_node like(const graph_node &x, graph_op op, const std::string &name, std::vector<int> src) {
+static graph_node like(const graph_node & x, graph_op op, const std::string & name, std::vector<int> src) {
     graph_node n;
     n.op = op;
     n.name = name;
@@ -233,7 +233,7 @@ static graph_node like(const graph_node &x, graph_op op, const std::string &name
     return n;
 }
 
-int graph::add(int a, int b, const std::string &name) {
+int graph::add(int a, int b, const std::string & name) {
     if (!check_ids("add", name, {a, b}) || !check_f32("add", name, a, "a") || !check_f32("add", name, b, "b"))
         return -1;
     if (!same_shape(nodes_[a], nodes_[b]))
@@ -241,7 +241,7 @@ int graph::add(int a, int b, const std::string &name) {
     return add_node(like(nodes_[a], GRAPH_OP_ADD, name, {a, b}));
 }
 
-int graph::mul(int a, int b, const std::string &name) {
+int graph::mul(int a, int b, const std::string & name) {
     if (!check_ids("mul", name, {a, b}) || !check_f32("mul", name, a, "a") || !check_f32("mul", name, b, "b"))
         return -1;
     if (!same_shape(nodes_[a], nodes_[b]))
@@ -249,14 +249,14 @@ int graph::mul(int a, int b, const std::string &name) {
     return add_node(like(nodes_[a], GRAPH_OP_MUL, name, {a, b}));
 }
 
-int graph::scale(int x, float s, const std::string &name) {
+int graph::scale(int x, float s, const std::string & name) {
     if (!check_ids("scale", name, {x}) || !check_f32("scale", name, x, "x")) return -1;
     graph_node n = like(nodes_[x], GRAPH_OP_SCALE, name, {x});
     n.fp[0] = s;
     return add_node(std::move(n));
 }
 
-int graph::mul_row(int x, int w, const std::string &name) {
+int graph::mul_row(int x, int w, const std::string & name) {
     if (!check_ids("mul_row", name, {x, w}) || !check_f32("mul_row", name, x, "x") ||
         !check_f32("mul_row", name, w, "row"))
         return -1;
@@ -268,7 +268,7 @@ int graph::mul_row(int x, int w, const std::string &name) {
     return add_node(like(nodes_[x], GRAPH_OP_MUL_ROW, name, {x, w}));
 }
 
-int graph::add_row(int x, int b, const std::string &name) {
+int graph::add_row(int x, int b, const std::string & name) {
     if (!check_ids("add_row", name, {x, b}) || !check_f32("add_row", name, x, "x") ||
         !check_f32("add_row", name, b, "row"))
         return -1;
@@ -284,7 +284,7 @@ static bool valid_act(act_type a) {
     return a == ACT_GELU_TANH || a == ACT_GELU_ERF || a == ACT_SILU || a == ACT_RELU;
 }
 
-int graph::act(int x, act_type a, const std::string &name) {
+int graph::act(int x, act_type a, const std::string & name) {
     if (!check_ids("act", name, {x}) || !check_f32("act", name, x, "x")) return -1;
     if (!valid_act(a)) return fail("act", name, "unknown activation " + std::to_string(a)), -1;
     graph_node n = like(nodes_[x], GRAPH_OP_ACT, name, {x});
@@ -292,7 +292,7 @@ int graph::act(int x, act_type a, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::glu(int gate, int up, act_type a, const std::string &name) {
+int graph::glu(int gate, int up, act_type a, const std::string & name) {
     if (!check_ids("glu", name, {gate, up}) || !check_f32("glu", name, gate, "gate") ||
         !check_f32("glu", name, up, "up"))
         return -1;
@@ -306,12 +306,12 @@ int graph::glu(int gate, int up, act_type a, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::softmax(int x, const std::string &name) {
+int graph::softmax(int x, const std::string & name) {
     if (!check_ids("softmax", name, {x}) || !check_f32("softmax", name, x, "x")) return -1;
     return add_node(like(nodes_[x], GRAPH_OP_SOFTMAX, name, {x}));
 }
 
-int graph::rms_norm(int x, int w, float eps, const std::string &name) {
+int graph::rms_norm(int x, int w, float eps, const std::string & name) {
     if (!check_ids("rms_norm", name, {x}) || !check_f32("rms_norm", name, x, "x")) return -1;
     if (w >= 0) {
         if (!check_ids("rms_norm", name, {w}) || !check_f32("rms_norm", name, w, "weight")) return -1;
@@ -327,7 +327,7 @@ int graph::rms_norm(int x, int w, float eps, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::layer_norm(int x, int w, int b, float eps, const std::string &name) {
+int graph::layer_norm(int x, int w, int b, float eps, const std::string & name) {
     if (!check_ids("layer_norm", name, {x}) || !check_f32("layer_norm", name, x, "x")) return -1;
     for (int p : {w, b}) {
         if (p < 0) continue;
@@ -344,9 +344,9 @@ int graph::layer_norm(int x, int w, int b, float eps, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::group_norm(int x, int w, int b, int64_t n_groups, float eps, const std::string &name) {
+int graph::group_norm(int x, int w, int b, int64_t n_groups, float eps, const std::string & name) {
     if (!check_ids("group_norm", name, {x}) || !check_f32("group_norm", name, x, "x")) return -1;
-    const graph_node &X = nodes_[x];
+    const graph_node & X = nodes_[x];
     const int64_t C = X.ne[2] * X.ne[3];  // {W, H, C} (or {HW, 1, C}): channels are the outer dims
     if (n_groups <= 0 || C % n_groups != 0)
         return fail("group_norm", name,
@@ -368,9 +368,9 @@ int graph::group_norm(int x, int w, int b, int64_t n_groups, float eps, const st
 }
 
 int graph::rope(int x, std::vector<int32_t> pos, int64_t n_rot, float freq_base, float freq_scale, rope_mode mode,
-                const std::string &name) {
+                const std::string & name) {
     if (!check_ids("rope", name, {x}) || !check_f32("rope", name, x, "x")) return -1;
-    const graph_node &X = nodes_[x];
+    const graph_node & X = nodes_[x];
     if (static_cast<int64_t>(pos.size()) != X.ne[2] * X.ne[3])
         return fail("rope", name,
                     std::to_string(pos.size()) + " positions for " + std::to_string(X.ne[2] * X.ne[3]) + " tokens"),
@@ -393,13 +393,13 @@ int graph::rope(int x, std::vector<int32_t> pos, int64_t n_rot, float freq_base,
 }
 
 int graph::attention(int q, int k, int v, float scale, bool causal, int64_t q_pos0, int64_t window,
-                     const std::string &name) {
+                     const std::string & name) {
     if (!check_ids("attention", name, {q, k, v})) return -1;
     for (int id : {q, k, v})
         if (!check_f32("attention", name, id, "q/k/v")) return -1;
-    const graph_node &Q = nodes_[q];
-    const graph_node &K = nodes_[k];
-    const graph_node &V = nodes_[v];
+    const graph_node & Q = nodes_[q];
+    const graph_node & K = nodes_[k];
+    const graph_node & V = nodes_[v];
     if (!same_shape(K, V))
         return fail("attention", name, "k " + shape_str(K.ne) + " and v " + shape_str(V.ne) + " differ"), -1;
     if (Q.ne[0] != K.ne[0] || Q.ne[3] != 1 || K.ne[3] != 1)
@@ -420,12 +420,12 @@ int graph::attention(int q, int k, int v, float scale, bool causal, int64_t q_po
     return add_node(std::move(n));
 }
 
-int graph::conv1d(int x, int w, int b, int64_t stride, int64_t pad, const std::string &name) {
+int graph::conv1d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name) {
     if (!check_ids("conv1d", name, {x, w}) || !check_f32("conv1d", name, x, "x") ||
         !check_f32("conv1d", name, w, "weight"))
         return -1;
-    const graph_node &X = nodes_[x];
-    const graph_node &W = nodes_[w];  // {K, C_in, C_out}
+    const graph_node & X = nodes_[x];
+    const graph_node & W = nodes_[w];  // {K, C_in, C_out}
     if (X.ne[2] != 1 || X.ne[3] != 1) return fail("conv1d", name, "x must be {L, C_in}, got " + shape_str(X.ne)), -1;
     if (W.ne[1] != X.ne[1] || W.ne[3] != 1)
         return fail("conv1d", name, "weight " + shape_str(W.ne) + " does not match x " + shape_str(X.ne)), -1;
@@ -445,12 +445,12 @@ int graph::conv1d(int x, int w, int b, int64_t stride, int64_t pad, const std::s
     return add_node(std::move(n));
 }
 
-int graph::conv2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string &name) {
+int graph::conv2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name) {
     if (!check_ids("conv2d", name, {x, w}) || !check_f32("conv2d", name, x, "x") ||
         !check_f32("conv2d", name, w, "weight"))
         return -1;
-    const graph_node &X = nodes_[x];
-    const graph_node &W = nodes_[w];  // {KW, KH, C_in, C_out}
+    const graph_node & X = nodes_[x];
+    const graph_node & W = nodes_[w];  // {KW, KH, C_in, C_out}
     if (X.ne[3] != 1) return fail("conv2d", name, "x must be {W, H, C_in}, got " + shape_str(X.ne)), -1;
     if (W.ne[2] != X.ne[2])
         return fail("conv2d", name,
@@ -474,12 +474,12 @@ int graph::conv2d(int x, int w, int b, int64_t stride, int64_t pad, const std::s
     return add_node(std::move(n));
 }
 
-int graph::conv_transpose2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string &name) {
+int graph::conv_transpose2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name) {
     if (!check_ids("conv_transpose2d", name, {x, w}) || !check_f32("conv_transpose2d", name, x, "x") ||
         !check_f32("conv_transpose2d", name, w, "weight"))
         return -1;
-    const graph_node &X = nodes_[x];
-    const graph_node &W = nodes_[w];  // {KW, KH, C_out, C_in} (PyTorch [C_in, C_out, KH, KW])
+    const graph_node & X = nodes_[x];
+    const graph_node & W = nodes_[w];  // {KW, KH, C_out, C_in} (PyTorch [C_in, C_out, KH, KW])
     if (X.ne[3] != 1 || W.ne[3] != X.ne[2])
         return fail("conv_transpose2d", name, "weight " + shape_str(W.ne) + " does not match x " + shape_str(X.ne)), -1;
     if (stride < 1 || pad < 0) return fail("conv_transpose2d", name, "stride must be >= 1 and pad >= 0"), -1;
@@ -498,12 +498,12 @@ int graph::conv_transpose2d(int x, int w, int b, int64_t stride, int64_t pad, co
     return add_node(std::move(n));
 }
 
-int graph::conv_temporal(int x, int w, int b, const std::string &name) {
+int graph::conv_temporal(int x, int w, int b, const std::string & name) {
     if (!check_ids("conv_temporal", name, {x, w}) || !check_f32("conv_temporal", name, x, "x") ||
         !check_f32("conv_temporal", name, w, "weight"))
         return -1;
-    const graph_node &X = nodes_[x];  // {HW, T, C_in}
-    const graph_node &W = nodes_[w];  // {KT, C_in, C_out}
+    const graph_node & X = nodes_[x];  // {HW, T, C_in}
+    const graph_node & W = nodes_[w];  // {KT, C_in, C_out}
     if (X.ne[3] != 1 || W.ne[1] != X.ne[2] || W.ne[3] != 1)
         return fail("conv_temporal", name, "weight " + shape_str(W.ne) + " does not match x " + shape_str(X.ne)), -1;
     if (b >= 0 && (!check_ids("conv_temporal", name, {b}) || !check_f32("conv_temporal", name, b, "bias"))) return -1;
@@ -513,7 +513,7 @@ int graph::conv_temporal(int x, int w, int b, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::upsample_nearest2d(int x, int64_t f, const std::string &name) {
+int graph::upsample_nearest2d(int x, int64_t f, const std::string & name) {
     if (!check_ids("upsample_nearest2d", name, {x}) || !check_f32("upsample_nearest2d", name, x, "x")) return -1;
     if (f < 1) return fail("upsample_nearest2d", name, "factor must be >= 1"), -1;
     graph_node n = like(nodes_[x], GRAPH_OP_UPSAMPLE_NEAREST2D, name, {x});
@@ -523,7 +523,7 @@ int graph::upsample_nearest2d(int x, int64_t f, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::avg_pool2d(int x, int64_t k, const std::string &name) {
+int graph::avg_pool2d(int x, int64_t k, const std::string & name) {
     if (!check_ids("avg_pool2d", name, {x}) || !check_f32("avg_pool2d", name, x, "x")) return -1;
     if (k < 1 || k > nodes_[x].ne[0] || k > nodes_[x].ne[1])
         return fail("avg_pool2d", name, "kernel " + std::to_string(k) + " must be in [1, min(W, H)]"), -1;
@@ -534,7 +534,7 @@ int graph::avg_pool2d(int x, int64_t k, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::max_pool2d(int x, int64_t k, const std::string &name) {
+int graph::max_pool2d(int x, int64_t k, const std::string & name) {
     if (!check_ids("max_pool2d", name, {x}) || !check_f32("max_pool2d", name, x, "x")) return -1;
     if (k < 1 || k > nodes_[x].ne[0] || k > nodes_[x].ne[1])
         return fail("max_pool2d", name, "kernel " + std::to_string(k) + " must be in [1, min(W, H)]"), -1;
@@ -545,7 +545,7 @@ int graph::max_pool2d(int x, int64_t k, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::permute(int x, const int perm[4], const std::string &name) {
+int graph::permute(int x, const int perm[4], const std::string & name) {
     if (!check_ids("permute", name, {x}) || !check_f32("permute", name, x, "x")) return -1;
     bool seen[4] = {false, false, false, false};
     for (int d = 0; d < 4; ++d) {
@@ -561,7 +561,7 @@ int graph::permute(int x, const int perm[4], const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::concat(int a, int b, int dim, const std::string &name) {
+int graph::concat(int a, int b, int dim, const std::string & name) {
     if (!check_ids("concat", name, {a, b}) || !check_f32("concat", name, a, "a") || !check_f32("concat", name, b, "b"))
         return -1;
     if (dim < 0 || dim > 3) return fail("concat", name, "dim " + std::to_string(dim) + " outside [0, 3]"), -1;
@@ -577,7 +577,7 @@ int graph::concat(int a, int b, int dim, const std::string &name) {
     return add_node(std::move(n));
 }
 
-int graph::reshape(int x, std::vector<int64_t> ne, const std::string &name) {
+int graph::reshape(int x, std::vector<int64_t> ne, const std::string & name) {
     if (!check_ids("reshape", name, {x}) || !check_f32("reshape", name, x, "x")) return -1;
     if (ne.empty() || ne.size() > 4) return fail("reshape", name, "needs 1 to 4 dimensions"), -1;
     graph_node n = like(nodes_[x], GRAPH_OP_RESHAPE, name, {x});
@@ -601,7 +601,7 @@ namespace {
 // Elementwise and row-wise ops take no pool (they are cheap next to the matmuls), but at prompt sizes they are not
 // free: on the CPU backend the graph splits big ones into element / row ranges over the pool. Returns false for
 // ops it does not split.
-bool run_split(graph_node &n, const float *a, const float *b, const float *c, float *y, thread_pool *pool) {
+bool run_split(graph_node & n, const float * a, const float * b, const float * c, float * y, thread_pool * pool) {
     const int64_t len = n.ne[0], rows = n.nelements() / n.ne[0], total = n.nelements();
     const act_type act = static_cast<act_type>(n.ip[0]);
     const float f0 = n.fp[0];
@@ -648,13 +648,13 @@ bool run_split(graph_node &n, const float *a, const float *b, const float *c, fl
 }
 
 // One node on one backend; all shapes were validated when the node was added.
-void run_node(graph &g, graph_node &n, bool use_ref, thread_pool *pool) {
+void run_node(graph & g, graph_node & n, bool use_ref, thread_pool * pool) {
     auto in = [&](int i) -> const float * {
         return i < static_cast<int>(n.src.size()) && n.src[i] >= 0 ? g.data(n.src[i]) : nullptr;
     };
     auto src = [&](int i) -> const graph_node & { return g.node(n.src[i]); };
-    float *y = n.out.data();
-    thread_pool *tp = use_ref ? nullptr : pool;
+    float * y = n.out.data();
+    thread_pool * tp = use_ref ? nullptr : pool;
     constexpr int64_t SPLIT_MIN = 1 << 15;  // below this a parallel-for costs more than it saves
     if (tp && tp->size() > 1 && n.nelements() >= SPLIT_MIN && run_split(n, in(0), in(1), in(2), y, tp)) return;
 #define OP(fn, ...)                       \
@@ -669,7 +669,7 @@ void run_node(graph &g, graph_node &n, bool use_ref, thread_pool *pool) {
         case GRAPH_OP_CONSTANT:
             break;
         case GRAPH_OP_MATMUL: {
-            const graph_node &x = src(1);
+            const graph_node & x = src(1);
             OP(matmul, src(0).weight, in(1), y, x.ne[1] * x.ne[2] * x.ne[3], tp);
             break;
         }
@@ -717,45 +717,45 @@ void run_node(graph &g, graph_node &n, bool use_ref, thread_pool *pool) {
                static_cast<rope_mode>(n.ip[1]));
             break;
         case GRAPH_OP_ATTENTION: {
-            const graph_node &k = src(1);
+            const graph_node & k = src(1);
             OP(attention, in(0), in(1), in(2), y, n.ne[2], k.ne[2], n.ne[1], k.ne[1], n.ne[0], n.fp[0], n.ip[0] != 0,
                n.ip[1], n.ip[2], tp);
             break;
         }
         case GRAPH_OP_CONV1D: {
-            const graph_node &x = src(0);
-            const graph_node &w = src(1);
+            const graph_node & x = src(0);
+            const graph_node & w = src(1);
             OP(conv1d, in(0), in(1), in(2), y, x.ne[1], x.ne[0], w.ne[2], w.ne[0], n.ip[0], n.ip[1], tp);
             break;
         }
         case GRAPH_OP_CONV2D: {
-            const graph_node &x = src(0);
-            const graph_node &w = src(1);
+            const graph_node & x = src(0);
+            const graph_node & w = src(1);
             OP(conv2d, in(0), in(1), in(2), y, x.ne[2], x.ne[1], x.ne[0], w.ne[3], w.ne[1], w.ne[0], n.ip[0], n.ip[1],
                tp);
             break;
         }
         case GRAPH_OP_CONV_TRANSPOSE2D: {
-            const graph_node &x = src(0);
-            const graph_node &w = src(1);
+            const graph_node & x = src(0);
+            const graph_node & w = src(1);
             OP(conv_transpose2d, in(0), in(1), in(2), y, x.ne[2], x.ne[1], x.ne[0], w.ne[2], w.ne[1], w.ne[0], n.ip[0],
                n.ip[1], tp);
             break;
         }
         case GRAPH_OP_CONV_TEMPORAL: {
-            const graph_node &x = src(0);
-            const graph_node &w = src(1);
+            const graph_node & x = src(0);
+            const graph_node & w = src(1);
             OP(conv_temporal, in(0), in(1), in(2), y, x.ne[2], x.ne[1], x.ne[0], w.ne[2], w.ne[0], tp);
             break;
         }
         case GRAPH_OP_UPSAMPLE_NEAREST2D: {
-            const graph_node &x = src(0);
+            const graph_node & x = src(0);
             OP(upsample_nearest2d, in(0), y, x.ne[2] * x.ne[3], x.ne[1], x.ne[0], n.ip[0]);
             break;
         }
         case GRAPH_OP_AVG_POOL2D:
         case GRAPH_OP_MAX_POOL2D: {
-            const graph_node &x = src(0);
+            const graph_node & x = src(0);
             if (n.op == GRAPH_OP_AVG_POOL2D)
                 OP(avg_pool2d, in(0), y, x.ne[2] * x.ne[3], x.ne[1], x.ne[0], n.ip[0]);
             else
@@ -780,14 +780,14 @@ void run_node(graph &g, graph_node &n, bool use_ref, thread_pool *pool) {
 
 }  // namespace
 
-bool graph_compute(graph &g, const graph_compute_params &p, std::string *err) {
+bool graph_compute(graph & g, const graph_compute_params & p, std::string * err) {
     if (!g.ok()) {
         if (err) *err = "graph_compute: graph has a build error: " + g.error();
         return false;
     }
     const bool use_ref = p.backend == GRAPH_BACKEND_REFERENCE;
     for (int id = 0; id < g.size(); ++id) {
-        graph_node &n = g.nodes_[id];
+        graph_node & n = g.nodes_[id];
         if (n.op == GRAPH_OP_INPUT || n.op == GRAPH_OP_CONSTANT) continue;
         n.out.resize(static_cast<size_t>(n.nelements()));
         run_node(g, n, use_ref, p.pool);
@@ -796,17 +796,17 @@ bool graph_compute(graph &g, const graph_compute_params &p, std::string *err) {
     return true;
 }
 
-bool graph_dump_npy(const graph &g, int id, const std::string &dir, std::string *err) {
-    auto fail_with = [&](const std::string &m) {
+bool graph_dump_npy(const graph & g, int id, const std::string & dir, std::string * err) {
+    auto fail_with = [&](const std::string & m) {
         if (err) *err = "graph_dump_npy: " + m;
         return false;
     };
     if (id < 0 || id >= g.size()) return fail_with("node id " + std::to_string(id) + " does not exist");
-    const graph_node &n = g.node(id);
-    const float *data = g.data(id);
+    const graph_node & n = g.node(id);
+    const float * data = g.data(id);
     if (!data) return fail_with("node '" + n.name + "' has no F32 data (not computed yet, or a quantized constant)");
     std::string fname = n.name;
-    for (char &c : fname)
+    for (char & c : fname)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
     if (fname.empty() || fname[0] == '.') fname = "_" + fname;
     // numpy shape: outermost first; drop leading (outer) 1-dims but keep at least one.
@@ -821,7 +821,7 @@ bool graph_dump_npy(const graph &g, int id, const std::string &dir, std::string 
     header.append((64 - total % 64) % 64, ' ');
     header += '\n';
     const std::string path = dir + "/" + fname + ".npy";
-    FILE *f = std::fopen(path.c_str(), "wb");
+    FILE * f = std::fopen(path.c_str(), "wb");
     if (!f) return fail_with("cannot open '" + path + "' for writing");
     const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
     const uint16_t hlen = static_cast<uint16_t>(header.size());

@@ -65,7 +65,7 @@ enum graph_op : int32_t {
     GRAPH_OP_RESHAPE,
 };
 
-const char* graph_op_name(graph_op op);
+const char * graph_op_name(graph_op op);
 
 struct graph_node {
     graph_op op = GRAPH_OP_INPUT;
@@ -84,57 +84,57 @@ struct graph_node {
 class graph {
 public:
     // ---- leaves
-    int input(const std::string& name, std::vector<int64_t> ne);
-    int constant(const tensor& t);  // a view: t's memory must outlive the graph's computations
+    int input(const std::string & name, std::vector<int64_t> ne);
+    int constant(const tensor & t);  // a view: t's memory must outlive the graph's computations
 
     // ---- ops (name may be empty: a name "<op>_<id>" is made up)
-    int matmul(int w, int x, const std::string& name = "");  // w {n_in, n_out}, x {n_in, ...}
-    int get_rows(int table, std::vector<int32_t> ids, const std::string& name = "");
-    int add(int a, int b, const std::string& name = "");
-    int mul(int a, int b, const std::string& name = "");
-    int scale(int x, float s, const std::string& name = "");
-    int mul_row(int x, int w, const std::string& name = "");  // w {ne0 of x}
-    int add_row(int x, int b, const std::string& name = "");
-    int act(int x, act_type a, const std::string& name = "");
-    int glu(int gate, int up, act_type a, const std::string& name = "");
-    int softmax(int x, const std::string& name = "");
-    int rms_norm(int x, int w, float eps, const std::string& name = "");  // w may be -1
-    int layer_norm(int x, int w, int b, float eps, const std::string& name = "");
-    int group_norm(int x, int w, int b, int64_t n_groups, float eps, const std::string& name = "");  // x {.., .., C}
+    int matmul(int w, int x, const std::string & name = "");  // w {n_in, n_out}, x {n_in, ...}
+    int get_rows(int table, std::vector<int32_t> ids, const std::string & name = "");
+    int add(int a, int b, const std::string & name = "");
+    int mul(int a, int b, const std::string & name = "");
+    int scale(int x, float s, const std::string & name = "");
+    int mul_row(int x, int w, const std::string & name = "");  // w {ne0 of x}
+    int add_row(int x, int b, const std::string & name = "");
+    int act(int x, act_type a, const std::string & name = "");
+    int glu(int gate, int up, act_type a, const std::string & name = "");
+    int softmax(int x, const std::string & name = "");
+    int rms_norm(int x, int w, float eps, const std::string & name = "");  // w may be -1
+    int layer_norm(int x, int w, int b, float eps, const std::string & name = "");
+    int group_norm(int x, int w, int b, int64_t n_groups, float eps, const std::string & name = "");  // x {.., .., C}
     // x {head_dim, n_head, n_tok}; pos has n_tok entries
     int rope(int x, std::vector<int32_t> pos, int64_t n_rot, float freq_base, float freq_scale, rope_mode mode,
-             const std::string& name = "");
+             const std::string & name = "");
     // q {hd, n_head, n_q}, k / v {hd, n_head_kv, n_kv} -> {hd, n_head, n_q}
     int attention(int q, int k, int v, float scale, bool causal, int64_t q_pos0, int64_t window,
-                  const std::string& name = "");
-    int conv1d(int x, int w, int b, int64_t stride, int64_t pad, const std::string& name = "");  // x {L, C_in}
-    int conv2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string& name = "");  // x {W, H, C_in}
-    int conv_transpose2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string& name = "");
-    int conv_temporal(int x, int w, int b, const std::string& name = "");  // x {HW, T, C_in}, w {KT, C_in, C_out}
-    int upsample_nearest2d(int x, int64_t f, const std::string& name = "");
-    int avg_pool2d(int x, int64_t k, const std::string& name = "");
-    int max_pool2d(int x, int64_t k, const std::string& name = "");
-    int permute(int x, const int perm[4], const std::string& name = "");  // output dim d = input dim perm[d]
-    int concat(int a, int b, int dim, const std::string& name = "");
-    int reshape(int x, std::vector<int64_t> ne, const std::string& name = "");  // same element count (a copy)
+                  const std::string & name = "");
+    int conv1d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name = "");  // x {L, C_in}
+    int conv2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name = "");  // x {W, H, C_in}
+    int conv_transpose2d(int x, int w, int b, int64_t stride, int64_t pad, const std::string & name = "");
+    int conv_temporal(int x, int w, int b, const std::string & name = "");  // x {HW, T, C_in}, w {KT, C_in, C_out}
+    int upsample_nearest2d(int x, int64_t f, const std::string & name = "");
+    int avg_pool2d(int x, int64_t k, const std::string & name = "");
+    int max_pool2d(int x, int64_t k, const std::string & name = "");
+    int permute(int x, const int perm[4], const std::string & name = "");  // output dim d = input dim perm[d]
+    int concat(int a, int b, int dim, const std::string & name = "");
+    int reshape(int x, std::vector<int64_t> ne, const std::string & name = "");  // same element count (a copy)
 
     // ---- state
     bool ok() const { return err_.empty(); }
-    const std::string& error() const { return err_; }
+    const std::string & error() const { return err_; }
     int size() const { return static_cast<int>(nodes_.size()); }
-    const graph_node& node(int id) const { return nodes_[id]; }
-    int find(const std::string& name) const;  // -1 if absent
+    const graph_node & node(int id) const { return nodes_[id]; }
+    int find(const std::string & name) const;  // -1 if absent
     // The node's F32 data (inputs: write here before computing; others: valid after graph_compute). Constants
     // return their tensor's data when it is F32, else nullptr.
-    float* data(int id);
-    const float* data(int id) const;
+    float * data(int id);
+    const float * data(int id) const;
 
 private:
-    friend bool graph_compute(graph& g, const graph_compute_params& p, std::string* err);
+    friend bool graph_compute(graph & g, const graph_compute_params & p, std::string * err);
     int add_node(graph_node n);
-    bool fail(const std::string& op, const std::string& name, const std::string& msg);
-    bool check_ids(const char* op, const std::string& name, std::initializer_list<int> ids);
-    bool check_f32(const char* op, const std::string& name, int id, const char* what);
+    bool fail(const std::string & op, const std::string & name, const std::string & msg);
+    bool check_ids(const char * op, const std::string & name, std::initializer_list<int> ids);
+    bool check_f32(const char * op, const std::string & name, int id, const char * what);
 
     std::vector<graph_node> nodes_;
     std::string err_;
@@ -146,18 +146,18 @@ enum graph_backend : int32_t {
 };
 
 struct graph_compute_params {
-    thread_pool* pool = nullptr;
+    thread_pool * pool = nullptr;
     graph_backend backend = GRAPH_BACKEND_CPU;
     // Called after each computed node (not inputs / constants), e.g. to dump or compare intermediates.
-    std::function<void(const graph& g, int id)> on_node;
+    std::function<void(const graph & g, int id)> on_node;
 };
 
 // Runs every node in order. Returns false with *err set if the graph has a build error.
-bool graph_compute(graph& g, const graph_compute_params& p, std::string* err);
+bool graph_compute(graph & g, const graph_compute_params & p, std::string * err);
 
 // Writes node id's output as <dir>/<node name>.npy (little-endian float32, C order, numpy shape = ne reversed
 // with leading 1-dims dropped), so intermediates can be loaded next to a PyTorch run and compared layer by
 // layer. Call it from on_node or after graph_compute. Characters other than [A-Za-z0-9._-] in the name become '_'.
-bool graph_dump_npy(const graph& g, int id, const std::string& dir, std::string* err);
+bool graph_dump_npy(const graph & g, int id, const std::string & dir, std::string * err);
 
 }  // namespace spider

@@ -17,16 +17,16 @@ public:
     // Maps `bytes` (rounded up to 2 MiB) of zeroed memory; data() is nullptr when the mapping fails.
     explicit huge_buffer(size_t bytes);
     ~huge_buffer();
-    huge_buffer(huge_buffer&& o) noexcept;
-    huge_buffer& operator=(huge_buffer&& o) noexcept;
-    huge_buffer(const huge_buffer&) = delete;
-    huge_buffer& operator=(const huge_buffer&) = delete;
+    huge_buffer(huge_buffer && o) noexcept;
+    huge_buffer & operator=(huge_buffer && o) noexcept;
+    huge_buffer(const huge_buffer &) = delete;
+    huge_buffer & operator=(const huge_buffer &) = delete;
 
-    uint8_t* data() const { return data_; }
+    uint8_t * data() const { return data_; }
     size_t size() const { return size_; }
 
 private:
-    uint8_t* data_ = nullptr;
+    uint8_t * data_ = nullptr;
     size_t size_ = 0;
 };
 

@@ -38,7 +38,7 @@ constexpr size_t CHUNK_BYTES = 64 * 1024;  // weight bytes per work chunk (fits 
 // 98.1 to 117.7 / 116.5, Q4_0 from 55.5 / 46.6 to 64.3 / 72.5 (noisy); 4 MB was not better than 1 MB.
 constexpr size_t DECODE_CHUNK_BYTES = 1024 * 1024;
 constexpr size_t DECODE_MIN_CHUNK_BYTES = 64 * 1024;
-constexpr int MULTI_MAX = 8;               // weights per matmul_multi call
+constexpr int MULTI_MAX = 8;  // weights per matmul_multi call
 
 matmul_kernel select_kernel(dtype t) {
     matmul_kernel k;
@@ -60,9 +60,9 @@ void parallel(thread_pool * pool, const std::function<void(int, int)> & fn) {
 // One weight of a (multi-)matmul, ready to run: kernel, weights, converted activations, output.
 struct mm_job {
     matmul_kernel k;
-    matmul_tile_fn tile = nullptr;      // k.tile, or k.tile_packed for packed weights
-    int tile_rows = MATMUL_MAX_NR;      // weight rows per tile call (MATMUL_PACK_ROWS when packed)
-    const uint8_t * w0 = nullptr;       // W.data, or W.packed
+    matmul_tile_fn tile = nullptr;  // k.tile, or k.tile_packed for packed weights
+    int tile_rows = MATMUL_MAX_NR;  // weight rows per tile call (MATMUL_PACK_ROWS when packed)
+    const uint8_t * w0 = nullptr;   // W.data, or W.packed
     size_t w_stride = 0;
     dtype type = DTYPE_F32;
     // Packed weights whose packed kernel takes one token (k.packed_one_token) in a prompt: each chunk's groups of
@@ -196,7 +196,8 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
         // bandwidth was low, 0.462-0.485 instead of 0.525-0.533 when it was high (layers 1345-1380 -> 1143-1268 us
         // per token); a floor of 256 KB instead of 64 KB was slower (attn_output 151-158 -> 177-184 us).
         size_t left = 0;
-        for (int i = 0; i < n_jobs; ++i) left += static_cast<size_t>(jobs[i].n_tiles) * jobs[i].tile_rows * jobs[i].w_stride;
+        for (int i = 0; i < n_jobs; ++i)
+            left += static_cast<size_t>(jobs[i].n_tiles) * jobs[i].tile_rows * jobs[i].w_stride;
         for (int i = 0; i < n_jobs; ++i) {
             const mm_job & j = jobs[i];
             const size_t tile_bytes = static_cast<size_t>(j.tile_rows) * j.w_stride;
@@ -224,7 +225,8 @@ void run_jobs(mm_job * jobs, int n_jobs, int64_t n_in, int64_t n_tok, thread_poo
             const int64_t balance = (total_tiles + 4 * nth - 1) / (4 * nth);
             if (ct > balance) ct = balance;
             if (ct < 1) ct = 1;
-            for (int64_t tb = 0; tb < j.n_tiles; tb += ct) spans.push_back({i, tb, tb + ct < j.n_tiles ? tb + ct : j.n_tiles});
+            for (int64_t tb = 0; tb < j.n_tiles; tb += ct)
+                spans.push_back({i, tb, tb + ct < j.n_tiles ? tb + ct : j.n_tiles});
         }
     }
     const int64_t n_spans = static_cast<int64_t>(spans.size());
@@ -278,8 +280,7 @@ size_t matmul_pack_bytes(const tensor & W) {
     const bool kquant = W.type == DTYPE_Q4_K || W.type == DTYPE_Q6_K;
     const bool type_ok = W.type == DTYPE_Q4_0 || W.type == DTYPE_Q5_0 || W.type == DTYPE_Q8_0 || kquant;
     if (!type_ok || W.ne[0] % (kquant ? QK_K : 32) != 0 || W.ne[1] % MATMUL_PACK_ROWS != 0 || W.ne[2] != 1 ||
-        W.ne[3] != 1 ||
-        W.nb[1] != W.row_bytes() || !W.data) {
+        W.ne[3] != 1 || W.nb[1] != W.row_bytes() || !W.data) {
         return 0;
     }
     if (!select_kernel(W.type).tile_packed) return 0;

@@ -109,7 +109,7 @@ void unpack_q6_K_block(const block_q6_K_x8 & g, int lane, block_q6_K * out) {
         const uint32_t ha = load_u32(g.qh + 64 * c + 4 * lane), hb = load_u32(g.qh + 64 * c + 32 + 4 * lane);
         for (int v = 0; v < 4; ++v) {
             const uint32_t q = load_u32(g.ql + 128 * c + 32 * v + 4 * lane);
-            const uint32_t nib[2] = {q & 0x0F0F0F0Fu, q >> 4 & 0x0F0F0F0Fu};       // elements 4v.., 16+4v..
+            const uint32_t nib[2] = {q & 0x0F0F0F0Fu, q >> 4 & 0x0F0F0F0Fu};  // elements 4v.., 16+4v..
             const uint32_t hi[2] = {ha >> (2 * v) & 0x03030303u, hb >> (2 * v) & 0x03030303u};
             for (int half = 0; half < 2; ++half) {
                 const int y = 16 * half + 4 * v;
@@ -175,7 +175,8 @@ void matmul_pack(const tensor & W, uint8_t * dst) {
         for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t *>(W.row(g0 + r));
         for (int64_t b = 0; b < nb; ++b) {
             if (W.type == DTYPE_Q8_0) {
-                for (int r = 0; r < R; ++r) std::memcpy(dst + 2 * r, &reinterpret_cast<const block_q8_0 *>(rows[r])[b].d, 2);
+                for (int r = 0; r < R; ++r)
+                    std::memcpy(dst + 2 * r, &reinterpret_cast<const block_q8_0 *>(rows[r])[b].d, 2);
                 dst += 2 * R;
                 for (int g = 0; g < 8; ++g) {
                     for (int r = 0; r < R; ++r) {
@@ -204,8 +205,8 @@ void matmul_pack(const tensor & W, uint8_t * dst) {
             if (q5) {
                 for (int r = 0; r < R; ++r) {
                     const uint8_t * qh = reinterpret_cast<const block_q5_0 *>(rows[r])[b].qh;
-                    const uint32_t h = uint32_t(qh[0]) | uint32_t(qh[1]) << 8 | uint32_t(qh[2]) << 16 |
-                                       uint32_t(qh[3]) << 24;
+                    const uint32_t h =
+                        uint32_t(qh[0]) | uint32_t(qh[1]) << 8 | uint32_t(qh[2]) << 16 | uint32_t(qh[3]) << 24;
                     for (int i = 0; i < 4; ++i) {
                         uint8_t v = 0;
                         for (int g = 0; g < 8; ++g) v |= static_cast<uint8_t>(((h >> (4 * g + i)) & 1u) << g);

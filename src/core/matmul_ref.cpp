@@ -17,9 +17,9 @@ bool is_float_or_quant(dtype t) {
     return t != DTYPE_I8 && t != DTYPE_I16 && t != DTYPE_I32 && t != DTYPE_Q8_K;
 }
 
-bool check_weight(const char* op, const tensor& W, std::string* err) {
-    const dtype_traits* tr = dtype_get_traits(W.type);
-    auto fail = [&](const std::string& m) {
+bool check_weight(const char * op, const tensor & W, std::string * err) {
+    const dtype_traits * tr = dtype_get_traits(W.type);
+    auto fail = [&](const std::string & m) {
         if (err) *err = std::string("[") + op + "] " + (W.name.empty() ? "tensor" : W.name) + ": " + m;
         return false;
     };
@@ -39,7 +39,7 @@ bool check_weight(const char* op, const tensor& W, std::string* err) {
 
 }  // namespace
 
-bool matmul_check(const tensor& W, int64_t n_tok, std::string* err) {
+bool matmul_check(const tensor & W, int64_t n_tok, std::string * err) {
     if (!check_weight("matmul", W, err)) return false;
     if (n_tok < 0) {
         if (err) *err = "[matmul] negative token count " + std::to_string(n_tok);
@@ -48,7 +48,7 @@ bool matmul_check(const tensor& W, int64_t n_tok, std::string* err) {
     return true;
 }
 
-bool get_rows_check(const tensor& table, const int32_t* ids, int64_t n_ids, std::string* err) {
+bool get_rows_check(const tensor & table, const int32_t * ids, int64_t n_ids, std::string * err) {
     if (!check_weight("get_rows", table, err)) return false;
     if (n_ids > 0 && !ids) {
         if (err) *err = "[get_rows] no ids";
@@ -68,7 +68,7 @@ bool get_rows_check(const tensor& table, const int32_t* ids, int64_t n_ids, std:
 
 namespace ref {
 
-void matmul(const tensor& W, const float* x, float* y, int64_t n_tok, thread_pool* pool) {
+void matmul(const tensor & W, const float * x, float * y, int64_t n_tok, thread_pool * pool) {
     (void)pool;
     const int64_t n_in = W.ne[0], n_out = W.ne[1];
     if (!matmul_check(W, n_tok, nullptr)) {
@@ -82,7 +82,7 @@ void matmul(const tensor& W, const float* x, float* y, int64_t n_tok, thread_poo
     for (int64_t o = 0; o < n_out; ++o) {
         dequantize_row(W.type, W.row(o), w.data(), n_in);
         for (int64_t t = 0; t < n_tok; ++t) {
-            const float* xt = x + t * n_in;
+            const float * xt = x + t * n_in;
             double sum = 0;
             for (int64_t i = 0; i < n_in; ++i) sum += static_cast<double>(w[i]) * xt[i];
             y[t * n_out + o] = static_cast<float>(sum);
@@ -90,7 +90,7 @@ void matmul(const tensor& W, const float* x, float* y, int64_t n_tok, thread_poo
     }
 }
 
-void get_rows(const tensor& table, const int32_t* ids, int64_t n_ids, float* y) {
+void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * y) {
     const int64_t n = table.ne[0];
     const bool ok = get_rows_check(table, ids, n_ids, nullptr);
     for (int64_t t = 0; t < n_ids; ++t) {

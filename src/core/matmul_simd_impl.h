@@ -133,8 +133,8 @@ void prep_q8_0x(const float * x, int64_t n, uint8_t * dst) {
         }
         // 32 int32 -> 32 int8 in order: the packs interleave 128-bit lanes, the permute undoes it.
         const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
-        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
-                                                        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        const __m256i p8 =
+            _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256(reinterpret_cast<__m256i *>(qs + 32 * b), p8);
         // Sums of each group of 4 levels: two rounds of pairwise adds leave groups (0 2 4 6 | 1 3 5 7).
         const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
@@ -176,7 +176,8 @@ void prep_q8_K(const float * x, int64_t n, uint8_t * dst) {
         int first = 0;
         const __m256 am = _mm256_set1_ps(amax);
         for (int k = 0; k < QK_K; k += 8) {
-            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), am, _CMP_EQ_OQ));
+            const int hit =
+                _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), am, _CMP_EQ_OQ));
             if (hit) {
                 first = k + __builtin_ctz(static_cast<unsigned>(hit));
                 break;
@@ -264,10 +265,10 @@ inline __m256i nsum_times_offset(__m256i nsum) {
 
 // Pointers into one Q8_0x activation row (layout: matmul_kernels.h) of nb blocks.
 struct q8x_row {
-    const int8_t * qs;      // levels, 32 per block
-    const float * d;        // scales
-    const int32_t * nsum;   // minus 16 times the sum of each group of 4 levels, 8 per block
-    const int32_t * xsum;   // the sums of each block's 32 levels
+    const int8_t * qs;     // levels, 32 per block
+    const float * d;       // scales
+    const int32_t * nsum;  // minus 16 times the sum of each group of 4 levels, 8 per block
+    const int32_t * xsum;  // the sums of each block's 32 levels
     q8x_row() = default;
     q8x_row(const uint8_t * row, int64_t nb)
         : qs(reinterpret_cast<const int8_t *>(row)),
@@ -426,8 +427,7 @@ void tile32r(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t
         for (int64_t b = 0; b < n_full; b += 8) {
             const __m256 dw = scales8<L>(wb, b, 8);
 #pragma GCC unroll 4
-            for (int c = 0; c < NC; ++c)
-                acc[c] = dot_group8<L, true, (NC > 1)>(wb, b, 8, x[c], dw, acc[c]);
+            for (int c = 0; c < NC; ++c) acc[c] = dot_group8<L, true, (NC > 1)>(wb, b, 8, x[c], dw, acc[c]);
         }
         if (m_tail > 0) {
             const __m256 dw = scales8<L>(wb, n_full, m_tail);
@@ -496,7 +496,6 @@ struct pack8_q8_0 {
     }
 };
 
-
 // Walks the nb block groups of one packed group of 8 rows: prefetch ahead, the 8 rows' scales as floats, their
 // levels decoded to unsigned bytes, then f(b, dw, u) does a kernel's arithmetic on block b.
 template <typename P, typename F>
@@ -545,8 +544,7 @@ void tile_pack8(int64_t n, const uint8_t * w, const uint8_t * xq, size_t xs, flo
 }
 
 template <typename P>
-void mm_pack8(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
-              size_t ys) {
+void mm_pack8(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y, size_t ys) {
     constexpr int NC2 = SPIDER_SIMD_MAX_NC >= 2 ? 2 : 1, NC3 = SPIDER_SIMD_MAX_NC >= 3 ? 3 : 1;
     if (nc == 1) return tile_pack8<P, 1>(n, w, xq, xs, y, ys);
     if (nc == 2) return tile_pack8<P, NC2>(n, w, xq, xs, y, ys);
@@ -616,7 +614,6 @@ void mm_pack8_lanes(int64_t n, const uint8_t * w, size_t, int, const uint8_t * x
         }
     }
 }
-
 
 // ---- K-quants against Q8_K ----
 
@@ -925,9 +922,9 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
             // scales 2c, 2c+1 of the 8 rows as int16 pairs
             const __m256i pair =
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->scales + 16 * c)));
-            isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                       _mm256_slli_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), pair,
-                                                                             _mm256_set1_epi32(bs2[c])), 5));
+            isum[c] = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), pair, _mm256_set1_epi32(bs2[c])), 5));
         }
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {
@@ -966,7 +963,6 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
     }
     _mm256_storeu_ps(y, hsum_lanes8(acc));
 }
-
 
 void mm_pack8_q6_K(int64_t n, const uint8_t * w, size_t, int, const uint8_t * xq, size_t xs, int nc, float * y,
                    size_t ys) {

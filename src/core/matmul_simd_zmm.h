@@ -29,9 +29,9 @@ inline __m512i load_pair(const uint8_t * a, const uint8_t * b) {
 
 // The fp16 scales at a (8) and at b (8) as 16 floats.
 inline __m512 scales_pair(const uint8_t * a, const uint8_t * b) {
-    const __m256i h = _mm256_inserti128_si256(
-        _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i *>(b)), 1);
+    const __m256i h =
+        _mm256_inserti128_si256(_mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a))),
+                                _mm_loadu_si128(reinterpret_cast<const __m128i *>(b)), 1);
     return _mm512_cvtph_ps(h);
 }
 
@@ -143,10 +143,10 @@ inline void tile_q5_0_lanes_wide(int64_t n, const uint8_t * w, const uint8_t * x
         __m512i u[4];
         u[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(v0, m4), _mm512_sllv_epi16(h, up01), b4, 0xF8);
         u[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(v1, m4), _mm512_sllv_epi16(h, up23), b4, 0xF8);
-        u[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), _mm512_srlv_epi16(h, dn45),
-                                         b4, 0xF8);
-        u[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), _mm512_srlv_epi16(h, dn67),
-                                         b4, 0xF8);
+        u[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), _mm512_srlv_epi16(h, dn45), b4,
+                                         0xF8);
+        u[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), _mm512_srlv_epi16(h, dn67), b4,
+                                         0xF8);
         const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.qs + 32 * b)));
         __m512i ns = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.nsum + 8 * b)));
         if constexpr (P::OFFSET_SHIFT > 4) {
@@ -156,8 +156,8 @@ inline void tile_q5_0_lanes_wide(int64_t n, const uint8_t * w, const uint8_t * x
         }
 #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
-            const __m512i s = _mm512_dpbusd_epi32(_mm512_permutexvar_epi32(idx[k], ns), u[k],
-                                                  _mm512_permutexvar_epi32(idx[k], xv));
+            const __m512i s =
+                _mm512_dpbusd_epi32(_mm512_permutexvar_epi32(idx[k], ns), u[k], _mm512_permutexvar_epi32(idx[k], xv));
             acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[k]);
         }
     }
@@ -229,14 +229,12 @@ inline void tile_pack8_q4_K_wide(int64_t n, const uint8_t * w, const uint8_t * x
         const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales)));
         const __m512i bm =
             _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 32)));
-        const __m512i c =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 64)));
+        const __m512i c = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(g->scales + 64)));
         const __m512i sc_lo = _mm512_and_si512(a, c3f);
         const __m512i sc_hi = _mm512_ternarylogic_epi32(_mm512_and_si512(c, c0f), _mm512_srli_epi32(a, 2), c30, 0xF8);
         const __m512i m_lo = _mm512_and_si512(bm, c3f);
-        const __m512i m_hi =
-            _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), c0f), _mm512_srli_epi32(bm, 2), c30,
-                                      0xF8);
+        const __m512i m_hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), c0f),
+                                                       _mm512_srli_epi32(bm, 2), c30, 0xF8);
         __m512i isum[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) isum[j] = _mm512_setzero_si512();

@@ -18,29 +18,29 @@
 namespace spider {
 
 // The row kernels every ISA file defines (ops_avx2.cpp, ops_avx512.cpp), declared once for each namespace.
-#define SPIDER_OPS_ROW_KERNELS                                                                                  \
-    void add(const float *a, const float *b, float *y, int64_t n);                                              \
-    void mul(const float *a, const float *b, float *y, int64_t n);                                              \
-    void scale(const float *x, float s, float *y, int64_t n);                                                   \
-    void act(int a, const float *x, float *y, int64_t n);                                                       \
-    void glu(int a, const float *g, const float *u, float *y, int64_t n);                                       \
-    float dot(const float *a, const float *b, int64_t n);                                                       \
-    void axpy(float a, const float *x, float *y, int64_t n);                                                    \
-    float max(const float *x, int64_t n);                                                                       \
-    float exp_sum(const float *x, float m, float *y, int64_t n);                                                \
-    void sums(const float *x, int64_t n, float *sum, float *sum_sq);                                            \
-    float sq_dev(const float *x, float mean, int64_t n);                                                        \
-    void norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n);
+#define SPIDER_OPS_ROW_KERNELS                                               \
+    void add(const float * a, const float * b, float * y, int64_t n);        \
+    void mul(const float * a, const float * b, float * y, int64_t n);        \
+    void scale(const float * x, float s, float * y, int64_t n);              \
+    void act(int a, const float * x, float * y, int64_t n);                  \
+    void glu(int a, const float * g, const float * u, float * y, int64_t n); \
+    float dot(const float * a, const float * b, int64_t n);                  \
+    void axpy(float a, const float * x, float * y, int64_t n);               \
+    float max(const float * x, int64_t n);                                   \
+    float exp_sum(const float * x, float m, float * y, int64_t n);           \
+    void sums(const float * x, int64_t n, float * sum, float * sum_sq);      \
+    float sq_dev(const float * x, float mean, int64_t n);                    \
+    void norm_apply(const float * x, float mean, float inv, const float * w, const float * b, float * y, int64_t n);
 
 namespace avx2 {
 SPIDER_OPS_ROW_KERNELS
-void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+void gemm(int64_t M, int64_t N, int64_t K, const float * A, int64_t lda, const float * B, int64_t ldb, float * C,
           int64_t ldc, bool accumulate);
-void attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd, int64_t j0,
-               int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
-void attn_tile_f16(const float *q, int64_t ldq, int G, const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t hd,
-                   int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch);
-void f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
+               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch);
+void attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
+                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch);
+void f16_to_f32(const uint16_t * src, float * dst, int64_t n);
 }  // namespace avx2
 
 namespace avx512 {
@@ -68,22 +68,22 @@ float act_scalar(int a, float x) {
     }
 }
 
-void g_add(const float *a, const float *b, float *y, int64_t n) {
+void g_add(const float * a, const float * b, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
-void g_mul(const float *a, const float *b, float *y, int64_t n) {
+void g_mul(const float * a, const float * b, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }
-void g_scale(const float *x, float s, float *y, int64_t n) {
+void g_scale(const float * x, float s, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
-void g_act(int a, const float *x, float *y, int64_t n) {
+void g_act(int a, const float * x, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = act_scalar(a, x[i]);
 }
-void g_glu(int a, const float *g, const float *u, float *y, int64_t n) {
+void g_glu(int a, const float * g, const float * u, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = act_scalar(a, g[i]) * u[i];
 }
-float g_dot(const float *a, const float *b, int64_t n) {
+float g_dot(const float * a, const float * b, int64_t n) {
     float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -92,15 +92,15 @@ float g_dot(const float *a, const float *b, int64_t n) {
     for (; i < n; ++i) r += a[i] * b[i];
     return r;
 }
-void g_axpy(float a, const float *x, float *y, int64_t n) {
+void g_axpy(float a, const float * x, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
-float g_max(const float *x, int64_t n) {
+float g_max(const float * x, int64_t n) {
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
     return m;
 }
-float g_exp_sum(const float *x, float m, float *y, int64_t n) {
+float g_exp_sum(const float * x, float m, float * y, int64_t n) {
     float s = 0.0f;
     for (int64_t i = 0; i < n; ++i) {
         y[i] = std::exp(x[i] - m);
@@ -108,7 +108,7 @@ float g_exp_sum(const float *x, float m, float *y, int64_t n) {
     }
     return s;
 }
-void g_sums(const float *x, int64_t n, float *sum, float *sum_sq) {
+void g_sums(const float * x, int64_t n, float * sum, float * sum_sq) {
     float s = 0.0f, q = 0.0f;
     for (int64_t i = 0; i < n; ++i) {
         s += x[i];
@@ -117,12 +117,12 @@ void g_sums(const float *x, int64_t n, float *sum, float *sum_sq) {
     *sum = s;
     *sum_sq = q;
 }
-float g_sq_dev(const float *x, float mean, int64_t n) {
+float g_sq_dev(const float * x, float mean, int64_t n) {
     float q = 0.0f;
     for (int64_t i = 0; i < n; ++i) q += (x[i] - mean) * (x[i] - mean);
     return q;
 }
-void g_norm_apply(const float *x, float mean, float inv, const float *w, const float *b, float *y, int64_t n) {
+void g_norm_apply(const float * x, float mean, float inv, const float * w, const float * b, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
         float v = (x[i] - mean) * inv;
         if (w) v *= w[i];
@@ -130,14 +130,14 @@ void g_norm_apply(const float *x, float mean, float inv, const float *w, const f
         y[i] = v;
     }
 }
-void g_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+void g_gemm(int64_t M, int64_t N, int64_t K, const float * A, int64_t lda, const float * B, int64_t ldb, float * C,
             int64_t ldc, bool accumulate) {
     for (int64_t m = 0; m < M; ++m) {
-        float *c = C + m * ldc;
+        float * c = C + m * ldc;
         if (!accumulate) std::fill(c, c + N, 0.0f);
         for (int64_t k = 0; k < K; ++k) {
             const float a = A[m * lda + k];
-            const float *b = B + k * ldb;
+            const float * b = B + k * ldb;
             for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
         }
     }
@@ -145,10 +145,10 @@ void g_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const 
 
 // Generic twin of avx2::attn_tile: G query rows of one GQA group over keys [j0, j1), online softmax per block. F16
 // K / V (KV = uint16_t) are widened a block at a time into scratch (after the G * (64 + hd + 2) floats).
-inline const float *kv_rows(const float *p, int64_t, int64_t, int64_t, float *) {
+inline const float * kv_rows(const float * p, int64_t, int64_t, int64_t, float *) {
     return p;
 }
-inline const float *kv_rows(const uint16_t *p, int64_t ld, int64_t nb, int64_t hd, float *buf) {
+inline const float * kv_rows(const uint16_t * p, int64_t ld, int64_t nb, int64_t hd, float * buf) {
     for (int64_t j = 0; j < nb; ++j) {
         for (int64_t e = 0; e < hd; ++e) buf[j * hd + e] = fp16_to_fp32(p[j * ld + e]);
     }
@@ -156,24 +156,24 @@ inline const float *kv_rows(const uint16_t *p, int64_t ld, int64_t nb, int64_t h
 }
 
 template <typename KV>
-void g_attn_tile_impl(const float *q, int64_t ldq, int G, const KV *k, const KV *v, int64_t ldkv, int64_t hd,
-                      int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+void g_attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const KV * v, int64_t ldkv, int64_t hd,
+                      int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     constexpr int64_t BK = 64;
     constexpr bool F16 = std::is_same<KV, uint16_t>::value;
-    float *logit = scratch;
-    float *acc = logit + G * BK;
-    float *kbuf = acc + G * (hd + 2);
-    float *vbuf = kbuf + BK * hd;
+    float * logit = scratch;
+    float * acc = logit + G * BK;
+    float * kbuf = acc + G * (hd + 2);
+    float * vbuf = kbuf + BK * hd;
     const int64_t ld = F16 ? hd : ldkv;  // row stride of the (widened) block
     std::fill(acc, acc + G * hd, 0.0f);
     for (int g = 0; g < G; ++g) {
-        const float *qg = q + g * ldq;
-        float *ag = acc + g * hd;
+        const float * qg = q + g * ldq;
+        float * ag = acc + g * hd;
         float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
         for (int64_t jb = j0; jb < j1; jb += BK) {
             const int64_t nb = std::min(BK, j1 - jb);
-            const float *kb = kv_rows(k + jb * ldkv, ldkv, nb, hd, kbuf);
-            const float *vb = kv_rows(v + jb * ldkv, ldkv, nb, hd, vbuf);
+            const float * kb = kv_rows(k + jb * ldkv, ldkv, nb, hd, kbuf);
+            const float * vb = kv_rows(v + jb * ldkv, ldkv, nb, hd, vbuf);
             for (int64_t j = 0; j < nb; ++j) logit[j] = g_dot(qg, kb + j * ld, hd) * sc;
             const float bm = g_max(logit, nb);
             if (bm > m) {
@@ -191,22 +191,22 @@ void g_attn_tile_impl(const float *q, int64_t ldq, int G, const KV *k, const KV 
     }
 }
 
-void g_attn_tile(const float *q, int64_t ldq, int G, const float *k, const float *v, int64_t ldkv, int64_t hd,
-                 int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+void g_attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
+                 int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     g_attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
-void g_attn_tile_f16(const float *q, int64_t ldq, int G, const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t hd,
-                     int64_t j0, int64_t j1, float sc, float *out, int64_t ldo, float *scratch) {
+void g_attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
+                     int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     g_attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
-void g_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+void g_f16_to_f32(const uint16_t * src, float * dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
 struct kernel_set {
-    const char *name;
+    const char * name;
     void (*add)(const float *, const float *, float *, int64_t);
     void (*mul)(const float *, const float *, float *, int64_t);
     void (*scale)(const float *, float, float *, int64_t);
@@ -227,28 +227,31 @@ struct kernel_set {
     void (*f16_to_f32)(const uint16_t *, float *, int64_t);
 };
 
-const kernel_set GENERIC = {"generic", g_add,     g_mul,  g_scale,  g_act,        g_glu,  g_dot,      g_axpy,
-                            g_max,     g_exp_sum, g_sums, g_sq_dev, g_norm_apply, g_gemm, g_attn_tile, g_attn_tile_f16, g_f16_to_f32};
-const kernel_set AVX2 = {"avx2",     avx2::add,    avx2::mul,        avx2::scale, avx2::act,
-                         avx2::glu,  avx2::dot,    avx2::axpy,       avx2::max,   avx2::exp_sum,
-                         avx2::sums, avx2::sq_dev, avx2::norm_apply, avx2::gemm,  avx2::attn_tile, avx2::attn_tile_f16, avx2::f16_to_f32};
+const kernel_set GENERIC = {"generic",    g_add,  g_mul,       g_scale,         g_act,       g_glu,
+                            g_dot,        g_axpy, g_max,       g_exp_sum,       g_sums,      g_sq_dev,
+                            g_norm_apply, g_gemm, g_attn_tile, g_attn_tile_f16, g_f16_to_f32};
+const kernel_set AVX2 = {
+    "avx2",           avx2::add,  avx2::mul,       avx2::scale,         avx2::act,       avx2::glu,
+    avx2::dot,        avx2::axpy, avx2::max,       avx2::exp_sum,       avx2::sums,      avx2::sq_dev,
+    avx2::norm_apply, avx2::gemm, avx2::attn_tile, avx2::attn_tile_f16, avx2::f16_to_f32};
 // The AVX-512 row kernels with the AVX2 gemm and attention tile (ops_avx512.cpp says why).
-const kernel_set AVX512 = {"avx512",     avx512::add,    avx512::mul,        avx512::scale, avx512::act,
-                           avx512::glu,  avx512::dot,    avx512::axpy,       avx512::max,   avx512::exp_sum,
-                           avx512::sums, avx512::sq_dev, avx512::norm_apply, avx2::gemm,    avx2::attn_tile, avx2::attn_tile_f16, avx2::f16_to_f32};
+const kernel_set AVX512 = {
+    "avx512",           avx512::add,  avx512::mul,     avx512::scale,       avx512::act,     avx512::glu,
+    avx512::dot,        avx512::axpy, avx512::max,     avx512::exp_sum,     avx512::sums,    avx512::sq_dev,
+    avx512::norm_apply, avx2::gemm,   avx2::attn_tile, avx2::attn_tile_f16, avx2::f16_to_f32};
 
 // nullptr = follow cpu_level_active() (which tests and benchmarks may force through cpu_features_force or
 // SPIDER_CPU_LEVEL); else the set forced by ops_use_generic_kernels.
 std::atomic<const kernel_set *> g_forced{nullptr};
 
-const kernel_set &K() {
-    const kernel_set *k = g_forced.load(std::memory_order_acquire);
+const kernel_set & K() {
+    const kernel_set * k = g_forced.load(std::memory_order_acquire);
     if (k) return *k;
     const cpu_level lv = cpu_level_active();
     return lv >= CPU_LEVEL_AVX512 ? AVX512 : lv >= CPU_LEVEL_AVX2 ? AVX2 : GENERIC;
 }
 
-void parallel(thread_pool *pool, const std::function<void(int, int)> &fn) {
+void parallel(thread_pool * pool, const std::function<void(int, int)> & fn) {
     if (!pool || pool->size() <= 1) {
         fn(0, 1);
     } else {
@@ -267,44 +270,44 @@ bool ops_use_generic_kernels(bool on) {
     return cpu_level_active() >= CPU_LEVEL_AVX2;
 }
 
-const char *ops_kernel_name() {
+const char * ops_kernel_name() {
     return K().name;
 }
 
 // ---- elementwise
 
-void add(const float *a, const float *b, float *y, int64_t n) {
+void add(const float * a, const float * b, float * y, int64_t n) {
     K().add(a, b, y, n);
 }
-void mul(const float *a, const float *b, float *y, int64_t n) {
+void mul(const float * a, const float * b, float * y, int64_t n) {
     K().mul(a, b, y, n);
 }
-void scale(const float *x, float s, float *y, int64_t n) {
+void scale(const float * x, float s, float * y, int64_t n) {
     K().scale(x, s, y, n);
 }
 
-void mul_row(const float *x, const float *w, float *y, int64_t rows, int64_t n) {
-    const kernel_set &k = K();
+void mul_row(const float * x, const float * w, float * y, int64_t rows, int64_t n) {
+    const kernel_set & k = K();
     for (int64_t r = 0; r < rows; ++r) k.mul(x + r * n, w, y + r * n, n);
 }
 
-void add_row(const float *x, const float *b, float *y, int64_t rows, int64_t n) {
-    const kernel_set &k = K();
+void add_row(const float * x, const float * b, float * y, int64_t rows, int64_t n) {
+    const kernel_set & k = K();
     for (int64_t r = 0; r < rows; ++r) k.add(x + r * n, b, y + r * n, n);
 }
 
-void activation(act_type a, const float *x, float *y, int64_t n) {
+void activation(act_type a, const float * x, float * y, int64_t n) {
     K().act(a, x, y, n);
 }
 
-void glu(act_type a, const float *gate, const float *up, float *y, int64_t n) {
+void glu(act_type a, const float * gate, const float * up, float * y, int64_t n) {
     K().glu(a, gate, up, y, n);
 }
 
 // ---- softmax and norms: one row at a time, two vectorised passes each
 
-void softmax_rows(const float *x, float *y, int64_t rows, int64_t n) {
-    const kernel_set &k = K();
+void softmax_rows(const float * x, float * y, int64_t rows, int64_t n) {
+    const kernel_set & k = K();
     for (int64_t r = 0; r < rows; ++r) {
         const float m = k.max(x + r * n, n);
         const float s = k.exp_sum(x + r * n, m, y + r * n, n);
@@ -312,8 +315,8 @@ void softmax_rows(const float *x, float *y, int64_t rows, int64_t n) {
     }
 }
 
-void rms_norm(const float *x, const float *w, float *y, int64_t rows, int64_t n, float eps) {
-    const kernel_set &k = K();
+void rms_norm(const float * x, const float * w, float * y, int64_t rows, int64_t n, float eps) {
+    const kernel_set & k = K();
     for (int64_t r = 0; r < rows; ++r) {
         float s, q;
         k.sums(x + r * n, n, &s, &q);
@@ -322,8 +325,8 @@ void rms_norm(const float *x, const float *w, float *y, int64_t rows, int64_t n,
     }
 }
 
-void layer_norm(const float *x, const float *w, const float *b, float *y, int64_t rows, int64_t n, float eps) {
-    const kernel_set &k = K();
+void layer_norm(const float * x, const float * w, const float * b, float * y, int64_t rows, int64_t n, float eps) {
+    const kernel_set & k = K();
     for (int64_t r = 0; r < rows; ++r) {
         float s, q;
         k.sums(x + r * n, n, &s, &q);
@@ -333,19 +336,19 @@ void layer_norm(const float *x, const float *w, const float *b, float *y, int64_
     }
 }
 
-void group_norm(const float *x, const float *w, const float *b, float *y, int64_t C, int64_t HW, int64_t n_groups,
+void group_norm(const float * x, const float * w, const float * b, float * y, int64_t C, int64_t HW, int64_t n_groups,
                 float eps) {
-    const kernel_set &k = K();
+    const kernel_set & k = K();
     const int64_t cg = C / n_groups;
     for (int64_t g = 0; g < n_groups; ++g) {
-        const float *xg = x + g * cg * HW;
+        const float * xg = x + g * cg * HW;
         const int64_t m = cg * HW;  // a group is one contiguous block of cg channels
         float s, q;
         k.sums(xg, m, &s, &q);
         const float mean = s / static_cast<float>(m);
         const float inv = 1.0f / std::sqrt(k.sq_dev(xg, mean, m) / static_cast<float>(m) + eps);
         for (int64_t c = g * cg; c < (g + 1) * cg; ++c) {
-            float *yc = y + c * HW;
+            float * yc = y + c * HW;
             k.norm_apply(x + c * HW, mean, inv * (w ? w[c] : 1.0f), nullptr, nullptr, yc, HW);
             if (b) {
                 const float bc = b[c];
@@ -372,15 +375,15 @@ struct rope_table {
     std::vector<int32_t> pos;
     std::vector<float> cs, sn;  // [n_tok, n_rot / 2]
 
-    bool matches(const int32_t *p, int64_t n_tok, int64_t nr, float base, float scale, const float *ff) const {
+    bool matches(const int32_t * p, int64_t n_tok, int64_t nr, float base, float scale, const float * ff) const {
         return n_rot == nr && freq_base == base && freq_scale == scale && has_factors == (ff != nullptr) &&
                (!ff || std::equal(factors.begin(), factors.end(), ff)) && static_cast<int64_t>(pos.size()) == n_tok &&
                std::equal(pos.begin(), pos.end(), p);
     }
 };
 
-const rope_table &rope_angles(const int32_t *pos, int64_t n_tok, int64_t n_rot, float freq_base, float freq_scale,
-                              const float *freq_factors) {
+const rope_table & rope_angles(const int32_t * pos, int64_t n_tok, int64_t n_rot, float freq_base, float freq_scale,
+                               const float * freq_factors) {
     static thread_local rope_table tabs[2];
     static thread_local int last = 0;  // the table used last; the other one is replaced
     for (int i : {last, 1 - last}) {
@@ -390,7 +393,7 @@ const rope_table &rope_angles(const int32_t *pos, int64_t n_tok, int64_t n_rot, 
         }
     }
     last = 1 - last;
-    rope_table &tab = tabs[last];
+    rope_table & tab = tabs[last];
     const int64_t half = n_rot / 2;
     std::vector<double> inv_freq(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
@@ -422,18 +425,18 @@ const rope_table &rope_angles(const int32_t *pos, int64_t n_tok, int64_t n_rot, 
 
 }  // namespace
 
-void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, float freq_base,
-          float freq_scale, rope_mode mode, const float *freq_factors) {
+void rope(float * x, const int32_t * pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot,
+          float freq_base, float freq_scale, rope_mode mode, const float * freq_factors) {
     const int64_t half = n_rot / 2;
-    const rope_table &tab = rope_angles(pos, n_tok, n_rot, freq_base, freq_scale, freq_factors);
+    const rope_table & tab = rope_angles(pos, n_tok, n_rot, freq_base, freq_scale, freq_factors);
     for (int64_t t = 0; t < n_tok; ++t) {
-        const float *cs = tab.cs.data() + t * half;
-        const float *sn = tab.sn.data() + t * half;
+        const float * cs = tab.cs.data() + t * half;
+        const float * sn = tab.sn.data() + t * half;
         for (int64_t h = 0; h < n_head; ++h) {
-            float *v = x + (t * n_head + h) * head_dim;
+            float * v = x + (t * n_head + h) * head_dim;
             if (mode == ROPE_MODE_NEOX) {
-                float *a = v;
-                float *b = v + half;
+                float * a = v;
+                float * b = v + half;
                 for (int64_t i = 0; i < half; ++i) {
                     const float x0 = a[i], x1 = b[i];
                     a[i] = x0 * cs[i] - x1 * sn[i];
@@ -457,9 +460,9 @@ void rope(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head, int64_t h
 namespace {
 
 template <typename KV, typename Tile>
-void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
+void attention_impl(const float * q, const KV * k, const KV * v, float * out, int64_t n_q, int64_t n_kv, int64_t n_head,
                     int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
-                    thread_pool *pool, Tile tile) {
+                    thread_pool * pool, Tile tile) {
     const int64_t group = n_head / n_head_kv;
     const int nth = pool ? pool->size() : 1;
     // Few items (decode with few KV heads) and several threads: split each group so every thread gets work. (One
@@ -489,8 +492,8 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
             const int64_t i = it / (n_head_kv * n_split), rem = it % (n_head_kv * n_split);
             const int64_t hk = rem / n_split, part = rem % n_split;
             const int64_t h0 = hk * group + part * gsz, G = std::min(gsz, hk * group + group - h0);
-            const float *qi = q + (i * n_head + h0) * head_dim;
-            float *oi = out + (i * n_head + h0) * head_dim;
+            const float * qi = q + (i * n_head + h0) * head_dim;
+            float * oi = out + (i * n_head + h0) * head_dim;
             const int64_t qpos = q_pos0 + i;
             int64_t j0 = 0, j1 = n_kv;
             if (causal) j1 = std::min<int64_t>(n_kv, qpos + 1);
@@ -512,17 +515,17 @@ void attention_impl(const float *q, const KV *k, const KV *v, float *out, int64_
 
 }  // namespace
 
-void attention(const float *q, const float *k, const float *v, float *out, int64_t n_q, int64_t n_kv, int64_t n_head,
-               int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
-               thread_pool *pool) {
+void attention(const float * q, const float * k, const float * v, float * out, int64_t n_q, int64_t n_kv,
+               int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
+               int64_t window, thread_pool * pool) {
     attention_impl(q, k, v, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0, window, pool,
                    K().attn_tile);
 }
 
-void attention_f16kv(const float *q, const uint16_t *k, const uint16_t *v, float *out, int64_t n_q, int64_t n_kv,
+void attention_f16kv(const float * q, const uint16_t * k, const uint16_t * v, float * out, int64_t n_q, int64_t n_kv,
                      int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
-                     int64_t window, thread_pool *pool, std::vector<float> *wide) {
-    const kernel_set &kr = K();
+                     int64_t window, thread_pool * pool, std::vector<float> * wide) {
+    const kernel_set & kr = K();
     if (n_q == 1) {
         // One query (decode): each visible key and value is widened once, a block at a time, inside the tile.
         attention_impl(q, k, v, out, n_q, n_kv, n_head, n_head_kv, head_dim, scale, causal, q_pos0, window, pool,
@@ -532,7 +535,7 @@ void attention_f16kv(const float *q, const uint16_t *k, const uint16_t *v, float
     // Several queries (a prompt): every query would widen the keys it sees again, n_q / 2 times the cache on average
     // (gemma-3-270m pp512: attention 17% of the time instead of ~5%). Widen the cache once and attend in F32.
     std::vector<float> own;
-    std::vector<float> &buf = wide ? *wide : own;
+    std::vector<float> & buf = wide ? *wide : own;
     const size_t n = static_cast<size_t>(n_kv * n_head_kv * head_dim);
     if (buf.size() < 2 * n) buf.resize(2 * n);
     kr.f16_to_f32(k, buf.data(), static_cast<int64_t>(n));
@@ -552,11 +555,11 @@ struct conv_geom {
 
 // col[r][n] for kernel tap r = (c, ky, kx) and output column n0 + n. Each output row is one segment whose valid
 // taps [lo, hi) are found up front, so the inner loop is a branch-free (for stride 1: contiguous) copy.
-void im2col_chunk(const float *x, const conv_geom &g, int64_t n0, int64_t nc, float *col) {
+void im2col_chunk(const float * x, const conv_geom & g, int64_t n0, int64_t nc, float * col) {
     for (int64_t c = 0; c < g.C_in; ++c) {
         for (int64_t ky = 0; ky < g.KH; ++ky) {
             for (int64_t kx = 0; kx < g.KW; ++kx) {
-                float *row = col + ((c * g.KH + ky) * g.KW + kx) * nc;
+                float * row = col + ((c * g.KH + ky) * g.KW + kx) * nc;
                 // Output columns ox whose input ix = ox * stride - pad + kx lies in [0, W).
                 const int64_t off = g.pad_w - kx;
                 const int64_t ox_min = off > 0 ? (off + g.stride_w - 1) / g.stride_w : 0;
@@ -564,12 +567,12 @@ void im2col_chunk(const float *x, const conv_geom &g, int64_t n0, int64_t nc, fl
                 int64_t n = 0, oy = n0 / g.W_out, ox = n0 % g.W_out;
                 while (n < nc) {
                     const int64_t seg = std::min(g.W_out - ox, nc - n);
-                    float *dst = row + n;  // dst[o - ox] for output column o of this row
+                    float * dst = row + n;  // dst[o - ox] for output column o of this row
                     const int64_t iy = oy * g.stride_h - g.pad_h + ky;
                     if (iy < 0 || iy >= g.H) {
                         std::fill(dst, dst + seg, 0.0f);
                     } else {
-                        const float *xr = x + (c * g.H + iy) * g.W;  // input column of output o: o * stride - off
+                        const float * xr = x + (c * g.H + iy) * g.W;  // input column of output o: o * stride - off
                         // [lo, hi): the valid columns, clamped to this segment (a chunk may end before ox_min)
                         const int64_t lo = std::min(std::max(ox, ox_min), ox + seg);
                         const int64_t hi = std::min(ox + seg, std::max(ox_end, lo));
@@ -590,8 +593,9 @@ void im2col_chunk(const float *x, const conv_geom &g, int64_t n0, int64_t nc, fl
     }
 }
 
-void conv_im2col(const float *x, const float *w, const float *b, float *y, const conv_geom &g, thread_pool *pool) {
-    const kernel_set &kr = K();
+void conv_im2col(const float * x, const float * w, const float * b, float * y, const conv_geom & g,
+                 thread_pool * pool) {
+    const kernel_set & kr = K();
     const int64_t N = g.H_out * g.W_out, Kd = g.C_in * g.KH * g.KW;
     // Columns per chunk: the panel Kd x NC should stay in L2 (<= ~256 KiB), and at least 16 for the GEMM tile.
     int64_t NC = (256 * 1024 / 4) / std::max<int64_t>(Kd, 1);
@@ -606,7 +610,7 @@ void conv_im2col(const float *x, const float *w, const float *b, float *y, const
             kr.gemm(g.C_out, nc, Kd, w, Kd, col.data(), nc, y + n0, N, false);
             if (b) {
                 for (int64_t o = 0; o < g.C_out; ++o) {
-                    float *yo = y + o * N + n0;
+                    float * yo = y + o * N + n0;
                     for (int64_t n = 0; n < nc; ++n) yo[n] += b[o];
                 }
             }
@@ -616,14 +620,14 @@ void conv_im2col(const float *x, const float *w, const float *b, float *y, const
 
 }  // namespace
 
-void conv1d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t L, int64_t C_out, int64_t K,
-            int64_t stride, int64_t pad, thread_pool *pool) {
+void conv1d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t L, int64_t C_out,
+            int64_t K, int64_t stride, int64_t pad, thread_pool * pool) {
     const conv_geom g = {C_in, 1, L, C_out, 1, K, 1, stride, 0, pad, 1, (L + 2 * pad - K) / stride + 1};
     conv_im2col(x, w, b, y, g, pool);
 }
 
-void conv2d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t H, int64_t W, int64_t C_out,
-            int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool *pool) {
+void conv2d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t H, int64_t W,
+            int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool * pool) {
     const conv_geom g = {C_in,
                          H,
                          W,
@@ -639,19 +643,19 @@ void conv2d(const float *x, const float *w, const float *b, float *y, int64_t C_
     conv_im2col(x, w, b, y, g, pool);
 }
 
-void conv_temporal(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t T, int64_t HW,
-                   int64_t C_out, int64_t KT, thread_pool *pool) {
+void conv_temporal(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t T, int64_t HW,
+                   int64_t C_out, int64_t KT, thread_pool * pool) {
     // A KT x 1 conv2d over the [T, HW] plane of each channel, padded in time only.
     const int64_t pad = (KT - 1) / 2;
     const conv_geom g = {C_in, T, HW, C_out, KT, 1, 1, 1, pad, 0, T, HW};  // T outputs for odd and even KT, as ref
     conv_im2col(x, w, b, y, g, pool);
 }
 
-void conv_transpose2d(const float *x, const float *w, const float *b, float *y, int64_t C_in, int64_t H, int64_t W,
-                      int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool *pool) {
+void conv_transpose2d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t H, int64_t W,
+                      int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool * pool) {
     // cols[(o, ky, kx), pixel_in] = sum_c w[c, (o, ky, kx)] x[c, pixel_in] (one GEMM with the transposed
     // weights), then each output channel gathers its KH * KW shifted planes (col2im), one channel per thread.
-    const kernel_set &kr = K();
+    const kernel_set & kr = K();
     const int64_t M2 = C_out * KH * KW, HW = H * W;
     const int64_t H_out = (H - 1) * stride - 2 * pad + KH, W_out = (W - 1) * stride - 2 * pad + KW;
     std::vector<float> wt(static_cast<size_t>(M2 * C_in));
@@ -667,11 +671,11 @@ void conv_transpose2d(const float *x, const float *w, const float *b, float *y, 
     });
     parallel(pool, [&](int ith, int nth) {
         for (int64_t o = ith; o < C_out; o += nth) {
-            float *yo = y + o * H_out * W_out;
+            float * yo = y + o * H_out * W_out;
             std::fill(yo, yo + H_out * W_out, b ? b[o] : 0.0f);
             for (int64_t ky = 0; ky < KH; ++ky) {
                 for (int64_t kx = 0; kx < KW; ++kx) {
-                    const float *cp = cols.data() + ((o * KH + ky) * KW + kx) * HW;
+                    const float * cp = cols.data() + ((o * KH + ky) * KW + kx) * HW;
                     for (int64_t iy = 0; iy < H; ++iy) {
                         const int64_t oy = iy * stride - pad + ky;
                         if (oy < 0 || oy >= H_out) continue;
@@ -689,12 +693,12 @@ void conv_transpose2d(const float *x, const float *w, const float *b, float *y, 
 
 // ---- resampling and layout
 
-void upsample_nearest2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t f) {
+void upsample_nearest2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t f) {
     const int64_t Wo = W * f;
     for (int64_t c = 0; c < C; ++c) {
         for (int64_t iy = 0; iy < H; ++iy) {
-            const float *xr = x + (c * H + iy) * W;
-            float *y0 = y + (c * H * f + iy * f) * Wo;
+            const float * xr = x + (c * H + iy) * W;
+            float * y0 = y + (c * H * f + iy * f) * Wo;
             for (int64_t ix = 0; ix < W; ++ix)
                 for (int64_t r = 0; r < f; ++r) y0[ix * f + r] = xr[ix];
             for (int64_t r = 1; r < f; ++r) std::memcpy(y0 + r * Wo, y0, sizeof(float) * Wo);
@@ -702,7 +706,7 @@ void upsample_nearest2d(const float *x, float *y, int64_t C, int64_t H, int64_t 
     }
 }
 
-void avg_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t k) {
+void avg_pool2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t k) {
     const int64_t Ho = H / k, Wo = W / k;
     const float inv = 1.0f / static_cast<float>(k * k);
     std::vector<float> acc(static_cast<size_t>(Wo));
@@ -710,7 +714,7 @@ void avg_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64
         for (int64_t oy = 0; oy < Ho; ++oy) {
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int64_t ky = 0; ky < k; ++ky) {
-                const float *xr = x + (c * H + oy * k + ky) * W;
+                const float * xr = x + (c * H + oy * k + ky) * W;
                 for (int64_t ox = 0; ox < Wo; ++ox)
                     for (int64_t kx = 0; kx < k; ++kx) acc[ox] += xr[ox * k + kx];
             }
@@ -719,14 +723,14 @@ void avg_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64
     }
 }
 
-void max_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64_t k) {
+void max_pool2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t k) {
     const int64_t Ho = H / k, Wo = W / k;
     for (int64_t c = 0; c < C; ++c) {
         for (int64_t oy = 0; oy < Ho; ++oy) {
-            float *yr = y + (c * Ho + oy) * Wo;
+            float * yr = y + (c * Ho + oy) * Wo;
             std::fill(yr, yr + Wo, -std::numeric_limits<float>::infinity());
             for (int64_t ky = 0; ky < k; ++ky) {
-                const float *xr = x + (c * H + oy * k + ky) * W;
+                const float * xr = x + (c * H + oy * k + ky) * W;
                 for (int64_t ox = 0; ox < Wo; ++ox)
                     for (int64_t kx = 0; kx < k; ++kx) yr[ox] = std::max(yr[ox], xr[ox * k + kx]);
             }
@@ -734,18 +738,18 @@ void max_pool2d(const float *x, float *y, int64_t C, int64_t H, int64_t W, int64
     }
 }
 
-void permute(const float *x, float *y, const int64_t ne[4], const int perm[4]) {
+void permute(const float * x, float * y, const int64_t ne[4], const int perm[4]) {
     const int64_t in_stride[4] = {1, ne[0], ne[0] * ne[1], ne[0] * ne[1] * ne[2]};
     int64_t one[4], st[4];  // output shape, input stride of each output dim
     for (int d = 0; d < 4; ++d) {
         one[d] = ne[perm[d]];
         st[d] = in_stride[perm[d]];
     }
-    float *yp = y;
+    float * yp = y;
     for (int64_t i3 = 0; i3 < one[3]; ++i3)
         for (int64_t i2 = 0; i2 < one[2]; ++i2)
             for (int64_t i1 = 0; i1 < one[1]; ++i1) {
-                const float *xp = x + i3 * st[3] + i2 * st[2] + i1 * st[1];
+                const float * xp = x + i3 * st[3] + i2 * st[2] + i1 * st[1];
                 if (st[0] == 1) {
                     std::memcpy(yp, xp, sizeof(float) * one[0]);  // innermost dim kept: whole rows
                 } else {
@@ -755,7 +759,7 @@ void permute(const float *x, float *y, const int64_t ne[4], const int perm[4]) {
             }
 }
 
-void concat(const float *a, const int64_t ne_a[4], const float *b, const int64_t ne_b[4], int dim, float *y) {
+void concat(const float * a, const int64_t ne_a[4], const float * b, const int64_t ne_b[4], int dim, float * y) {
     // Both inputs are a sequence of `outer` blocks; block sizes are the products of the dims up to `dim`.
     int64_t outer = 1, ba = 1, bb = 1;
     for (int d = 0; d <= dim; ++d) {

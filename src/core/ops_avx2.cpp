@@ -109,50 +109,50 @@ static inline __m256 act_ps(int a, __m256 x) {
 }
 
 // Loads n < 8 trailing floats (zero-filled) and stores them back, so every kernel handles odd sizes the same way.
-static inline __m256 load_tail(const float* p, int64_t n) {
+static inline __m256 load_tail(const float * p, int64_t n) {
     float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t i = 0; i < n; ++i) buf[i] = p[i];
     return _mm256_loadu_ps(buf);
 }
-static inline void store_tail(float* p, __m256 v, int64_t n) {
+static inline void store_tail(float * p, __m256 v, int64_t n) {
     float buf[8];
     _mm256_storeu_ps(buf, v);
     for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
 }
 
-void add(const float* a, const float* b, float* y, int64_t n) {
+void add(const float * a, const float * b, float * y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
     for (; i < n; ++i) y[i] = a[i] + b[i];
 }
 
-void mul(const float* a, const float* b, float* y, int64_t n) {
+void mul(const float * a, const float * b, float * y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
     for (; i < n; ++i) y[i] = a[i] * b[i];
 }
 
-void scale(const float* x, float s, float* y, int64_t n) {
+void scale(const float * x, float s, float * y, int64_t n) {
     const __m256 vs = _mm256_set1_ps(s);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
     for (; i < n; ++i) y[i] = x[i] * s;
 }
 
-void act(int a, const float* x, float* y, int64_t n) {
+void act(int a, const float * x, float * y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, act_ps(a, _mm256_loadu_ps(x + i)));
     if (i < n) store_tail(y + i, act_ps(a, load_tail(x + i, n - i)), n - i);
 }
 
-void glu(int a, const float* g, const float* u, float* y, int64_t n) {
+void glu(int a, const float * g, const float * u, float * y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(act_ps(a, _mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
     if (i < n) store_tail(y + i, _mm256_mul_ps(act_ps(a, load_tail(g + i, n - i)), load_tail(u + i, n - i)), n - i);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
+float dot(const float * a, const float * b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -168,7 +168,7 @@ float dot(const float* a, const float* b, int64_t n) {
 }
 
 // y += a * x
-void axpy(float a, const float* x, float* y, int64_t n) {
+void axpy(float a, const float * x, float * y, int64_t n) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -176,7 +176,7 @@ void axpy(float a, const float* x, float* y, int64_t n) {
     for (; i < n; ++i) y[i] += a * x[i];
 }
 
-float max(const float* x, int64_t n) {
+float max(const float * x, int64_t n) {
     __m256 m = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
@@ -186,7 +186,7 @@ float max(const float* x, int64_t n) {
 }
 
 // y[i] = exp(x[i] - m); returns the sum of y.
-float exp_sum(const float* x, float m, float* y, int64_t n) {
+float exp_sum(const float * x, float m, float * y, int64_t n) {
     const __m256 vm = _mm256_set1_ps(m);
     __m256 s = _mm256_setzero_ps();
     int64_t i = 0;
@@ -204,7 +204,7 @@ float exp_sum(const float* x, float m, float* y, int64_t n) {
 }
 
 // Sum and sum of squares of x (mean / variance pass of the norms).
-void sums(const float* x, int64_t n, float* sum, float* sum_sq) {
+void sums(const float * x, int64_t n, float * sum, float * sum_sq) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -224,7 +224,7 @@ void sums(const float* x, int64_t n, float* sum, float* sum_sq) {
 }
 
 // Sum of (x - mean)^2: the second pass of layer / group norm (two passes keep the variance accurate).
-float sq_dev(const float* x, float mean, int64_t n) {
+float sq_dev(const float * x, float mean, int64_t n) {
     const __m256 vm = _mm256_set1_ps(mean);
     __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -239,7 +239,7 @@ float sq_dev(const float* x, float mean, int64_t n) {
 }
 
 // y = (x - mean) * inv * w + b, w / b optional
-void norm_apply(const float* x, float mean, float inv, const float* w, const float* b, float* y, int64_t n) {
+void norm_apply(const float * x, float mean, float inv, const float * w, const float * b, float * y, int64_t n) {
     const __m256 vm = _mm256_set1_ps(mean), vi = _mm256_set1_ps(inv);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -259,7 +259,7 @@ void norm_apply(const float* x, float mean, float inv, const float* w, const flo
 // C[M, N] (+)= A[M, K] * B[K, N], all row-major with leading dimensions lda / ldb / ldc. Register tile of 4 rows
 // x 16 columns (8 accumulators); B rows are streamed, A entries broadcast. Callers keep B's panel small enough
 // to stay in cache (ops.cpp packs an im2col slice of a few dozen columns per thread).
-void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+void gemm(int64_t M, int64_t N, int64_t K, const float * A, int64_t lda, const float * B, int64_t ldb, float * C,
           int64_t ldc, bool accumulate) {
     int64_t n0 = 0;
     for (; n0 + 16 <= N; n0 += 16) {
@@ -268,10 +268,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const fl
             __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
                    c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
                    c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-            const float* a0 = A + m0 * lda;
-            const float* a1 = a0 + lda;
-            const float* a2 = a1 + lda;
-            const float* a3 = a2 + lda;
+            const float * a0 = A + m0 * lda;
+            const float * a1 = a0 + lda;
+            const float * a2 = a1 + lda;
+            const float * a3 = a2 + lda;
             for (int64_t k = 0; k < K; ++k) {
                 const __m256 b0 = _mm256_loadu_ps(B + k * ldb + n0), b1 = _mm256_loadu_ps(B + k * ldb + n0 + 8);
                 __m256 a = _mm256_broadcast_ss(a0 + k);
@@ -287,11 +287,11 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const fl
                 c30 = _mm256_fmadd_ps(a, b0, c30);
                 c31 = _mm256_fmadd_ps(a, b1, c31);
             }
-            float* c = C + m0 * ldc + n0;
+            float * c = C + m0 * ldc + n0;
             const __m256 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
             for (int r = 0; r < 4; ++r) {
                 for (int h = 0; h < 2; ++h) {
-                    float* p = c + r * ldc + h * 8;
+                    float * p = c + r * ldc + h * 8;
                     const __m256 v = acc[r * 2 + h];
                     _mm256_storeu_ps(p, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p), v) : v);
                 }
@@ -304,7 +304,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const fl
                 c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0), c0);
                 c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0 + 8), c1);
             }
-            float* p = C + m0 * ldc + n0;
+            float * p = C + m0 * ldc + n0;
             _mm256_storeu_ps(p, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p), c0) : c0);
             _mm256_storeu_ps(p + 8, accumulate ? _mm256_add_ps(_mm256_loadu_ps(p + 8), c1) : c1);
         }
@@ -330,21 +330,21 @@ namespace {
 // acc[g][e..e+8) += sum_j p[g][j] * v[j][e..e+8) for GN query rows at once: each V chunk is loaded once and
 // feeds GN accumulators held in registers.
 // Eight K or V values as floats: F32 loaded, F16 widened in the register (the same values widen_rows stores).
-inline __m256 load8(const float* p) {
+inline __m256 load8(const float * p) {
     return _mm256_loadu_ps(p);
 }
-inline __m256 load8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+inline __m256 load8(const uint16_t * p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
 }
-inline float load1(const float* p) {
+inline float load1(const float * p) {
     return *p;
 }
-inline float load1(const uint16_t* p) {
+inline float load1(const uint16_t * p) {
     return _cvtsh_ss(*p);
 }
 
 template <int GN, typename KV>
-void v_accumulate(const float* p, int64_t ldp, const KV* v, int64_t ldv, int64_t nb, float* acc, int64_t lda,
+void v_accumulate(const float * p, int64_t ldp, const KV * v, int64_t ldv, int64_t nb, float * acc, int64_t lda,
                   int64_t hd) {
     int64_t e = 0;
     if constexpr (GN <= 4) {
@@ -388,13 +388,13 @@ void v_accumulate(const float* p, int64_t ldp, const KV* v, int64_t ldv, int64_t
 }
 
 // nb rows of hd F16 values, ld apart, widened into dst (rows hd apart): one key block of the F16 KV cache.
-void widen_rows(const uint16_t* src, int64_t ld, int64_t nb, int64_t hd, float* dst) {
+void widen_rows(const uint16_t * src, int64_t ld, int64_t nb, int64_t hd, float * dst) {
     for (int64_t j = 0; j < nb; ++j) {
-        const uint16_t* s = src + j * ld;
-        float* d = dst + j * hd;
+        const uint16_t * s = src + j * ld;
+        float * d = dst + j * hd;
         int64_t e = 0;
         for (; e + 8 <= hd; e += 8) {
-            _mm256_storeu_ps(d + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + e))));
+            _mm256_storeu_ps(d + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(s + e))));
         }
         for (; e < hd; ++e) d[e] = _cvtsh_ss(s[e]);
     }
@@ -403,8 +403,8 @@ void widen_rows(const uint16_t* src, int64_t ld, int64_t nb, int64_t hd, float* 
 // Finishes the scores of one query against four keys: the four accumulators' horizontal sums (one tree for all
 // four), the elements past hd8, and the scale, into out[0..4).
 template <typename KV>
-inline void scores4(const __m256* s, const float* qg, const KV* const* k, int64_t hd8, int64_t hd, float sc,
-                    float* out) {
+inline void scores4(const __m256 * s, const float * qg, const KV * const * k, int64_t hd8, int64_t hd, float sc,
+                    float * out) {
     const __m256 h01 = _mm256_hadd_ps(s[0], s[1]), h23 = _mm256_hadd_ps(s[2], s[3]);
     const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: s0 s1 s2 s3 partials
     const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -418,8 +418,8 @@ inline void scores4(const __m256* s, const float* qg, const KV* const* k, int64_
 
 // scores4's tree for two keys: the same sums, in the same order, for each (query, key).
 template <typename KV>
-inline void scores2(__m256 s0, __m256 s1, const float* qg, const KV* k0, const KV* k1, int64_t hd8, int64_t hd,
-                    float sc, float* out) {
+inline void scores2(__m256 s0, __m256 s1, const float * qg, const KV * k0, const KV * k1, int64_t hd8, int64_t hd,
+                    float sc, float * out) {
     const __m256 h01 = _mm256_hadd_ps(s0, s1);
     const __m256 h = _mm256_hadd_ps(h01, h01);  // per 128-bit lane: s0 s1 partials (twice)
     const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -437,12 +437,12 @@ inline void scores2(__m256 s0, __m256 s1, const float* qg, const KV* k0, const K
 // the two keys (converted once if F16) and a query chunk fit the 16 vector registers. Each (query, key) keeps
 // scores4's accumulator and tree (the first two keys' hadd is taken before the next two are summed).
 template <typename KV>
-inline void scores4x4(const float* qg, int64_t ldq, const KV* const* k, int64_t hd8, int64_t hd, float sc, float* out,
-                      int64_t ldo) {
+inline void scores4x4(const float * qg, int64_t ldq, const KV * const * k, int64_t hd8, int64_t hd, float sc,
+                      float * out, int64_t ldo) {
     __m256 h01[4], h23[4];
     for (int half = 0; half < 2; ++half) {
-        const KV* ka = k[2 * half];
-        const KV* kc = k[2 * half + 1];
+        const KV * ka = k[2 * half];
+        const KV * kc = k[2 * half + 1];
         __m256 a[4][2];
         for (int u = 0; u < 4; ++u) a[u][0] = a[u][1] = _mm256_setzero_ps();
         for (int64_t e = 0; e < hd8; e += 8) {
@@ -460,7 +460,7 @@ inline void scores4x4(const float* qg, int64_t ldq, const KV* const* k, int64_t 
         const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
         float t[4];
         _mm_storeu_ps(t, r);
-        const float* qu = qg + u * ldq;
+        const float * qu = qg + u * ldq;
         for (int64_t e = hd8; e < hd; ++e) {
             for (int w = 0; w < 4; ++w) t[w] += qu[e] * load1(k[w] + e);
         }
@@ -475,14 +475,14 @@ inline void scores4x4(const float* qg, int64_t ldq, const KV* const* k, int64_t 
 // than the arithmetic (attention_f16kv for one query, 4 heads sharing one KV head of 256, 2-core Xeon, in cache:
 // 64 keys 11.0 -> 4.9 us, 512 keys 85 -> 34 us).
 template <typename KV>
-void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v, int64_t ldkv, int64_t hd,
-                    int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+void attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const KV * v, int64_t ldkv, int64_t hd,
+                    int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     constexpr int64_t BK = 64;
-    float* logit = scratch;
-    float* acc = logit + G * BK;
-    float* mrow = acc + G * hd;
-    float* srow = mrow + G;
-    float* krow = srow + G;  // F16: one key widened for dot()
+    float * logit = scratch;
+    float * acc = logit + G * BK;
+    float * mrow = acc + G * hd;
+    float * srow = mrow + G;
+    float * krow = srow + G;  // F16: one key widened for dot()
     for (int64_t i = 0; i < G * hd; ++i) acc[i] = 0.0f;
     for (int g = 0; g < G; ++g) {
         mrow[g] = -INFINITY;
@@ -490,7 +490,7 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
     }
     const int64_t hd8 = hd / 8 * 8;
     // dot(q row, key row) as for F32 keys: F16 keys widened first (the same values).
-    auto dot_key = [&](const float* qr, const KV* kr) {
+    auto dot_key = [&](const float * qr, const KV * kr) {
         if constexpr (std::is_same<KV, float>::value) {
             return dot(qr, kr, hd);
         } else {
@@ -500,18 +500,18 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
     };
     for (int64_t jb = j0; jb < j1; jb += BK) {
         const int64_t nb = j1 - jb < BK ? j1 - jb : BK;
-        const KV* kb = k + jb * ldkv;
-        const KV* vb = v + jb * ldkv;
+        const KV * kb = k + jb * ldkv;
+        const KV * vb = v + jb * ldkv;
         const int64_t ldk = ldkv;
         // Scores: four queries at a time where there are four (each key chunk loaded feeds eight FMAs), then two,
         // then one. Each (query, key) keeps its own accumulator and horizontal-sum tree: the same scores either way.
         int g = 0;
         for (; g + 4 <= G; g += 4) {
-            const float* qa = q + g * ldq;
-            float* la = logit + g * BK;
+            const float * qa = q + g * ldq;
+            float * la = logit + g * BK;
             int64_t j = 0;
             for (; j + 4 <= nb; j += 4) {
-                const KV* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
+                const KV * kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
                 scores4x4(qa, ldq, kj, hd8, hd, sc, la + j, BK);
             }
             for (; j < nb; ++j) {
@@ -520,13 +520,13 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
         }
         for (; g < G; g += 2) {
             const bool two = g + 1 < G;
-            const float* qa = q + g * ldq;
-            const float* qb = two ? qa + ldq : qa;
-            float* la = logit + g * BK;
-            float* lb = two ? la + BK : la;
+            const float * qa = q + g * ldq;
+            const float * qb = two ? qa + ldq : qa;
+            float * la = logit + g * BK;
+            float * lb = two ? la + BK : la;
             int64_t j = 0;
             for (; j + 4 <= nb; j += 4) {
-                const KV* kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
+                const KV * kj[4] = {kb + j * ldk, kb + (j + 1) * ldk, kb + (j + 2) * ldk, kb + (j + 3) * ldk};
                 __m256 sa[4], sb[4];
                 for (int u = 0; u < 4; ++u) sa[u] = sb[u] = _mm256_setzero_ps();
                 if (two) {
@@ -553,7 +553,7 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
             }
         }
         for (int g = 0; g < G; ++g) {
-            float* lg = logit + g * BK;
+            float * lg = logit + g * BK;
             // Online softmax: rescale what was accumulated when the running max grows.
             const float bm = max(lg, nb);
             if (bm > mrow[g]) {
@@ -568,8 +568,8 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
         }
         for (int g0 = 0; g0 < G; g0 += 8) {
             const int gn = G - g0 < 8 ? G - g0 : 8;
-            const float* p = logit + g0 * BK;
-            float* a = acc + g0 * hd;
+            const float * p = logit + g0 * BK;
+            float * a = acc + g0 * hd;
             switch (gn) {
                 case 1:
                     v_accumulate<1>(p, BK, vb, ldk, nb, a, hd, hd);
@@ -603,17 +603,17 @@ void attn_tile_impl(const float* q, int64_t ldq, int G, const KV* k, const KV* v
 
 }  // namespace
 
-void attn_tile(const float* q, int64_t ldq, int G, const float* k, const float* v, int64_t ldkv, int64_t hd, int64_t j0,
-               int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+void attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
+               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
-void attn_tile_f16(const float* q, int64_t ldq, int G, const uint16_t* k, const uint16_t* v, int64_t ldkv, int64_t hd,
-                   int64_t j0, int64_t j1, float sc, float* out, int64_t ldo, float* scratch) {
+void attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
+                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
     attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
 }
 
-void f16_to_f32(const uint16_t* src, float* dst, int64_t n) {
+void f16_to_f32(const uint16_t * src, float * dst, int64_t n) {
     widen_rows(src, n, 1, n, dst);
 }
 

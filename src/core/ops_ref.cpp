@@ -12,24 +12,24 @@
 namespace spider {
 namespace ref {
 
-void add(const float* a, const float* b, float* y, int64_t n) {
+void add(const float * a, const float * b, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
-void mul(const float* a, const float* b, float* y, int64_t n) {
+void mul(const float * a, const float * b, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }
 
-void scale(const float* x, float s, float* y, int64_t n) {
+void scale(const float * x, float s, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 
-void mul_row(const float* x, const float* w, float* y, int64_t rows, int64_t n) {
+void mul_row(const float * x, const float * w, float * y, int64_t rows, int64_t n) {
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] * w[i];
 }
 
-void add_row(const float* x, const float* b, float* y, int64_t rows, int64_t n) {
+void add_row(const float * x, const float * b, float * y, int64_t rows, int64_t n) {
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] + b[i];
 }
@@ -51,18 +51,18 @@ static float act_one(act_type a, float x) {
     return x;
 }
 
-void activation(act_type a, const float* x, float* y, int64_t n) {
+void activation(act_type a, const float * x, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = act_one(a, x[i]);
 }
 
-void glu(act_type a, const float* gate, const float* up, float* y, int64_t n) {
+void glu(act_type a, const float * gate, const float * up, float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = act_one(a, gate[i]) * up[i];
 }
 
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t n) {
+void softmax_rows(const float * x, float * y, int64_t rows, int64_t n) {
     for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * n;
-        float* yr = y + r * n;
+        const float * xr = x + r * n;
+        float * yr = y + r * n;
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t i = 0; i < n; ++i) mx = std::max(mx, xr[i]);
         double sum = 0.0;
@@ -71,9 +71,9 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t n) {
     }
 }
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+void rms_norm(const float * x, const float * w, float * y, int64_t rows, int64_t n, float eps) {
     for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * n;
+        const float * xr = x + r * n;
         double ss = 0.0;
         for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
         const double inv = 1.0 / std::sqrt(ss / n + eps);
@@ -81,9 +81,9 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
     }
 }
 
-void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t n, float eps) {
+void layer_norm(const float * x, const float * w, const float * b, float * y, int64_t rows, int64_t n, float eps) {
     for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * n;
+        const float * xr = x + r * n;
         double mean = 0.0;
         for (int64_t i = 0; i < n; ++i) mean += xr[i];
         mean /= n;
@@ -100,11 +100,11 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
     }
 }
 
-void group_norm(const float* x, const float* w, const float* b, float* y, int64_t C, int64_t HW, int64_t n_groups,
+void group_norm(const float * x, const float * w, const float * b, float * y, int64_t C, int64_t HW, int64_t n_groups,
                 float eps) {
     const int64_t cg = C / n_groups;
     for (int64_t g = 0; g < n_groups; ++g) {
-        const float* xg = x + g * cg * HW;
+        const float * xg = x + g * cg * HW;
         const int64_t m = cg * HW;
         double mean = 0.0;
         for (int64_t i = 0; i < m; ++i) mean += xg[i];
@@ -124,12 +124,12 @@ void group_norm(const float* x, const float* w, const float* b, float* y, int64_
     }
 }
 
-void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, float freq_base,
-          float freq_scale, rope_mode mode, const float* freq_factors) {
+void rope(float * x, const int32_t * pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot,
+          float freq_base, float freq_scale, rope_mode mode, const float * freq_factors) {
     const int64_t half = n_rot / 2;
     for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t h = 0; h < n_head; ++h) {
-            float* v = x + (t * n_head + h) * head_dim;
+            float * v = x + (t * n_head + h) * head_dim;
             for (int64_t i = 0; i < half; ++i) {
                 // theta_i = pos * base^(-2i/n_rot) * freq_scale / factor_i (llama.cpp's rope with ext_factor 0)
                 const double theta = static_cast<double>(pos[t]) *
@@ -146,16 +146,16 @@ void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t h
     }
 }
 
-void attention(const float* q, const float* k, const float* v, float* out, int64_t n_q, int64_t n_kv, int64_t n_head,
-               int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0, int64_t window,
-               thread_pool* pool) {
+void attention(const float * q, const float * k, const float * v, float * out, int64_t n_q, int64_t n_kv,
+               int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale, bool causal, int64_t q_pos0,
+               int64_t window, thread_pool * pool) {
     const int64_t group = n_head / n_head_kv;
     std::vector<double> logit(static_cast<size_t>(n_kv));
     for (int64_t h = 0; h < n_head; ++h) {
         const int64_t hk = h / group;
         for (int64_t i = 0; i < n_q; ++i) {
-            const float* qi = q + (i * n_head + h) * head_dim;
-            float* oi = out + (i * n_head + h) * head_dim;
+            const float * qi = q + (i * n_head + h) * head_dim;
+            float * oi = out + (i * n_head + h) * head_dim;
             const int64_t qpos = q_pos0 + i;
             double mx = -std::numeric_limits<double>::infinity();
             for (int64_t j = 0; j < n_kv; ++j) {
@@ -164,7 +164,7 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
                     logit[j] = -std::numeric_limits<double>::infinity();
                     continue;
                 }
-                const float* kj = k + (j * n_head_kv + hk) * head_dim;
+                const float * kj = k + (j * n_head_kv + hk) * head_dim;
                 double d = 0.0;
                 for (int64_t e = 0; e < head_dim; ++e) d += static_cast<double>(qi[e]) * kj[e];
                 logit[j] = d * scale;
@@ -178,7 +178,7 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
                 if (logit[j] == -std::numeric_limits<double>::infinity()) continue;
                 const double p = std::exp(logit[j] - mx);
                 sum += p;
-                const float* vj = v + (j * n_head_kv + hk) * head_dim;
+                const float * vj = v + (j * n_head_kv + hk) * head_dim;
                 for (int64_t e = 0; e < head_dim; ++e) acc[e] += p * vj[e];
             }
             for (int64_t e = 0; e < head_dim; ++e) oi[e] = static_cast<float>(acc[e] / sum);
@@ -186,8 +186,8 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
     }
 }
 
-void conv1d(const float* x, const float* w, const float* b, float* y, int64_t C_in, int64_t L, int64_t C_out, int64_t K,
-            int64_t stride, int64_t pad, thread_pool* pool) {
+void conv1d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t L, int64_t C_out,
+            int64_t K, int64_t stride, int64_t pad, thread_pool * pool) {
     const int64_t L_out = (L + 2 * pad - K) / stride + 1;
     for (int64_t o = 0; o < C_out; ++o) {
         for (int64_t l = 0; l < L_out; ++l) {
@@ -204,8 +204,8 @@ void conv1d(const float* x, const float* w, const float* b, float* y, int64_t C_
     }
 }
 
-void conv2d(const float* x, const float* w, const float* b, float* y, int64_t C_in, int64_t H, int64_t W, int64_t C_out,
-            int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool* pool) {
+void conv2d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t H, int64_t W,
+            int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool * pool) {
     const int64_t H_out = (H + 2 * pad - KH) / stride + 1;
     const int64_t W_out = (W + 2 * pad - KW) / stride + 1;
     for (int64_t o = 0; o < C_out; ++o) {
@@ -230,8 +230,8 @@ void conv2d(const float* x, const float* w, const float* b, float* y, int64_t C_
     }
 }
 
-void conv_transpose2d(const float* x, const float* w, const float* b, float* y, int64_t C_in, int64_t H, int64_t W,
-                      int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool* pool) {
+void conv_transpose2d(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t H, int64_t W,
+                      int64_t C_out, int64_t KH, int64_t KW, int64_t stride, int64_t pad, thread_pool * pool) {
     // Output size as in PyTorch with output_padding 0 and dilation 1.
     const int64_t H_out = (H - 1) * stride - 2 * pad + KH;
     const int64_t W_out = (W - 1) * stride - 2 * pad + KW;
@@ -258,8 +258,8 @@ void conv_transpose2d(const float* x, const float* w, const float* b, float* y, 
     }
 }
 
-void conv_temporal(const float* x, const float* w, const float* b, float* y, int64_t C_in, int64_t T, int64_t HW,
-                   int64_t C_out, int64_t KT, thread_pool* pool) {
+void conv_temporal(const float * x, const float * w, const float * b, float * y, int64_t C_in, int64_t T, int64_t HW,
+                   int64_t C_out, int64_t KT, thread_pool * pool) {
     const int64_t pad = (KT - 1) / 2;  // "same" padding for odd KT, as the (2+1)-D video UNets use
     for (int64_t o = 0; o < C_out; ++o) {
         for (int64_t t = 0; t < T; ++t) {
@@ -278,14 +278,14 @@ void conv_temporal(const float* x, const float* w, const float* b, float* y, int
     }
 }
 
-void upsample_nearest2d(const float* x, float* y, int64_t C, int64_t H, int64_t W, int64_t f) {
+void upsample_nearest2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t f) {
     const int64_t Ho = H * f, Wo = W * f;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t oy = 0; oy < Ho; ++oy)
             for (int64_t ox = 0; ox < Wo; ++ox) y[(c * Ho + oy) * Wo + ox] = x[(c * H + oy / f) * W + ox / f];
 }
 
-void avg_pool2d(const float* x, float* y, int64_t C, int64_t H, int64_t W, int64_t k) {
+void avg_pool2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t k) {
     const int64_t Ho = H / k, Wo = W / k;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t oy = 0; oy < Ho; ++oy)
@@ -297,7 +297,7 @@ void avg_pool2d(const float* x, float* y, int64_t C, int64_t H, int64_t W, int64
             }
 }
 
-void max_pool2d(const float* x, float* y, int64_t C, int64_t H, int64_t W, int64_t k) {
+void max_pool2d(const float * x, float * y, int64_t C, int64_t H, int64_t W, int64_t k) {
     const int64_t Ho = H / k, Wo = W / k;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t oy = 0; oy < Ho; ++oy)
@@ -309,7 +309,7 @@ void max_pool2d(const float* x, float* y, int64_t C, int64_t H, int64_t W, int64
             }
 }
 
-void permute(const float* x, float* y, const int64_t ne[4], const int perm[4]) {
+void permute(const float * x, float * y, const int64_t ne[4], const int perm[4]) {
     int64_t one[4];  // output shape
     for (int d = 0; d < 4; ++d) one[d] = ne[perm[d]];
     int64_t in_stride[4] = {1, ne[0], ne[0] * ne[1], ne[0] * ne[1] * ne[2]};
@@ -325,7 +325,7 @@ void permute(const float* x, float* y, const int64_t ne[4], const int perm[4]) {
                 }
 }
 
-void concat(const float* a, const int64_t ne_a[4], const float* b, const int64_t ne_b[4], int dim, float* y) {
+void concat(const float * a, const int64_t ne_a[4], const float * b, const int64_t ne_b[4], int dim, float * y) {
     int64_t ne_y[4];
     for (int d = 0; d < 4; ++d) ne_y[d] = d == dim ? ne_a[d] + ne_b[d] : ne_a[d];
     int64_t idx = 0;

@@ -40,7 +40,7 @@ constexpr float GROUP_MAX_EPS = 1e-15f;
 
 // ---- 32-element blocks ----
 
-void quantize_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
+void quantize_q4_0(const float * x, block_q4_0 * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK4_0) {
         float amax = 0.0f, max = 0.0f;  // largest magnitude and its signed value
         for (int j = 0; j < QK4_0; ++j) {
@@ -63,7 +63,7 @@ void quantize_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
     }
 }
 
-void dequantize_q4_0(const block_q4_0 *x, float *y, int64_t nb) {
+void dequantize_q4_0(const block_q4_0 * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK4_0) {
         const float d = fp16_to_fp32(x[i].d);
         for (int j = 0; j < QK4_0 / 2; ++j) {
@@ -73,7 +73,7 @@ void dequantize_q4_0(const block_q4_0 *x, float *y, int64_t nb) {
     }
 }
 
-void quantize_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
+void quantize_q5_0(const float * x, block_q5_0 * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK5_0) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < QK5_0; ++j) {
@@ -100,7 +100,7 @@ void quantize_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
     }
 }
 
-void dequantize_q5_0(const block_q5_0 *x, float *y, int64_t nb) {
+void dequantize_q5_0(const block_q5_0 * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK5_0) {
         const float d = fp16_to_fp32(x[i].d);
         uint32_t qh;
@@ -114,7 +114,7 @@ void dequantize_q5_0(const block_q5_0 *x, float *y, int64_t nb) {
     }
 }
 
-void quantize_q8_0(const float *x, block_q8_0 *y, int64_t nb) {
+void quantize_q8_0(const float * x, block_q8_0 * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK8_0) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_0; ++j) amax = amax > std::fabs(x[j]) ? amax : std::fabs(x[j]);  // ggml's MAX
@@ -125,7 +125,7 @@ void quantize_q8_0(const float *x, block_q8_0 *y, int64_t nb) {
     }
 }
 
-void dequantize_q8_0(const block_q8_0 *x, float *y, int64_t nb) {
+void dequantize_q8_0(const block_q8_0 * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK8_0) {
         const float d = fp16_to_fp32(x[i].d);
         for (int j = 0; j < QK8_0; ++j) y[j] = x[i].qs[j] * d;
@@ -137,8 +137,8 @@ void dequantize_q8_0(const block_q8_0 *x, float *y, int64_t nb) {
 // Scale and min search for an affine n-element group with levels [0, nmax] (llama.cpp's make_qkx2_quants):
 // start from the min/max fit, then try nstep+1 slightly different scales and keep the weighted least-squares fit
 // with the smallest weighted error. Returns the scale; *the_min receives -min (>= 0).
-float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
-                       float rmin, float rdelta, int nstep, bool use_mad) {
+float make_qkx2_quants(int n, int nmax, const float * x, const float * weights, uint8_t * L, float * the_min,
+                       uint8_t * Laux, float rmin, float rdelta, int nstep, bool use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
     float sum_x = sum_w * x[0];
@@ -209,7 +209,7 @@ float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, ui
 
 // Symmetric scale search with levels [-nmax, nmax-1] weighted by x^2 (llama.cpp's make_qx_quants with
 // rmse_type 1 and no importance weights). L receives levels offset by +nmax.
-float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+float make_qx_quants(int n, int nmax, const float * x, int8_t * L) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
         const float ax = std::fabs(x[i]);
@@ -259,7 +259,7 @@ float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
 
 // The 8 (scale, min) 6-bit pairs of Q4_K / Q5_K: pairs 0..3 in the low 6 bits of bytes 0..3 / 4..7, pairs 4..7
 // as nibbles of bytes 8..11 with their top 2 bits in the high bits of bytes 0..7.
-inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+inline void get_scale_min_k4(int j, const uint8_t * q, uint8_t * d, uint8_t * m) {
     if (j < 4) {
         *d = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -269,7 +269,7 @@ inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     }
 }
 
-inline void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t *scales) {
+inline void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t * scales) {
     if (j < 4) {
         scales[j] = ls;
         scales[j + 4] = lm;
@@ -282,8 +282,8 @@ inline void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t *scales) {
 
 // Shared by Q4_K (nmax 15) and Q5_K (nmax 31): per 32-element group scale/min search, then 6-bit quantized
 // scales and mins relative to the super-block's d / dmin, then the final levels against the quantized scales.
-void quantize_k_affine(const float *x, int nmax, float rmin, float rdelta, int nstep, uint16_t *d_out,
-                       uint16_t *dmin_out, uint8_t *scales_out, uint8_t *L) {
+void quantize_k_affine(const float * x, int nmax, float rmin, float rdelta, int nstep, uint16_t * d_out,
+                       uint16_t * dmin_out, uint8_t * scales_out, uint8_t * L) {
     uint8_t Laux[32];
     float weights[32];
     float mins[QK_K / 32];
@@ -324,20 +324,20 @@ void quantize_k_affine(const float *x, int nmax, float rmin, float rdelta, int n
     }
 }
 
-void quantize_q4_K(const float *x, block_q4_K *y, int64_t nb) {
+void quantize_q4_K(const float * x, block_q4_K * y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         quantize_k_affine(x, 15, -1.f, 0.1f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t *q = y[i].qs;
+        uint8_t * q = y[i].qs;
         for (int j = 0; j < QK_K; j += 64, q += 32) {
             for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
         }
     }
 }
 
-void dequantize_q4_K(const block_q4_K *x, float *y, int64_t nb) {
+void dequantize_q4_K(const block_q4_K * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
-        const uint8_t *q = x[i].qs;
+        const uint8_t * q = x[i].qs;
         const float d = fp16_to_fp32(x[i].d);
         const float min = fp16_to_fp32(x[i].dmin);
         for (int j = 0, is = 0; j < QK_K; j += 64, q += 32, is += 2) {
@@ -352,12 +352,12 @@ void dequantize_q4_K(const block_q4_K *x, float *y, int64_t nb) {
     }
 }
 
-void quantize_q5_K(const float *x, block_q5_K *y, int64_t nb) {
+void quantize_q5_K(const float * x, block_q5_K * y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         quantize_k_affine(x, 31, -0.5f, 0.1f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t *qh = y[i].qh;
-        uint8_t *ql = y[i].qs;
+        uint8_t * qh = y[i].qh;
+        uint8_t * ql = y[i].qs;
         std::memset(qh, 0, QK_K / 8);
         uint8_t m1 = 1, m2 = 2;
         for (int n = 0; n < QK_K; n += 64, ql += 32) {
@@ -380,10 +380,10 @@ void quantize_q5_K(const float *x, block_q5_K *y, int64_t nb) {
     }
 }
 
-void dequantize_q5_K(const block_q5_K *x, float *y, int64_t nb) {
+void dequantize_q5_K(const block_q5_K * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
-        const uint8_t *ql = x[i].qs;
-        const uint8_t *qh = x[i].qh;
+        const uint8_t * ql = x[i].qs;
+        const uint8_t * qh = x[i].qh;
         const float d = fp16_to_fp32(x[i].d);
         const float min = fp16_to_fp32(x[i].dmin);
         uint8_t u1 = 1, u2 = 2;
@@ -401,7 +401,7 @@ void dequantize_q5_K(const block_q5_K *x, float *y, int64_t nb) {
     }
 }
 
-void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb) {
+void quantize_q6_K(const float * x, block_q6_K * y, int64_t nb) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
@@ -431,8 +431,8 @@ void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb) {
                 L[16 * j + ii] = static_cast<int8_t>(imax(-32, imin(31, l)) + 32);
             }
         }
-        uint8_t *ql = y[i].ql;
-        uint8_t *qh = y[i].qh;
+        uint8_t * ql = y[i].ql;
+        uint8_t * qh = y[i].qh;
         for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
             for (int l = 0; l < 32; ++l) {
                 const uint8_t q1 = L[j + l] & 0xF;
@@ -448,12 +448,12 @@ void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb) {
     }
 }
 
-void dequantize_q6_K(const block_q6_K *x, float *y, int64_t nb) {
+void dequantize_q6_K(const block_q6_K * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
         const float d = fp16_to_fp32(x[i].d);
-        const uint8_t *ql = x[i].ql;
-        const uint8_t *qh = x[i].qh;
-        const int8_t *sc = x[i].scales;
+        const uint8_t * ql = x[i].ql;
+        const uint8_t * qh = x[i].qh;
+        const int8_t * sc = x[i].scales;
         for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
             for (int l = 0; l < 32; ++l) {
                 const int is = l / 16;
@@ -470,7 +470,7 @@ void dequantize_q6_K(const block_q6_K *x, float *y, int64_t nb) {
     }
 }
 
-void quantize_q8_K(const float *x, block_q8_K *y, int64_t nb) {
+void quantize_q8_K(const float * x, block_q8_K * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         float max = 0, amax = 0;
         for (int j = 0; j < QK_K; ++j) {
@@ -495,14 +495,14 @@ void quantize_q8_K(const float *x, block_q8_K *y, int64_t nb) {
     }
 }
 
-void dequantize_q8_K(const block_q8_K *x, float *y, int64_t nb) {
+void dequantize_q8_K(const block_q8_K * x, float * y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK_K) {
         for (int j = 0; j < QK_K; ++j) y[j] = x[i].d * x[i].qs[j];
     }
 }
 
-bool check_args(dtype t, const void *a, const void *b, int64_t n, int64_t *nb) {
-    const dtype_traits *tr = dtype_get_traits(t);
+bool check_args(dtype t, const void * a, const void * b, int64_t n, int64_t * nb) {
+    const dtype_traits * tr = dtype_get_traits(t);
     if (!tr || !a || !b || n < 0 || n % tr->block_size != 0) return false;
     if (t == DTYPE_I8 || t == DTYPE_I16 || t == DTYPE_I32) return false;  // integer tensors are not float rows
     *nb = n / tr->block_size;
@@ -511,7 +511,7 @@ bool check_args(dtype t, const void *a, const void *b, int64_t n, int64_t *nb) {
 
 }  // namespace
 
-bool quantize_row(dtype t, const float *x, void *dst, int64_t n) {
+bool quantize_row(dtype t, const float * x, void * dst, int64_t n) {
     int64_t nb = 0;
     if (!check_args(t, x, dst, n, &nb)) return false;
     switch (t) {
@@ -519,12 +519,12 @@ bool quantize_row(dtype t, const float *x, void *dst, int64_t n) {
             std::memcpy(dst, x, static_cast<size_t>(n) * 4);
             return true;
         case DTYPE_F16: {
-            uint16_t *y = static_cast<uint16_t *>(dst);
+            uint16_t * y = static_cast<uint16_t *>(dst);
             for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
             return true;
         }
         case DTYPE_BF16: {
-            uint16_t *y = static_cast<uint16_t *>(dst);
+            uint16_t * y = static_cast<uint16_t *>(dst);
             for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
             return true;
         }
@@ -554,7 +554,7 @@ bool quantize_row(dtype t, const float *x, void *dst, int64_t n) {
     }
 }
 
-bool dequantize_row(dtype t, const void *src, float *y, int64_t n) {
+bool dequantize_row(dtype t, const void * src, float * y, int64_t n) {
     int64_t nb = 0;
     if (!check_args(t, src, y, n, &nb)) return false;
     switch (t) {
@@ -562,12 +562,12 @@ bool dequantize_row(dtype t, const void *src, float *y, int64_t n) {
             std::memcpy(y, src, static_cast<size_t>(n) * 4);
             return true;
         case DTYPE_F16: {
-            const uint16_t *x = static_cast<const uint16_t *>(src);
+            const uint16_t * x = static_cast<const uint16_t *>(src);
             for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
             return true;
         }
         case DTYPE_BF16: {
-            const uint16_t *x = static_cast<const uint16_t *>(src);
+            const uint16_t * x = static_cast<const uint16_t *>(src);
             for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(x[i]);
             return true;
         }

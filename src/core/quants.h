@@ -91,16 +91,16 @@ static_assert(sizeof(block_q4_K_x8) == 8 * sizeof(block_q4_K), "packed q4_K layo
 
 // x: n floats -> dst: dtype_row_bytes(t, n) bytes. n must be a multiple of the block size. Returns false for an
 // unsupported type or a bad n. Quantizers follow llama.cpp's reference rounding so our files match theirs.
-bool quantize_row(dtype t, const float* x, void* dst, int64_t n);
+bool quantize_row(dtype t, const float * x, void * dst, int64_t n);
 // src: one row of type t with n elements -> y: n floats.
-bool dequantize_row(dtype t, const void* src, float* y, int64_t n);
+bool dequantize_row(dtype t, const void * src, float * y, int64_t n);
 
 // matmul / get_rows (ops.h) return void and treat their arguments as invariants; a caller holding weights from a
 // file checks them once with these (at load time) and reports the message. They name the tensor and the bad value.
 // matmul_check: W is a 2-D (ne[2] = ne[3] = 1) view of a float or quantized type with contiguous rows whose
 // ne[0] is a multiple of the block size, data non-null, n_tok >= 0.
-bool matmul_check(const tensor& W, int64_t n_tok, std::string* err);
+bool matmul_check(const tensor & W, int64_t n_tok, std::string * err);
 // get_rows_check: table as for matmul_check and every ids[i] in [0, table.ne[1]).
-bool get_rows_check(const tensor& table, const int32_t* ids, int64_t n_ids, std::string* err);
+bool get_rows_check(const tensor & table, const int32_t * ids, int64_t n_ids, std::string * err);
 
 }  // namespace spider

@@ -12,7 +12,7 @@ namespace spider {
 
 namespace {
 
-uint64_t fnv1a(const std::string &s, uint64_t h = 1469598103934665603ull) {
+uint64_t fnv1a(const std::string & s, uint64_t h = 1469598103934665603ull) {
     for (unsigned char c : s) {
         h ^= c;
         h *= 1099511628211ull;
@@ -20,7 +20,7 @@ uint64_t fnv1a(const std::string &s, uint64_t h = 1469598103934665603ull) {
     return h;
 }
 
-std::vector<std::string> words_of(const std::string &text) {
+std::vector<std::string> words_of(const std::string & text) {
     std::vector<std::string> w;
     std::string cur;
     for (char c : text) {
@@ -36,7 +36,7 @@ std::vector<std::string> words_of(const std::string &text) {
 }
 
 struct named_colour {
-    const char *name;
+    const char * name;
     uint8_t r, g, b;
 };
 const named_colour k_colours[] = {{"red", 220, 30, 30},     {"green", 30, 190, 40},   {"blue", 30, 60, 220},
@@ -44,8 +44,8 @@ const named_colour k_colours[] = {{"red", 220, 30, 30},     {"green", 30, 190, 4
                                   {"white", 245, 245, 245}, {"black", 15, 15, 15}};
 
 // The first colour word of the prompt, or -1.
-int colour_in(const std::string &text) {
-    for (const auto &w : words_of(text)) {
+int colour_in(const std::string & text) {
+    for (const auto & w : words_of(text)) {
         for (int i = 0; i < static_cast<int>(sizeof(k_colours) / sizeof(k_colours[0])); ++i) {
             if (w == k_colours[i].name) return i;
         }
@@ -53,24 +53,24 @@ int colour_in(const std::string &text) {
     return -1;
 }
 
-bool has_word(const std::string &text, const char *word) {
-    for (const auto &w : words_of(text)) {
+bool has_word(const std::string & text, const char * word) {
+    for (const auto & w : words_of(text)) {
         if (w == word) return true;
     }
     return false;
 }
 
 // Condition feature i (cycled over the vector), squashed to [-1, 1]; 0 without a condition.
-float feat(const decode_request &r, int i) {
+float feat(const decode_request & r, int i) {
     if (r.cond.empty()) return 0.0f;
     return std::tanh(r.cond[static_cast<size_t>(i) % r.cond.size()] * 2.0f);
 }
 
-bool cancelled(const decode_request &r) {
+bool cancelled(const decode_request & r) {
     return r.cancel && r.cancel->load();
 }
 
-bool check_size(const decode_request &r, std::string *err) {
+bool check_size(const decode_request & r, std::string * err) {
     if (r.width < 8 || r.height < 8 || r.width > 4096 || r.height > 4096) {
         if (err) *err = "bad size " + std::to_string(r.width) + "x" + std::to_string(r.height) + " (8..4096)";
         return false;
@@ -84,7 +84,7 @@ struct scene {
     bool square;
 };
 
-scene make_scene(const decode_request &r) {
+scene make_scene(const decode_request & r) {
     scene s;
     for (int c = 0; c < 3; ++c) s.bg[c] = static_cast<uint8_t>(110 + 60 * feat(r, c));
     int ci = colour_in(r.t_prompt);
@@ -105,7 +105,7 @@ scene make_scene(const decode_request &r) {
     return s;
 }
 
-void draw_scene(const scene &s, int W, int H, float dx, image_u8 *img) {
+void draw_scene(const scene & s, int W, int H, float dx, image_u8 * img) {
     img->width = W;
     img->height = H;
     img->channels = 3;
@@ -116,7 +116,7 @@ void draw_scene(const scene &s, int W, int H, float dx, image_u8 *img) {
             const float ddx = x + 0.5f - cx, ddy = y + 0.5f - cy;
             const bool in =
                 s.square ? (std::fabs(ddx) <= rad && std::fabs(ddy) <= rad) : (ddx * ddx + ddy * ddy <= rad * rad);
-            uint8_t *p = &img->pixels[(static_cast<size_t>(y) * W + x) * 3];
+            uint8_t * p = &img->pixels[(static_cast<size_t>(y) * W + x) * 3];
             for (int c = 0; c < 3; ++c) p[c] = in ? s.fg[c] : static_cast<uint8_t>(s.bg[c] * (0.8f + 0.2f * y / H));
         }
     }
@@ -127,8 +127,8 @@ public:
     text_cond_decoder(modality m, int t, int d, int steps) : m_(m), t_(t), d_(d), steps_(steps) {}
     modality kind() const override { return m_; }
     std::string name() const override { return std::string("builtin-") + modality_name_lower(m_); }
-    bool encode_text(const std::string &t_prompt, std::vector<float> *out, int *n_tok, int *dim,
-                     std::string *err) override {
+    bool encode_text(const std::string & t_prompt, std::vector<float> * out, int * n_tok, int * dim,
+                     std::string * err) override {
         if (t_ <= 0 || d_ <= 0) return decoder::encode_text(t_prompt, out, n_tok, dim, err);
         *out = builtin_text_encode(t_prompt, t_, d_);
         *n_tok = t_;
@@ -138,7 +138,7 @@ public:
 
 protected:
     // Runs the step loop: progress + cancel. Returns false (with a message) when cancelled.
-    bool steps(const decode_request &r, decode_result *out, std::string *err) {
+    bool steps(const decode_request & r, decode_result * out, std::string * err) {
         for (int i = 0; i < steps_; ++i) {
             if (cancelled(r)) {
                 if (err) *err = "cancelled at step " + std::to_string(i);
@@ -156,14 +156,14 @@ protected:
 class image_decoder : public text_cond_decoder {
 public:
     using text_cond_decoder::text_cond_decoder;
-    bool decode(const decode_request &r, decode_result *out, std::string *err) override {
+    bool decode(const decode_request & r, decode_result * out, std::string * err) override {
         if (!check_size(r, err)) return false;
         if (!steps(r, out, err)) return false;
         out->m = MODALITY_IMAGE;
         draw_scene(make_scene(r), r.width, r.height, 0.0f, &out->image);
         // A little seeded grain so different seeds give different files.
         std::mt19937_64 rng(r.seed ^ 0x9e3779b97f4a7c15ull);
-        for (auto &p : out->image.pixels) p = static_cast<uint8_t>(std::clamp(int(p) + int(rng() % 7) - 3, 0, 255));
+        for (auto & p : out->image.pixels) p = static_cast<uint8_t>(std::clamp(int(p) + int(rng() % 7) - 3, 0, 255));
         return true;
     }
 };
@@ -171,7 +171,7 @@ public:
 class video_decoder : public text_cond_decoder {
 public:
     using text_cond_decoder::text_cond_decoder;
-    bool decode(const decode_request &r, decode_result *out, std::string *err) override {
+    bool decode(const decode_request & r, decode_result * out, std::string * err) override {
         if (!check_size(r, err)) return false;
         if (r.fps <= 0 || r.duration_s <= 0 || r.duration_s * r.fps > 1000) {
             if (err) *err = "bad video duration/fps";
@@ -197,7 +197,7 @@ public:
 class audio_decoder : public text_cond_decoder {
 public:
     using text_cond_decoder::text_cond_decoder;
-    bool decode(const decode_request &r, decode_result *out, std::string *err) override {
+    bool decode(const decode_request & r, decode_result * out, std::string * err) override {
         if (r.sample_rate < 8000 || r.sample_rate > 96000 || r.duration_s <= 0 || r.duration_s > 60) {
             if (err) *err = "bad audio rate/duration";
             return false;
@@ -229,7 +229,7 @@ public:
 };
 
 // Open-vocabulary "detector": grounds a colour word in the input image; otherwise proposes hashed boxes.
-std::vector<box_item> detect(const image_u8 *img, int W, int H, const std::string &t_prompt, uint64_t seed) {
+std::vector<box_item> detect(const image_u8 * img, int W, int H, const std::string & t_prompt, uint64_t seed) {
     std::vector<box_item> boxes;
     const int ci = colour_in(t_prompt);
     if (img && ci >= 0 && img->channels >= 3) {
@@ -237,7 +237,7 @@ std::vector<box_item> detect(const image_u8 *img, int W, int H, const std::strin
         long hits = 0;
         for (int y = 0; y < img->height; ++y) {
             for (int x = 0; x < img->width; ++x) {
-                const uint8_t *p = &img->pixels[(static_cast<size_t>(y) * img->width + x) * img->channels];
+                const uint8_t * p = &img->pixels[(static_cast<size_t>(y) * img->width + x) * img->channels];
                 const int d = std::abs(p[0] - k_colours[ci].r) + std::abs(p[1] - k_colours[ci].g) +
                               std::abs(p[2] - k_colours[ci].b);
                 if (d < 90) {
@@ -285,7 +285,7 @@ public:
     explicit box_decoder(int steps) : steps_(steps) {}
     modality kind() const override { return MODALITY_BOX; }
     std::string name() const override { return "builtin-box"; }
-    bool decode(const decode_request &r, decode_result *out, std::string *err) override {
+    bool decode(const decode_request & r, decode_result * out, std::string * err) override {
         const int W = r.input_image ? r.input_image->width : r.width;
         const int H = r.input_image ? r.input_image->height : r.height;
         if (W <= 0 || H <= 0) {
@@ -298,11 +298,11 @@ public:
         out->canvas_width = W;
         out->canvas_height = H;
         // The reference keeps boxes with score >= 0.3.
-        for (const auto &b : detect(r.input_image, W, H, r.t_prompt, r.seed)) {
+        for (const auto & b : detect(r.input_image, W, H, r.t_prompt, r.seed)) {
             if (b.score >= 0.3f) out->boxes.push_back(b);
         }
         std::sort(out->boxes.begin(), out->boxes.end(),
-                  [](const box_item &a, const box_item &b) { return a.score > b.score; });
+                  [](const box_item & a, const box_item & b) { return a.score > b.score; });
         return true;
     }
 
@@ -313,7 +313,7 @@ private:
 class mask_decoder : public text_cond_decoder {
 public:
     using text_cond_decoder::text_cond_decoder;
-    bool decode(const decode_request &r, decode_result *out, std::string *err) override {
+    bool decode(const decode_request & r, decode_result * out, std::string * err) override {
         const int W = r.input_image ? r.input_image->width : r.width;
         const int H = r.input_image ? r.input_image->height : r.height;
         if (W <= 0 || H <= 0 || W > 8192 || H > 8192) {
@@ -347,7 +347,7 @@ public:
                 bool in = dx * dx + dy * dy <= 1.0f;
                 if (r.input_image && ci >= 0 && r.input_image->channels >= 3 && in) {
                     // inside the box: keep the pixels of the named colour
-                    const uint8_t *p =
+                    const uint8_t * p =
                         &r.input_image->pixels[(static_cast<size_t>(y) * W + x) * r.input_image->channels];
                     in = std::abs(p[0] - k_colours[ci].r) + std::abs(p[1] - k_colours[ci].g) +
                              std::abs(p[2] - k_colours[ci].b) <
@@ -362,14 +362,14 @@ public:
 
 }  // namespace
 
-std::vector<float> builtin_text_encode(const std::string &text, int n_tok, int dim) {
+std::vector<float> builtin_text_encode(const std::string & text, int n_tok, int dim) {
     std::vector<float> out(static_cast<size_t>(n_tok) * dim, 0.0f);
     auto words = words_of(text);
     if (words.empty()) words.push_back("");
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (int t = 0; t < n_tok; ++t) {
         // token t: word t (cycled) plus a bag-of-words summary so every token carries the whole prompt
-        float *row = &out[static_cast<size_t>(t) * dim];
+        float * row = &out[static_cast<size_t>(t) * dim];
         for (size_t w = 0; w < words.size(); ++w) {
             std::mt19937_64 rng(fnv1a(words[w]));
             const float weight =
@@ -386,7 +386,7 @@ std::vector<float> builtin_text_encode(const std::string &text, int n_tok, int d
     return out;
 }
 
-void register_builtin_decoders(decoder_registry &reg, const builtin_decoder_config &cfg) {
+void register_builtin_decoders(decoder_registry & reg, const builtin_decoder_config & cfg) {
     const builtin_decoder_config c = cfg;
     reg.add(MODALITY_IMAGE, "builtin-image", [c](std::string *) {
         return std::unique_ptr<decoder>(
@@ -408,8 +408,8 @@ void register_builtin_decoders(decoder_registry &reg, const builtin_decoder_conf
     });
 }
 
-float builtin_quality_score(const decode_result &r, const std::string &t_prompt) {
-    auto flat = [](const image_u8 &im) {
+float builtin_quality_score(const decode_result & r, const std::string & t_prompt) {
+    auto flat = [](const image_u8 & im) {
         if (im.pixels.empty()) return true;
         uint8_t lo = 255, hi = 0;
         for (uint8_t p : im.pixels) {
@@ -426,7 +426,7 @@ float builtin_quality_score(const decode_result &r, const std::string &t_prompt)
             long hits = 0;
             const size_t n = r.image.pixels.size() / r.image.channels;
             for (size_t i = 0; i < n; ++i) {
-                const uint8_t *p = &r.image.pixels[i * r.image.channels];
+                const uint8_t * p = &r.image.pixels[i * r.image.channels];
                 hits += std::abs(p[0] - k_colours[ci].r) + std::abs(p[1] - k_colours[ci].g) +
                             std::abs(p[2] - k_colours[ci].b) <
                         60;

@@ -3,9 +3,9 @@
 
 namespace spider {
 
-void decoder_registry::add(modality m, const std::string& name, decoder_factory f) {
+void decoder_registry::add(modality m, const std::string & name, decoder_factory f) {
     std::lock_guard<std::mutex> lk(mu_);
-    slot& s = slots_[m];
+    slot & s = slots_[m];
     s.name = name;
     s.factory = std::move(f);
     s.instance.reset();
@@ -24,7 +24,7 @@ std::string decoder_registry::name_of(modality m) const {
     return it == slots_.end() ? std::string() : it->second.name;
 }
 
-std::shared_ptr<decoder> decoder_registry::get(modality m, std::string* err) {
+std::shared_ptr<decoder> decoder_registry::get(modality m, std::string * err) {
     // One lock for the whole load: loads are rare (once per modality) and this keeps "exactly once" simple.
     std::lock_guard<std::mutex> lk(mu_);
     auto it = slots_.find(m);
@@ -32,7 +32,7 @@ std::shared_ptr<decoder> decoder_registry::get(modality m, std::string* err) {
         if (err) *err = std::string("[decoders] no decoder registered for ") + modality_name(m);
         return nullptr;
     }
-    slot& s = it->second;
+    slot & s = it->second;
     if (s.instance) return s.instance;
     if (s.loads > 0) {
         if (err) *err = "[decoders] " + s.name + " failed to load: " + s.load_error;
@@ -43,7 +43,7 @@ std::shared_ptr<decoder> decoder_registry::get(modality m, std::string* err) {
     std::unique_ptr<decoder> d;
     try {
         d = s.factory(&e);
-    } catch (const std::exception& ex) {
+    } catch (const std::exception & ex) {
         e = std::string("exception: ") + ex.what();
     } catch (...) {
         e = "unknown exception";
@@ -63,7 +63,7 @@ int decoder_registry::load_count(modality m) const {
     return it == slots_.end() ? 0 : it->second.loads;
 }
 
-std::mutex& decoder_registry::call_mutex(modality m) {
+std::mutex & decoder_registry::call_mutex(modality m) {
     std::lock_guard<std::mutex> lk(mu_);
     return *slots_[m].call_mu;
 }

@@ -36,14 +36,14 @@ struct decode_request {
     std::vector<float> cond;
     int cond_tokens = 0, cond_dim = 0;
     uint64_t seed = 0;
-    int width = 64, height = 64;            // image, video, mask canvas (box/mask use the input image size when given)
-    float duration_s = 1.0f;                // audio, video
-    float fps = 8.0f;                       // video
-    int sample_rate = 16000;                // audio
-    const image_u8* input_image = nullptr;  // box / mask: the image to look at (may be null)
-    std::vector<box_item> prompt_boxes;     // mask: the box prompt (from the box decoder)
+    int width = 64, height = 64;             // image, video, mask canvas (box/mask use the input image size when given)
+    float duration_s = 1.0f;                 // audio, video
+    float fps = 8.0f;                        // video
+    int sample_rate = 16000;                 // audio
+    const image_u8 * input_image = nullptr;  // box / mask: the image to look at (may be null)
+    std::vector<box_item> prompt_boxes;      // mask: the box prompt (from the box decoder)
     std::function<void(int step, int n_steps)> progress;  // may be empty
-    const std::atomic<bool>* cancel = nullptr;            // may be null
+    const std::atomic<bool> * cancel = nullptr;           // may be null
 };
 
 struct decode_result {
@@ -64,29 +64,29 @@ public:
     virtual std::string name() const = 0;
     // The decoder's own text encoding of a T-Prompt in its condition space, [n_tok, dim] (TM-Fusion's "text").
     // Decoders without a text-conditioned input (box) return false with a message.
-    virtual bool encode_text(const std::string& t_prompt, std::vector<float>* out, int* n_tok, int* dim,
-                             std::string* err) {
+    virtual bool encode_text(const std::string & t_prompt, std::vector<float> * out, int * n_tok, int * dim,
+                             std::string * err) {
         if (err) *err = "[" + name() + "] has no text encoder";
         return false;
     }
     virtual bool thread_safe() const { return true; }
-    virtual bool decode(const decode_request& req, decode_result* out, std::string* err) = 0;
+    virtual bool decode(const decode_request & req, decode_result * out, std::string * err) = 0;
 };
 
-using decoder_factory = std::function<std::unique_ptr<decoder>(std::string* err)>;
+using decoder_factory = std::function<std::unique_ptr<decoder>(std::string * err)>;
 
 class decoder_registry {
 public:
     // Registers (or replaces, before first use) the factory of a modality's decoder.
-    void add(modality m, const std::string& name, decoder_factory f);
+    void add(modality m, const std::string & name, decoder_factory f);
     bool has(modality m) const;
     std::string name_of(modality m) const;
     // Loads on first use (once, even when called from many threads) and returns the shared instance.
     // A failed load is remembered and reported again without retrying.
-    std::shared_ptr<decoder> get(modality m, std::string* err);
+    std::shared_ptr<decoder> get(modality m, std::string * err);
     int load_count(modality m) const;  // how many times the factory ran (0 or 1)
     // Serialises calls for decoders that are not thread_safe().
-    std::mutex& call_mutex(modality m);
+    std::mutex & call_mutex(modality m);
 
 private:
     struct slot {
@@ -112,14 +112,14 @@ struct builtin_decoder_config {
     int cond_dim[MODALITY_COUNT] = {24, 16, 16, 0, 8};
     int n_steps = 6;  // "denoising" steps reported through progress
 };
-void register_builtin_decoders(decoder_registry& reg, const builtin_decoder_config& cfg);
+void register_builtin_decoders(decoder_registry & reg, const builtin_decoder_config & cfg);
 
 // The hashed bag-of-words text encoder of the built-in decoders: [n_tok, dim], rows of unit norm.
-std::vector<float> builtin_text_encode(const std::string& text, int n_tok, int dim);
+std::vector<float> builtin_text_encode(const std::string & text, int n_tok, int dim);
 
 // A simple per-item quality score in [0, 1] for the quality rule: 0 for degenerate output (flat image, silent
 // audio, static video, no box, empty mask), otherwise 1, lowered to 0.25 when the T-Prompt names a colour and
 // the image's object is not that colour.
-float builtin_quality_score(const decode_result& r, const std::string& t_prompt);
+float builtin_quality_score(const decode_result & r, const std::string & t_prompt);
 
 }  // namespace spider

@@ -12,7 +12,7 @@
 
 namespace spider {
 
-static bool valid_image(const image_u8& img, std::string* err) {
+static bool valid_image(const image_u8 & img, std::string * err) {
     if (img.width <= 0 || img.height <= 0 || (img.channels != 1 && img.channels != 3 && img.channels != 4) ||
         img.pixels.size() != static_cast<size_t>(img.width) * img.height * img.channels) {
         if (err) {
@@ -25,12 +25,13 @@ static bool valid_image(const image_u8& img, std::string* err) {
 }
 
 // RGB value of pixel (x, y) channel c in [0, 1] (gray replicated, alpha ignored).
-static float px(const image_u8& img, int x, int y, int c) {
+static float px(const image_u8 & img, int x, int y, int c) {
     const int ch = img.channels == 1 ? 0 : c;
     return img.pixels[(static_cast<size_t>(y) * img.width + x) * img.channels + ch] / 255.0f;
 }
 
-bool preprocess_image(const image_u8& img, const image_prep_config& cfg, std::vector<float>* chw, std::string* err) {
+bool preprocess_image(const image_u8 & img, const image_prep_config & cfg, std::vector<float> * chw,
+                      std::string * err) {
     if (!valid_image(img, err)) return false;
     if (cfg.size <= 0 || cfg.size > 4096) {
         if (err) *err = "[preprocess] bad target size " + std::to_string(cfg.size);
@@ -72,7 +73,7 @@ bool preprocess_image(const image_u8& img, const image_prep_config& cfg, std::ve
     return true;
 }
 
-bool sample_video_frames(const video_u8& v, int n, std::vector<image_u8>* out, std::string* err) {
+bool sample_video_frames(const video_u8 & v, int n, std::vector<image_u8> * out, std::string * err) {
     if (v.frames.empty() || n <= 0) {
         if (err) *err = "[preprocess] video has no frames (or n = " + std::to_string(n) + ")";
         return false;
@@ -86,7 +87,7 @@ bool sample_video_frames(const video_u8& v, int n, std::vector<image_u8>* out, s
     return true;
 }
 
-bool audio_to_mono(const audio_f32& a, int rate, std::vector<float>* out, std::string* err) {
+bool audio_to_mono(const audio_f32 & a, int rate, std::vector<float> * out, std::string * err) {
     if (a.channels <= 0 || a.sample_rate <= 0 || rate <= 0 || a.samples.size() % a.channels != 0) {
         if (err) {
             *err = "[preprocess] bad audio: " + std::to_string(a.channels) + " channel(s) at " +
@@ -123,8 +124,8 @@ static double mel_to_hz(double m) {
     return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0);
 }
 
-bool log_mel(const std::vector<float>& mono, const mel_config& cfg, std::vector<float>* mel, int* n_frames,
-             std::string* err) {
+bool log_mel(const std::vector<float> & mono, const mel_config & cfg, std::vector<float> * mel, int * n_frames,
+             std::string * err) {
     if (cfg.n_fft <= 0 || cfg.hop <= 0 || cfg.n_mels <= 0 || cfg.n_fft > 65536 || cfg.f_max <= cfg.f_min ||
         cfg.f_max > cfg.sample_rate / 2.0f + 1e-3f) {
         if (err) *err = "[log_mel] bad configuration";
@@ -175,11 +176,11 @@ bool log_mel(const std::vector<float>& mono, const mel_config& cfg, std::vector<
     return true;
 }
 
-bool encoder::encode_video(const video_u8& v, std::vector<float>* emb, std::string* err) {
+bool encoder::encode_video(const video_u8 & v, std::vector<float> * emb, std::string * err) {
     std::vector<image_u8> frames;
     if (!sample_video_frames(v, 10, &frames, err)) return false;
     std::vector<float> acc, e;
-    for (const auto& f : frames) {
+    for (const auto & f : frames) {
         if (!encode_image(f, &e, err)) return false;
         if (acc.empty()) acc.assign(e.size(), 0.0f);
         for (size_t i = 0; i < e.size(); ++i) acc[i] += e[i] / frames.size();
@@ -198,12 +199,12 @@ public:
         std::normal_distribution<float> nd(0.0f, 1.0f);
         proj_img_.resize(static_cast<size_t>(dim) * k_img);
         proj_aud_.resize(static_cast<size_t>(dim) * k_aud);
-        for (auto& v : proj_img_) v = nd(rng) / std::sqrt(static_cast<float>(k_img));
-        for (auto& v : proj_aud_) v = nd(rng) / std::sqrt(static_cast<float>(k_aud));
+        for (auto & v : proj_img_) v = nd(rng) / std::sqrt(static_cast<float>(k_img));
+        for (auto & v : proj_aud_) v = nd(rng) / std::sqrt(static_cast<float>(k_aud));
     }
     int dim() const override { return dim_; }
     std::string name() const override { return "builtin-encoder"; }
-    bool encode_image(const image_u8& img, std::vector<float>* emb, std::string* err) override {
+    bool encode_image(const image_u8 & img, std::vector<float> * emb, std::string * err) override {
         image_prep_config cfg;
         cfg.size = 32;
         std::vector<float> chw;
@@ -215,7 +216,7 @@ public:
         apply(proj_img_, f, emb);
         return true;
     }
-    bool encode_audio(const audio_f32& a, std::vector<float>* emb, std::string* err) override {
+    bool encode_audio(const audio_f32 & a, std::vector<float> * emb, std::string * err) override {
         std::vector<float> mono, mel;
         mel_config cfg;
         int nf = 0;
@@ -225,14 +226,14 @@ public:
             for (int t = 0; t < nf; ++t) f[(m / 8) * 4 + (t * 4) / nf] += mel[static_cast<size_t>(m) * nf + t];
         float mx = 0;
         for (auto v : f) mx = std::max(mx, std::fabs(v));
-        for (auto& v : f) v /= (mx > 0 ? mx : 1.0f);
+        for (auto & v : f) v /= (mx > 0 ? mx : 1.0f);
         apply(proj_aud_, f, emb);
         return true;
     }
 
 private:
     static constexpr int k_img = 48, k_aud = 64;
-    void apply(const std::vector<float>& P, const std::vector<float>& f, std::vector<float>* emb) const {
+    void apply(const std::vector<float> & P, const std::vector<float> & f, std::vector<float> * emb) const {
         const size_t k = f.size();
         emb->assign(dim_, 0.0f);
         for (int o = 0; o < dim_; ++o) {
@@ -251,9 +252,9 @@ std::unique_ptr<encoder> make_builtin_encoder(int dim, uint64_t seed) {
     return std::unique_ptr<encoder>(new builtin_encoder(dim, seed));
 }
 
-std::unique_ptr<input_projector> input_projector::from_gguf(std::shared_ptr<gguf_file> f, std::string* err) {
-    const gguf_tensor_info* wi = f->find_tensor("spider.proj.weight");
-    const gguf_tensor_info* bi = f->find_tensor("spider.proj.bias");
+std::unique_ptr<input_projector> input_projector::from_gguf(std::shared_ptr<gguf_file> f, std::string * err) {
+    const gguf_tensor_info * wi = f->find_tensor("spider.proj.weight");
+    const gguf_tensor_info * bi = f->find_tensor("spider.proj.bias");
     if (!wi || !bi) {
         if (err) *err = "[projector] missing tensor spider.proj.weight or spider.proj.bias";
         return nullptr;
@@ -280,14 +281,14 @@ std::unique_ptr<input_projector> input_projector::random(int emb_dim, int d_mode
     std::normal_distribution<float> nd(0.0f, 1.0f);
     p->w_store_.resize(static_cast<size_t>(emb_dim) * d_model);
     p->b_store_.resize(d_model);
-    for (auto& v : p->w_store_) v = nd(rng) / std::sqrt(static_cast<float>(emb_dim));
-    for (auto& v : p->b_store_) v = 0.01f * nd(rng);
+    for (auto & v : p->w_store_) v = nd(rng) / std::sqrt(static_cast<float>(emb_dim));
+    for (auto & v : p->b_store_) v = 0.01f * nd(rng);
     p->w_ = make_tensor(DTYPE_F32, p->w_store_.data(), emb_dim, d_model);
     p->b_ = make_tensor(DTYPE_F32, p->b_store_.data(), d_model);
     return p;
 }
 
-bool input_projector::project(const std::vector<float>& emb, std::vector<float>* token, std::string* err) const {
+bool input_projector::project(const std::vector<float> & emb, std::vector<float> * token, std::string * err) const {
     if (static_cast<int>(emb.size()) != emb_dim()) {
         if (err) {
             *err = "[projector] embedding has " + std::to_string(emb.size()) + " values, the projector expects " +
@@ -300,7 +301,7 @@ bool input_projector::project(const std::vector<float>& emb, std::vector<float>*
     return true;
 }
 
-bool input_projector::save(const std::string& path, std::string* err) const {
+bool input_projector::save(const std::string & path, std::string * err) const {
     const int64_t n_in = w_.ne[0], n_out = w_.ne[1];
     std::vector<float> w(static_cast<size_t>(n_in) * n_out);
     for (int64_t r = 0; r < n_out; ++r) {
@@ -319,7 +320,7 @@ bool input_projector::save(const std::string& path, std::string* err) const {
     return g.write(path, err);
 }
 
-bool input_projector::weights_f32(std::vector<float>* w, std::vector<float>* b, std::string* err) const {
+bool input_projector::weights_f32(std::vector<float> * w, std::vector<float> * b, std::string * err) const {
     const int64_t n_in = w_.ne[0], n_out = w_.ne[1];
     w->assign(static_cast<size_t>(n_in * n_out), 0.0f);
     for (int64_t r = 0; r < n_out; ++r) {
@@ -328,7 +329,7 @@ bool input_projector::weights_f32(std::vector<float>* w, std::vector<float>* b, 
             return false;
         }
     }
-    const float* bp = static_cast<const float*>(b_.data);
+    const float * bp = static_cast<const float *>(b_.data);
     b->assign(bp, bp + n_out);
     return true;
 }

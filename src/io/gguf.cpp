@@ -32,8 +32,8 @@ namespace {
 constexpr uint32_t GGUF_DEFAULT_ALIGNMENT = 32;
 constexpr size_t GGUF_MAX_NAME = 64;  // ggml's GGML_MAX_NAME: names must be shorter (room for the NUL)
 
-std::string fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char *f, ...) {
+std::string fmt(const char * f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char * f, ...) {
     char buf[512];
     va_list ap;
     va_start(ap, f);
@@ -81,13 +81,13 @@ bool is_float_type(int32_t t) {
 
 // Bounds-checked little-endian cursor over the file bytes.
 struct cursor {
-    const uint8_t *base;
+    const uint8_t * base;
     size_t size;
     size_t pos = 0;
-    std::string *err;
+    std::string * err;
 
     size_t left() const { return size - pos; }
-    bool need(size_t n, const char *what) {
+    bool need(size_t n, const char * what) {
         if (n > left()) {
             *err = fmt("truncated file: %s needs %zu bytes at offset %zu but only %zu remain (file size %zu)", what, n,
                        pos, left(), size);
@@ -96,13 +96,13 @@ struct cursor {
         return true;
     }
     template <typename T>
-    bool read(T *out, const char *what) {
+    bool read(T * out, const char * what) {
         if (!need(sizeof(T), what)) return false;
         std::memcpy(out, base + pos, sizeof(T));
         pos += sizeof(T);
         return true;
     }
-    bool read_string(std::string *out, const char *what) {
+    bool read_string(std::string * out, const char * what) {
         const size_t at = pos;
         uint64_t len = 0;
         if (!read(&len, what)) return false;
@@ -118,7 +118,7 @@ struct cursor {
 };
 
 // Reads one scalar of type t into v (v->type already set by the caller).
-bool read_scalar(cursor &c, int32_t t, gguf_value *v, const std::string &key) {
+bool read_scalar(cursor & c, int32_t t, gguf_value * v, const std::string & key) {
     const std::string what = "value of key '" + key + "'";
     switch (t) {
         case GGUF_TYPE_UINT8: {
@@ -204,7 +204,7 @@ bool read_scalar(cursor &c, int32_t t, gguf_value *v, const std::string &key) {
     }
 }
 
-bool read_array(cursor &c, gguf_value *v, const std::string &key) {
+bool read_array(cursor & c, gguf_value * v, const std::string & key) {
     const size_t at = c.pos;
     int32_t et = 0;
     uint64_t n = 0;
@@ -237,7 +237,7 @@ bool read_array(cursor &c, gguf_value *v, const std::string &key) {
         }
         return true;
     }
-    const uint8_t *p = c.base + c.pos;
+    const uint8_t * p = c.base + c.pos;
     const size_t es = scalar_size(et);
     if (is_float_type(et)) {
         v->arr_float.resize(count);
@@ -253,7 +253,7 @@ bool read_array(cursor &c, gguf_value *v, const std::string &key) {
     } else {
         v->arr_int.resize(count);
         for (size_t i = 0; i < count; ++i) {
-            const uint8_t *e = p + i * es;
+            const uint8_t * e = p + i * es;
             int64_t x = 0;
             switch (et) {
                 case GGUF_TYPE_UINT8:
@@ -302,7 +302,7 @@ bool read_array(cursor &c, gguf_value *v, const std::string &key) {
 
 }  // namespace
 
-const char *gguf_type_name(gguf_type t) {
+const char * gguf_type_name(gguf_type t) {
     switch (t) {
         case GGUF_TYPE_UINT8:
             return "u8";
@@ -341,8 +341,8 @@ size_t gguf_value::arr_size() const {
     return arr_int.size();
 }
 
-std::string gguf_value_to_string(const gguf_value &v, size_t max_elems) {
-    auto scalar = [](int32_t t, int64_t i, uint64_t u, double f, bool b, const std::string &s) -> std::string {
+std::string gguf_value_to_string(const gguf_value & v, size_t max_elems) {
+    auto scalar = [](int32_t t, int64_t i, uint64_t u, double f, bool b, const std::string & s) -> std::string {
         if (t == GGUF_TYPE_STRING) {
             std::string out = "\"";
             for (char ch : s) {
@@ -382,9 +382,9 @@ std::string gguf_value_to_string(const gguf_value &v, size_t max_elems) {
 
 struct gguf_file::impl {
     // Exactly one of: a mapping we own, or a caller's buffer.
-    void *map = nullptr;
+    void * map = nullptr;
     size_t map_size = 0;
-    const uint8_t *base = nullptr;
+    const uint8_t * base = nullptr;
     size_t size = 0;
 
     uint32_t version = 0;
@@ -398,10 +398,10 @@ struct gguf_file::impl {
     ~impl() {
         if (map) munmap(map, map_size);
     }
-    bool parse(std::string *err);
+    bool parse(std::string * err);
 };
 
-bool gguf_file::impl::parse(std::string *err) {
+bool gguf_file::impl::parse(std::string * err) {
     cursor c{base, size, 0, err};
     if (size < 4) {
         *err = fmt("truncated header: file is %zu bytes, too small for the magic", size);
@@ -470,7 +470,7 @@ bool gguf_file::impl::parse(std::string *err) {
 
     auto al = kv.find("general.alignment");
     if (al != kv.end()) {
-        const gguf_value &v = al->second;
+        const gguf_value & v = al->second;
         if (v.type != GGUF_TYPE_UINT32) {
             *err = fmt("general.alignment must be of type u32, got %s", gguf_type_name(v.type));
             return false;
@@ -488,7 +488,7 @@ bool gguf_file::impl::parse(std::string *err) {
         const size_t at = c.pos;
         gguf_tensor_info info;
         if (!c.read_string(&info.name, "tensor name")) return false;
-        const char *nm = info.name.c_str();
+        const char * nm = info.name.c_str();
         if (info.name.size() >= GGUF_MAX_NAME) {
             *err = fmt("tensor name at offset %zu is %zu bytes long (limit %zu): '%.80s'", at, info.name.size(),
                        GGUF_MAX_NAME - 1, nm);
@@ -525,7 +525,7 @@ bool gguf_file::impl::parse(std::string *err) {
         }
         int32_t type = 0;
         if (!c.read(&type, "tensor type")) return false;
-        const dtype_traits *tr = dtype_get_traits(type);
+        const dtype_traits * tr = dtype_get_traits(type);
         if (!tr) {
             *err = fmt("tensor '%s': unknown or unsupported tensor type %d", nm, type);
             return false;
@@ -568,7 +568,7 @@ bool gguf_file::impl::parse(std::string *err) {
 
     // Data section: padding to the alignment, then the blob.
     data_offset = (c.pos + alignment - 1) / alignment * alignment;
-    for (const gguf_tensor_info &info : tensors) {
+    for (const gguf_tensor_info & info : tensors) {
         if (info.nbytes == 0) continue;
         if (data_offset > size || info.offset > size - data_offset || info.nbytes > size - data_offset - info.offset) {
             *err = fmt("truncated tensor data: tensor '%s' occupies bytes [%zu, %zu) but the file is %zu bytes",
@@ -583,7 +583,7 @@ bool gguf_file::impl::parse(std::string *err) {
 gguf_file::gguf_file() : p_(new impl) {}
 gguf_file::~gguf_file() = default;
 
-std::unique_ptr<gguf_file> gguf_file::open(const std::string &path, std::string *err) {
+std::unique_ptr<gguf_file> gguf_file::open(const std::string & path, std::string * err) {
     std::string local;
     if (!err) err = &local;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -600,7 +600,7 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string &path, std::string 
     std::unique_ptr<gguf_file> f(new gguf_file);
     const size_t size = static_cast<size_t>(st.st_size);
     if (size > 0) {
-        void *m = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+        void * m = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
             *err = "gguf: cannot mmap '" + path + "': " + std::strerror(errno);
             ::close(fd);
@@ -622,7 +622,7 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string &path, std::string 
     return f;
 }
 
-std::unique_ptr<gguf_file> gguf_file::open_buffer(const void *data, size_t size, std::string *err) {
+std::unique_ptr<gguf_file> gguf_file::open_buffer(const void * data, size_t size, std::string * err) {
     std::string local;
     if (!err) err = &local;
     static const uint8_t empty = 0;
@@ -648,24 +648,24 @@ size_t gguf_file::data_offset() const {
 size_t gguf_file::file_size() const {
     return p_->size;
 }
-const std::vector<std::string> &gguf_file::keys() const {
+const std::vector<std::string> & gguf_file::keys() const {
     return p_->keys;
 }
 
-const gguf_value *gguf_file::find(const std::string &key) const {
+const gguf_value * gguf_file::find(const std::string & key) const {
     auto it = p_->kv.find(key);
     return it == p_->kv.end() ? nullptr : &it->second;
 }
 
-bool gguf_file::get_string(const std::string &key, std::string *out) const {
-    const gguf_value *v = find(key);
+bool gguf_file::get_string(const std::string & key, std::string * out) const {
+    const gguf_value * v = find(key);
     if (!v || v->type != GGUF_TYPE_STRING) return false;
     *out = v->str;
     return true;
 }
 
-bool gguf_file::get_int(const std::string &key, int64_t *out) const {
-    const gguf_value *v = find(key);
+bool gguf_file::get_int(const std::string & key, int64_t * out) const {
+    const gguf_value * v = find(key);
     if (!v) return false;
     if (v->type == GGUF_TYPE_BOOL) {
         *out = v->b ? 1 : 0;
@@ -677,8 +677,8 @@ bool gguf_file::get_int(const std::string &key, int64_t *out) const {
     return true;
 }
 
-bool gguf_file::get_float(const std::string &key, double *out) const {
-    const gguf_value *v = find(key);
+bool gguf_file::get_float(const std::string & key, double * out) const {
+    const gguf_value * v = find(key);
     if (!v) return false;
     if (is_float_type(v->type)) {
         *out = v->f;
@@ -691,31 +691,31 @@ bool gguf_file::get_float(const std::string &key, double *out) const {
     return false;
 }
 
-bool gguf_file::get_bool(const std::string &key, bool *out) const {
-    const gguf_value *v = find(key);
+bool gguf_file::get_bool(const std::string & key, bool * out) const {
+    const gguf_value * v = find(key);
     if (!v || v->type != GGUF_TYPE_BOOL) return false;
     *out = v->b;
     return true;
 }
 
-const std::vector<gguf_tensor_info> &gguf_file::tensors() const {
+const std::vector<gguf_tensor_info> & gguf_file::tensors() const {
     return p_->tensors;
 }
 
-const gguf_tensor_info *gguf_file::find_tensor(const std::string &name) const {
+const gguf_tensor_info * gguf_file::find_tensor(const std::string & name) const {
     auto it = p_->tensor_index.find(name);
     return it == p_->tensor_index.end() ? nullptr : &p_->tensors[it->second];
 }
 
-tensor gguf_file::view(const gguf_tensor_info &info) const {
+tensor gguf_file::view(const gguf_tensor_info & info) const {
     // The mapping is read-only; the view's pointer is non-const only because tensor is a general view type.
-    void *d = const_cast<uint8_t *>(p_->base + p_->data_offset + info.offset);
+    void * d = const_cast<uint8_t *>(p_->base + p_->data_offset + info.offset);
     tensor t = make_tensor(info.type, d, info.ne[0], info.ne[1], info.ne[2], info.ne[3]);
     t.name = info.name;
     return t;
 }
 
-const uint8_t *gguf_file::data_section() const {
+const uint8_t * gguf_file::data_section() const {
     return p_->base + p_->data_offset;
 }
 
@@ -726,8 +726,8 @@ namespace {
 struct pending_tensor {
     gguf_tensor_info info;
     std::vector<uint8_t> owned;  // copied data, or empty when `ref` is used
-    const void *ref = nullptr;   // caller-owned data (add_tensor_ref)
-    const void *data() const { return ref ? ref : owned.data(); }
+    const void * ref = nullptr;  // caller-owned data (add_tensor_ref)
+    const void * data() const { return ref ? ref : owned.data(); }
 };
 }  // namespace
 
@@ -737,8 +737,8 @@ struct gguf_writer::impl {
     std::vector<pending_tensor> tensors;
     std::unordered_set<std::string> tensor_names;
 
-    void set(const std::string &key, gguf_value v) {
-        for (auto &e : kv) {
+    void set(const std::string & key, gguf_value v) {
+        for (auto & e : kv) {
             if (e.first == key) {
                 e.second = std::move(v);
                 return;
@@ -764,83 +764,83 @@ static gguf_value make_int(gguf_type t, int64_t i, uint64_t u) {
     return v;
 }
 
-void gguf_writer::set_u8(const std::string &key, uint8_t x) {
+void gguf_writer::set_u8(const std::string & key, uint8_t x) {
     p_->set(key, make_int(GGUF_TYPE_UINT8, x, x));
 }
-void gguf_writer::set_i8(const std::string &key, int8_t x) {
+void gguf_writer::set_i8(const std::string & key, int8_t x) {
     p_->set(key, make_int(GGUF_TYPE_INT8, x, static_cast<uint64_t>(static_cast<int64_t>(x))));
 }
-void gguf_writer::set_u16(const std::string &key, uint16_t x) {
+void gguf_writer::set_u16(const std::string & key, uint16_t x) {
     p_->set(key, make_int(GGUF_TYPE_UINT16, x, x));
 }
-void gguf_writer::set_i16(const std::string &key, int16_t x) {
+void gguf_writer::set_i16(const std::string & key, int16_t x) {
     p_->set(key, make_int(GGUF_TYPE_INT16, x, static_cast<uint64_t>(static_cast<int64_t>(x))));
 }
-void gguf_writer::set_u32(const std::string &key, uint32_t x) {
+void gguf_writer::set_u32(const std::string & key, uint32_t x) {
     p_->set(key, make_int(GGUF_TYPE_UINT32, x, x));
 }
-void gguf_writer::set_i32(const std::string &key, int32_t x) {
+void gguf_writer::set_i32(const std::string & key, int32_t x) {
     p_->set(key, make_int(GGUF_TYPE_INT32, x, static_cast<uint64_t>(static_cast<int64_t>(x))));
 }
-void gguf_writer::set_u64(const std::string &key, uint64_t x) {
+void gguf_writer::set_u64(const std::string & key, uint64_t x) {
     p_->set(key, make_int(GGUF_TYPE_UINT64, static_cast<int64_t>(x), x));
 }
-void gguf_writer::set_i64(const std::string &key, int64_t x) {
+void gguf_writer::set_i64(const std::string & key, int64_t x) {
     p_->set(key, make_int(GGUF_TYPE_INT64, x, static_cast<uint64_t>(x)));
 }
-void gguf_writer::set_f32(const std::string &key, float x) {
+void gguf_writer::set_f32(const std::string & key, float x) {
     gguf_value v;
     v.type = GGUF_TYPE_FLOAT32;
     v.f = x;
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_f64(const std::string &key, double x) {
+void gguf_writer::set_f64(const std::string & key, double x) {
     gguf_value v;
     v.type = GGUF_TYPE_FLOAT64;
     v.f = x;
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_bool(const std::string &key, bool x) {
+void gguf_writer::set_bool(const std::string & key, bool x) {
     gguf_value v;
     v.type = GGUF_TYPE_BOOL;
     v.b = x;
     v.i = v.u = x;
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_string(const std::string &key, const std::string &x) {
+void gguf_writer::set_string(const std::string & key, const std::string & x) {
     gguf_value v;
     v.type = GGUF_TYPE_STRING;
     v.str = x;
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_value(const std::string &key, const gguf_value &v) {
+void gguf_writer::set_value(const std::string & key, const gguf_value & v) {
     if (key == "general.alignment" && v.type == GGUF_TYPE_UINT32) {
         p_->alignment = static_cast<uint32_t>(v.u ? v.u : static_cast<uint64_t>(v.i));
     }
     p_->set(key, v);
 }
-void gguf_writer::set_array_str(const std::string &key, const std::vector<std::string> &x) {
+void gguf_writer::set_array_str(const std::string & key, const std::vector<std::string> & x) {
     gguf_value v;
     v.type = GGUF_TYPE_ARRAY;
     v.arr_type = GGUF_TYPE_STRING;
     v.arr_str = x;
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_array_f32(const std::string &key, const std::vector<float> &x) {
+void gguf_writer::set_array_f32(const std::string & key, const std::vector<float> & x) {
     gguf_value v;
     v.type = GGUF_TYPE_ARRAY;
     v.arr_type = GGUF_TYPE_FLOAT32;
     v.arr_float.assign(x.begin(), x.end());
     p_->set(key, std::move(v));
 }
-void gguf_writer::set_array_i32(const std::string &key, const std::vector<int32_t> &x) {
+void gguf_writer::set_array_i32(const std::string & key, const std::vector<int32_t> & x) {
     gguf_value v;
     v.type = GGUF_TYPE_ARRAY;
     v.arr_type = GGUF_TYPE_INT32;
     v.arr_int.assign(x.begin(), x.end());
     p_->set(key, std::move(v));
 }
-bool gguf_writer::remove(const std::string &key) {
+bool gguf_writer::remove(const std::string & key) {
     for (size_t i = 0; i < p_->kv.size(); ++i) {
         if (p_->kv[i].first == key) {
             p_->kv.erase(p_->kv.begin() + static_cast<long>(i));
@@ -854,8 +854,8 @@ size_t gguf_writer::n_tensors() const {
     return p_->tensors.size();
 }
 
-static bool check_tensor(const std::string &name, dtype type, const int64_t *ne, int n_dims,
-                         const std::unordered_set<std::string> &names, gguf_tensor_info *info, std::string *err) {
+static bool check_tensor(const std::string & name, dtype type, const int64_t * ne, int n_dims,
+                         const std::unordered_set<std::string> & names, gguf_tensor_info * info, std::string * err) {
     if (name.empty() || name.size() >= GGUF_MAX_NAME) {
         *err = fmt("gguf_writer: tensor name '%.80s' must be 1..%zu bytes", name.c_str(), GGUF_MAX_NAME - 1);
         return false;
@@ -868,7 +868,7 @@ static bool check_tensor(const std::string &name, dtype type, const int64_t *ne,
         *err = fmt("gguf_writer: tensor '%s': n_dims %d out of range 1..%d", name.c_str(), n_dims, MAX_DIMS);
         return false;
     }
-    const dtype_traits *tr = dtype_get_traits(type);
+    const dtype_traits * tr = dtype_get_traits(type);
     if (!tr) {
         *err = fmt("gguf_writer: tensor '%s': unsupported type %d", name.c_str(), static_cast<int>(type));
         return false;
@@ -894,23 +894,23 @@ static bool check_tensor(const std::string &name, dtype type, const int64_t *ne,
     return true;
 }
 
-bool gguf_writer::add_tensor(const std::string &name, dtype type, const int64_t *ne, int n_dims, const void *data,
-                             std::string *err) {
+bool gguf_writer::add_tensor(const std::string & name, dtype type, const int64_t * ne, int n_dims, const void * data,
+                             std::string * err) {
     pending_tensor t;
     if (!check_tensor(name, type, ne, n_dims, p_->tensor_names, &t.info, err)) return false;
     if (t.info.nbytes && !data) {
         *err = "gguf_writer: tensor '" + name + "': no data";
         return false;
     }
-    const uint8_t *d = static_cast<const uint8_t *>(data);
+    const uint8_t * d = static_cast<const uint8_t *>(data);
     t.owned.assign(d, d + t.info.nbytes);
     p_->tensor_names.insert(name);
     p_->tensors.push_back(std::move(t));
     return true;
 }
 
-bool gguf_writer::add_tensor_ref(const std::string &name, dtype type, const int64_t *ne, int n_dims, const void *data,
-                                 std::string *err) {
+bool gguf_writer::add_tensor_ref(const std::string & name, dtype type, const int64_t * ne, int n_dims,
+                                 const void * data, std::string * err) {
     pending_tensor t;
     if (!check_tensor(name, type, ne, n_dims, p_->tensor_names, &t.info, err)) return false;
     if (t.info.nbytes && !data) {
@@ -947,9 +947,9 @@ struct out_file {
         }
         buf.clear();
     }
-    void put(const void *p, size_t n) {
+    void put(const void * p, size_t n) {
         written += n;
-        const uint8_t *b = static_cast<const uint8_t *>(p);
+        const uint8_t * b = static_cast<const uint8_t *>(p);
         if (n >= (1u << 20)) {  // big blobs go straight through
             flush();
             buf.assign(b, b + n);
@@ -963,7 +963,7 @@ struct out_file {
     void put_le(T x) {
         put(&x, sizeof(T));
     }
-    void put_str(const std::string &s) {
+    void put_str(const std::string & s) {
         put_le<uint64_t>(s.size());
         put(s.data(), s.size());
     }
@@ -997,7 +997,7 @@ bool int_in_range(gguf_type t, int64_t x, bool from_unsigned) {
     }
 }
 
-void put_int(out_file &o, gguf_type t, int64_t x) {
+void put_int(out_file & o, gguf_type t, int64_t x) {
     switch (t) {
         case GGUF_TYPE_UINT8:
             o.put_le<uint8_t>(static_cast<uint8_t>(x));
@@ -1027,7 +1027,7 @@ void put_int(out_file &o, gguf_type t, int64_t x) {
 }
 
 // Validates a value before anything is written, so a bad value never leaves a half-written file.
-bool check_value(const std::string &key, const gguf_value &v, std::string *err) {
+bool check_value(const std::string & key, const gguf_value & v, std::string * err) {
     if (!is_valid_type(v.type)) {
         *err = fmt("gguf_writer: key '%s': unknown value type %d", key.c_str(), static_cast<int>(v.type));
         return false;
@@ -1057,7 +1057,7 @@ bool check_value(const std::string &key, const gguf_value &v, std::string *err) 
     return true;
 }
 
-void put_value(out_file &o, const gguf_value &v) {
+void put_value(out_file & o, const gguf_value & v) {
     o.put_le<int32_t>(v.type);
     switch (v.type) {
         case GGUF_TYPE_STRING:
@@ -1081,7 +1081,7 @@ void put_value(out_file &o, const gguf_value &v) {
     o.put_le<int32_t>(v.arr_type);
     o.put_le<uint64_t>(v.arr_size());
     if (v.arr_type == GGUF_TYPE_STRING) {
-        for (const std::string &s : v.arr_str) o.put_str(s);
+        for (const std::string & s : v.arr_str) o.put_str(s);
     } else if (v.arr_type == GGUF_TYPE_FLOAT32) {
         for (double x : v.arr_float) o.put_le<float>(static_cast<float>(x));
     } else if (v.arr_type == GGUF_TYPE_FLOAT64) {
@@ -1093,7 +1093,7 @@ void put_value(out_file &o, const gguf_value &v) {
 
 }  // namespace
 
-bool gguf_writer::write(const std::string &path, std::string *err) const {
+bool gguf_writer::write(const std::string & path, std::string * err) const {
     std::string local;
     if (!err) err = &local;
     const uint32_t al = p_->alignment;
@@ -1101,7 +1101,7 @@ bool gguf_writer::write(const std::string &path, std::string *err) const {
         *err = fmt("gguf_writer: alignment %u is not a power of two", al);
         return false;
     }
-    for (const auto &e : p_->kv) {
+    for (const auto & e : p_->kv) {
         if (!check_value(e.first, e.second, err)) return false;
     }
 
@@ -1122,12 +1122,12 @@ bool gguf_writer::write(const std::string &path, std::string *err) const {
     o.put_le<uint32_t>(3);
     o.put_le<int64_t>(static_cast<int64_t>(p_->tensors.size()));
     o.put_le<int64_t>(static_cast<int64_t>(p_->kv.size()));
-    for (const auto &e : p_->kv) {
+    for (const auto & e : p_->kv) {
         o.put_str(e.first);
         put_value(o, e.second);
     }
     uint64_t offset = 0;
-    for (const pending_tensor &t : p_->tensors) {
+    for (const pending_tensor & t : p_->tensors) {
         o.put_str(t.info.name);
         o.put_le<uint32_t>(static_cast<uint32_t>(t.info.n_dims));
         for (int d = 0; d < t.info.n_dims; ++d) o.put_le<int64_t>(t.info.ne[d]);
@@ -1136,7 +1136,7 @@ bool gguf_writer::write(const std::string &path, std::string *err) const {
         offset += (t.info.nbytes + al - 1) / al * al;
     }
     o.pad_to(al);
-    for (const pending_tensor &t : p_->tensors) {
+    for (const pending_tensor & t : p_->tensors) {
         o.put(t.data(), t.info.nbytes);
         o.pad_to(al);
     }
@@ -1173,16 +1173,16 @@ constexpr uint32_t FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_Q4_0 = 
                    FTYPE_MOSTLY_Q4_K_S = 14, FTYPE_MOSTLY_Q4_K_M = 15, FTYPE_MOSTLY_Q5_K_S = 16, FTYPE_MOSTLY_Q6_K = 18,
                    FTYPE_MOSTLY_BF16 = 32;
 
-bool contains(const std::string &s, const char *sub) {
+bool contains(const std::string & s, const char * sub) {
     return s.find(sub) != std::string::npos;
 }
-bool ends_with(const std::string &s, const char *suf) {
+bool ends_with(const std::string & s, const char * suf) {
     const size_t n = std::strlen(suf);
     return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
 }
 
 // ggml_n_dims: the number of dimensions up to the last one larger than 1.
-int effective_dims(const gguf_tensor_info &t) {
+int effective_dims(const gguf_tensor_info & t) {
     for (int d = MAX_DIMS - 1; d >= 1; --d) {
         if (t.ne[d] > 1) return d + 1;
     }
@@ -1190,9 +1190,9 @@ int effective_dims(const gguf_tensor_info &t) {
 }
 
 // Which tensors llama.cpp quantizes at all (the subset of its rules that can apply to our architectures).
-bool allows_quantization(const gguf_tensor_info &t) {
+bool allows_quantization(const gguf_tensor_info & t) {
     if (effective_dims(t) < 2) return false;
-    const std::string &n = t.name;
+    const std::string & n = t.name;
     if (!ends_with(n, "weight")) return false;
     if (contains(n, "_norm.weight")) return false;
     if (contains(n, "ffn_gate_inp.weight")) return false;
@@ -1206,7 +1206,7 @@ bool use_more_bits(int i_layer, int n_layers) {
 }
 
 int block_of(dtype t) {
-    const dtype_traits *tr = dtype_get_traits(t);
+    const dtype_traits * tr = dtype_get_traits(t);
     return tr ? static_cast<int>(tr->block_size) : 1;
 }
 
@@ -1235,7 +1235,7 @@ dtype shape_fallback(dtype t, int64_t ncols) {
 
 }  // namespace
 
-bool gguf_quant_mix_from_name(const std::string &name_in, dtype *default_type, uint32_t *ftype, bool *q4_k_m) {
+bool gguf_quant_mix_from_name(const std::string & name_in, dtype * default_type, uint32_t * ftype, bool * q4_k_m) {
     std::string n;
     for (char c : name_in) n += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     *q4_k_m = false;
@@ -1273,7 +1273,8 @@ bool gguf_quant_mix_from_name(const std::string &name_in, dtype *default_type, u
     return true;
 }
 
-bool gguf_quantize_plan(const gguf_file &in, const std::string &mix_name, std::vector<dtype> *plan, std::string *err) {
+bool gguf_quantize_plan(const gguf_file & in, const std::string & mix_name, std::vector<dtype> * plan,
+                        std::string * err) {
     dtype base;
     uint32_t ftype;
     bool mix_m;
@@ -1284,10 +1285,10 @@ bool gguf_quantize_plan(const gguf_file &in, const std::string &mix_name, std::v
         }
         return false;
     }
-    const std::vector<gguf_tensor_info> &ts = in.tensors();
+    const std::vector<gguf_tensor_info> & ts = in.tensors();
     int n_attn_v = 0, max_layer = -1;
     bool tied = true;
-    for (const gguf_tensor_info &t : ts) {
+    for (const gguf_tensor_info & t : ts) {
         if (contains(t.name, "attn_v.weight") || contains(t.name, "attn_qkv.weight")) ++n_attn_v;
         if (t.name == "output.weight") tied = false;
         int l = -1;
@@ -1302,7 +1303,7 @@ bool gguf_quantize_plan(const gguf_file &in, const std::string &mix_name, std::v
     const bool quantized = dtype_get_traits(base)->quantized;
     int i_attn_v = 0, i_ffn_down = 0;
     plan->clear();
-    for (const gguf_tensor_info &t : ts) {
+    for (const gguf_tensor_info & t : ts) {
         dtype nt = t.type;
         if (allows_quantization(t)) {
             nt = base;
@@ -1335,8 +1336,8 @@ bool gguf_quantize_plan(const gguf_file &in, const std::string &mix_name, std::v
     return true;
 }
 
-bool gguf_quantize_file(const std::string &in_path, const std::string &out_path, const gguf_quantize_params &params,
-                        std::string *err) {
+bool gguf_quantize_file(const std::string & in_path, const std::string & out_path, const gguf_quantize_params & params,
+                        std::string * err) {
     std::string local;
     if (!err) err = &local;
     auto in = gguf_file::open(in_path, err);
@@ -1351,7 +1352,7 @@ bool gguf_quantize_file(const std::string &in_path, const std::string &out_path,
         return false;
     }
     for (size_t i = 0; i < plan.size(); ++i) {
-        const gguf_tensor_info &t = in->tensors()[i];
+        const gguf_tensor_info & t = in->tensors()[i];
         if (plan[i] != t.type && (!dtype_get_traits(plan[i]) || t.ne[0] % block_of(plan[i]) != 0)) {
             *err = "tensor '" + t.name + "': cannot convert to " + dtype_name(plan[i]);
             return false;
@@ -1359,7 +1360,7 @@ bool gguf_quantize_file(const std::string &in_path, const std::string &out_path,
     }
 
     gguf_writer w;
-    for (const std::string &k : in->keys()) {
+    for (const std::string & k : in->keys()) {
         if (k.compare(0, 6, "split.") == 0) continue;  // one output file
         w.set_value(k, *in->find(k));
     }
@@ -1371,7 +1372,7 @@ bool gguf_quantize_file(const std::string &in_path, const std::string &out_path,
     thread_pool pool(nt);
     std::vector<std::vector<uint8_t>> outs(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) {
-        const gguf_tensor_info &t = in->tensors()[i];
+        const gguf_tensor_info & t = in->tensors()[i];
         const dtype dst = plan[i];
         gguf_quantize_progress pr;
         pr.index = i;
@@ -1387,7 +1388,7 @@ bool gguf_quantize_file(const std::string &in_path, const std::string &out_path,
             const int64_t n = t.ne[0];
             const int64_t rows = t.ne[1] * t.ne[2] * t.ne[3];
             const size_t dst_row = dtype_row_bytes(dst, n);
-            std::vector<uint8_t> &out = outs[i];
+            std::vector<uint8_t> & out = outs[i];
             out.resize(dst_row * static_cast<size_t>(rows));
             std::vector<double> err2(nt, 0.0), ref2(nt, 0.0);
             std::vector<int> bad(nt, 0);
@@ -1396,7 +1397,7 @@ bool gguf_quantize_file(const std::string &in_path, const std::string &out_path,
                 split_range(rows, ith, nth, r0, r1);
                 std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
                 for (long long r = r0; r < r1; ++r) {
-                    uint8_t *o = out.data() + static_cast<size_t>(r) * dst_row;
+                    uint8_t * o = out.data() + static_cast<size_t>(r) * dst_row;
                     if (!dequantize_row(t.type, static_cast<const uint8_t *>(src.data) + r * src.nb[1], x.data(), n) ||
                         !quantize_row(dst, x.data(), o, n) || !dequantize_row(dst, o, y.data(), n)) {
                         bad[ith] = 1;

@@ -46,9 +46,9 @@ struct gguf_value {
 };
 
 // "u8", "i32", "str", "arr", ... ("unknown" for a bad number).
-const char* gguf_type_name(gguf_type t);
+const char * gguf_type_name(gguf_type t);
 // Human-readable value (strings quoted, arrays cut after max_elems elements), for dumps such as `spider gguf-info`.
-std::string gguf_value_to_string(const gguf_value& v, size_t max_elems = 8);
+std::string gguf_value_to_string(const gguf_value & v, size_t max_elems = 8);
 
 struct gguf_tensor_info {
     std::string name;
@@ -62,27 +62,27 @@ struct gguf_tensor_info {
 class gguf_file {
 public:
     // Opens and validates a file (mmap). On failure returns nullptr and sets *err to a message naming the problem.
-    static std::unique_ptr<gguf_file> open(const std::string& path, std::string* err);
+    static std::unique_ptr<gguf_file> open(const std::string & path, std::string * err);
     // Same checks on a buffer in memory (used by the fuzzer); the buffer must outlive the object.
-    static std::unique_ptr<gguf_file> open_buffer(const void* data, size_t size, std::string* err);
+    static std::unique_ptr<gguf_file> open_buffer(const void * data, size_t size, std::string * err);
     ~gguf_file();
 
     uint32_t version() const;
     size_t alignment() const;
-    const std::vector<std::string>& keys() const;          // in file order
-    const gguf_value* find(const std::string& key) const;  // nullptr if absent
+    const std::vector<std::string> & keys() const;           // in file order
+    const gguf_value * find(const std::string & key) const;  // nullptr if absent
 
     // Typed getters: return false (and leave *out alone) if absent or of an incompatible type.
-    bool get_string(const std::string& key, std::string* out) const;
-    bool get_int(const std::string& key, int64_t* out) const;   // any integer type or bool
-    bool get_float(const std::string& key, double* out) const;  // float32/64 or any integer
-    bool get_bool(const std::string& key, bool* out) const;
+    bool get_string(const std::string & key, std::string * out) const;
+    bool get_int(const std::string & key, int64_t * out) const;   // any integer type or bool
+    bool get_float(const std::string & key, double * out) const;  // float32/64 or any integer
+    bool get_bool(const std::string & key, bool * out) const;
 
-    const std::vector<gguf_tensor_info>& tensors() const;
-    const gguf_tensor_info* find_tensor(const std::string& name) const;
+    const std::vector<gguf_tensor_info> & tensors() const;
+    const gguf_tensor_info * find_tensor(const std::string & name) const;
     // A view of a tensor's data in the mapping (shape from the file, contiguous strides).
-    tensor view(const gguf_tensor_info& info) const;
-    const uint8_t* data_section() const;
+    tensor view(const gguf_tensor_info & info) const;
+    const uint8_t * data_section() const;
     size_t data_offset() const;  // byte offset of the data section in the file
     size_t file_size() const;
 
@@ -99,33 +99,33 @@ public:
     ~gguf_writer();
     void set_alignment(uint32_t a);
     // Setting a key that exists replaces its value in place (file order is first-set order).
-    void set_u8(const std::string& key, uint8_t v);
-    void set_i8(const std::string& key, int8_t v);
-    void set_u16(const std::string& key, uint16_t v);
-    void set_i16(const std::string& key, int16_t v);
-    void set_u32(const std::string& key, uint32_t v);
-    void set_i32(const std::string& key, int32_t v);
-    void set_u64(const std::string& key, uint64_t v);
-    void set_i64(const std::string& key, int64_t v);
-    void set_f32(const std::string& key, float v);
-    void set_f64(const std::string& key, double v);
-    void set_bool(const std::string& key, bool v);
-    void set_string(const std::string& key, const std::string& v);
+    void set_u8(const std::string & key, uint8_t v);
+    void set_i8(const std::string & key, int8_t v);
+    void set_u16(const std::string & key, uint16_t v);
+    void set_i16(const std::string & key, int16_t v);
+    void set_u32(const std::string & key, uint32_t v);
+    void set_i32(const std::string & key, int32_t v);
+    void set_u64(const std::string & key, uint64_t v);
+    void set_i64(const std::string & key, int64_t v);
+    void set_f32(const std::string & key, float v);
+    void set_f64(const std::string & key, double v);
+    void set_bool(const std::string & key, bool v);
+    void set_string(const std::string & key, const std::string & v);
     // Any type, including arrays. Integer scalars are taken from `u` for unsigned types (from `i` when u == 0) and
     // from `i` for signed ones; out-of-range values are reported by write().
-    void set_value(const std::string& key, const gguf_value& v);
-    void set_array_str(const std::string& key, const std::vector<std::string>& v);
-    void set_array_f32(const std::string& key, const std::vector<float>& v);
-    void set_array_i32(const std::string& key, const std::vector<int32_t>& v);
+    void set_value(const std::string & key, const gguf_value & v);
+    void set_array_str(const std::string & key, const std::vector<std::string> & v);
+    void set_array_f32(const std::string & key, const std::vector<float> & v);
+    void set_array_i32(const std::string & key, const std::vector<int32_t> & v);
     // Adds a tensor; data (nbytes = dtype_row_bytes(type, ne[0]) * rows) is copied.
-    bool add_tensor(const std::string& name, dtype type, const int64_t* ne, int n_dims, const void* data,
-                    std::string* err);
+    bool add_tensor(const std::string & name, dtype type, const int64_t * ne, int n_dims, const void * data,
+                    std::string * err);
     // Same, without copying: data must stay valid until write() returns (e.g. a view into an mmapped file).
-    bool add_tensor_ref(const std::string& name, dtype type, const int64_t* ne, int n_dims, const void* data,
-                        std::string* err);
-    bool remove(const std::string& key);  // false if absent
+    bool add_tensor_ref(const std::string & name, dtype type, const int64_t * ne, int n_dims, const void * data,
+                        std::string * err);
+    bool remove(const std::string & key);  // false if absent
     size_t n_tensors() const;
-    bool write(const std::string& path, std::string* err) const;
+    bool write(const std::string & path, std::string * err) const;
 
 private:
     struct impl;
@@ -140,14 +140,15 @@ private:
 
 // Mixes by name: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q4_K_M (case-insensitive). Sets *default_type and
 // *ftype (llama.cpp's llama_ftype number written to general.file_type). False for an unknown name.
-bool gguf_quant_mix_from_name(const std::string& name, dtype* default_type, uint32_t* ftype, bool* q4_k_m);
+bool gguf_quant_mix_from_name(const std::string & name, dtype * default_type, uint32_t * ftype, bool * q4_k_m);
 
 // The target type of every tensor of `in` (file order) for the mix `mix_name`. False + *err on an unknown mix.
-bool gguf_quantize_plan(const gguf_file& in, const std::string& mix_name, std::vector<dtype>* plan, std::string* err);
+bool gguf_quantize_plan(const gguf_file & in, const std::string & mix_name, std::vector<dtype> * plan,
+                        std::string * err);
 
 struct gguf_quantize_progress {
     size_t index = 0, count = 0;  // tensor index (0-based) and number of tensors
-    const gguf_tensor_info* info = nullptr;
+    const gguf_tensor_info * info = nullptr;
     dtype new_type = DTYPE_F32;
     bool converted = false;  // false: bytes copied unchanged
     double rel_rmse = 0;     // ||dequant(new) - src|| / ||src|| over the tensor (0 when copied)
@@ -156,13 +157,13 @@ struct gguf_quantize_progress {
 
 struct gguf_quantize_params {
     std::string mix = "Q4_K_M";
-    int n_threads = 0;                                            // 0: hardware concurrency
-    std::function<void(const gguf_quantize_progress&)> progress;  // called after each tensor
+    int n_threads = 0;                                             // 0: hardware concurrency
+    std::function<void(const gguf_quantize_progress &)> progress;  // called after each tensor
 };
 
 // Reads in_path, quantizes per the plan, copies every KV (sets general.file_type and
 // general.quantization_version, drops split.* keys) and writes out_path atomically.
-bool gguf_quantize_file(const std::string& in_path, const std::string& out_path, const gguf_quantize_params& params,
-                        std::string* err);
+bool gguf_quantize_file(const std::string & in_path, const std::string & out_path, const gguf_quantize_params & params,
+                        std::string * err);
 
 }  // namespace spider

@@ -31,17 +31,17 @@ constexpr int32_t TOKEN_TYPE_NORMAL = 1, TOKEN_TYPE_CONTROL = 3, TOKEN_TYPE_USER
 
 // The pre-tokenizer regex of Llama 3 (tokenizer.json, Split pattern); llama.cpp calls this pre-tokenizer
 // "llama-bpe".
-const char *LLAMA3_PRE_REGEX =
+const char * LLAMA3_PRE_REGEX =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
 
-bool file_exists(const std::string &p) {
+bool file_exists(const std::string & p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool load_json(const std::string &path, json *out, std::string *err) {
+bool load_json(const std::string & path, json * out, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         *err = "cannot open '" + path + "'";
@@ -51,7 +51,7 @@ bool load_json(const std::string &path, json *out, std::string *err) {
     ss << f.rdbuf();
     try {
         *out = json::parse(ss.str());
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         *err = "'" + path + "' is not valid JSON: " + e.what();
         return false;
     }
@@ -59,7 +59,7 @@ bool load_json(const std::string &path, json *out, std::string *err) {
 }
 
 // Reads an integer hyperparameter: required (no default) or optional.
-bool hp_int(const json &c, const char *key, int64_t *out, std::string *err, bool required = true) {
+bool hp_int(const json & c, const char * key, int64_t * out, std::string * err, bool required = true) {
     auto it = c.find(key);
     if (it == c.end() || it->is_null()) {
         if (required) *err = std::string("config.json: missing '") + key + "'";
@@ -73,7 +73,7 @@ bool hp_int(const json &c, const char *key, int64_t *out, std::string *err, bool
     return true;
 }
 
-bool hp_float(const json &c, const char *key, double *out, std::string *err) {
+bool hp_float(const json & c, const char * key, double * out, std::string * err) {
     auto it = c.find(key);
     if (it == c.end() || it->is_null()) return true;  // keep the default
     if (!it->is_number()) {
@@ -85,7 +85,7 @@ bool hp_float(const json &c, const char *key, double *out, std::string *err) {
 }
 
 // A special token id from config.json: an int, a list (first element), or null.
-bool config_token_id(const json &c, const char *key, int64_t *out) {
+bool config_token_id(const json & c, const char * key, int64_t * out) {
     auto it = c.find(key);
     if (it == c.end() || it->is_null()) return false;
     if (it->is_number_integer()) {
@@ -100,7 +100,7 @@ bool config_token_id(const json &c, const char *key, int64_t *out) {
 }
 
 // A special token's text from tokenizer_config.json / special_tokens_map.json: a string or {"content": ...}.
-bool config_token_text(const json &c, const std::string &key, std::string *out) {
+bool config_token_text(const json & c, const std::string & key, std::string * out) {
     auto it = c.find(key);
     if (it == c.end()) return false;
     if (it->is_string()) {
@@ -126,8 +126,8 @@ struct vocab_out {
     std::string chat_template;
 };
 
-bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, int64_t vocab_size, vocab_out *v,
-                    const std::function<void(const std::string &)> &log, std::string *err) {
+bool load_tokenizer(const std::string & dir, const json & config, bool is_gemma, int64_t vocab_size, vocab_out * v,
+                    const std::function<void(const std::string &)> & log, std::string * err) {
     json tcfg = json::object(), stmap = json::object();
     if (file_exists(dir + "/tokenizer_config.json") && !load_json(dir + "/tokenizer_config.json", &tcfg, err)) {
         return false;
@@ -154,7 +154,7 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
         // Added tokens declared in tokenizer_config.json override their rows.
         if (tcfg.contains("added_tokens_decoder") && tcfg["added_tokens_decoder"].is_object()) {
             for (auto it = tcfg["added_tokens_decoder"].begin(); it != tcfg["added_tokens_decoder"].end(); ++it) {
-                char *end = nullptr;
+                char * end = nullptr;
                 const long long id = std::strtoll(it.key().c_str(), &end, 10);
                 if (*end || id < 0 || id >= n || !it.value().is_object() || !it.value().contains("content")) continue;
                 const std::string content = it.value()["content"].get<std::string>();
@@ -185,7 +185,7 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
             by_id[it.value().get<int64_t>()] = {it.key(), TOKEN_TYPE_NORMAL};
         }
         if (tj.contains("added_tokens") && tj["added_tokens"].is_array()) {
-            for (const json &a : tj["added_tokens"]) {
+            for (const json & a : tj["added_tokens"]) {
                 if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content")) {
                     continue;
                 }
@@ -203,12 +203,12 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
         v->tokens.resize(static_cast<size_t>(n));
         v->types.assign(static_cast<size_t>(n), TOKEN_TYPE_UNUSED);
         for (int64_t i = 0; i < n; ++i) v->tokens[i] = "[PAD" + std::to_string(i) + "]";
-        for (const auto &e : by_id) {
+        for (const auto & e : by_id) {
             v->tokens[e.first] = e.second.first;
             v->types[e.first] = e.second.second;
         }
         if (tj["model"].contains("merges") && tj["model"]["merges"].is_array()) {
-            for (const json &m : tj["model"]["merges"]) {
+            for (const json & m : tj["model"]["merges"]) {
                 if (m.is_string()) {
                     v->merges.push_back(m.get<std::string>());
                 } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
@@ -235,22 +235,22 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
 
     // Special ids: config.json first (as gguf-py's SpecialVocab), then the token text from tokenizer_config.json /
     // special_tokens_map.json looked up in the vocabulary, then the SentencePiece trainer's ids.
-    auto find_text = [&](const std::string &text) -> int64_t {
+    auto find_text = [&](const std::string & text) -> int64_t {
         for (size_t i = 0; i < v->tokens.size(); ++i) {
             if (v->tokens[i] == text) return static_cast<int64_t>(i);
         }
         return -1;
     };
     struct special {
-        const char *name;
-        int64_t *id;
+        const char * name;
+        int64_t * id;
         int32_t sp_id;
     };
     const special specials[] = {{"bos", &v->bos, sp.bos_id},
                                 {"eos", &v->eos, sp.eos_id},
                                 {"unk", &v->unk, sp.unk_id},
                                 {"pad", &v->pad, sp.pad_id}};
-    for (const special &s : specials) {
+    for (const special & s : specials) {
         int64_t id = -1;
         std::string text;
         if (config_token_id(config, (std::string(s.name) + "_token_id").c_str(), &id)) {
@@ -268,11 +268,11 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
     if (tcfg.contains("add_bos_token") && tcfg["add_bos_token"].is_boolean()) v->add_bos = tcfg["add_bos_token"];
     if (tcfg.contains("add_eos_token") && tcfg["add_eos_token"].is_boolean()) v->add_eos = tcfg["add_eos_token"];
     if (tcfg.contains("chat_template")) {
-        const json &ct = tcfg["chat_template"];
+        const json & ct = tcfg["chat_template"];
         if (ct.is_string()) {
             v->chat_template = ct.get<std::string>();
         } else if (ct.is_array()) {  // [{"name": "default", "template": ...}, ...]
-            for (const json &e : ct) {
+            for (const json & e : ct) {
                 if (e.is_object() && e.value("name", "") == "default" && e.contains("template")) {
                     v->chat_template = e["template"].get<std::string>();
                 }
@@ -289,7 +289,7 @@ bool load_tokenizer(const std::string &dir, const json &config, bool is_gemma, i
 }
 
 // HF name -> GGUF name; "" to skip; false for a tensor we do not know (an error, so nothing is silently lost).
-bool map_name(const std::string &hf, bool is_gemma, std::string *out) {
+bool map_name(const std::string & hf, bool is_gemma, std::string * out) {
     static const std::map<std::string, std::string> top = {
         {"model.embed_tokens", "token_embd"}, {"model.norm", "output_norm"}, {"lm_head", "output"}};
     static const std::map<std::string, std::string> layer_common = {
@@ -336,7 +336,8 @@ bool map_name(const std::string &hf, bool is_gemma, std::string *out) {
 
 // convert_hf_to_gguf.py's LlamaModel.permute: rows of each head go from [2][hd/2] (HF rotate-half) to [hd/2][2]
 // (GGML interleaved pairs).
-void permute_rows(const std::vector<float> &src, std::vector<float> *dst, int64_t n_head, int64_t rows, int64_t cols) {
+void permute_rows(const std::vector<float> & src, std::vector<float> * dst, int64_t n_head, int64_t rows,
+                  int64_t cols) {
     dst->resize(src.size());
     const int64_t hd = rows / n_head, half = hd / 2;
     for (int64_t h = 0; h < n_head; ++h) {
@@ -351,13 +352,13 @@ void permute_rows(const std::vector<float> &src, std::vector<float> *dst, int64_
 
 }  // namespace
 
-bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf_convert_params &params,
-                std::string *err_out) {
+bool hf_convert(const std::string & dir_in, const std::string & out_path, const hf_convert_params & params,
+                std::string * err_out) {
     std::string local;
-    std::string *err = err_out ? err_out : &local;
+    std::string * err = err_out ? err_out : &local;
     std::string dir = dir_in;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    auto log = [&](const std::string &s) {
+    auto log = [&](const std::string & s) {
         if (params.log) params.log(s);
     };
     if (params.out_type != DTYPE_F32 && params.out_type != DTYPE_F16 && params.out_type != DTYPE_BF16) {
@@ -387,7 +388,7 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
                "' in config.json (supported: LlamaForCausalLM, Gemma3ForCausalLM)";
         return false;
     }
-    auto fail = [&](const std::string &m) {
+    auto fail = [&](const std::string & m) {
         *err = "convert: " + m;
         return false;
     };
@@ -423,7 +424,7 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
     double rope_factor = 1.0;
     json rope_full = json::object();
     if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) {
-        const json &rp = cfg["rope_parameters"];
+        const json & rp = cfg["rope_parameters"];
         rope_full = rp.contains("full_attention") && rp["full_attention"].is_object() ? rp["full_attention"] : rp;
         if (rp.contains("sliding_attention") && rp["sliding_attention"].is_object() &&
             rp["sliding_attention"].contains("rope_theta") && rp["sliding_attention"]["rope_theta"].is_number()) {
@@ -452,8 +453,9 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
             return fail(*err);
         }
         if (!(rope_factor >= 1.0) || !(high > low) || !(low > 0) || orig_ctx <= 0) {
-            return fail("rope llama3 parameters out of range (factor >= 1, high_freq_factor > low_freq_factor > 0, "
-                        "original_max_position_embeddings > 0)");
+            return fail(
+                "rope llama3 parameters out of range (factor >= 1, high_freq_factor > low_freq_factor > 0, "
+                "original_max_position_embeddings > 0)");
         }
         const double low_wavelen = orig_ctx / low, high_wavelen = orig_ctx / high;
         for (int64_t i = 0; i < head_dim / 2; ++i) {
@@ -515,7 +517,7 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
         int64_t pattern = 6;
         if (!hp_int(cfg, "sliding_window_pattern", &pattern, err, false)) return fail(*err);
         if (cfg.contains("layer_types") && cfg["layer_types"].is_array() && !cfg["layer_types"].empty()) {
-            const json &lt = cfg["layer_types"];
+            const json & lt = cfg["layer_types"];
             int64_t first_full = -1;
             for (size_t i = 0; i < lt.size(); ++i) {
                 if (lt[i] == "full_attention") {
@@ -561,7 +563,7 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
     bufs.reserve(st->tensors().size());
     bool have_embd = false;
     size_t done = 0;
-    for (const st_tensor &t : st->tensors()) {
+    for (const st_tensor & t : st->tensors()) {
         std::string g;
         if (!map_name(t.name, is_gemma, &g)) {
             return fail("tensor '" + t.name + "' is not part of a " + archname + " checkpoint this converter knows");
@@ -617,7 +619,7 @@ bool hf_convert(const std::string &dir_in, const std::string &out_path, const hf
                 x.swap(y);
             }
             if (shift) {
-                for (float &v : x) v += 1.0f;  // Gemma3RMSNorm scales by (1 + w)
+                for (float & v : x) v += 1.0f;  // Gemma3RMSNorm scales by (1 + w)
             }
             std::vector<uint8_t> buf(static_cast<size_t>(rows * cols) * (ot == DTYPE_F32 ? 4 : 2));
             for (size_t i = 0; i < x.size(); ++i) {

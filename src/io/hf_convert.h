@@ -44,18 +44,18 @@ struct sp_model {
 };
 
 // Parses a serialized ModelProto. Validates wire types, lengths and piece types; never reads out of bounds.
-bool sentencepiece_model_parse(const uint8_t* data, size_t size, sp_model* out, std::string* err);
-bool sentencepiece_model_load(const std::string& path, sp_model* out, std::string* err);
+bool sentencepiece_model_parse(const uint8_t * data, size_t size, sp_model * out, std::string * err);
+bool sentencepiece_model_load(const std::string & path, sp_model * out, std::string * err);
 
 // ---- HF -> GGUF ----
 
 struct hf_convert_params {
     dtype out_type = DTYPE_F16;  // 2-D weights: F32, F16 or BF16; 1-D tensors (norms) are always F32
     std::string name;            // general.name (default: the directory name)
-    std::function<void(const std::string& line)> log;  // progress lines (nullptr: silent)
+    std::function<void(const std::string & line)> log;  // progress lines (nullptr: silent)
 };
 
-bool hf_convert(const std::string& hf_dir, const std::string& out_path, const hf_convert_params& params,
-                std::string* err);
+bool hf_convert(const std::string & hf_dir, const std::string & out_path, const hf_convert_params & params,
+                std::string * err);
 
 }  // namespace spider

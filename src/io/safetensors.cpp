@@ -30,12 +30,12 @@ using json = nlohmann::json;
 
 constexpr uint64_t ST_MAX_HEADER = 100000000;  // the reference implementation's limit
 
-bool parse_dtype(const std::string &s, st_dtype *out) {
+bool parse_dtype(const std::string & s, st_dtype * out) {
     static const std::pair<const char *, st_dtype> table[] = {
         {"F64", ST_F64}, {"F32", ST_F32}, {"F16", ST_F16}, {"BF16", ST_BF16}, {"I64", ST_I64},
         {"I32", ST_I32}, {"I16", ST_I16}, {"I8", ST_I8},   {"U8", ST_U8},     {"BOOL", ST_BOOL},
     };
-    for (const auto &e : table) {
+    for (const auto & e : table) {
         if (s == e.first) {
             *out = e.second;
             return true;
@@ -46,12 +46,12 @@ bool parse_dtype(const std::string &s, st_dtype *out) {
 
 // A read-only mapping of a whole file.
 struct mapping {
-    void *addr = nullptr;
+    void * addr = nullptr;
     size_t size = 0;
     ~mapping() {
         if (addr) munmap(addr, size);
     }
-    bool open(const std::string &path, std::string *err) {
+    bool open(const std::string & path, std::string * err) {
         const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             *err = "safetensors: cannot open '" + path + "': " + std::strerror(errno);
@@ -80,7 +80,7 @@ struct mapping {
 
 }  // namespace
 
-const char *st_dtype_name(st_dtype t) {
+const char * st_dtype_name(st_dtype t) {
     switch (t) {
         case ST_F64:
             return "F64";
@@ -128,16 +128,16 @@ size_t st_dtype_size(st_dtype t) {
 
 struct safetensors_file::impl {
     mapping map;  // empty for open_buffer
-    const uint8_t *base = nullptr;
+    const uint8_t * base = nullptr;
     size_t size = 0;
     std::vector<st_tensor> tensors;
     std::unordered_map<std::string, size_t> index;
     std::map<std::string, std::string> metadata;
 
-    bool parse(std::string *err);
+    bool parse(std::string * err);
 };
 
-bool safetensors_file::impl::parse(std::string *err) {
+bool safetensors_file::impl::parse(std::string * err) {
     if (size < 8) {
         *err = "file is " + std::to_string(size) + " bytes, too small for the 8-byte header length (truncated)";
         return false;
@@ -153,7 +153,7 @@ bool safetensors_file::impl::parse(std::string *err) {
                " bytes): truncated";
         return false;
     }
-    const char *hb = reinterpret_cast<const char *>(base + 8);
+    const char * hb = reinterpret_cast<const char *>(base + 8);
     if (n == 0 || hb[0] != '{') {
         *err = "header is not a JSON object (it must start with '{')";
         return false;
@@ -161,9 +161,9 @@ bool safetensors_file::impl::parse(std::string *err) {
     // Duplicate top-level names would silently shadow each other in a JSON object: catch them while parsing.
     std::string dup;
     std::set<std::string> seen;
-    json::parser_callback_t cb = [&dup, &seen](int depth, json::parse_event_t ev, json &parsed) {
+    json::parser_callback_t cb = [&dup, &seen](int depth, json::parse_event_t ev, json & parsed) {
         if (ev == json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-            const std::string &k = parsed.get_ref<const std::string &>();
+            const std::string & k = parsed.get_ref<const std::string &>();
             if (!seen.insert(k).second && dup.empty()) dup = k;
         }
         return true;
@@ -171,7 +171,7 @@ bool safetensors_file::impl::parse(std::string *err) {
     json h;
     try {
         h = json::parse(hb, hb + n, cb);
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         *err = std::string("header JSON does not parse: ") + e.what();
         return false;
     }
@@ -191,8 +191,8 @@ bool safetensors_file::impl::parse(std::string *err) {
     };
     std::vector<range> ranges;
     for (auto it = h.begin(); it != h.end(); ++it) {
-        const std::string &name = it.key();
-        const json &v = it.value();
+        const std::string & name = it.key();
+        const json & v = it.value();
         if (name == "__metadata__") {
             if (!v.is_object()) {
                 *err = "__metadata__ is not an object";
@@ -230,7 +230,7 @@ bool safetensors_file::impl::parse(std::string *err) {
             return false;
         }
         uint64_t nel = 1;
-        for (const json &d : *js) {
+        for (const json & d : *js) {
             if (!d.is_number_unsigned()) {
                 *err = who + "shape entry " + d.dump() + " is not a non-negative integer";
                 return false;
@@ -273,10 +273,10 @@ bool safetensors_file::impl::parse(std::string *err) {
     }
     // Offsets must tile the blob: sorted by begin, each tensor starts where the previous one ended.
     std::sort(ranges.begin(), ranges.end(),
-              [](const range &x, const range &y) { return x.b != y.b ? x.b < y.b : x.e < y.e; });
+              [](const range & x, const range & y) { return x.b != y.b ? x.b < y.b : x.e < y.e; });
     uint64_t pos = 0;
     for (size_t k = 0; k < ranges.size(); ++k) {
-        const range &r = ranges[k];
+        const range & r = ranges[k];
         if (r.b < pos) {
             *err = "tensor '" + tensors[r.i].name + "' data [" + std::to_string(r.b) + ", " + std::to_string(r.e) +
                    ") overlaps tensor '" + tensors[ranges[k - 1].i].name + "'";
@@ -300,7 +300,7 @@ bool safetensors_file::impl::parse(std::string *err) {
 safetensors_file::safetensors_file() : p_(new impl) {}
 safetensors_file::~safetensors_file() = default;
 
-std::unique_ptr<safetensors_file> safetensors_file::open(const std::string &path, std::string *err) {
+std::unique_ptr<safetensors_file> safetensors_file::open(const std::string & path, std::string * err) {
     std::string local;
     if (!err) err = &local;
     std::unique_ptr<safetensors_file> f(new safetensors_file);
@@ -315,7 +315,7 @@ std::unique_ptr<safetensors_file> safetensors_file::open(const std::string &path
     return f;
 }
 
-std::unique_ptr<safetensors_file> safetensors_file::open_buffer(const void *data, size_t size, std::string *err) {
+std::unique_ptr<safetensors_file> safetensors_file::open_buffer(const void * data, size_t size, std::string * err) {
     std::string local;
     if (!err) err = &local;
     static const uint8_t empty = 0;
@@ -329,14 +329,14 @@ std::unique_ptr<safetensors_file> safetensors_file::open_buffer(const void *data
     return f;
 }
 
-const std::vector<st_tensor> &safetensors_file::tensors() const {
+const std::vector<st_tensor> & safetensors_file::tensors() const {
     return p_->tensors;
 }
-const st_tensor *safetensors_file::find(const std::string &name) const {
+const st_tensor * safetensors_file::find(const std::string & name) const {
     auto it = p_->index.find(name);
     return it == p_->index.end() ? nullptr : &p_->tensors[it->second];
 }
-const std::map<std::string, std::string> &safetensors_file::metadata() const {
+const std::map<std::string, std::string> & safetensors_file::metadata() const {
     return p_->metadata;
 }
 
@@ -351,19 +351,19 @@ struct safetensors_model::impl {
 safetensors_model::safetensors_model() : p_(new impl) {}
 safetensors_model::~safetensors_model() = default;
 
-static bool is_dir(const std::string &p) {
+static bool is_dir(const std::string & p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
-static bool exists(const std::string &p) {
+static bool exists(const std::string & p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0;
 }
-static bool ends_with(const std::string &s, const std::string &suf) {
+static bool ends_with(const std::string & s, const std::string & suf) {
     return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-std::unique_ptr<safetensors_model> safetensors_model::open(const std::string &path_in, std::string *err) {
+std::unique_ptr<safetensors_model> safetensors_model::open(const std::string & path_in, std::string * err) {
     std::string local;
     if (!err) err = &local;
     std::string path = path_in;
@@ -392,7 +392,7 @@ std::unique_ptr<safetensors_model> safetensors_model::open(const std::string &pa
         json idx;
         try {
             idx = json::parse(ss.str());
-        } catch (const std::exception &e) {
+        } catch (const std::exception & e) {
             *err = "safetensors index '" + path + "': JSON does not parse: " + e.what();
             return nullptr;
         }
@@ -433,7 +433,7 @@ std::unique_ptr<safetensors_model> safetensors_model::open(const std::string &pa
     for (size_t s = 0; s < shard_files.size(); ++s) {
         auto f = safetensors_file::open(shard_files[s].first, err);
         if (!f) return nullptr;
-        for (const std::string &want : shard_files[s].second) {
+        for (const std::string & want : shard_files[s].second) {
             if (!f->find(want)) {
                 *err = "safetensors: the index puts tensor '" + want + "' in '" + shard_files[s].first +
                        "' but that file does not contain it";
@@ -455,10 +455,10 @@ std::unique_ptr<safetensors_model> safetensors_model::open(const std::string &pa
     return m;
 }
 
-const std::vector<st_tensor> &safetensors_model::tensors() const {
+const std::vector<st_tensor> & safetensors_model::tensors() const {
     return p_->tensors;
 }
-const st_tensor *safetensors_model::find(const std::string &name) const {
+const st_tensor * safetensors_model::find(const std::string & name) const {
     auto it = p_->index.find(name);
     return it == p_->index.end() ? nullptr : &p_->tensors[it->second];
 }
@@ -466,13 +466,13 @@ size_t safetensors_model::n_shards() const {
     return p_->shards.size();
 }
 
-bool safetensors_model::read_f32(const st_tensor &t, float *out, std::string *err) {
+bool safetensors_model::read_f32(const st_tensor & t, float * out, std::string * err) {
     const size_t n = static_cast<size_t>(t.nelements());
     if (!t.data && n) {
         if (err) *err = "safetensors: tensor '" + t.name + "' has no data";
         return false;
     }
-    const uint8_t *p = t.data;
+    const uint8_t * p = t.data;
     for (size_t i = 0; i < n; ++i) {
         switch (t.dtype) {
             case ST_F32:

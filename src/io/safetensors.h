@@ -31,14 +31,14 @@ enum st_dtype : int32_t {
     ST_BOOL,
 };
 
-const char* st_dtype_name(st_dtype t);  // "F32", "BF16", ... (the spelling used in the header)
-size_t st_dtype_size(st_dtype t);       // bytes per element
+const char * st_dtype_name(st_dtype t);  // "F32", "BF16", ... (the spelling used in the header)
+size_t st_dtype_size(st_dtype t);        // bytes per element
 
 struct st_tensor {
     std::string name;
     st_dtype dtype = ST_F32;
-    std::vector<int64_t> shape;     // numpy / PyTorch order: the LAST dimension is contiguous (reverse of GGUF ne)
-    const uint8_t* data = nullptr;  // into the mapping
+    std::vector<int64_t> shape;      // numpy / PyTorch order: the LAST dimension is contiguous (reverse of GGUF ne)
+    const uint8_t * data = nullptr;  // into the mapping
     size_t nbytes = 0;
     int shard = 0;  // index of the file it lives in
 
@@ -52,14 +52,14 @@ struct st_tensor {
 // One .safetensors file.
 class safetensors_file {
 public:
-    static std::unique_ptr<safetensors_file> open(const std::string& path, std::string* err);
+    static std::unique_ptr<safetensors_file> open(const std::string & path, std::string * err);
     // Same checks on a buffer in memory (fuzzer, tests); the buffer must outlive the object.
-    static std::unique_ptr<safetensors_file> open_buffer(const void* data, size_t size, std::string* err);
+    static std::unique_ptr<safetensors_file> open_buffer(const void * data, size_t size, std::string * err);
     ~safetensors_file();
 
-    const std::vector<st_tensor>& tensors() const;  // in header order
-    const st_tensor* find(const std::string& name) const;
-    const std::map<std::string, std::string>& metadata() const;  // "__metadata__" (string values only)
+    const std::vector<st_tensor> & tensors() const;  // in header order
+    const st_tensor * find(const std::string & name) const;
+    const std::map<std::string, std::string> & metadata() const;  // "__metadata__" (string values only)
 
 private:
     safetensors_file();
@@ -72,15 +72,15 @@ class safetensors_model {
 public:
     // path: a .safetensors file, a model.safetensors.index.json, or a directory holding either
     // (model.safetensors.index.json is preferred over model.safetensors when both exist).
-    static std::unique_ptr<safetensors_model> open(const std::string& path, std::string* err);
+    static std::unique_ptr<safetensors_model> open(const std::string & path, std::string * err);
     ~safetensors_model();
 
-    const std::vector<st_tensor>& tensors() const;  // shard order, then header order
-    const st_tensor* find(const std::string& name) const;
+    const std::vector<st_tensor> & tensors() const;  // shard order, then header order
+    const st_tensor * find(const std::string & name) const;
     size_t n_shards() const;
 
     // Converts any float or integer dtype to float32 (out must hold t.nelements() floats).
-    static bool read_f32(const st_tensor& t, float* out, std::string* err);
+    static bool read_f32(const st_tensor & t, float * out, std::string * err);
 
 private:
     safetensors_model();

@@ -13,16 +13,16 @@ namespace spider {
 namespace {
 
 struct pb_reader {
-    const uint8_t *p;
-    const uint8_t *end;
-    std::string *err;
-    const char *where;
+    const uint8_t * p;
+    const uint8_t * end;
+    std::string * err;
+    const char * where;
 
-    bool fail(const std::string &m) {
+    bool fail(const std::string & m) {
         *err = std::string("sentencepiece model: ") + where + ": " + m;
         return false;
     }
-    bool varint(uint64_t *out) {
+    bool varint(uint64_t * out) {
         uint64_t v = 0;
         for (int shift = 0; shift < 64; shift += 7) {
             if (p >= end) return fail("truncated varint");
@@ -35,7 +35,7 @@ struct pb_reader {
         }
         return fail("varint longer than 10 bytes");
     }
-    bool tag(uint32_t *field, uint32_t *wire) {
+    bool tag(uint32_t * field, uint32_t * wire) {
         uint64_t t = 0;
         if (!varint(&t)) return false;
         *field = static_cast<uint32_t>(t >> 3);
@@ -43,7 +43,7 @@ struct pb_reader {
         if (*field == 0) return fail("field number 0");
         return true;
     }
-    bool bytes(const uint8_t **b, size_t *n) {
+    bool bytes(const uint8_t ** b, size_t * n) {
         uint64_t len = 0;
         if (!varint(&len)) return false;
         if (len > static_cast<uint64_t>(end - p)) {
@@ -55,7 +55,7 @@ struct pb_reader {
         p += len;
         return true;
     }
-    bool fixed32(uint32_t *out) {
+    bool fixed32(uint32_t * out) {
         if (end - p < 4) return fail("truncated fixed32");
         std::memcpy(out, p, 4);
         p += 4;
@@ -63,7 +63,7 @@ struct pb_reader {
     }
     bool skip(uint32_t wire) {
         uint64_t v = 0;
-        const uint8_t *b;
+        const uint8_t * b;
         size_t n;
         switch (wire) {
             case 0:
@@ -84,7 +84,7 @@ struct pb_reader {
     }
 };
 
-bool expect_wire(pb_reader &r, uint32_t field, uint32_t wire, uint32_t want) {
+bool expect_wire(pb_reader & r, uint32_t field, uint32_t wire, uint32_t want) {
     if (wire != want) {
         return r.fail("field " + std::to_string(field) + " has wire type " + std::to_string(wire) + ", expected " +
                       std::to_string(want));
@@ -92,13 +92,13 @@ bool expect_wire(pb_reader &r, uint32_t field, uint32_t wire, uint32_t want) {
     return true;
 }
 
-bool parse_piece(const uint8_t *b, size_t n, sp_piece *out, std::string *err) {
+bool parse_piece(const uint8_t * b, size_t n, sp_piece * out, std::string * err) {
     pb_reader r{b, b + n, err, "piece"};
     while (r.p < r.end) {
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 1) {
-            const uint8_t *s = nullptr;
+            const uint8_t * s = nullptr;
             size_t len = 0;
             if (!expect_wire(r, f, w, 2) || !r.bytes(&s, &len)) return false;
             out->piece.assign(reinterpret_cast<const char *>(s), len);
@@ -118,7 +118,7 @@ bool parse_piece(const uint8_t *b, size_t n, sp_piece *out, std::string *err) {
     return true;
 }
 
-bool parse_trainer(const uint8_t *b, size_t n, sp_model *m, std::string *err) {
+bool parse_trainer(const uint8_t * b, size_t n, sp_model * m, std::string * err) {
     pb_reader r{b, b + n, err, "trainer_spec"};
     while (r.p < r.end) {
         uint32_t f, w;
@@ -154,13 +154,13 @@ bool parse_trainer(const uint8_t *b, size_t n, sp_model *m, std::string *err) {
     return true;
 }
 
-bool parse_normalizer(const uint8_t *b, size_t n, sp_model *m, std::string *err) {
+bool parse_normalizer(const uint8_t * b, size_t n, sp_model * m, std::string * err) {
     pb_reader r{b, b + n, err, "normalizer_spec"};
     while (r.p < r.end) {
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 1) {
-            const uint8_t *s = nullptr;
+            const uint8_t * s = nullptr;
             size_t len = 0;
             if (!expect_wire(r, f, w, 2) || !r.bytes(&s, &len)) return false;
             m->normalizer_name.assign(reinterpret_cast<const char *>(s), len);
@@ -177,7 +177,7 @@ bool parse_normalizer(const uint8_t *b, size_t n, sp_model *m, std::string *err)
 
 }  // namespace
 
-bool sentencepiece_model_parse(const uint8_t *data, size_t size, sp_model *out, std::string *err) {
+bool sentencepiece_model_parse(const uint8_t * data, size_t size, sp_model * out, std::string * err) {
     std::string local;
     if (!err) err = &local;
     *out = sp_model();
@@ -187,7 +187,7 @@ bool sentencepiece_model_parse(const uint8_t *data, size_t size, sp_model *out, 
         uint32_t f, w;
         if (!r.tag(&f, &w)) return false;
         if (f == 1 || f == 2 || f == 3) {
-            const uint8_t *b;
+            const uint8_t * b;
             size_t n;
             if (!expect_wire(r, f, w, 2) || !r.bytes(&b, &n)) return false;
             if (f == 1) {
@@ -221,7 +221,7 @@ bool sentencepiece_model_parse(const uint8_t *data, size_t size, sp_model *out, 
     return true;
 }
 
-bool sentencepiece_model_load(const std::string &path, sp_model *out, std::string *err) {
+bool sentencepiece_model_load(const std::string & path, sp_model * out, std::string * err) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         if (err) *err = "cannot open '" + path + "'";

@@ -27,7 +27,7 @@ struct spider_model {
 
 struct spider_context {
     std::unique_ptr<spider::llm_context> c;
-    const spider_model *model = nullptr;
+    const spider_model * model = nullptr;
 };
 
 namespace {
@@ -36,9 +36,9 @@ thread_local std::string t_last_error;
 
 std::mutex g_log_mutex;
 spider_log_callback g_log_cb = nullptr;
-void *g_log_ud = nullptr;
+void * g_log_ud = nullptr;
 
-void log_line(spider_log_level level, const char *fmt, ...) {
+void log_line(spider_log_level level, const char * fmt, ...) {
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -52,26 +52,26 @@ void log_line(spider_log_level level, const char *fmt, ...) {
     }
 }
 
-spider_status set_error(spider_status s, const std::string &msg) {
+spider_status set_error(spider_status s, const std::string & msg) {
     t_last_error = msg;
     if (s != SPIDER_STATUS_OK) log_line(SPIDER_LOG_LEVEL_DEBUG, "%s", msg.c_str());
     return s;
 }
 
 // Writes bytes into a caller buffer with the "length or -(needed)" convention.
-int32_t write_out(const std::string &s, char *buf, int32_t len) {
+int32_t write_out(const std::string & s, char * buf, int32_t len) {
     if (s.size() > (size_t)INT32_MAX) return INT32_MIN;
     if (len < 0 || (size_t)len < s.size()) return -(int32_t)s.size();
     if (!s.empty()) std::memcpy(buf, s.data(), s.size());
     return (int32_t)s.size();
 }
 
-bool valid_token(const spider_model *model, spider_token t) {
+bool valid_token(const spider_model * model, spider_token t) {
     return t >= 0 && t < model->m->hparams.n_vocab_total();
 }
 
-std::string piece_of(const spider_model *model, spider_token t, bool special) {
-    const auto &hp = model->m->hparams;
+std::string piece_of(const spider_model * model, spider_token t, bool special) {
+    const auto & hp = model->m->hparams;
     if (t >= hp.n_vocab) return model->m->added_tokens[t - hp.n_vocab];
     if (!model->has_vocab) return "";
     return model->voc.token_to_piece(t, special);
@@ -81,13 +81,13 @@ std::string piece_of(const spider_model *model, spider_token t, bool special) {
 
 namespace spider {
 
-const llm_model *llm_model_of(const ::spider_model *m) {
+const llm_model * llm_model_of(const ::spider_model * m) {
     return m ? m->m.get() : nullptr;
 }
-const vocab *llm_vocab_of(const ::spider_model *m) {
+const vocab * llm_vocab_of(const ::spider_model * m) {
     return m && m->has_vocab ? &m->voc : nullptr;
 }
-llm_context *llm_context_of(::spider_context *c) {
+llm_context * llm_context_of(::spider_context * c) {
     return c ? c->c.get() : nullptr;
 }
 
@@ -95,11 +95,11 @@ llm_context *llm_context_of(::spider_context *c) {
 
 extern "C" {
 
-const char *spider_last_error(void) {
+const char * spider_last_error(void) {
     return t_last_error.c_str();
 }
 
-const char *spider_status_name(spider_status s) {
+const char * spider_status_name(spider_status s) {
     switch (s) {
         case SPIDER_STATUS_OK:
             return "ok";
@@ -121,7 +121,7 @@ const char *spider_status_name(spider_status s) {
     return "unknown status";
 }
 
-void spider_log_set(spider_log_callback cb, void *user_data) {
+void spider_log_set(spider_log_callback cb, void * user_data) {
     std::lock_guard<std::mutex> lock(g_log_mutex);
     g_log_cb = cb;
     g_log_ud = user_data;
@@ -136,7 +136,7 @@ spider_model_params spider_model_default_params(void) {
     return p;
 }
 
-spider_status spider_model_load(const char *path, spider_model_params params, spider_model **out) {
+spider_status spider_model_load(const char * path, spider_model_params params, spider_model ** out) {
     if (!out) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_model_load: out is null");
     *out = nullptr;
     if (!path || !*path) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_model_load: empty path");
@@ -162,7 +162,7 @@ spider_status spider_model_load(const char *path, spider_model_params params, sp
             }
         }
         for (size_t i = 0; i < m->added_tokens.size(); i++) {
-            const std::string &t = m->added_tokens[i];
+            const std::string & t = m->added_tokens[i];
             if (t.empty()) return set_error(SPIDER_STATUS_BAD_FORMAT, std::string(path) + ": empty added token text");
             if (!sm->added_ids.emplace(t, (int32_t)(m->hparams.n_vocab + i)).second) {
                 return set_error(SPIDER_STATUS_BAD_FORMAT, std::string(path) + ": duplicate added token '" + t + "'");
@@ -170,7 +170,7 @@ spider_status spider_model_load(const char *path, spider_model_params params, sp
             sm->added_by_len.push_back(t);
         }
         std::stable_sort(sm->added_by_len.begin(), sm->added_by_len.end(),
-                         [](const std::string &a, const std::string &b) { return a.size() > b.size(); });
+                         [](const std::string & a, const std::string & b) { return a.size() > b.size(); });
         sm->desc = m->desc();
         m->release_mapped_pages();  // the vocabulary and the weights' copies are made
         sm->m = std::move(m);
@@ -179,7 +179,7 @@ spider_status spider_model_load(const char *path, spider_model_params params, sp
         return set_error(SPIDER_STATUS_OK, "");
     } catch (const std::bad_alloc &) {
         return set_error(SPIDER_STATUS_OUT_OF_MEMORY, std::string("spider_model_load: out of memory loading ") + path);
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_model_load: ") + e.what());
     }
 }
@@ -212,39 +212,39 @@ spider_status spider_model_apply_lora(spider_model * model, const char * adapter
     }
 }
 
-void spider_model_free(spider_model *model) {
+void spider_model_free(spider_model * model) {
     delete model;
 }
 
-const char *spider_model_arch(const spider_model *model) {
+const char * spider_model_arch(const spider_model * model) {
     return model ? spider::llm_arch_name(model->m->arch) : "";
 }
-int32_t spider_model_n_embd(const spider_model *model) {
+int32_t spider_model_n_embd(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_embd : 0;
 }
-int32_t spider_model_n_layer(const spider_model *model) {
+int32_t spider_model_n_layer(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_layer : 0;
 }
-int32_t spider_model_n_head(const spider_model *model) {
+int32_t spider_model_n_head(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_head : 0;
 }
-int32_t spider_model_n_head_kv(const spider_model *model) {
+int32_t spider_model_n_head_kv(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_head_kv : 0;
 }
-int32_t spider_model_n_vocab(const spider_model *model) {
+int32_t spider_model_n_vocab(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_vocab_total() : 0;
 }
-int32_t spider_model_n_ctx_train(const spider_model *model) {
+int32_t spider_model_n_ctx_train(const spider_model * model) {
     return model ? (int32_t)model->m->hparams.n_ctx_train : 0;
 }
-uint64_t spider_model_n_params(const spider_model *model) {
+uint64_t spider_model_n_params(const spider_model * model) {
     return model ? model->m->n_params : 0;
 }
-uint64_t spider_model_size(const spider_model *model) {
+uint64_t spider_model_size(const spider_model * model) {
     return model ? model->m->n_bytes : 0;
 }
 
-int32_t spider_model_desc(const spider_model *model, char *buf, size_t buf_size) {
+int32_t spider_model_desc(const spider_model * model, char * buf, size_t buf_size) {
     if (!model || !buf || buf_size == 0) return 0;
     size_t n = std::min(buf_size - 1, model->desc.size());
     std::memcpy(buf, model->desc.data(), n);
@@ -252,7 +252,7 @@ int32_t spider_model_desc(const spider_model *model, char *buf, size_t buf_size)
     return (int32_t)n;
 }
 
-int32_t spider_model_meta_str(const spider_model *model, const char *key, char *buf, size_t buf_size) {
+int32_t spider_model_meta_str(const spider_model * model, const char * key, char * buf, size_t buf_size) {
     if (!model || !key) return -1;
     std::string v;
     if (!model->m->file->get_string(key, &v)) return -1;
@@ -266,7 +266,7 @@ int32_t spider_model_meta_str(const spider_model *model, const char *key, char *
 
 // ---- vocabulary ----
 
-int32_t spider_tokenize(const spider_model *model, const char *text, int32_t text_len, spider_token *tokens,
+int32_t spider_tokenize(const spider_model * model, const char * text, int32_t text_len, spider_token * tokens,
                         int32_t n_tokens_max, bool add_special, bool parse_special) {
     if (!model || (!text && text_len != 0) || (!tokens && n_tokens_max > 0) || n_tokens_max < 0) {
         set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_tokenize: null model/text/tokens or negative n_tokens_max");
@@ -279,7 +279,7 @@ int32_t spider_tokenize(const spider_model *model, const char *text, int32_t tex
     try {
         std::string s = text_len < 0 ? std::string(text) : std::string(text, (size_t)text_len);
         std::vector<int32_t> out;
-        const spider::vocab &v = model->voc;
+        const spider::vocab & v = model->voc;
         if (add_special && v.add_bos() && v.bos() >= 0) out.push_back(v.bos());
         // Added tokens are cut out first (longest match), the pieces between go through the base tokenizer.
         size_t seg = 0, i = 0;
@@ -292,7 +292,7 @@ int32_t spider_tokenize(const spider_model *model, const char *text, int32_t tex
         if (parse_special && !model->added_by_len.empty()) {
             while (i < s.size()) {
                 bool hit = false;
-                for (const auto &t : model->added_by_len) {
+                for (const auto & t : model->added_by_len) {
                     if (s.compare(i, t.size(), t) == 0) {
                         flush(i);
                         out.push_back(model->added_ids.at(t));
@@ -314,13 +314,14 @@ int32_t spider_tokenize(const spider_model *model, const char *text, int32_t tex
         if ((int64_t)out.size() > n_tokens_max) return -(int32_t)out.size();
         std::copy(out.begin(), out.end(), tokens);
         return (int32_t)out.size();
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         set_error(SPIDER_STATUS_INTERNAL, std::string("spider_tokenize: ") + e.what());
         return INT32_MIN;
     }
 }
 
-int32_t spider_token_to_piece(const spider_model *model, spider_token token, char *buf, int32_t length, bool special) {
+int32_t spider_token_to_piece(const spider_model * model, spider_token token, char * buf, int32_t length,
+                              bool special) {
     if (!model || !valid_token(model, token) || (!buf && length > 0)) {
         set_error(SPIDER_STATUS_INVALID_ARGUMENT,
                   "spider_token_to_piece: invalid model or token " + std::to_string(token));
@@ -329,14 +330,14 @@ int32_t spider_token_to_piece(const spider_model *model, spider_token token, cha
     return write_out(piece_of(model, token, special), buf, length);
 }
 
-int32_t spider_detokenize(const spider_model *model, const spider_token *tokens, int32_t n_tokens, char *text,
+int32_t spider_detokenize(const spider_model * model, const spider_token * tokens, int32_t n_tokens, char * text,
                           int32_t text_len_max, bool remove_special, bool unparse_special) {
     if (!model || (!tokens && n_tokens > 0) || n_tokens < 0 || (!text && text_len_max > 0)) {
         set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_detokenize: null arguments or negative count");
         return INT32_MIN;
     }
     try {
-        const auto &hp = model->m->hparams;
+        const auto & hp = model->m->hparams;
         std::string out;
         std::vector<int32_t> run;  // consecutive base tokens, detokenized together so byte tokens reassemble
         auto flush = [&]() {
@@ -363,21 +364,21 @@ int32_t spider_detokenize(const spider_model *model, const spider_token *tokens,
         }
         flush();
         return write_out(out, text, text_len_max);
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         set_error(SPIDER_STATUS_INTERNAL, std::string("spider_detokenize: ") + e.what());
         return INT32_MIN;
     }
 }
 
-const char *spider_token_get_text(const spider_model *model, spider_token token) {
+const char * spider_token_get_text(const spider_model * model, spider_token token) {
     if (!model || !valid_token(model, token)) return nullptr;
-    const auto &hp = model->m->hparams;
+    const auto & hp = model->m->hparams;
     if (token >= hp.n_vocab) return model->m->added_tokens[token - hp.n_vocab].c_str();
     if (!model->has_vocab || token >= model->voc.n_tokens()) return nullptr;
     return model->voc.token_text(token).c_str();
 }
 
-spider_token spider_token_find(const spider_model *model, const char *text) {
+spider_token spider_token_find(const spider_model * model, const char * text) {
     if (!model || !text) return -1;
     auto it = model->added_ids.find(text);
     if (it != model->added_ids.end()) return it->second;
@@ -386,31 +387,31 @@ spider_token spider_token_find(const spider_model *model, const char *text) {
     return id < 0 ? -1 : id;
 }
 
-spider_token spider_token_bos(const spider_model *model) {
+spider_token spider_token_bos(const spider_model * model) {
     return model && model->has_vocab ? model->voc.bos() : -1;
 }
-spider_token spider_token_eos(const spider_model *model) {
+spider_token spider_token_eos(const spider_model * model) {
     return model && model->has_vocab ? model->voc.eos() : -1;
 }
-bool spider_token_is_eog(const spider_model *model, spider_token token) {
+bool spider_token_is_eog(const spider_model * model, spider_token token) {
     if (!model || !model->has_vocab || token < 0 || token >= model->m->hparams.n_vocab) return false;
     if (model->voc.is_eog(token)) return true;
     // Gemma's chat turns end with <end_of_turn>, which older vocab metadata does not mark as EOT.
     return model->voc.token_text(token) == "<end_of_turn>";
 }
-bool spider_token_is_control(const spider_model *model, spider_token token) {
+bool spider_token_is_control(const spider_model * model, spider_token token) {
     if (!model || !valid_token(model, token)) return false;
     if (token >= model->m->hparams.n_vocab) return true;
     return model->has_vocab && token < model->voc.n_tokens() &&
            model->voc.get_token_type(token) == spider::TOKEN_TYPE_CONTROL;
 }
 
-spider_status spider_token_embeddings(const spider_model *model, const spider_token *tokens, int32_t n_tokens,
-                                      float *out) {
+spider_status spider_token_embeddings(const spider_model * model, const spider_token * tokens, int32_t n_tokens,
+                                      float * out) {
     if (!model || (!tokens && n_tokens > 0) || n_tokens < 0 || (!out && n_tokens > 0)) {
         return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_token_embeddings: null arguments or negative count");
     }
-    const auto &hp = model->m->hparams;
+    const auto & hp = model->m->hparams;
     for (int32_t i = 0; i < n_tokens; i++) {
         if (!valid_token(model, tokens[i])) {
             return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_token_embeddings: invalid token " +
@@ -419,7 +420,7 @@ spider_status spider_token_embeddings(const spider_model *model, const spider_to
         }
     }
     for (int32_t i = 0; i < n_tokens; i++) {
-        float *row = out + (int64_t)i * hp.n_embd;
+        float * row = out + (int64_t)i * hp.n_embd;
         const int32_t id = tokens[i];
         if (id < hp.n_vocab) {
             spider::get_rows(model->m->tok_embd, &id, 1, row);
@@ -444,7 +445,7 @@ spider_context_params spider_context_default_params(void) {
     return p;
 }
 
-spider_status spider_context_create(const spider_model *model, spider_context_params params, spider_context **out) {
+spider_status spider_context_create(const spider_model * model, spider_context_params params, spider_context ** out) {
     if (!out) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_context_create: out is null");
     *out = nullptr;
     if (!model) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_context_create: model is null");
@@ -472,27 +473,27 @@ spider_status spider_context_create(const spider_model *model, spider_context_pa
         return set_error(SPIDER_STATUS_OK, "");
     } catch (const std::bad_alloc &) {
         return set_error(SPIDER_STATUS_OUT_OF_MEMORY, "spider_context_create: out of memory");
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_context_create: ") + e.what());
     }
 }
 
-void spider_context_free(spider_context *ctx) {
+void spider_context_free(spider_context * ctx) {
     delete ctx;
 }
-const spider_model *spider_context_model(const spider_context *ctx) {
+const spider_model * spider_context_model(const spider_context * ctx) {
     return ctx ? ctx->model : nullptr;
 }
-uint32_t spider_n_ctx(const spider_context *ctx) {
+uint32_t spider_n_ctx(const spider_context * ctx) {
     return ctx ? (uint32_t)ctx->c->params.n_ctx : 0;
 }
 
-spider_status spider_set_n_threads(spider_context *ctx, int32_t n_threads) {
+spider_status spider_set_n_threads(spider_context * ctx, int32_t n_threads) {
     if (!ctx) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_set_n_threads: ctx is null");
     std::string err;
     try {
         if (!ctx->c->set_n_threads(n_threads, &err)) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, err);
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_set_n_threads: ") + e.what());
     }
     return set_error(SPIDER_STATUS_OK, "");
@@ -500,7 +501,7 @@ spider_status spider_set_n_threads(spider_context *ctx, int32_t n_threads) {
 
 // ---- decoding ----
 
-spider_batch spider_batch_tokens(const spider_token *tokens, int32_t n_tokens) {
+spider_batch spider_batch_tokens(const spider_token * tokens, int32_t n_tokens) {
     spider_batch b;
     b.n_tokens = n_tokens;
     b.tokens = tokens;
@@ -509,7 +510,7 @@ spider_batch spider_batch_tokens(const spider_token *tokens, int32_t n_tokens) {
     return b;
 }
 
-spider_batch spider_batch_embd(const float *embd, int32_t n_tokens) {
+spider_batch spider_batch_embd(const float * embd, int32_t n_tokens) {
     spider_batch b;
     b.n_tokens = n_tokens;
     b.tokens = nullptr;
@@ -518,7 +519,7 @@ spider_batch spider_batch_embd(const float *embd, int32_t n_tokens) {
     return b;
 }
 
-spider_status spider_decode(spider_context *ctx, spider_batch batch) {
+spider_status spider_decode(spider_context * ctx, spider_batch batch) {
     if (!ctx) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_decode: ctx is null");
     try {
         std::string err;
@@ -527,22 +528,22 @@ spider_status spider_decode(spider_context *ctx, spider_batch batch) {
         }
     } catch (const std::bad_alloc &) {
         return set_error(SPIDER_STATUS_OUT_OF_MEMORY, "spider_decode: out of memory");
-    } catch (const std::exception &e) {
+    } catch (const std::exception & e) {
         return set_error(SPIDER_STATUS_INTERNAL, std::string("spider_decode: ") + e.what());
     }
     return set_error(SPIDER_STATUS_OK, "");
 }
 
-const float *spider_get_logits(const spider_context *ctx) {
+const float * spider_get_logits(const spider_context * ctx) {
     if (!ctx || ctx->c->n_outputs == 0) return nullptr;
     return ctx->c->logits.data();
 }
 
-int32_t spider_n_outputs(const spider_context *ctx) {
+int32_t spider_n_outputs(const spider_context * ctx) {
     return ctx ? (int32_t)ctx->c->n_outputs : 0;
 }
 
-const float *spider_get_logits_ith(const spider_context *ctx, int32_t i) {
+const float * spider_get_logits_ith(const spider_context * ctx, int32_t i) {
     if (!ctx) return nullptr;
     const int64_t n = ctx->c->n_outputs;
     const int64_t idx = i < 0 ? n + i : i;
@@ -550,7 +551,7 @@ const float *spider_get_logits_ith(const spider_context *ctx, int32_t i) {
     return ctx->c->logits.data() + idx * ctx->c->model->hparams.n_vocab_total();
 }
 
-spider_status spider_set_capture_layers(spider_context *ctx, const int32_t *layers, int32_t n_layers) {
+spider_status spider_set_capture_layers(spider_context * ctx, const int32_t * layers, int32_t n_layers) {
     if (!ctx || (!layers && n_layers > 0) || n_layers < 0) {
         return set_error(SPIDER_STATUS_INVALID_ARGUMENT,
                          "spider_set_capture_layers: null ctx/layers or negative count");
@@ -561,7 +562,7 @@ spider_status spider_set_capture_layers(spider_context *ctx, const int32_t *laye
     return set_error(SPIDER_STATUS_OK, "");
 }
 
-const float *spider_get_hidden(const spider_context *ctx, int32_t layer, int32_t *n_rows) {
+const float * spider_get_hidden(const spider_context * ctx, int32_t layer, int32_t * n_rows) {
     if (n_rows) *n_rows = 0;
     if (!ctx) return nullptr;
     const int64_t n_layer = ctx->c->model->hparams.n_layer;
@@ -573,13 +574,13 @@ const float *spider_get_hidden(const spider_context *ctx, int32_t layer, int32_t
 
 // ---- KV cache ----
 
-int32_t spider_kv_len(const spider_context *ctx) {
+int32_t spider_kv_len(const spider_context * ctx) {
     return ctx ? (int32_t)ctx->c->kv_len : 0;
 }
-void spider_kv_clear(spider_context *ctx) {
+void spider_kv_clear(spider_context * ctx) {
     if (ctx) ctx->c->kv_clear();
 }
-spider_status spider_kv_truncate(spider_context *ctx, int32_t n) {
+spider_status spider_kv_truncate(spider_context * ctx, int32_t n) {
     if (!ctx) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, "spider_kv_truncate: ctx is null");
     std::string err;
     if (!ctx->c->kv_truncate(n, &err)) return set_error(SPIDER_STATUS_INVALID_ARGUMENT, err);
@@ -588,10 +589,10 @@ spider_status spider_kv_truncate(spider_context *ctx, int32_t n) {
 
 // ---- timings ----
 
-spider_timings spider_get_timings(const spider_context *ctx) {
+spider_timings spider_get_timings(const spider_context * ctx) {
     spider_timings t = {0, 0, 0, 0};
     if (!ctx) return t;
-    const auto &s = ctx->c->timings;
+    const auto & s = ctx->c->timings;
     t.t_prompt_ms = s.t_prompt_ms;
     t.t_eval_ms = s.t_eval_ms;
     t.n_prompt = (int32_t)s.n_prompt;
@@ -599,7 +600,7 @@ spider_timings spider_get_timings(const spider_context *ctx) {
     return t;
 }
 
-void spider_reset_timings(spider_context *ctx) {
+void spider_reset_timings(spider_context * ctx) {
     if (ctx) ctx->c->timings = spider::llm_timings();
 }
 

@@ -9,7 +9,7 @@ namespace {
 
 struct arch_entry {
     llm_arch arch;
-    const char* name;
+    const char * name;
 };
 
 const arch_entry k_arch_names[] = {
@@ -18,7 +18,7 @@ const arch_entry k_arch_names[] = {
 };
 
 // Block tensors carry a "%d" for the layer index.
-const char* const k_tensor_names[LLM_TENSOR_COUNT] = {
+const char * const k_tensor_names[LLM_TENSOR_COUNT] = {
     "token_embd.weight",                  // LLM_TENSOR_TOKEN_EMBD
     "token_embd_extra.weight",            // LLM_TENSOR_TOKEN_EMBD_EXTRA
     "output_norm.weight",                 // LLM_TENSOR_OUTPUT_NORM
@@ -42,15 +42,15 @@ const char* const k_tensor_names[LLM_TENSOR_COUNT] = {
 
 }  // namespace
 
-const char* llm_arch_name(llm_arch a) {
-    for (const auto& e : k_arch_names) {
+const char * llm_arch_name(llm_arch a) {
+    for (const auto & e : k_arch_names) {
         if (e.arch == a) return e.name;
     }
     return "unknown";
 }
 
-llm_arch llm_arch_from_name(const std::string& name) {
-    for (const auto& e : k_arch_names) {
+llm_arch llm_arch_from_name(const std::string & name) {
+    for (const auto & e : k_arch_names) {
         if (name == e.name) return e.arch;
     }
     return LLM_ARCH_UNKNOWN;
@@ -63,11 +63,11 @@ std::string llm_tensor_name(llm_tensor t, int layer) {
     return buf;
 }
 
-std::string llm_kv(llm_arch a, const char* suffix) {
+std::string llm_kv(llm_arch a, const char * suffix) {
     return std::string(llm_arch_name(a)) + "." + suffix;
 }
 
-const llm_arch_impl* llm_arch_get(llm_arch a) {
+const llm_arch_impl * llm_arch_get(llm_arch a) {
     switch (a) {
         case LLM_ARCH_LLAMA:
             return llm_arch_impl_llama();

@@ -43,33 +43,33 @@ enum llm_tensor : int {
 };
 
 // GGUF KV keys added by Spider (documented in include/spider.h).
-constexpr const char* LLM_KV_ADDED_TOKENS = "spider.added_tokens";
+constexpr const char * LLM_KV_ADDED_TOKENS = "spider.added_tokens";
 
-const char* llm_arch_name(llm_arch a);  // "llama", "gemma3"; "unknown" otherwise
-llm_arch llm_arch_from_name(const std::string& name);
+const char * llm_arch_name(llm_arch a);  // "llama", "gemma3"; "unknown" otherwise
+llm_arch llm_arch_from_name(const std::string & name);
 
 // "token_embd.weight", "blk.3.attn_q.weight", ... (layer ignored for non-block tensors).
 std::string llm_tensor_name(llm_tensor t, int layer = -1);
 // "<arch>.<suffix>", e.g. llm_kv(LLM_ARCH_GEMMA3, "attention.sliding_window").
-std::string llm_kv(llm_arch a, const char* suffix);
+std::string llm_kv(llm_arch a, const char * suffix);
 
 // The three hooks of one architecture.
 struct llm_arch_impl {
     llm_arch arch;
     // Reads the architecture-specific hyperparameters (the common ones are read by the model loader first).
-    bool (*load_hparams)(const gguf_file& f, llm_hparams* hp, std::string* err);
+    bool (*load_hparams)(const gguf_file & f, llm_hparams * hp, std::string * err);
     // Binds and shape-checks the weight tensors of model->layers (model->hparams is complete).
-    bool (*load_tensors)(llm_model* model, std::string* err);
+    bool (*load_tensors)(llm_model * model, std::string * err);
     // Runs one micro-batch through the network: fills ctx's KV cache at the batch positions, captured hidden
     // states and the logits rows the batch asks for.
-    bool (*forward)(llm_context* ctx, const llm_ubatch& ub, std::string* err);
+    bool (*forward)(llm_context * ctx, const llm_ubatch & ub, std::string * err);
 };
 
 // nullptr for LLM_ARCH_UNKNOWN.
-const llm_arch_impl* llm_arch_get(llm_arch a);
+const llm_arch_impl * llm_arch_get(llm_arch a);
 
 // Defined in models/<arch>.cpp.
-const llm_arch_impl* llm_arch_impl_llama();
-const llm_arch_impl* llm_arch_impl_gemma3();
+const llm_arch_impl * llm_arch_impl_llama();
+const llm_arch_impl * llm_arch_impl_gemma3();
 
 }  // namespace spider

@@ -8,21 +8,21 @@ namespace spider {
 
 namespace {
 
-bool contains(const std::string& s, const char* sub) {
+bool contains(const std::string & s, const char * sub) {
     return s.find(sub) != std::string::npos;
 }
 
-std::string trim(const std::string& s) {
-    const char* ws = " \t\n\r\f\v";
+std::string trim(const std::string & s) {
+    const char * ws = " \t\n\r\f\v";
     const size_t b = s.find_first_not_of(ws);
     if (b == std::string::npos) return "";
     const size_t e = s.find_last_not_of(ws);
     return s.substr(b, e - b + 1);
 }
 
-bool check_roles(const std::vector<chat_message>& messages, std::string* err) {
+bool check_roles(const std::vector<chat_message> & messages, std::string * err) {
     for (size_t i = 0; i < messages.size(); ++i) {
-        const std::string& r = messages[i].role;
+        const std::string & r = messages[i].role;
         if (r != "system" && r != "user" && r != "assistant" && r != "model") {
             if (err) *err = "[chat_template] message " + std::to_string(i) + " has unknown role '" + r + "'";
             return false;
@@ -31,13 +31,13 @@ bool check_roles(const std::vector<chat_message>& messages, std::string* err) {
     return true;
 }
 
-bool is_assistant(const std::string& role) {
+bool is_assistant(const std::string & role) {
     return role == "assistant" || role == "model";
 }
 
 }  // namespace
 
-chat_template_kind chat_template_detect(const std::string& t, const std::string& arch) {
+chat_template_kind chat_template_detect(const std::string & t, const std::string & arch) {
     if (!t.empty()) {
         if (contains(t, "<start_of_turn>")) return CHAT_TEMPLATE_GEMMA;
         if (contains(t, "<|start_header_id|>") && contains(t, "<|end_header_id|>")) return CHAT_TEMPLATE_LLAMA3;
@@ -51,7 +51,7 @@ chat_template_kind chat_template_detect(const std::string& t, const std::string&
     return CHAT_TEMPLATE_CHATML;
 }
 
-chat_template_kind chat_template_from_name(const std::string& n) {
+chat_template_kind chat_template_from_name(const std::string & n) {
     if (n == "gemma") return CHAT_TEMPLATE_GEMMA;
     if (n == "llama2") return CHAT_TEMPLATE_LLAMA2;
     if (n == "llama3") return CHAT_TEMPLATE_LLAMA3;
@@ -61,7 +61,7 @@ chat_template_kind chat_template_from_name(const std::string& n) {
     return CHAT_TEMPLATE_UNKNOWN;
 }
 
-const char* chat_template_name(chat_template_kind k) {
+const char * chat_template_name(chat_template_kind k) {
     switch (k) {
         case CHAT_TEMPLATE_GEMMA:
             return "gemma";
@@ -80,15 +80,15 @@ const char* chat_template_name(chat_template_kind k) {
     }
 }
 
-bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& messages, bool add_gen,
-                         std::string* out, std::string* err) {
+bool chat_template_apply(chat_template_kind k, const std::vector<chat_message> & messages, bool add_gen,
+                         std::string * out, std::string * err) {
     if (!check_roles(messages, err)) return false;
     std::ostringstream ss;
     switch (k) {
         case CHAT_TEMPLATE_GEMMA: {
             // gemma has no system role: the system text opens the first user turn
             std::string system;
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 if (m.role == "system") {
                     system += trim(m.content);
                     continue;
@@ -107,7 +107,7 @@ bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& 
         case CHAT_TEMPLATE_LLAMA2: {
             ss << "[INST] ";
             bool inside_turn = true;
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 if (!inside_turn) {
                     inside_turn = true;
                     ss << "<s>[INST] ";
@@ -126,14 +126,14 @@ bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& 
             break;
         }
         case CHAT_TEMPLATE_LLAMA3:
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 const std::string role = m.role == "model" ? "assistant" : m.role;
                 ss << "<|start_header_id|>" << role << "<|end_header_id|>\n\n" << trim(m.content) << "<|eot_id|>";
             }
             if (add_gen) ss << "<|start_header_id|>assistant<|end_header_id|>\n\n";
             break;
         case CHAT_TEMPLATE_ZEPHYR:
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 const std::string role = m.role == "model" ? "assistant" : m.role;
                 ss << "<|" << role << "|>\n" << m.content << "</s>\n";
             }
@@ -141,7 +141,7 @@ bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& 
             break;
         case CHAT_TEMPLATE_MISTRAL: {
             bool inside_turn = false;
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 if (!inside_turn) {
                     ss << "[INST] ";
                     inside_turn = true;
@@ -158,7 +158,7 @@ bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& 
             break;
         }
         case CHAT_TEMPLATE_CHATML:
-            for (const chat_message& m : messages) {
+            for (const chat_message & m : messages) {
                 const std::string role = m.role == "model" ? "assistant" : m.role;
                 ss << "<|im_start|>" << role << "\n" << m.content << "<|im_end|>\n";
             }

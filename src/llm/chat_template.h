@@ -31,14 +31,14 @@ struct chat_message {
 
 // From template text (may be empty) and architecture name (general.architecture). Never UNKNOWN: falls back to
 // chatml when neither says anything.
-chat_template_kind chat_template_detect(const std::string& template_text, const std::string& arch);
+chat_template_kind chat_template_detect(const std::string & template_text, const std::string & arch);
 // "gemma", "llama2", "llama3", "zephyr", "mistral", "chatml" -> kind; UNKNOWN for anything else.
-chat_template_kind chat_template_from_name(const std::string& name);
-const char* chat_template_name(chat_template_kind k);
+chat_template_kind chat_template_from_name(const std::string & name);
+const char * chat_template_name(chat_template_kind k);
 
 // Renders the conversation. add_generation_prompt: end with the opening of an assistant turn. Errors: unknown kind,
 // a role other than system/user/assistant.
-bool chat_template_apply(chat_template_kind k, const std::vector<chat_message>& messages, bool add_generation_prompt,
-                         std::string* out, std::string* err);
+bool chat_template_apply(chat_template_kind k, const std::vector<chat_message> & messages, bool add_generation_prompt,
+                         std::string * out, std::string * err);
 
 }  // namespace spider

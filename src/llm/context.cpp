@@ -17,7 +17,7 @@
 namespace spider {
 
 // F16C row conversion (kv_convert_avx2.cpp); the scalar loop below is the portable path.
-void kv_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n);
+void kv_f32_to_f16_avx2(const float * src, uint16_t * dst, size_t n);
 
 namespace {
 
@@ -33,20 +33,20 @@ int resolve_threads(int n) {
     return hc == 0 ? 1 : (int)hc;
 }
 
-void kv_narrow(const float *src, uint16_t *dst, size_t n) {
+void kv_narrow(const float * src, uint16_t * dst, size_t n) {
     if (cpu_level_active() >= CPU_LEVEL_AVX2) return kv_f32_to_f16_avx2(src, dst, n);
     for (size_t i = 0; i < n; i++) dst[i] = fp32_to_fp16(src[i]);
 }
 
 }  // namespace
 
-std::unique_ptr<llm_context> llm_context::create(const llm_model *model, const llm_context_params &params,
-                                                 std::string *err) {
+std::unique_ptr<llm_context> llm_context::create(const llm_model * model, const llm_context_params & params,
+                                                 std::string * err) {
     if (!model) {
         if (err) *err = "context: model is null";
         return nullptr;
     }
-    const llm_hparams &hp = model->hparams;
+    const llm_hparams & hp = model->hparams;
     llm_context_params p = params;
     if (p.n_ctx == 0) p.n_ctx = std::min<int64_t>(hp.n_ctx_train, 8192);
     if (p.n_ctx < 0 || p.n_ctx > (1 << 20)) {
@@ -73,7 +73,7 @@ std::unique_ptr<llm_context> llm_context::create(const llm_model *model, const l
     try {
         c->pool = std::make_unique<thread_pool>(p.n_threads);
         c->kv.resize(hp.n_layer);
-        for (auto &l : c->kv) {
+        for (auto & l : c->kv) {
             if (p.kv_f16) {
                 l.k16.assign((size_t)(p.n_ctx * kv_dim), 0);
                 l.v16.assign((size_t)(p.n_ctx * kv_dim), 0);
@@ -101,11 +101,11 @@ std::unique_ptr<llm_context> llm_context::create(const llm_model *model, const l
         if (err) *err = "context: out of memory allocating the KV cache / scratch for n_ctx " + std::to_string(p.n_ctx);
         return nullptr;
     }
-    if (const char *d = std::getenv("SPIDER_DUMP")) c->dump_dir = d;
+    if (const char * d = std::getenv("SPIDER_DUMP")) c->dump_dir = d;
     return c;
 }
 
-bool llm_context::set_n_threads(int n, std::string *err) {
+bool llm_context::set_n_threads(int n, std::string * err) {
     if (n > 1024) {
         if (err) *err = "context: n_threads " + std::to_string(n) + " out of range";
         err_kind = k_status_invalid;
@@ -118,7 +118,7 @@ bool llm_context::set_n_threads(int n, std::string *err) {
     return true;
 }
 
-bool llm_context::set_capture(const std::vector<int> &layers, std::string *err) {
+bool llm_context::set_capture(const std::vector<int> & layers, std::string * err) {
     const int64_t n_layer = model->hparams.n_layer;
     std::vector<bool> cap(n_layer + 1, false);
     for (int l : layers) {
@@ -141,7 +141,7 @@ bool llm_context::set_capture(const std::vector<int> &layers, std::string *err) 
     return true;
 }
 
-bool llm_context::kv_truncate(int64_t n, std::string *err) {
+bool llm_context::kv_truncate(int64_t n, std::string * err) {
     if (n < 0 || n > kv_len) {
         if (err) *err = "kv_truncate: n " + std::to_string(n) + " out of range [0, " + std::to_string(kv_len) + "]";
         err_kind = k_status_invalid;
@@ -151,9 +151,10 @@ bool llm_context::kv_truncate(int64_t n, std::string *err) {
     return true;
 }
 
-bool llm_context::decode(const int32_t *tokens, const float *embd, int64_t n, llm_output_mode out, std::string *err) {
-    const llm_hparams &hp = model->hparams;
-    auto fail = [&](int kind, const std::string &msg) {
+bool llm_context::decode(const int32_t * tokens, const float * embd, int64_t n, llm_output_mode out,
+                         std::string * err) {
+    const llm_hparams & hp = model->hparams;
+    auto fail = [&](int kind, const std::string & msg) {
         err_kind = kind;
         if (err) *err = "decode: " + msg;
         return false;
@@ -237,8 +238,8 @@ bool llm_context::decode(const int32_t *tokens, const float *embd, int64_t n, ll
     return true;
 }
 
-bool llm_context::embed_input(const llm_ubatch &ub, std::string *err) {
-    const llm_hparams &hp = model->hparams;
+bool llm_context::embed_input(const llm_ubatch & ub, std::string * err) {
+    const llm_hparams & hp = model->hparams;
     const int64_t d = hp.n_embd;
     if (ub.embd) {
         std::memcpy(x.data(), ub.embd, sizeof(float) * ub.n_tokens * d);
@@ -246,7 +247,7 @@ bool llm_context::embed_input(const llm_ubatch &ub, std::string *err) {
     }
     for (int64_t i = 0; i < ub.n_tokens; i++) {
         const int32_t id = ub.tokens[i];
-        float *row = x.data() + i * d;
+        float * row = x.data() + i * d;
         if (id < hp.n_vocab) {
             get_rows(model->tok_embd, &id, 1, row);
         } else {
@@ -260,10 +261,10 @@ bool llm_context::embed_input(const llm_ubatch &ub, std::string *err) {
     return true;
 }
 
-void llm_context::kv_store(int64_t il, const llm_ubatch &ub, const float *k_rows, const float *v_rows) {
-    const llm_hparams &hp = model->hparams;
+void llm_context::kv_store(int64_t il, const llm_ubatch & ub, const float * k_rows, const float * v_rows) {
+    const llm_hparams & hp = model->hparams;
     const int64_t kv_dim = hp.n_head_kv * hp.head_dim;
-    llm_kv_layer &l = kv[il];
+    llm_kv_layer & l = kv[il];
     const size_t off = (size_t)(ub.pos0 * kv_dim);
     const size_t cnt = (size_t)(ub.n_tokens * kv_dim);
     if (params.kv_f16) {
@@ -275,17 +276,17 @@ void llm_context::kv_store(int64_t il, const llm_ubatch &ub, const float *k_rows
     }
 }
 
-void llm_context::kv_prefetch(int64_t il, const llm_ubatch &ub, int64_t window) const {
+void llm_context::kv_prefetch(int64_t il, const llm_ubatch & ub, int64_t window) const {
     if (ub.n_tokens != 1) return;
-    const llm_hparams &hp = model->hparams;
+    const llm_hparams & hp = model->hparams;
     const int64_t kv_dim = hp.n_head_kv * hp.head_dim;
     const int64_t start = window > 0 ? std::max<int64_t>(0, ub.pos0 - window + 1) : 0;
-    const llm_kv_layer &l = kv[il];
+    const llm_kv_layer & l = kv[il];
     const size_t elem = params.kv_f16 ? sizeof(uint16_t) : sizeof(float);
-    const char *kp = params.kv_f16 ? reinterpret_cast<const char *>(l.k16.data())
-                                   : reinterpret_cast<const char *>(l.k.data());
-    const char *vp = params.kv_f16 ? reinterpret_cast<const char *>(l.v16.data())
-                                   : reinterpret_cast<const char *>(l.v.data());
+    const char * kp =
+        params.kv_f16 ? reinterpret_cast<const char *>(l.k16.data()) : reinterpret_cast<const char *>(l.k.data());
+    const char * vp =
+        params.kv_f16 ? reinterpret_cast<const char *>(l.v16.data()) : reinterpret_cast<const char *>(l.v.data());
     const size_t b = static_cast<size_t>(start * kv_dim) * elem, e = static_cast<size_t>(ub.pos0 * kv_dim) * elem;
     for (size_t o = b; o < e; o += 64) {
         __builtin_prefetch(kp + o, 0, 2);
@@ -293,23 +294,23 @@ void llm_context::kv_prefetch(int64_t il, const llm_ubatch &ub, int64_t window) 
     }
 }
 
-void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_rows, float *out, float scale,
+void llm_context::kv_attend(int64_t il, const llm_ubatch & ub, const float * q_rows, float * out, float scale,
                             int64_t window) {
-    const llm_hparams &hp = model->hparams;
+    const llm_hparams & hp = model->hparams;
     const int64_t kv_dim = hp.n_head_kv * hp.head_dim;
     const int64_t n_kv = ub.pos0 + ub.n_tokens;
     // With a sliding window the first query (at pos0) sees nothing before pos0 - window + 1: skip those keys and
     // shift positions so the op's "key j sits at position j" convention still holds.
     int64_t start = 0;
     if (window > 0) start = std::max<int64_t>(0, ub.pos0 - window + 1);
-    const llm_kv_layer &l = kv[il];
+    const llm_kv_layer & l = kv[il];
     // Tiny attention (the first few keys) runs on this thread: a pool dispatch would cost more than the work. From
     // there on the pool splits the query heads (attention_impl takes items from a queue with run_any, so a worker
     // that a busy machine has not scheduled costs nothing). gemma-3-270m tg128 on the 2-core EPYC (Zen 5), rdtsc laps
     // per section, 2 alternating rounds (2026-12-05): attention 131-137 us per token on one thread, 87-96 with the
     // pool from the first key; the former threshold (work 262144, i.e. 256 keys for gemma) kept tg128 on one thread.
     const double work = (double)ub.n_tokens * (double)(n_kv - start) * (double)(hp.n_head * hp.head_dim);
-    thread_pool *p = work < 16384.0 ? nullptr : pool.get();
+    thread_pool * p = work < 16384.0 ? nullptr : pool.get();
     if (params.kv_f16) {
         // The F16 cache is read as it is: attention widens each block of keys and values in L1.
         attention_f16kv(q_rows, l.k16.data() + start * kv_dim, l.v16.data() + start * kv_dim, out, ub.n_tokens,
@@ -321,20 +322,20 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch &ub, const float *q_row
     }
 }
 
-int64_t llm_context::rows_needed_from(int64_t il, const llm_ubatch &ub) const {
-    const llm_hparams &hp = model->hparams;
+int64_t llm_context::rows_needed_from(int64_t il, const llm_ubatch & ub) const {
+    const llm_hparams & hp = model->hparams;
     if (il + 1 < hp.n_layer || capture[hp.n_layer]) return 0;
     return ub.out_first;  // == n_tokens when the ubatch produces no logits
 }
 
-void llm_context::capture_rows(int64_t idx, const llm_ubatch &ub, const float *rows) {
+void llm_context::capture_rows(int64_t idx, const llm_ubatch & ub, const float * rows) {
     if (idx < 0 || idx >= (int64_t)capture.size() || !capture[idx]) return;
     const int64_t d = model->hparams.n_embd;
     std::memcpy(hidden[idx].data() + ub.row0 * d, rows, sizeof(float) * ub.n_tokens * d);
 }
 
-void llm_context::output_head(const llm_ubatch &ub) {
-    const llm_hparams &hp = model->hparams;
+void llm_context::output_head(const llm_ubatch & ub) {
+    const llm_hparams & hp = model->hparams;
     const int64_t d = hp.n_embd;
     const bool cap = capture[hp.n_layer];
     const int64_t first = cap ? 0 : ub.out_first;
@@ -346,13 +347,13 @@ void llm_context::output_head(const llm_ubatch &ub) {
     if (ub.want_logits()) compute_logits(ub, xn.data());
 }
 
-void llm_context::compute_logits(const llm_ubatch &ub, const float *normed) {
-    const llm_hparams &hp = model->hparams;
+void llm_context::compute_logits(const llm_ubatch & ub, const float * normed) {
+    const llm_hparams & hp = model->hparams;
     const int64_t d = hp.n_embd;
     const int64_t nv = hp.n_vocab_total();
     const int64_t n_out = ub.n_tokens - ub.out_first;
-    float *dst = logits.data() + ub.out_row0 * nv;
-    const float *src = normed + ub.out_first * d;
+    float * dst = logits.data() + ub.out_row0 * nv;
+    const float * src = normed + ub.out_first * d;
     if (hp.n_added == 0) {
         matmul(model->output, src, dst, n_out, pool.get());
     } else {
@@ -365,7 +366,7 @@ void llm_context::compute_logits(const llm_ubatch &ub, const float *normed) {
     dump("result_output", -1, dst, n_out, nv);
 }
 
-void llm_context::dump(const char *name, int64_t il, const float *data, int64_t rows, int64_t cols) const {
+void llm_context::dump(const char * name, int64_t il, const float * data, int64_t rows, int64_t cols) const {
     if (dump_dir.empty()) return;
     char base[512];
     if (il >= 0) {
@@ -374,12 +375,12 @@ void llm_context::dump(const char *name, int64_t il, const float *data, int64_t 
         std::snprintf(base, sizeof base, "%s/%s", dump_dir.c_str(), name);
     }
     std::string p = std::string(base) + ".f32";
-    if (FILE *f = std::fopen(p.c_str(), "wb")) {
+    if (FILE * f = std::fopen(p.c_str(), "wb")) {
         std::fwrite(data, sizeof(float), (size_t)(rows * cols), f);
         std::fclose(f);
     }
     p = std::string(base) + ".shape";
-    if (FILE *f = std::fopen(p.c_str(), "w")) {
+    if (FILE * f = std::fopen(p.c_str(), "w")) {
         std::fprintf(f, "%lld %lld\n", (long long)rows, (long long)cols);
         std::fclose(f);
     }

@@ -23,8 +23,8 @@ enum llm_output_mode { LLM_OUTPUT_LAST = 0, LLM_OUTPUT_ALL = 1, LLM_OUTPUT_NONE 
 
 // One micro-batch handed to an architecture's forward hook (at most n_batch tokens).
 struct llm_ubatch {
-    const int32_t* tokens = nullptr;  // [n_tokens] or nullptr when embd is set
-    const float* embd = nullptr;      // [n_tokens, n_embd] hidden-state-0 rows
+    const int32_t * tokens = nullptr;  // [n_tokens] or nullptr when embd is set
+    const float * embd = nullptr;      // [n_tokens, n_embd] hidden-state-0 rows
     int64_t n_tokens = 0;
     int64_t pos0 = 0;       // absolute position of the first token (= KV length before the ubatch)
     int64_t row0 = 0;       // index of the first token within the whole decode (for hidden-state rows)
@@ -55,7 +55,7 @@ struct llm_timings {
 };
 
 struct llm_context {
-    const llm_model* model = nullptr;
+    const llm_model * model = nullptr;
     llm_context_params params;
     std::unique_ptr<thread_pool> pool;
 
@@ -63,18 +63,18 @@ struct llm_context {
     int64_t kv_len = 0;
 
     // Scratch for one ubatch (sizes from n_batch), allocated at creation.
-    std::vector<float> x;       // [n_batch, n_embd] residual stream
-    std::vector<float> xn;      // [n_batch, n_embd] normed input of a sub-block
-    std::vector<float> q;       // [n_batch, n_head * head_dim]
-    std::vector<float> k;       // [n_batch, n_head_kv * head_dim]
-    std::vector<float> v;       // [n_batch, n_head_kv * head_dim]
-    std::vector<float> attn;    // [n_batch, n_head * head_dim]
-    std::vector<float> proj;    // [n_batch, n_embd] output of wo / ffn_down
-    std::vector<float> k2;      // [n_batch, n_head_kv * head_dim] normed K (gemma3)
-    std::vector<float> gate;    // [n_batch, n_ff]
-    std::vector<float> up;      // [n_batch, n_ff]
-    std::vector<float> act;     // [n_batch, n_ff] act(gate) * up
-    std::vector<int32_t> pos;   // [n_batch] absolute positions of the ubatch
+    std::vector<float> x;        // [n_batch, n_embd] residual stream
+    std::vector<float> xn;       // [n_batch, n_embd] normed input of a sub-block
+    std::vector<float> q;        // [n_batch, n_head * head_dim]
+    std::vector<float> k;        // [n_batch, n_head_kv * head_dim]
+    std::vector<float> v;        // [n_batch, n_head_kv * head_dim]
+    std::vector<float> attn;     // [n_batch, n_head * head_dim]
+    std::vector<float> proj;     // [n_batch, n_embd] output of wo / ffn_down
+    std::vector<float> k2;       // [n_batch, n_head_kv * head_dim] normed K (gemma3)
+    std::vector<float> gate;     // [n_batch, n_ff]
+    std::vector<float> up;       // [n_batch, n_ff]
+    std::vector<float> act;      // [n_batch, n_ff] act(gate) * up
+    std::vector<int32_t> pos;    // [n_batch] absolute positions of the ubatch
     std::vector<float> kv_wide;  // F16 cache widened for a prompt's attention (attention_f16kv), grown on first use
 
     // Outputs of the last decode.
@@ -89,38 +89,38 @@ struct llm_context {
     std::string dump_dir;  // from SPIDER_DUMP; empty = off
 
     // Creates a context; nullptr + *err on a bad size or when memory cannot be allocated.
-    static std::unique_ptr<llm_context> create(const llm_model* model, const llm_context_params& params,
-                                               std::string* err);
+    static std::unique_ptr<llm_context> create(const llm_model * model, const llm_context_params & params,
+                                               std::string * err);
 
     // Decodes n tokens (or embedding rows) at positions kv_len.. and appends them to the cache. On failure the
     // cache length is restored.
-    bool decode(const int32_t* tokens, const float* embd, int64_t n, llm_output_mode out, std::string* err);
-    bool kv_truncate(int64_t n, std::string* err);
+    bool decode(const int32_t * tokens, const float * embd, int64_t n, llm_output_mode out, std::string * err);
+    bool kv_truncate(int64_t n, std::string * err);
     void kv_clear() { kv_len = 0; }
-    bool set_capture(const std::vector<int>& layers, std::string* err);
-    bool set_n_threads(int n, std::string* err);
+    bool set_capture(const std::vector<int> & layers, std::string * err);
+    bool set_n_threads(int n, std::string * err);
 
     // Helpers for the architecture hooks.
     // Writes the input rows (token embeddings * embd_scale, or the given embeddings) into x.
-    bool embed_input(const llm_ubatch& ub, std::string* err);
+    bool embed_input(const llm_ubatch & ub, std::string * err);
     // Stores K and V rows [n_tokens, n_head_kv * head_dim] at positions pos0.. of layer il.
-    void kv_store(int64_t il, const llm_ubatch& ub, const float* k_rows, const float* v_rows);
+    void kv_store(int64_t il, const llm_ubatch & ub, const float * k_rows, const float * v_rows);
     // Asks the CPU to fetch the cache rows of layer il that kv_attend will read for a single-token step (positions
     // before pos0 inside the window), so that they arrive while the Q/K/V matmul streams its weights.
-    void kv_prefetch(int64_t il, const llm_ubatch& ub, int64_t window) const;
+    void kv_prefetch(int64_t il, const llm_ubatch & ub, int64_t window) const;
     // Causal attention of q [n_tokens, n_head, head_dim] over the cache of layer il (positions 0..pos0+n-1).
-    void kv_attend(int64_t il, const llm_ubatch& ub, const float* q_rows, float* out, float scale, int64_t window);
+    void kv_attend(int64_t il, const llm_ubatch & ub, const float * q_rows, float * out, float scale, int64_t window);
     // First row whose block output is still needed after layer il's K/V are stored: 0 except in the last layer,
     // where only the rows that produce logits (or the captured final hidden state) go on; n_tokens = none.
-    int64_t rows_needed_from(int64_t il, const llm_ubatch& ub) const;
+    int64_t rows_needed_from(int64_t il, const llm_ubatch & ub) const;
     // Copies x rows into hidden[idx] when that index is captured.
-    void capture_rows(int64_t idx, const llm_ubatch& ub, const float* rows);
+    void capture_rows(int64_t idx, const llm_ubatch & ub, const float * rows);
     // The common head: final RMSNorm of x (the rows needed for capture or logits) -> hidden[n_layer] -> logits.
-    void output_head(const llm_ubatch& ub);
+    void output_head(const llm_ubatch & ub);
     // Logits rows for the output tokens of the ubatch from final-normed rows [n_tokens, n_embd].
-    void compute_logits(const llm_ubatch& ub, const float* normed);
+    void compute_logits(const llm_ubatch & ub, const float * normed);
     // Writes a named intermediate [rows, cols] to dump_dir/<name>.f32 (+ .shape) when SPIDER_DUMP is set.
-    void dump(const char* name, int64_t il, const float* data, int64_t rows, int64_t cols) const;
+    void dump(const char * name, int64_t il, const float * data, int64_t rows, int64_t cols) const;
 };
 
 }  // namespace spider

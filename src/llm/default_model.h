@@ -10,11 +10,11 @@ namespace spider {
 std::string default_model_path();
 // Resolves the default model: true + *path when the file exists, else false + *err telling the user to run
 // scripts/setup.sh (or set SPIDER_MODEL).
-bool find_default_model(std::string* path, std::string* err);
+bool find_default_model(std::string * path, std::string * err);
 
 // The default model's template adapter (models/spider-lora-gemma3-270m.gguf, which scripts/setup.sh copies to
 // ~/.cache/spider/): $SPIDER_LORA if set ("none" = no adapter), else the setup.sh location. True + *path when the
 // file exists; false (no adapter: the base model is used with budget-driven decoding) otherwise.
-bool find_default_adapter(std::string* path);
+bool find_default_adapter(std::string * path);
 
 }  // namespace spider

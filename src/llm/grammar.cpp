@@ -15,8 +15,8 @@ namespace spider {
 // ============================================================================================== parser
 
 struct grammar_parser {
-    const std::string& src;
-    grammar* g;
+    const std::string & src;
+    grammar * g;
     std::string err;
     std::map<std::string, uint32_t> symbols;
     std::vector<bool> defined;
@@ -27,9 +27,9 @@ struct grammar_parser {
     static constexpr int k_max_depth = 128;
     static constexpr size_t k_max_elements = 1000000;
 
-    grammar_parser(const std::string& s, grammar* gr) : src(s), g(gr) {}
+    grammar_parser(const std::string & s, grammar * gr) : src(s), g(gr) {}
 
-    bool fail(size_t at, const std::string& msg) {
+    bool fail(size_t at, const std::string & msg) {
         if (!err.empty()) return false;
         size_t line = 1, col = 1;
         for (size_t i = 0; i < at && i < src.size(); ++i) {
@@ -44,7 +44,7 @@ struct grammar_parser {
         return false;
     }
 
-    uint32_t symbol(const std::string& name, size_t at) {
+    uint32_t symbol(const std::string & name, size_t at) {
         auto it = symbols.find(name);
         if (it != symbols.end()) return it->second;
         const uint32_t id = static_cast<uint32_t>(g->names_.size());
@@ -56,7 +56,7 @@ struct grammar_parser {
         return id;
     }
 
-    uint32_t new_rule(const std::string& base, size_t at) {
+    uint32_t new_rule(const std::string & base, size_t at) {
         std::string n;
         for (int k = static_cast<int>(g->names_.size());; ++k) {
             n = base + "_" + std::to_string(k);
@@ -87,7 +87,7 @@ struct grammar_parser {
         return pos;
     }
 
-    bool parse_hex(size_t* pos, int n, uint32_t* out) {
+    bool parse_hex(size_t * pos, int n, uint32_t * out) {
         uint32_t v = 0;
         for (int k = 0; k < n; ++k) {
             if (*pos >= src.size()) return fail(*pos, "unexpected end of input in escape sequence");
@@ -106,7 +106,7 @@ struct grammar_parser {
     }
 
     // One character of a literal or class (escapes decoded, UTF-8 decoded).
-    bool parse_char(size_t* pos, uint32_t* cp) {
+    bool parse_char(size_t * pos, uint32_t * cp) {
         if (*pos >= src.size()) return fail(*pos, "unexpected end of input");
         if (src[*pos] == '\\') {
             const size_t at = *pos;
@@ -153,7 +153,7 @@ struct grammar_parser {
         return true;
     }
 
-    bool parse_literal(size_t* pos, std::string* out) {
+    bool parse_literal(size_t * pos, std::string * out) {
         // *pos at the opening quote
         const size_t open = *pos;
         ++*pos;
@@ -168,8 +168,8 @@ struct grammar_parser {
         return true;
     }
 
-    bool handle_repetition(std::vector<grammar_elem>& out, size_t last_start, int min, int max, size_t at,
-                           const std::string& rule_name) {
+    bool handle_repetition(std::vector<grammar_elem> & out, size_t last_start, int min, int max, size_t at,
+                           const std::string & rule_name) {
         if (last_start >= out.size()) return fail(at, "expecting an item before the repetition operator");
         if (min > 1000 || max > 1000) return fail(at, "repetition count larger than 1000");
         const std::vector<grammar_elem> item(out.begin() + last_start, out.end());
@@ -181,7 +181,7 @@ struct grammar_parser {
         if (max < 0) {
             // star ::= item star | (empty)
             const uint32_t r = new_rule(rule_name + "_star", at);
-            std::vector<grammar_elem>& body = g->rules_[r];
+            std::vector<grammar_elem> & body = g->rules_[r];
             body = item;
             body.push_back({GRAMMAR_RULE_REF, r});
             body.push_back({GRAMMAR_ALT, 0});
@@ -204,7 +204,7 @@ struct grammar_parser {
         return true;
     }
 
-    bool parse_int(size_t* pos, int* v) {
+    bool parse_int(size_t * pos, int * v) {
         const size_t start = *pos;
         long long x = 0;
         while (*pos < src.size() && src[*pos] >= '0' && src[*pos] <= '9') {
@@ -217,7 +217,7 @@ struct grammar_parser {
         return true;
     }
 
-    bool parse_sequence(size_t* ppos, const std::string& rule_name, std::vector<grammar_elem>& out, bool nested) {
+    bool parse_sequence(size_t * ppos, const std::string & rule_name, std::vector<grammar_elem> & out, bool nested) {
         size_t pos = *ppos;
         size_t last_start = out.size();
         while (pos < src.size()) {
@@ -337,7 +337,7 @@ struct grammar_parser {
         return true;
     }
 
-    bool parse_alternates(size_t* pos, const std::string& rule_name, std::vector<grammar_elem>& out, bool nested) {
+    bool parse_alternates(size_t * pos, const std::string & rule_name, std::vector<grammar_elem> & out, bool nested) {
         if (!parse_sequence(pos, rule_name, out, nested)) return false;
         while (*pos < src.size() && src[*pos] == '|') {
             out.push_back({GRAMMAR_ALT, 0});
@@ -348,7 +348,7 @@ struct grammar_parser {
         return true;
     }
 
-    bool parse_rule(size_t* pos) {
+    bool parse_rule(size_t * pos) {
         const size_t at = *pos;
         size_t p = *pos;
         while (p < src.size() && is_name_char(src[p])) ++p;
@@ -394,9 +394,9 @@ struct grammar_parser {
             changed = false;
             for (size_t r = 0; r < n; ++r) {
                 if (nullable[r]) continue;
-                const auto& body = g->rules_[r];
+                const auto & body = g->rules_[r];
                 bool alt_nullable = true;
-                for (const grammar_elem& e : body) {
+                for (const grammar_elem & e : body) {
                     if (e.type == GRAMMAR_ALT || e.type == GRAMMAR_END) {
                         if (alt_nullable) {
                             nullable[r] = true;
@@ -418,7 +418,7 @@ struct grammar_parser {
         std::vector<std::vector<uint32_t>> first(n);
         for (size_t r = 0; r < n; ++r) {
             bool prefix_nullable = true;
-            for (const grammar_elem& e : g->rules_[r]) {
+            for (const grammar_elem & e : g->rules_[r]) {
                 if (e.type == GRAMMAR_ALT || e.type == GRAMMAR_END) {
                     prefix_nullable = true;
                     continue;
@@ -439,7 +439,7 @@ struct grammar_parser {
             st.push_back({static_cast<uint32_t>(s), 0});
             color[s] = 1;
             while (!st.empty()) {
-                auto& top = st.back();
+                auto & top = st.back();
                 if (top.second < first[top.first].size()) {
                     const uint32_t nx = first[top.first][top.second++];
                     if (color[nx] == 1) return fail(first_use[nx], "rule '" + g->names_[nx] + "' is left-recursive");
@@ -457,7 +457,7 @@ struct grammar_parser {
     }
 };
 
-std::unique_ptr<grammar> grammar::parse(const std::string& text, std::string* err) {
+std::unique_ptr<grammar> grammar::parse(const std::string & text, std::string * err) {
     std::unique_ptr<grammar> g(new grammar);
     grammar_parser p(text, g.get());
     if (!p.parse_all()) {
@@ -483,7 +483,7 @@ void grammar_vocab::build_trie() {
     std::vector<int32_t> path;  // node index at each depth (path[d-1] = node of depth d)
     std::string prev;
     for (int32_t id : order) {
-        const std::string& s = pieces[id];
+        const std::string & s = pieces[id];
         if (s.size() > 255) continue;  // depth is stored in a byte; no real token is this long
         size_t common = 0;
         while (common < prev.size() && common < s.size() && prev[common] == s[common] && common < path.size()) ++common;
@@ -510,9 +510,9 @@ void grammar_vocab::build_trie() {
     node_tok_begin.push_back(static_cast<int32_t>(trie_tokens.size()));
 }
 
-std::shared_ptr<const grammar_vocab> grammar_vocab::from_pieces(const std::vector<std::string>& pieces,
-                                                                const std::vector<uint8_t>& specials,
-                                                                const std::vector<int32_t>& eog) {
+std::shared_ptr<const grammar_vocab> grammar_vocab::from_pieces(const std::vector<std::string> & pieces,
+                                                                const std::vector<uint8_t> & specials,
+                                                                const std::vector<int32_t> & eog) {
     auto gv = std::make_shared<grammar_vocab>();
     gv->n_tokens = static_cast<int32_t>(pieces.size());
     gv->pieces.resize(pieces.size());
@@ -530,8 +530,8 @@ std::shared_ptr<const grammar_vocab> grammar_vocab::from_pieces(const std::vecto
     return gv;
 }
 
-std::shared_ptr<const grammar_vocab> grammar_vocab::from_vocab(const vocab& v,
-                                                               const std::vector<std::string>& extra_special) {
+std::shared_ptr<const grammar_vocab> grammar_vocab::from_vocab(const vocab & v,
+                                                               const std::vector<std::string> & extra_special) {
     auto gv = std::make_shared<grammar_vocab>();
     const int32_t n_base = v.n_tokens();
     gv->n_tokens = n_base + static_cast<int32_t>(extra_special.size());
@@ -603,7 +603,7 @@ struct grammar_matcher::impl {
     // Expands rule references at the top of st until every resulting stack has a terminal (or nothing) on top.
     // seen: stacks already expanded in this operation; ambiguous nullable rules would otherwise reach the same
     // stack along exponentially many paths.
-    void advance(const gstack& st, gset& out, std::set<gstack>& seen) const {
+    void advance(const gstack & st, gset & out, std::set<gstack> & seen) const {
         // highly ambiguous grammars (nested repetitions of repetitions) can need exponentially many stacks:
         // beyond these bounds the step fails instead of running away
         if (seen.size() > k_max_expansions || out.size() > k_max_stacks) {
@@ -616,7 +616,7 @@ struct grammar_matcher::impl {
             return;
         }
         const uint32_t pos = st.back();
-        const grammar_elem& e = E[pos];
+        const grammar_elem & e = E[pos];
         if (e.type != GRAMMAR_RULE_REF) {
             out.push_back(st);
             return;
@@ -648,7 +648,7 @@ struct grammar_matcher::impl {
         return id;
     }
 
-    int32_t intern_dstate(int32_t set, const std::string& pending) {
+    int32_t intern_dstate(int32_t set, const std::string & pending) {
         auto key = std::make_pair(set, pending);
         auto it = dstate_ids.find(key);
         if (it != dstate_ids.end()) return it->second;
@@ -662,7 +662,7 @@ struct grammar_matcher::impl {
     }
 
     // Does the class at pos accept cp? *next: the element after the class.
-    bool match_char(uint32_t pos, uint32_t cp, uint32_t* next) const {
+    bool match_char(uint32_t pos, uint32_t cp, uint32_t * next) const {
         if (E[pos].type == GRAMMAR_CHAR_ANY) {
             *next = pos + 1;
             return true;
@@ -709,7 +709,7 @@ struct grammar_matcher::impl {
         gset out;
         std::set<gstack> seen;
         overflow = false;
-        for (const gstack& st : sets[set]) {
+        for (const gstack & st : sets[set]) {
             if (st.empty() || !is_char_elem(st.back())) continue;
             uint32_t next;
             if (!match_char(st.back(), cp, &next)) continue;
@@ -725,7 +725,7 @@ struct grammar_matcher::impl {
         gset out;
         std::set<gstack> seen;
         overflow = false;
-        for (const gstack& st : sets[set]) {
+        for (const gstack & st : sets[set]) {
             if (st.empty() || E[st.back()].type != GRAMMAR_TOKEN || static_cast<int32_t>(E[st.back()].value) != token) {
                 continue;
             }
@@ -738,7 +738,7 @@ struct grammar_matcher::impl {
     }
 
     int32_t step(int32_t d, uint8_t b) {
-        int32_t& slot = trans[d][b];
+        int32_t & slot = trans[d][b];
         if (slot != -2) return slot;
         const int32_t set = dstates[d].set;
         std::string pend = dstates[d].pending;
@@ -765,7 +765,7 @@ struct grammar_matcher::impl {
                 hi = (hi << 6) | (k < pend.size() ? c : 0x3F);
             }
             bool alive = false;
-            for (const gstack& st : sets[set]) {
+            for (const gstack & st : sets[set]) {
                 if (!st.empty() && is_char_elem(st.back()) && match_range(st.back(), lo, hi)) {
                     alive = true;
                     break;
@@ -786,7 +786,7 @@ struct grammar_matcher::impl {
         return result;
     }
 
-    int32_t walk(int32_t d, const std::string& bytes) {
+    int32_t walk(int32_t d, const std::string & bytes) {
         for (unsigned char c : bytes) {
             d = step(d, c);
             if (d < 0) return -1;
@@ -796,7 +796,7 @@ struct grammar_matcher::impl {
 
     bool can_end_at(int32_t d) const {
         if (d < 0 || !dstates[d].pending.empty()) return false;
-        for (const gstack& st : sets[dstates[d].set]) {
+        for (const gstack & st : sets[dstates[d].set]) {
             if (st.empty()) return true;
         }
         return false;
@@ -824,17 +824,17 @@ struct grammar_matcher::impl {
 grammar_matcher::grammar_matcher() : p_(new impl) {}
 grammar_matcher::~grammar_matcher() = default;
 
-std::unique_ptr<grammar_matcher> grammar_matcher::create(const grammar& g, std::shared_ptr<const grammar_vocab> gv,
-                                                         std::string* err) {
+std::unique_ptr<grammar_matcher> grammar_matcher::create(const grammar & g, std::shared_ptr<const grammar_vocab> gv,
+                                                         std::string * err) {
     std::unique_ptr<grammar_matcher> m(new grammar_matcher);
-    impl& p = *m->p_;
+    impl & p = *m->p_;
     p.gv = gv;
-    const auto& rules = g.rules();
+    const auto & rules = g.rules();
     for (size_t r = 0; r < rules.size(); ++r) {
         p.rule_start.push_back(static_cast<uint32_t>(p.E.size()));
-        for (const grammar_elem& e : rules[r]) {
+        for (const grammar_elem & e : rules[r]) {
             if (e.type == GRAMMAR_LITERAL || e.type == GRAMMAR_TOKEN) {
-                const std::string& lit = g.literals()[e.value];
+                const std::string & lit = g.literals()[e.value];
                 int32_t tok = -1;
                 if (gv) {
                     auto it = gv->named.find(lit);
@@ -887,8 +887,8 @@ std::unique_ptr<grammar_matcher> grammar_matcher::create(const grammar& g, std::
     return m;
 }
 
-void grammar_matcher::allowed_tokens(std::vector<uint8_t>* mask) {
-    impl& p = *p_;
+void grammar_matcher::allowed_tokens(std::vector<uint8_t> * mask) {
+    impl & p = *p_;
     const int32_t n = p.gv ? p.gv->n_tokens : 0;
     auto hit = p.mask_cache.find(p.cur);
     if (hit != p.mask_cache.end()) {
@@ -897,10 +897,10 @@ void grammar_matcher::allowed_tokens(std::vector<uint8_t>* mask) {
     }
     mask->assign(n, 0);
     if (!p.gv) return;
-    const grammar_vocab& gv = *p.gv;
+    const grammar_vocab & gv = *p.gv;
     const impl::dstate ds = p.dstates[p.cur];
     if (ds.pending.empty()) {
-        for (const gstack& st : p.sets[ds.set]) {
+        for (const gstack & st : p.sets[ds.set]) {
             if (!st.empty() && p.E[st.back()].type == GRAMMAR_TOKEN) (*mask)[p.E[st.back()].value] = 1;
         }
         if (p.can_end_at(p.cur)) {
@@ -929,13 +929,13 @@ void grammar_matcher::allowed_tokens(std::vector<uint8_t>* mask) {
 }
 
 bool grammar_matcher::is_allowed(int32_t token) {
-    impl& p = *p_;
+    impl & p = *p_;
     if (p.is_eog(token)) return p.can_end_at(p.cur);
     return p.after_token(p.cur, token) >= 0;
 }
 
-bool grammar_matcher::accept_token(int32_t token, std::string* err) {
-    impl& p = *p_;
+bool grammar_matcher::accept_token(int32_t token, std::string * err) {
+    impl & p = *p_;
     if (p.is_eog(token)) {
         if (p.can_end_at(p.cur)) return true;
         if (err) *err = "[grammar] end of generation before the grammar is complete";
@@ -950,8 +950,8 @@ bool grammar_matcher::accept_token(int32_t token, std::string* err) {
     return true;
 }
 
-bool grammar_matcher::accept_text(const std::string& bytes) {
-    impl& p = *p_;
+bool grammar_matcher::accept_text(const std::string & bytes) {
+    impl & p = *p_;
     const int32_t nx = p.walk(p.cur, bytes);
     if (nx < 0) return false;
     p.cur = nx;
@@ -963,9 +963,9 @@ bool grammar_matcher::can_end() const {
 }
 
 bool grammar_matcher::is_dead() const {
-    const impl& p = *p_;
+    const impl & p = *p_;
     if (p.can_end_at(p.cur)) return false;
-    for (const gstack& st : p.sets[p.dstates[p.cur].set]) {
+    for (const gstack & st : p.sets[p.dstates[p.cur].set]) {
         if (!st.empty()) return false;
     }
     return true;
@@ -979,7 +979,7 @@ size_t grammar_matcher::n_states() const {
     return p_->dstates.size();
 }
 
-bool grammar_accepts(const grammar& g, const std::string& text) {
+bool grammar_accepts(const grammar & g, const std::string & text) {
     auto m = grammar_matcher::create(g, nullptr, nullptr);
     if (!m) return false;
     return m->accept_text(text) && m->can_end();

@@ -47,11 +47,11 @@ struct grammar_elem {
 class grammar {
 public:
     // Parses grammar text. Errors: "line:col: message". The start rule is `root`.
-    static std::unique_ptr<grammar> parse(const std::string& text, std::string* err);
+    static std::unique_ptr<grammar> parse(const std::string & text, std::string * err);
 
-    const std::vector<std::vector<grammar_elem>>& rules() const { return rules_; }
-    const std::vector<std::string>& rule_names() const { return names_; }
-    const std::vector<std::string>& literals() const { return literals_; }  // UTF-8
+    const std::vector<std::vector<grammar_elem>> & rules() const { return rules_; }
+    const std::vector<std::string> & rule_names() const { return names_; }
+    const std::vector<std::string> & literals() const { return literals_; }  // UTF-8
     uint32_t root() const { return root_; }
 
 private:
@@ -79,29 +79,29 @@ struct grammar_vocab {
     // From a vocabulary: normal / byte / user-defined tokens are text; control tokens are named, matched only as
     // whole tokens. extra_special: texts of tokens appended after the base vocabulary (ids n_tokens + i), e.g.
     // Spider's <IMAGE>, [IMAGE0], [OUTPUT].
-    static std::shared_ptr<const grammar_vocab> from_vocab(const vocab& v,
-                                                           const std::vector<std::string>& extra_special = {});
+    static std::shared_ptr<const grammar_vocab> from_vocab(const vocab & v,
+                                                           const std::vector<std::string> & extra_special = {});
     // From explicit pieces (tests): specials[i] = 1 makes token i a named token instead of text.
-    static std::shared_ptr<const grammar_vocab> from_pieces(const std::vector<std::string>& pieces,
-                                                            const std::vector<uint8_t>& specials,
-                                                            const std::vector<int32_t>& eog);
+    static std::shared_ptr<const grammar_vocab> from_pieces(const std::vector<std::string> & pieces,
+                                                            const std::vector<uint8_t> & specials,
+                                                            const std::vector<int32_t> & eog);
     void build_trie();
 };
 
 class grammar_matcher {
 public:
     // gv may be null: string mode (accept_text only; @"x" and literals match their text).
-    static std::unique_ptr<grammar_matcher> create(const grammar& g, std::shared_ptr<const grammar_vocab> gv,
-                                                   std::string* err);
+    static std::unique_ptr<grammar_matcher> create(const grammar & g, std::shared_ptr<const grammar_vocab> gv,
+                                                   std::string * err);
     ~grammar_matcher();
 
     // mask[id] = 1 if token id may come next (n_tokens entries). EOG tokens are allowed iff the grammar can end.
-    void allowed_tokens(std::vector<uint8_t>* mask);
+    void allowed_tokens(std::vector<uint8_t> * mask);
     bool is_allowed(int32_t token);
     // Advances by a token; false (state unchanged) if the grammar does not allow it.
-    bool accept_token(int32_t token, std::string* err);
+    bool accept_token(int32_t token, std::string * err);
     // Advances by raw text (bytes); false (state unchanged) if not a valid continuation.
-    bool accept_text(const std::string& bytes);
+    bool accept_text(const std::string & bytes);
     bool can_end() const;  // the text so far is a complete sentence of the grammar
     bool is_dead() const;  // no continuation and cannot end (never happens when accepting only allowed tokens)
     void reset();
@@ -115,6 +115,6 @@ private:
 };
 
 // Convenience: does `text` belong to the grammar's language (string mode)?
-bool grammar_accepts(const grammar& g, const std::string& text);
+bool grammar_accepts(const grammar & g, const std::string & text);
 
 }  // namespace spider

@@ -11,7 +11,7 @@
 
 namespace spider {
 
-void kv_f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n) {
+void kv_f32_to_f16_avx2(const float * src, uint16_t * dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

@@ -22,7 +22,7 @@ namespace {
 
 thread_local llm_error_kind t_last_kind = LLM_ERR_FORMAT;
 
-bool fail(llm_error_kind kind, std::string *err, const std::string &msg) {
+bool fail(llm_error_kind kind, std::string * err, const std::string & msg) {
     t_last_kind = kind;
     if (err) *err = msg;
     return false;
@@ -30,8 +30,8 @@ bool fail(llm_error_kind kind, std::string *err, const std::string &msg) {
 
 // An integer KV that may also be stored as a per-layer array whose entries must all be equal (some converters
 // write head counts that way).
-bool get_uniform_int(const gguf_file &f, const std::string &key, int64_t *out, std::string *err) {
-    const gguf_value *v = f.find(key);
+bool get_uniform_int(const gguf_file & f, const std::string & key, int64_t * out, std::string * err) {
+    const gguf_value * v = f.find(key);
     if (!v) return false;
     if (v->type == GGUF_TYPE_ARRAY) {
         if (v->arr_int.empty())
@@ -49,7 +49,7 @@ bool get_uniform_int(const gguf_file &f, const std::string &key, int64_t *out, s
     return true;
 }
 
-const char *ftype_to_name(int64_t ft) {
+const char * ftype_to_name(int64_t ft) {
     static const std::map<int64_t, const char *> names = {
         {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},    {8, "Q5_0"},
         {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"},
@@ -65,13 +65,14 @@ llm_error_kind llm_model_last_error_kind() {
     return t_last_kind;
 }
 
-bool llm_load_error(llm_error_kind kind, std::string *err, const std::string &msg) {
+bool llm_load_error(llm_error_kind kind, std::string * err, const std::string & msg) {
     return fail(kind, err, msg);
 }
 
-bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor *out, std::string *err) {
+bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor * out,
+                     std::string * err) {
     const std::string name = llm_tensor_name(t, layer);
-    const gguf_tensor_info *info = file->find_tensor(name);
+    const gguf_tensor_info * info = file->find_tensor(name);
     *out = tensor();
     if (!info) {
         if (!required) return true;
@@ -100,7 +101,7 @@ bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool req
                         path + ": vector tensor '" + name + "' must be F32, F16 or BF16, got " + dtype_name(v.type));
         }
         auto buf = std::make_unique<std::vector<float>>(ne0);
-        const uint16_t *src = static_cast<const uint16_t *>(v.data);
+        const uint16_t * src = static_cast<const uint16_t *>(v.data);
         for (int64_t i = 0; i < ne0; i++) {
             (*buf)[i] = v.type == DTYPE_F16 ? fp16_to_fp32(src[i]) : bf16_to_fp32(src[i]);
         }
@@ -112,7 +113,8 @@ bool llm_model::bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool req
     return true;
 }
 
-std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_model_params &params, std::string *err) {
+std::unique_ptr<llm_model> llm_model::load(const std::string & path, const llm_model_params & params,
+                                           std::string * err) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0) {
         fail(LLM_ERR_IO, err, "cannot open model '" + path + "': no such file");
@@ -130,7 +132,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         m->file = gguf_file::open(path, &ferr);
     } else {
         // Read the whole file into memory owned by the model (for file systems where mmap is slow or unavailable).
-        FILE *fp = std::fopen(path.c_str(), "rb");
+        FILE * fp = std::fopen(path.c_str(), "rb");
         if (!fp) {
             fail(LLM_ERR_IO, err, "cannot open model '" + path + "': " + std::strerror(errno));
             return nullptr;
@@ -156,7 +158,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         fail(LLM_ERR_FORMAT, err, "cannot load model '" + path + "': " + ferr);
         return nullptr;
     }
-    const gguf_file &f = *m->file;
+    const gguf_file & f = *m->file;
 
     std::string arch_name;
     if (!f.get_string("general.architecture", &arch_name)) {
@@ -172,8 +174,8 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
     }
     f.get_string("general.name", &m->name);
 
-    llm_hparams &hp = m->hparams;
-    auto req_int = [&](const char *suffix, int64_t *out) {
+    llm_hparams & hp = m->hparams;
+    auto req_int = [&](const char * suffix, int64_t * out) {
         const std::string key = llm_kv(m->arch, suffix);
         std::string e;
         if (!get_uniform_int(f, key, out, &e)) {
@@ -185,7 +187,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         }
         return true;
     };
-    auto opt_int = [&](const char *suffix, int64_t *out) {
+    auto opt_int = [&](const char * suffix, int64_t * out) {
         const std::string key = llm_kv(m->arch, suffix);
         if (!f.find(key)) return true;
         std::string e;
@@ -195,7 +197,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
         }
         return true;
     };
-    auto opt_float = [&](const char *suffix, float *out) {
+    auto opt_float = [&](const char * suffix, float * out) {
         const std::string key = llm_kv(m->arch, suffix);
         if (!f.find(key)) return true;
         double d;
@@ -216,7 +218,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
     if (!opt_int("attention.head_count_kv", &hp.n_head_kv) || !opt_int("context_length", &hp.n_ctx_train)) {
         return nullptr;
     }
-    auto bad = [&](const std::string &what) {
+    auto bad = [&](const std::string & what) {
         fail(LLM_ERR_FORMAT, err, path + ": invalid hyperparameters: " + what);
         return nullptr;
     };
@@ -274,7 +276,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
     }
 
     // Vocabulary size from the embedding table.
-    const gguf_tensor_info *te = f.find_tensor(llm_tensor_name(LLM_TENSOR_TOKEN_EMBD));
+    const gguf_tensor_info * te = f.find_tensor(llm_tensor_name(LLM_TENSOR_TOKEN_EMBD));
     if (!te) {
         fail(LLM_ERR_FORMAT, err, path + ": missing tensor '" + llm_tensor_name(LLM_TENSOR_TOKEN_EMBD) + "'");
         return nullptr;
@@ -283,7 +285,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
     if (hp.n_vocab <= 0 || hp.n_vocab > (1 << 24)) return bad("vocabulary size " + std::to_string(hp.n_vocab));
 
     // Spider added tokens.
-    if (const gguf_value *at = f.find(LLM_KV_ADDED_TOKENS)) {
+    if (const gguf_value * at = f.find(LLM_KV_ADDED_TOKENS)) {
         if (at->type != GGUF_TYPE_ARRAY || at->arr_type != GGUF_TYPE_STRING) {
             fail(LLM_ERR_FORMAT, err, path + ": '" + LLM_KV_ADDED_TOKENS + "' must be an array of strings");
             return nullptr;
@@ -314,21 +316,21 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
 
     // Statistics over the weight tensors.
     std::map<int, uint64_t> bytes_by_type;
-    for (const auto &ti : f.tensors()) {
+    for (const auto & ti : f.tensors()) {
         int64_t n = ti.ne[0] * ti.ne[1] * ti.ne[2] * ti.ne[3];
         m->n_params += (uint64_t)n;
         m->n_bytes += ti.nbytes;
         bytes_by_type[ti.type] += ti.nbytes;
     }
     int64_t ft = -1;
-    const char *fname = nullptr;
+    const char * fname = nullptr;
     if (f.get_int("general.file_type", &ft)) fname = ftype_to_name(ft);
     if (fname) {
         m->ftype_name = fname;
     } else {
         int best = DTYPE_F32;
         uint64_t best_bytes = 0;
-        for (auto &kv : bytes_by_type) {
+        for (auto & kv : bytes_by_type) {
             if (kv.second > best_bytes) best = kv.first, best_bytes = kv.second;
         }
         m->ftype_name = dtype_name(best);
@@ -345,7 +347,7 @@ std::unique_ptr<llm_model> llm_model::load(const std::string &path, const llm_mo
 std::string llm_model::desc() const {
     char buf[256];
     double n = (double)n_params;
-    const char *unit = "M";
+    const char * unit = "M";
     double v = n / 1e6;
     if (n >= 1e9) unit = "B", v = n / 1e9;
     std::snprintf(buf, sizeof buf, "%s %.2f%s %s (%lld layers, n_embd %lld, vocab %lld%s)", llm_arch_name(arch), v,
@@ -366,8 +368,9 @@ size_t llm_model::pack_weights() {
     // quantization, not an error: two correct kernel sets move this model's logits by up to ~1
     // (test_real_model_parity).
     std::vector<tensor *> matmul_weights;
-    for (llm_layer &l : layers) {
-        for (tensor *W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) matmul_weights.push_back(W);
+    for (llm_layer & l : layers) {
+        for (tensor * W : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+            matmul_weights.push_back(W);
     }
     // A tied output matrix is also the embedding table: get_rows reads its rows from the copy.
     matmul_weights.push_back(&output);
@@ -378,9 +381,9 @@ size_t llm_model::pack_weights() {
     // during the first prompt, 2026-12-05). After the copies inference reads nothing from the mapping.
     std::vector<tensor *> small;
     if (mmapped) {
-        for (llm_layer &l : layers) {
-            for (tensor *T : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.attn_post_norm, &l.ffn_norm,
-                              &l.ffn_post_norm}) {
+        for (llm_layer & l : layers) {
+            for (tensor * T :
+                 {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.attn_post_norm, &l.ffn_norm, &l.ffn_post_norm}) {
                 small.push_back(T);
             }
         }
@@ -390,19 +393,19 @@ size_t llm_model::pack_weights() {
         if (output_extra.data != tok_embd_extra.data) small.push_back(&output_extra);
     }
     const bool extra_shared = output_extra.data == tok_embd_extra.data;
-    auto in_file = [&](const void *p) {
-        const uint8_t *b = file ? file->data_section() : nullptr;
-        const auto *q = static_cast<const uint8_t *>(p);
+    auto in_file = [&](const void * p) {
+        const uint8_t * b = file ? file->data_section() : nullptr;
+        const auto * q = static_cast<const uint8_t *>(p);
         return b && q >= b && q < b + (file->file_size() - file->data_offset());
     };
     struct item {
-        tensor *W;
+        tensor * W;
         size_t offset;
         bool pack;
     };
     std::vector<item> plan;
     size_t total = 0;
-    for (tensor *W : matmul_weights) {
+    for (tensor * W : matmul_weights) {
         if (!W->data || W->packed) continue;
         const bool pack = matmul_pack_bytes(*W) > 0;  // the types and shapes with a packed kernel at this level
         const bool plain_2d = W->ne[2] == 1 && W->ne[3] == 1 && W->nb[1] == W->row_bytes();
@@ -410,7 +413,7 @@ size_t llm_model::pack_weights() {
         plan.push_back({W, total, pack});
         total += (W->nbytes() + 63) / 64 * 64;
     }
-    for (tensor *T : small) {
+    for (tensor * T : small) {
         if (!T->data || T->ne[2] != 1 || T->ne[3] != 1 || T->nb[1] != T->row_bytes()) continue;
         if (!in_file(T->data)) continue;  // already a copy (an F32 conversion of an F16 norm)
         plan.push_back({T, total, false});
@@ -419,9 +422,9 @@ size_t llm_model::pack_weights() {
     if (plan.empty()) return 0;
     weights = huge_buffer(total);
     if (!weights.data()) return 0;  // no memory for the copies: keep reading the originals
-    for (const item &it : plan) {
-        tensor &W = *it.W;
-        uint8_t *buf = weights.data() + it.offset;
+    for (const item & it : plan) {
+        tensor & W = *it.W;
+        uint8_t * buf = weights.data() + it.offset;
         // In slices of about 1 MB, releasing the original's pages behind each slice, so that peak memory does not
         // grow by a whole tensor (gemma-3-270m's output matrix is 178 MB). Only whole pages inside the tensor are
         // released: a neighbouring tensor may share the first or last page.
@@ -459,16 +462,16 @@ size_t llm_model::pack_weights() {
 
 std::vector<std::pair<const uint8_t *, size_t>> llm_model::decode_weight_spans() const {
     std::vector<std::pair<const uint8_t *, size_t>> spans;
-    auto add = [&](const tensor &T) {
+    auto add = [&](const tensor & T) {
         if (!T.data) return;
         if (T.packed)
             spans.emplace_back(static_cast<const uint8_t *>(T.packed), matmul_pack_bytes(T));
         else
             spans.emplace_back(static_cast<const uint8_t *>(T.data), T.nbytes());
     };
-    for (const llm_layer &l : layers) {
-        for (const tensor *T : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.attn_q_norm, &l.attn_k_norm,
-                                &l.attn_post_norm, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_post_norm})
+    for (const llm_layer & l : layers) {
+        for (const tensor * T : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.attn_q_norm, &l.attn_k_norm,
+                                 &l.attn_post_norm, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_post_norm})
             add(*T);
     }
     add(output_norm);

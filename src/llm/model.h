@@ -68,7 +68,7 @@ struct llm_model_params {
 
 struct llm_model {
     llm_arch arch = LLM_ARCH_UNKNOWN;
-    const llm_arch_impl* impl = nullptr;
+    const llm_arch_impl * impl = nullptr;
     llm_hparams hparams;
     std::unique_ptr<uint8_t[]> file_data;  // the file's bytes when loaded without mmap (declared before `file`)
     std::unique_ptr<gguf_file> file;
@@ -90,11 +90,12 @@ struct llm_model {
     std::string ftype_name;  // "Q4_K_M", "F16", ... from general.file_type, or the dominant tensor type
 
     // Loads and validates; on failure returns nullptr with *err naming the problem (file, key, tensor, shape).
-    static std::unique_ptr<llm_model> load(const std::string& path, const llm_model_params& params, std::string* err);
+    static std::unique_ptr<llm_model> load(const std::string & path, const llm_model_params & params,
+                                           std::string * err);
 
     // Binds a tensor by its table name and checks its shape (ne beyond the given dims must be 1). A missing
     // optional tensor leaves *out empty and returns true. 1-D norm weights must be F32 (converted if F16).
-    bool bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor* out, std::string* err);
+    bool bind(llm_tensor t, int layer, int64_t ne0, int64_t ne1, bool required, tensor * out, std::string * err);
     std::string desc() const;
 
     // F32 copies of small tensors stored as F16/BF16 in the file (norm weights); kept alive with the model.
@@ -115,22 +116,22 @@ struct llm_model {
     // The bytes one decode step reads from the weights, tensor by tensor (the packed copy where there is one): every
     // layer tensor, the output norm and the output matrix, which is the embedding table when tied (an untied table
     // gives a step one row only). `spider bench --roofline` times a plain read of exactly these bytes.
-    std::vector<std::pair<const uint8_t*, size_t>> decode_weight_spans() const;
+    std::vector<std::pair<const uint8_t *, size_t>> decode_weight_spans() const;
 };
 
 class vocab;
 
 // C++ access to what the C API handles wrap, for tools and modules linked with the engine (the handles themselves
 // stay opaque in include/spider.h). nullptr for a null handle; llm_vocab_of is nullptr when the file has no vocabulary.
-const llm_model* llm_model_of(const ::spider_model* m);
-const vocab* llm_vocab_of(const ::spider_model* m);
-llm_context* llm_context_of(::spider_context* c);
+const llm_model * llm_model_of(const ::spider_model * m);
+const vocab * llm_vocab_of(const ::spider_model * m);
+llm_context * llm_context_of(::spider_context * c);
 
 // Status kinds for the C API (see spider.h) carried with an error message.
 enum llm_error_kind { LLM_ERR_IO = 2, LLM_ERR_FORMAT = 3, LLM_ERR_UNSUPPORTED = 4 };
 // Kind of the last llm_model::load failure on this thread (for mapping to spider_status).
 llm_error_kind llm_model_last_error_kind();
 // For the architecture hooks: records the kind of a load failure and sets *err; returns false.
-bool llm_load_error(llm_error_kind kind, std::string* err, const std::string& msg);
+bool llm_load_error(llm_error_kind kind, std::string * err, const std::string & msg);
 
 }  // namespace spider

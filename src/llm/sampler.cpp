@@ -15,7 +15,7 @@ sampler_params sampler_default_params() {
     return sampler_params();
 }
 
-void candidates_from_logits(const float* logits, int32_t n_vocab, const uint8_t* allowed, candidates* c) {
+void candidates_from_logits(const float * logits, int32_t n_vocab, const uint8_t * allowed, candidates * c) {
     c->clear();
     c->reserve(n_vocab);
     for (int32_t i = 0; i < n_vocab; ++i) {
@@ -26,25 +26,26 @@ void candidates_from_logits(const float* logits, int32_t n_vocab, const uint8_t*
     }
 }
 
-void candidates_softmax(candidates* c) {
+void candidates_softmax(candidates * c) {
     if (c->empty()) return;
-    std::sort(c->begin(), c->end(), [](const token_candidate& a, const token_candidate& b) {
+    std::sort(c->begin(), c->end(), [](const token_candidate & a, const token_candidate & b) {
         return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
     });
     const float mx = (*c)[0].logit;
     double sum = 0.0;
-    for (auto& t : *c) {
+    for (auto & t : *c) {
         t.p = (t.logit == -std::numeric_limits<float>::infinity()) ? 0.0f : std::exp(t.logit - mx);
         sum += t.p;
     }
-    for (auto& t : *c) t.p = static_cast<float>(t.p / sum);
+    for (auto & t : *c) t.p = static_cast<float>(t.p / sum);
 }
 
-void candidates_penalties(candidates* c, const std::deque<int32_t>& history, float repeat, float freq, float presence) {
+void candidates_penalties(candidates * c, const std::deque<int32_t> & history, float repeat, float freq,
+                          float presence) {
     if (history.empty() || (repeat == 1.0f && freq == 0.0f && presence == 0.0f)) return;
     std::unordered_map<int32_t, int> count;
     for (int32_t t : history) count[t]++;
-    for (auto& t : *c) {
+    for (auto & t : *c) {
         auto it = count.find(t.id);
         if (it == count.end()) continue;
         // divide positive logits, multiply negative ones, so the penalty always lowers the token
@@ -57,18 +58,19 @@ void candidates_penalties(candidates* c, const std::deque<int32_t>& history, flo
     }
 }
 
-void candidates_top_k(candidates* c, int32_t k, size_t min_keep) {
+void candidates_top_k(candidates * c, int32_t k, size_t min_keep) {
     if (k <= 0) return;
     size_t keep = std::max(static_cast<size_t>(k), min_keep);
     if (keep >= c->size()) return;
     // partial sort: only the k best of a 262k vocabulary need ordering
-    std::partial_sort(c->begin(), c->begin() + keep, c->end(), [](const token_candidate& a, const token_candidate& b) {
-        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-    });
+    std::partial_sort(c->begin(), c->begin() + keep, c->end(),
+                      [](const token_candidate & a, const token_candidate & b) {
+                          return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+                      });
     c->resize(keep);
 }
 
-void candidates_top_p(candidates* c, float p, size_t min_keep) {
+void candidates_top_p(candidates * c, float p, size_t min_keep) {
     if (p >= 1.0f || c->empty()) return;
     candidates_softmax(c);
     double cum = 0.0;
@@ -84,7 +86,7 @@ void candidates_top_p(candidates* c, float p, size_t min_keep) {
     c->resize(last);
 }
 
-void candidates_min_p(candidates* c, float p, size_t min_keep) {
+void candidates_min_p(candidates * c, float p, size_t min_keep) {
     if (p <= 0.0f || c->empty()) return;
     candidates_softmax(c);
     const float threshold = (*c)[0].p * p;
@@ -93,15 +95,15 @@ void candidates_min_p(candidates* c, float p, size_t min_keep) {
     c->resize(keep);
 }
 
-void candidates_temperature(candidates* c, float t) {
+void candidates_temperature(candidates * c, float t) {
     if (t <= 0.0f) return;
-    for (auto& x : *c) x.logit /= t;
+    for (auto & x : *c) x.logit /= t;
 }
 
-int32_t candidates_greedy(const candidates& c) {
+int32_t candidates_greedy(const candidates & c) {
     int32_t best = -1;
     float bl = -std::numeric_limits<float>::infinity();
-    for (const auto& t : c) {
+    for (const auto & t : c) {
         if (best < 0 || t.logit > bl || (t.logit == bl && t.id < best)) {
             best = t.id;
             bl = t.logit;
@@ -112,7 +114,7 @@ int32_t candidates_greedy(const candidates& c) {
 
 // ---- RNG ----
 
-static uint64_t splitmix64(uint64_t& x) {
+static uint64_t splitmix64(uint64_t & x) {
     uint64_t z = (x += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -121,7 +123,7 @@ static uint64_t splitmix64(uint64_t& x) {
 
 void sampler_rng::seed_with(uint64_t seed) {
     uint64_t x = seed;
-    for (auto& s : s_) s = splitmix64(x);
+    for (auto & s : s_) s = splitmix64(x);
 }
 
 uint64_t sampler_rng::next() {
@@ -143,7 +145,7 @@ double sampler_rng::uniform() {
 
 // ---- sampler ----
 
-sampler::sampler(const sampler_params& p) : p_(p), rng_(p.seed) {}
+sampler::sampler(const sampler_params & p) : p_(p), rng_(p.seed) {}
 
 void sampler::reset() {
     history_.clear();
@@ -156,7 +158,7 @@ void sampler::accept(int32_t token) {
     while (history_.size() > static_cast<size_t>(p_.penalty_last_n)) history_.pop_front();
 }
 
-int32_t sampler::sample(const float* logits, int32_t n_vocab, const uint8_t* allowed) {
+int32_t sampler::sample(const float * logits, int32_t n_vocab, const uint8_t * allowed) {
     candidates_from_logits(logits, n_vocab, allowed, &cur_);
     if (cur_.empty()) return -1;
     candidates_penalties(&cur_, history_, p_.repeat_penalty, p_.frequency_penalty, p_.presence_penalty);
@@ -171,7 +173,7 @@ int32_t sampler::sample(const float* logits, int32_t n_vocab, const uint8_t* all
     candidates_softmax(&cur_);
     const double r = rng_.uniform();
     double cum = 0.0;
-    for (const auto& t : cur_) {
+    for (const auto & t : cur_) {
         cum += t.p;
         if (r < cum) return t.id;
     }
@@ -185,12 +187,12 @@ int32_t sampler::sample(const float* logits, int32_t n_vocab, const uint8_t* all
 // ---- stop strings ----
 
 stop_detector::stop_detector(std::vector<std::string> stops) {
-    for (auto& s : stops) {
+    for (auto & s : stops) {
         if (!s.empty()) stops_.push_back(std::move(s));
     }
 }
 
-std::string stop_detector::feed(const std::string& piece, bool* stopped) {
+std::string stop_detector::feed(const std::string & piece, bool * stopped) {
     if (stopped_) {
         if (stopped) *stopped = true;
         return "";
@@ -198,7 +200,7 @@ std::string stop_detector::feed(const std::string& piece, bool* stopped) {
     pending_ += piece;
     // earliest complete stop string
     size_t best = std::string::npos;
-    for (const auto& s : stops_) {
+    for (const auto & s : stops_) {
         size_t at = pending_.find(s);
         if (at != std::string::npos && (best == std::string::npos || at < best)) {
             best = at;
@@ -214,7 +216,7 @@ std::string stop_detector::feed(const std::string& piece, bool* stopped) {
     }
     // hold back the longest suffix that is a proper prefix of some stop string
     size_t hold = 0;
-    for (const auto& s : stops_) {
+    for (const auto & s : stops_) {
         const size_t max_len = std::min(s.size() - 1, pending_.size());
         for (size_t len = max_len; len > hold; --len) {
             if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {

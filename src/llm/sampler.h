@@ -35,14 +35,15 @@ struct token_candidate {
 using candidates = std::vector<token_candidate>;
 
 // The filters (reference implementations; each keeps at least min_keep candidates).
-void candidates_from_logits(const float* logits, int32_t n_vocab, const uint8_t* allowed, candidates* c);
-void candidates_softmax(candidates* c);  // sorts by logit, descending, and fills p
-void candidates_penalties(candidates* c, const std::deque<int32_t>& history, float repeat, float freq, float presence);
-void candidates_top_k(candidates* c, int32_t k, size_t min_keep = 1);
-void candidates_top_p(candidates* c, float p, size_t min_keep = 1);
-void candidates_min_p(candidates* c, float p, size_t min_keep = 1);
-void candidates_temperature(candidates* c, float t);
-int32_t candidates_greedy(const candidates& c);  // highest logit, TOKEN_NULL (-1) if empty
+void candidates_from_logits(const float * logits, int32_t n_vocab, const uint8_t * allowed, candidates * c);
+void candidates_softmax(candidates * c);  // sorts by logit, descending, and fills p
+void candidates_penalties(candidates * c, const std::deque<int32_t> & history, float repeat, float freq,
+                          float presence);
+void candidates_top_k(candidates * c, int32_t k, size_t min_keep = 1);
+void candidates_top_p(candidates * c, float p, size_t min_keep = 1);
+void candidates_min_p(candidates * c, float p, size_t min_keep = 1);
+void candidates_temperature(candidates * c, float t);
+int32_t candidates_greedy(const candidates & c);  // highest logit, TOKEN_NULL (-1) if empty
 
 // Deterministic RNG (splitmix64 seeding + xoshiro256**): the same seed gives the same numbers everywhere.
 class sampler_rng {
@@ -57,14 +58,14 @@ private:
 
 class sampler {
 public:
-    explicit sampler(const sampler_params& p);
+    explicit sampler(const sampler_params & p);
     // logits[n_vocab]; allowed: n_vocab flags (0 = forbidden, e.g. by a grammar) or nullptr. Returns -1 only if no
     // token is allowed.
-    int32_t sample(const float* logits, int32_t n_vocab, const uint8_t* allowed = nullptr);
+    int32_t sample(const float * logits, int32_t n_vocab, const uint8_t * allowed = nullptr);
     void accept(int32_t token);  // adds to the penalty history
     void reset();                // clears history and re-seeds
-    const sampler_params& params() const { return p_; }
-    const candidates& last_candidates() const { return cur_; }  // after the chain of the last sample()
+    const sampler_params & params() const { return p_; }
+    const candidates & last_candidates() const { return cur_; }  // after the chain of the last sample()
 
 private:
     sampler_params p_;
@@ -79,10 +80,10 @@ private:
 class stop_detector {
 public:
     explicit stop_detector(std::vector<std::string> stops);
-    std::string feed(const std::string& piece, bool* stopped);
+    std::string feed(const std::string & piece, bool * stopped);
     std::string flush();  // end of generation: whatever is still held back
     bool stopped() const { return stopped_; }
-    const std::string& matched() const { return matched_; }  // the stop string that ended generation
+    const std::string & matched() const { return matched_; }  // the stop string that ended generation
 
 private:
     std::vector<std::string> stops_;

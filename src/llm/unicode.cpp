@@ -8,10 +8,10 @@ namespace spider {
 uint16_t unicode_flags(uint32_t cp) {
     if (cp > 0x10FFFF) return 0;
     // last range whose first <= cp
-    const unicode_range* b = unicode_flag_ranges;
-    const unicode_range* e = unicode_flag_ranges + unicode_flag_ranges_count;
-    const unicode_range* it =
-        std::upper_bound(b, e, cp, [](uint32_t v, const unicode_range& r) { return v < r.first; });
+    const unicode_range * b = unicode_flag_ranges;
+    const unicode_range * e = unicode_flag_ranges + unicode_flag_ranges_count;
+    const unicode_range * it =
+        std::upper_bound(b, e, cp, [](uint32_t v, const unicode_range & r) { return v < r.first; });
     if (it == b) return 0;
     return (it - 1)->flags;
 }
@@ -21,7 +21,7 @@ size_t utf8_len(uint8_t lead) {
     return lookup[lead >> 4];
 }
 
-uint32_t utf8_decode(const std::string& s, size_t* pos) {
+uint32_t utf8_decode(const std::string & s, size_t * pos) {
     const size_t i = *pos;
     const size_t n = s.size();
     const uint8_t c0 = static_cast<uint8_t>(s[i]);
@@ -68,7 +68,7 @@ uint32_t utf8_decode(const std::string& s, size_t* pos) {
     return cp;
 }
 
-std::vector<uint32_t> utf8_to_cpts(const std::string& s) {
+std::vector<uint32_t> utf8_to_cpts(const std::string & s) {
     std::vector<uint32_t> out;
     out.reserve(s.size());
     size_t pos = 0;
@@ -76,7 +76,7 @@ std::vector<uint32_t> utf8_to_cpts(const std::string& s) {
     return out;
 }
 
-void utf8_append(std::string& out, uint32_t cp) {
+void utf8_append(std::string & out, uint32_t cp) {
     if (cp < 0x80) {
         out += static_cast<char>(cp);
     } else if (cp < 0x800) {
@@ -100,7 +100,7 @@ std::string cpt_to_utf8(uint32_t cp) {
     return s;
 }
 
-size_t utf8_incomplete_tail(const std::string& s) {
+size_t utf8_incomplete_tail(const std::string & s) {
     // look back at most 3 bytes for a lead byte whose sequence is not finished
     const size_t n = s.size();
     for (size_t back = 1; back <= 3 && back <= n; ++back) {
@@ -136,13 +136,13 @@ struct byte_map {
         }
     }
 };
-const byte_map& get_byte_map() {
+const byte_map & get_byte_map() {
     static const byte_map m;
     return m;
 }
 }  // namespace
 
-const std::string& byte_to_unicode(uint8_t b) {
+const std::string & byte_to_unicode(uint8_t b) {
     return get_byte_map().to_unicode[b];
 }
 

@@ -48,15 +48,15 @@ size_t utf8_len(uint8_t lead);
 
 // Decodes one code point at s[*pos], advancing *pos; invalid or truncated sequences yield U+FFFD and advance
 // one byte.
-uint32_t utf8_decode(const std::string& s, size_t* pos);
-std::vector<uint32_t> utf8_to_cpts(const std::string& s);
-void utf8_append(std::string& out, uint32_t cp);
+uint32_t utf8_decode(const std::string & s, size_t * pos);
+std::vector<uint32_t> utf8_to_cpts(const std::string & s);
+void utf8_append(std::string & out, uint32_t cp);
 std::string cpt_to_utf8(uint32_t cp);
 // Number of bytes at the end of s that form an incomplete (but so far valid) UTF-8 sequence.
-size_t utf8_incomplete_tail(const std::string& s);
+size_t utf8_incomplete_tail(const std::string & s);
 
 // GPT-2 byte-level mapping: each byte <-> one printable code point (as UTF-8 text).
-const std::string& byte_to_unicode(uint8_t b);
+const std::string & byte_to_unicode(uint8_t b);
 // Returns -1 if the code point is not in the mapping.
 int unicode_to_byte(uint32_t cp);
 

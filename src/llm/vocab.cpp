@@ -15,9 +15,9 @@ namespace spider {
 namespace {
 
 const std::string k_empty;
-const char *k_escaped_space = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
+const char * k_escaped_space = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
 
-void replace_all(std::string &s, const std::string &from, const std::string &to) {
+void replace_all(std::string & s, const std::string & from, const std::string & to) {
     if (from.empty()) return;
     std::string out;
     out.reserve(s.size());
@@ -33,13 +33,13 @@ void replace_all(std::string &s, const std::string &from, const std::string &to)
     s.swap(out);
 }
 
-bool set_err(std::string *err, const std::string &msg) {
+bool set_err(std::string * err, const std::string & msg) {
     if (err) *err = "[vocab] " + msg;
     return false;
 }
 
 // Byte value of a "<0xXX>" token, or -1.
-int parse_byte_token(const std::string &t) {
+int parse_byte_token(const std::string & t) {
     if (t.size() != 6 || t[0] != '<' || t[1] != '0' || t[2] != 'x' || t[5] != '>') return -1;
     int v = 0;
     for (int k = 3; k < 5; ++k) {
@@ -57,7 +57,7 @@ int parse_byte_token(const std::string &t) {
 }  // namespace
 
 int32_t vocab::impl::byte_to_token_spm(uint8_t ch) const {
-    static const char *hex = "0123456789ABCDEF";
+    static const char * hex = "0123456789ABCDEF";
     const char buf[7] = {'<', '0', 'x', hex[ch >> 4], hex[ch & 15], '>', 0};
     int32_t id = find(buf);
     if (id != TOKEN_NULL) return id;
@@ -67,7 +67,7 @@ int32_t vocab::impl::byte_to_token_spm(uint8_t ch) const {
     return unk;
 }
 
-int vocab::impl::bpe_rank(const std::string &left, const std::string &right) const {
+int vocab::impl::bpe_rank(const std::string & left, const std::string & right) const {
     auto it = bpe_ranks.find(bpe_rank_key(left, right));
     return it == bpe_ranks.end() ? -1 : it->second;
 }
@@ -75,23 +75,23 @@ int vocab::impl::bpe_rank(const std::string &left, const std::string &right) con
 vocab::vocab() : p_(new impl) {}
 vocab::~vocab() = default;
 vocab::vocab(vocab &&) noexcept = default;
-vocab &vocab::operator=(vocab &&) noexcept = default;
+vocab & vocab::operator=(vocab &&) noexcept = default;
 
-bool vocab::load(const gguf_file &f, std::string *err) {
+bool vocab::load(const gguf_file & f, std::string * err) {
     vocab_data d;
     if (!f.get_string("tokenizer.ggml.model", &d.model)) {
         return set_err(err, "tokenizer.ggml.model is missing or not a string");
     }
     if (!f.get_string("tokenizer.ggml.pre", &d.pre)) d.pre = "default";
 
-    const gguf_value *tokens = f.find("tokenizer.ggml.tokens");
+    const gguf_value * tokens = f.find("tokenizer.ggml.tokens");
     if (!tokens || tokens->type != GGUF_TYPE_ARRAY || tokens->arr_type != GGUF_TYPE_STRING) {
         return set_err(err, "tokenizer.ggml.tokens is missing or not an array of strings");
     }
     d.tokens = tokens->arr_str;
     const size_t n = d.tokens.size();
 
-    if (const gguf_value *v = f.find("tokenizer.ggml.scores")) {
+    if (const gguf_value * v = f.find("tokenizer.ggml.scores")) {
         if (v->type != GGUF_TYPE_ARRAY || (v->arr_type != GGUF_TYPE_FLOAT32 && v->arr_type != GGUF_TYPE_FLOAT64)) {
             return set_err(err, "tokenizer.ggml.scores is not an array of floats");
         }
@@ -101,7 +101,7 @@ bool vocab::load(const gguf_file &f, std::string *err) {
         }
         d.scores.assign(v->arr_float.begin(), v->arr_float.end());
     }
-    if (const gguf_value *v = f.find("tokenizer.ggml.token_type")) {
+    if (const gguf_value * v = f.find("tokenizer.ggml.token_type")) {
         if (v->type != GGUF_TYPE_ARRAY || v->arr_type == GGUF_TYPE_STRING || v->arr_type == GGUF_TYPE_FLOAT32 ||
             v->arr_type == GGUF_TYPE_FLOAT64 || v->arr_type == GGUF_TYPE_ARRAY) {
             return set_err(err, "tokenizer.ggml.token_type is not an array of integers");
@@ -113,7 +113,7 @@ bool vocab::load(const gguf_file &f, std::string *err) {
         d.token_types.reserve(n);
         for (int64_t t : v->arr_int) d.token_types.push_back(static_cast<int32_t>(t));
     }
-    if (const gguf_value *v = f.find("tokenizer.ggml.merges")) {
+    if (const gguf_value * v = f.find("tokenizer.ggml.merges")) {
         if (v->type != GGUF_TYPE_ARRAY || v->arr_type != GGUF_TYPE_STRING) {
             return set_err(err, "tokenizer.ggml.merges is not an array of strings");
         }
@@ -131,14 +131,14 @@ bool vocab::load(const gguf_file &f, std::string *err) {
         d.add_bos = true;
     }
     struct id_key {
-        const char *key;
-        int32_t *dst;
+        const char * key;
+        int32_t * dst;
     } id_keys[] = {
         {"tokenizer.ggml.bos_token_id", &d.bos},       {"tokenizer.ggml.eos_token_id", &d.eos},
         {"tokenizer.ggml.unknown_token_id", &d.unk},   {"tokenizer.ggml.padding_token_id", &d.pad},
         {"tokenizer.ggml.seperator_token_id", &d.sep}, {"tokenizer.ggml.eot_token_id", &d.eot},
     };
-    for (const auto &k : id_keys) {
+    for (const auto & k : id_keys) {
         if (!f.find(k.key)) continue;
         int64_t v = 0;
         if (!f.get_int(k.key, &v)) return set_err(err, std::string(k.key) + " is not an integer");
@@ -147,14 +147,14 @@ bool vocab::load(const gguf_file &f, std::string *err) {
         *k.dst = static_cast<int32_t>(v);
     }
     struct bool_key {
-        const char *key;
-        bool *dst;
+        const char * key;
+        bool * dst;
     } bool_keys[] = {
         {"tokenizer.ggml.add_bos_token", &d.add_bos},
         {"tokenizer.ggml.add_eos_token", &d.add_eos},
         {"tokenizer.ggml.add_space_prefix", &d.add_space_prefix},
     };
-    for (const auto &k : bool_keys) {
+    for (const auto & k : bool_keys) {
         if (!f.find(k.key)) continue;
         if (!f.get_bool(k.key, k.dst)) return set_err(err, std::string(k.key) + " is not a bool");
     }
@@ -162,7 +162,7 @@ bool vocab::load(const gguf_file &f, std::string *err) {
     return build(d, err);
 }
 
-bool vocab::build(const vocab_data &d, std::string *err) {
+bool vocab::build(const vocab_data & d, std::string * err) {
     impl v;
     v.model = d.model;
     if (d.model == "llama") {
@@ -208,7 +208,7 @@ bool vocab::build(const vocab_data &d, std::string *err) {
         if (d.merges.empty()) return set_err(err, "byte-level BPE vocabulary has no merges");
         v.bpe_ranks.reserve(d.merges.size() * 2);
         for (size_t r = 0; r < d.merges.size(); ++r) {
-            const std::string &m = d.merges[r];
+            const std::string & m = d.merges[r];
             // split at the first space after the first character (a merge side may start with a space)
             const size_t pos = m.find(' ', 1);
             if (pos == std::string::npos || pos == 0 || pos + 1 > m.size()) {
@@ -218,7 +218,7 @@ bool vocab::build(const vocab_data &d, std::string *err) {
         }
     }
 
-    auto check_id = [&](int32_t id, const char *name, bool lenient) -> int32_t {
+    auto check_id = [&](int32_t id, const char * name, bool lenient) -> int32_t {
         if (id == TOKEN_NULL) return TOKEN_NULL;
         if (id < 0 || static_cast<size_t>(id) >= n) {
             if (lenient) return TOKEN_NULL;  // llama.cpp ignores these too (some files set pad = n_vocab)
@@ -236,7 +236,7 @@ bool vocab::build(const vocab_data &d, std::string *err) {
     v.sep = check_id(d.sep, "sep", true);
     if (v.eot == TOKEN_NULL) {
         // models name their end-of-turn token in the text only
-        for (const char *t : {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>"}) {
+        for (const char * t : {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>"}) {
             int32_t id = v.find(t);
             if (id != TOKEN_NULL && id != v.eos && v.ttype[id] == TOKEN_TYPE_CONTROL) {
                 v.eot = id;
@@ -269,7 +269,7 @@ bool vocab::build(const vocab_data &d, std::string *err) {
     p_->pieces.clear();
     p_->pieces.resize(n);
     for (size_t i = 0; i < n; ++i) {
-        const std::string &t = p_->text[i];
+        const std::string & t = p_->text[i];
         const int32_t ty = p_->ttype[i];
         std::string piece;
         if (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_UNKNOWN || ty == TOKEN_TYPE_USER_DEFINED) {
@@ -299,8 +299,8 @@ bool vocab::build(const vocab_data &d, std::string *err) {
     return true;
 }
 
-std::vector<int32_t> vocab::tokenize(const std::string &raw, bool add_special, bool parse_special) const {
-    const impl &v = *p_;
+std::vector<int32_t> vocab::tokenize(const std::string & raw, bool add_special, bool parse_special) const {
+    const impl & v = *p_;
     std::vector<int32_t> out;
     if (v.type == VOCAB_TYPE_NONE) return out;
 
@@ -315,11 +315,11 @@ std::vector<int32_t> vocab::tokenize(const std::string &raw, bool add_special, b
     for (int32_t id : v.special_cache) {
         const int32_t ty = v.ttype[id];
         if (!parse_special && (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_UNKNOWN)) continue;
-        const std::string &st = v.text[id];
+        const std::string & st = v.text[id];
         std::vector<fragment> next;
         next.reserve(frags.size());
         bool changed = false;
-        for (const fragment &fr : frags) {
+        for (const fragment & fr : frags) {
             if (fr.token != TOKEN_NULL || fr.len < st.size()) {
                 next.push_back(fr);
                 continue;
@@ -342,7 +342,7 @@ std::vector<int32_t> vocab::tokenize(const std::string &raw, bool add_special, b
 
     if (add_special && v.add_bos) out.push_back(v.bos);
     bool prev_special = true;  // SPM: a space prefix goes before the first text and after special tokens
-    for (const fragment &fr : frags) {
+    for (const fragment & fr : frags) {
         if (fr.token != TOKEN_NULL) {
             out.push_back(fr.token);
             prev_special = true;
@@ -364,14 +364,14 @@ std::vector<int32_t> vocab::tokenize(const std::string &raw, bool add_special, b
 }
 
 std::string vocab::token_to_piece(int32_t id, bool special) const {
-    const impl &v = *p_;
+    const impl & v = *p_;
     if (id < 0 || static_cast<size_t>(id) >= v.pieces.size()) return k_empty;
     const int32_t ty = v.ttype[id];
     if (!special && (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_UNKNOWN)) return k_empty;
     return v.pieces[id];
 }
 
-std::string vocab::detokenize(const std::vector<int32_t> &ids, bool special) const {
+std::string vocab::detokenize(const std::vector<int32_t> & ids, bool special) const {
     std::string out;
     for (int32_t id : ids) out += token_to_piece(id, special);
     return out;
@@ -386,7 +386,7 @@ vocab_pre_type vocab::pre_type() const {
 int32_t vocab::n_tokens() const {
     return static_cast<int32_t>(p_->text.size());
 }
-const std::string &vocab::token_text(int32_t id) const {
+const std::string & vocab::token_text(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= p_->text.size()) return k_empty;
     return p_->text[id];
 }
@@ -398,7 +398,7 @@ token_type vocab::get_token_type(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= p_->ttype.size()) return TOKEN_TYPE_UNDEFINED;
     return static_cast<token_type>(p_->ttype[id]);
 }
-int32_t vocab::text_to_token(const std::string &text) const {
+int32_t vocab::text_to_token(const std::string & text) const {
     return p_->find(text);
 }
 bool vocab::is_special(int32_t id) const {
@@ -432,10 +432,10 @@ bool vocab::add_eos() const {
 bool vocab::add_space_prefix() const {
     return p_->add_space_prefix;
 }
-const std::string &vocab::chat_template() const {
+const std::string & vocab::chat_template() const {
     return p_->chat_template;
 }
-const std::string &vocab::model_name() const {
+const std::string & vocab::model_name() const {
     return p_->model;
 }
 

@@ -69,30 +69,30 @@ public:
     vocab();
     ~vocab();
     vocab(vocab &&) noexcept;
-    vocab &operator=(vocab &&) noexcept;
+    vocab & operator=(vocab &&) noexcept;
 
     // Reads tokenizer.ggml.* from a GGUF. Validates array types and lengths and special ids.
-    bool load(const gguf_file &f, std::string *err);
+    bool load(const gguf_file & f, std::string * err);
     // Same from arrays (tests, converters). Validates as load does.
-    bool build(const vocab_data &d, std::string *err);
+    bool build(const vocab_data & d, std::string * err);
 
     // add_special: add BOS/EOS as the vocabulary asks (add_bos / add_eos). parse_special: cut control tokens
     // written as text ("<start_of_turn>") out of the text as single tokens. Never fails: any bytes are accepted.
-    std::vector<int32_t> tokenize(const std::string &text, bool add_special, bool parse_special) const;
+    std::vector<int32_t> tokenize(const std::string & text, bool add_special, bool parse_special) const;
 
     // Text of one token as it appears in output (spaces unescaped, byte tokens as their single raw byte, byte-level
     // BPE mapped back to bytes). special=false: control/unknown tokens give "". Invalid ids give "".
     std::string token_to_piece(int32_t id, bool special = true) const;
     // Concatenation of pieces; byte tokens reassemble into UTF-8.
-    std::string detokenize(const std::vector<int32_t> &ids, bool special) const;
+    std::string detokenize(const std::vector<int32_t> & ids, bool special) const;
 
     vocab_type type() const;
     vocab_pre_type pre_type() const;
     int32_t n_tokens() const;
-    const std::string &token_text(int32_t id) const;  // raw text as in the vocabulary ("" if invalid id)
+    const std::string & token_text(int32_t id) const;  // raw text as in the vocabulary ("" if invalid id)
     float token_score(int32_t id) const;
     token_type get_token_type(int32_t id) const;
-    int32_t text_to_token(const std::string &text) const;  // exact raw text lookup; TOKEN_NULL if absent
+    int32_t text_to_token(const std::string & text) const;  // exact raw text lookup; TOKEN_NULL if absent
     // Control / user-defined / unknown token (one that tokenize() cuts out of text rather than spelling it).
     bool is_special(int32_t id) const;
     bool is_eog(int32_t id) const;  // end of generation: eos, eot
@@ -104,8 +104,8 @@ public:
     bool add_bos() const;
     bool add_eos() const;
     bool add_space_prefix() const;
-    const std::string &chat_template() const;
-    const std::string &model_name() const;  // "llama" / "gpt2"
+    const std::string & chat_template() const;
+    const std::string & model_name() const;  // "llama" / "gpt2"
 
     struct impl;  // opaque; defined in vocab_impl.h for the tokenizer sources
 

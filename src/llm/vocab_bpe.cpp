@@ -18,7 +18,7 @@ constexpr uint32_t OUT_OF_RANGE = 0xFFFFFFFF;
 // cuts it into. Outside the piece, code points read as OUT_OF_RANGE and flags as 0, so lookaheads stop at piece
 // boundaries (as llama.cpp's unicode_regex_split does).
 struct piece_view {
-    const std::vector<uint32_t> &cpts;
+    const std::vector<uint32_t> & cpts;
     size_t start, end;
     uint32_t cpt(size_t pos) const { return (pos >= start && pos < end) ? cpts[pos] : OUT_OF_RANGE; }
     uint16_t flags(size_t pos) const { return (pos >= start && pos < end) ? unicode_flags(cpts[pos]) : 0; }
@@ -31,7 +31,7 @@ inline uint32_t ascii_lower(uint32_t c) {
 }
 
 // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-void split_gpt2(const piece_view &v, std::vector<size_t> &out) {
+void split_gpt2(const piece_view & v, std::vector<size_t> & out) {
     size_t pos = v.start;
     size_t prev_end = v.start;
     auto add = [&](size_t end) {
@@ -98,7 +98,7 @@ void split_gpt2(const piece_view &v, std::vector<size_t> &out) {
 }
 
 // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-void split_llama3(const piece_view &v, std::vector<size_t> &out) {
+void split_llama3(const piece_view & v, std::vector<size_t> & out) {
     size_t pos = v.start;
     size_t prev_end = v.start;
     auto add = [&](size_t end) {
@@ -186,7 +186,7 @@ void split_llama3(const piece_view &v, std::vector<size_t> &out) {
 // Cuts a piece into maximal runs of code points that satisfy `in_class` (the matches of `[class]+`) and the gaps
 // between them.
 template <typename pred>
-void split_runs(const piece_view &v, std::vector<size_t> &out, pred in_class) {
+void split_runs(const piece_view & v, std::vector<size_t> & out, pred in_class) {
     size_t pos = v.start;
     while (pos < v.end) {
         const bool c = in_class(v.cpts[pos]);
@@ -198,7 +198,7 @@ void split_runs(const piece_view &v, std::vector<size_t> &out, pred in_class) {
 }
 
 // [0-9][0-9][0-9]: leftmost triples of ASCII digits; everything else stays as gap pieces.
-void split_digit_triples(const piece_view &v, std::vector<size_t> &out) {
+void split_digit_triples(const piece_view & v, std::vector<size_t> & out) {
     auto dig = [&](size_t p) { return p < v.end && v.cpts[p] >= '0' && v.cpts[p] <= '9'; };
     size_t pos = v.start, gap = v.start;
     while (pos < v.end) {
@@ -221,7 +221,7 @@ bool is_default_punct(uint32_t c) {
 
 using split_fn = void (*)(const piece_view &, std::vector<size_t> &);
 
-void apply_pass(const std::vector<uint32_t> &cpts, std::vector<size_t> &lens, split_fn fn) {
+void apply_pass(const std::vector<uint32_t> & cpts, std::vector<size_t> & lens, split_fn fn) {
     std::vector<size_t> next;
     size_t start = 0;
     for (size_t len : lens) {
@@ -234,7 +234,7 @@ void apply_pass(const std::vector<uint32_t> &cpts, std::vector<size_t> &lens, sp
 
 }  // namespace
 
-std::vector<std::string> bpe_pre_split(const std::string &text, vocab_pre_type pre) {
+std::vector<std::string> bpe_pre_split(const std::string & text, vocab_pre_type pre) {
     const std::vector<uint32_t> cpts = utf8_to_cpts(text);
     std::vector<size_t> lens;
     if (!cpts.empty()) lens.push_back(cpts.size());
@@ -248,9 +248,9 @@ std::vector<std::string> bpe_pre_split(const std::string &text, vocab_pre_type p
         case VOCAB_PRE_TYPE_DEFAULT:
             // llama.cpp's default list: [\p{P}\$\+<=>\^~\|]+ ; the gpt2 rules ; \p{N}+ ; [0-9][0-9][0-9]
             apply_pass(cpts, lens,
-                       [](const piece_view &v, std::vector<size_t> &o) { split_runs(v, o, is_default_punct); });
+                       [](const piece_view & v, std::vector<size_t> & o) { split_runs(v, o, is_default_punct); });
             apply_pass(cpts, lens, split_gpt2);
-            apply_pass(cpts, lens, [](const piece_view &v, std::vector<size_t> &o) {
+            apply_pass(cpts, lens, [](const piece_view & v, std::vector<size_t> & o) {
                 split_runs(v, o, [](uint32_t c) { return (unicode_flags(c) & UNICODE_FLAG_NUMBER) != 0; });
             });
             apply_pass(cpts, lens, split_digit_triples);
@@ -282,16 +282,16 @@ struct bpe_bigram {
 };
 
 struct bpe_bigram_greater {
-    bool operator()(const bpe_bigram &l, const bpe_bigram &r) const {
+    bool operator()(const bpe_bigram & l, const bpe_bigram & r) const {
         return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
     }
 };
 
 }  // namespace
 
-void bpe_tokenize(const vocab::impl &v, const std::string &text, std::vector<int32_t> &out) {
+void bpe_tokenize(const vocab::impl & v, const std::string & text, std::vector<int32_t> & out) {
     const std::vector<std::string> words = bpe_pre_split(text, v.pre);
-    for (const std::string &raw_word : words) {
+    for (const std::string & raw_word : words) {
         std::string word;
         for (unsigned char c : raw_word) word += byte_to_unicode(c);
         if (v.ignore_merges) {
@@ -324,8 +324,8 @@ void bpe_tokenize(const vocab::impl &v, const std::string &text, std::vector<int
         while (!queue.empty()) {
             const bpe_bigram bg = queue.top();
             queue.pop();
-            bpe_symbol &ls = symbols[bg.left];
-            bpe_symbol &rs = symbols[bg.right];
+            bpe_symbol & ls = symbols[bg.left];
+            bpe_symbol & rs = symbols[bg.right];
             if (ls.n == 0 || rs.n == 0) continue;
             if (word.compare(ls.off, ls.n + rs.n, bg.text) != 0 || ls.n + rs.n != bg.text.size()) continue;  // stale
             ls.n += rs.n;
@@ -335,7 +335,7 @@ void bpe_tokenize(const vocab::impl &v, const std::string &text, std::vector<int
             add_bigram(ls.prev, bg.left);
             add_bigram(bg.left, ls.next);
         }
-        for (const bpe_symbol &s : symbols) {
+        for (const bpe_symbol & s : symbols) {
             if (s.n == 0) continue;
             const std::string str = word.substr(s.off, s.n);
             const int32_t id = v.find(str);

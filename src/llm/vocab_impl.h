@@ -27,24 +27,24 @@ struct vocab::impl {
     bool add_bos = false, add_eos = false, add_space_prefix = false;
     bool ignore_merges = false;  // BPE: a whole word found in the vocabulary is emitted as is
 
-    int32_t find(const std::string& s) const {
+    int32_t find(const std::string & s) const {
         auto it = token_to_id.find(s);
         return it == token_to_id.end() ? TOKEN_NULL : it->second;
     }
     int32_t byte_to_token_spm(uint8_t ch) const;
-    int bpe_rank(const std::string& left, const std::string& right) const;
+    int bpe_rank(const std::string & left, const std::string & right) const;
 };
 
-inline std::string bpe_rank_key(const std::string& left, const std::string& right) {
+inline std::string bpe_rank_key(const std::string & left, const std::string & right) {
     // length-prefixed so that no two (left, right) pairs share a key whatever bytes they hold
     return std::to_string(left.size()) + ':' + left + right;
 }
 
 // SentencePiece-style merge of one fragment (spaces already escaped to U+2581).
-void spm_tokenize(const vocab::impl& v, const std::string& text, std::vector<int32_t>& out);
+void spm_tokenize(const vocab::impl & v, const std::string & text, std::vector<int32_t> & out);
 // Byte-level BPE of one fragment: pre-split into words, byte-map, merge by rank.
-void bpe_tokenize(const vocab::impl& v, const std::string& text, std::vector<int32_t>& out);
+void bpe_tokenize(const vocab::impl & v, const std::string & text, std::vector<int32_t> & out);
 // Pre-tokenizer: splits text into words by the rules of `pre` (raw UTF-8 words, not byte-mapped).
-std::vector<std::string> bpe_pre_split(const std::string& text, vocab_pre_type pre);
+std::vector<std::string> bpe_pre_split(const std::string & text, vocab_pre_type pre);
 
 }  // namespace spider

@@ -28,19 +28,19 @@ struct spm_bigram {
 
 struct spm_bigram_less {
     // priority_queue keeps the "largest" on top: higher score first, then smaller left index
-    bool operator()(const spm_bigram& l, const spm_bigram& r) const {
+    bool operator()(const spm_bigram & l, const spm_bigram & r) const {
         return l.score < r.score || (l.score == r.score && l.left > r.left);
     }
 };
 
 struct spm_session {
-    const vocab::impl& v;
-    const std::string& text;
+    const vocab::impl & v;
+    const std::string & text;
     std::vector<spm_symbol> symbols;
     std::priority_queue<spm_bigram, std::vector<spm_bigram>, spm_bigram_less> queue;
     std::map<std::string, std::pair<int, int>> rev_merge;
 
-    spm_session(const vocab::impl& v_, const std::string& t) : v(v_), text(t) {}
+    spm_session(const vocab::impl & v_, const std::string & t) : v(v_), text(t) {}
 
     void try_add_bigram(int left, int right) {
         if (left == -1 || right == -1) return;
@@ -51,7 +51,7 @@ struct spm_session {
         rev_merge[s] = {left, right};
     }
 
-    void resegment(const spm_symbol& sym, std::vector<int32_t>& out) {
+    void resegment(const spm_symbol & sym, std::vector<int32_t> & out) {
         const std::string s = text.substr(sym.off, sym.n);
         const int32_t id = v.find(s);
         if (id != TOKEN_NULL) {
@@ -73,7 +73,7 @@ struct spm_session {
         resegment(r, out);
     }
 
-    void run(std::vector<int32_t>& out) {
+    void run(std::vector<int32_t> & out) {
         int index = 0;
         size_t offs = 0;
         while (offs < text.size()) {
@@ -92,8 +92,8 @@ struct spm_session {
         while (!queue.empty()) {
             const spm_bigram bg = queue.top();
             queue.pop();
-            spm_symbol& ls = symbols[bg.left];
-            spm_symbol& rs = symbols[bg.right];
+            spm_symbol & ls = symbols[bg.left];
+            spm_symbol & rs = symbols[bg.right];
             if (ls.n == 0 || rs.n == 0 || ls.n + rs.n != bg.size) continue;  // stale
             ls.n += rs.n;
             rs.n = 0;
@@ -109,7 +109,7 @@ struct spm_session {
 
 }  // namespace
 
-void spm_tokenize(const vocab::impl& v, const std::string& text, std::vector<int32_t>& out) {
+void spm_tokenize(const vocab::impl & v, const std::string & text, std::vector<int32_t> & out) {
     if (text.empty()) return;
     spm_session s(v, text);
     s.run(out);

@@ -15,7 +15,7 @@ namespace spider {
 
 using nlohmann::json;
 
-bool bundle_make_dirs(const std::string& dir, std::string* err) {
+bool bundle_make_dirs(const std::string & dir, std::string * err) {
     if (dir.empty()) return true;
     std::string cur;
     std::stringstream ss(dir);
@@ -32,11 +32,11 @@ bool bundle_make_dirs(const std::string& dir, std::string* err) {
     return true;
 }
 
-bool bundle_write_file_atomic(const std::string& path, const std::string& data, std::string* err) {
+bool bundle_write_file_atomic(const std::string & path, const std::string & data, std::string * err) {
     const size_t slash = path.rfind('/');
     if (slash != std::string::npos && !bundle_make_dirs(path.substr(0, slash), err)) return false;
     const std::string tmp = path + ".tmp." + std::to_string(getpid());
-    FILE* f = std::fopen(tmp.c_str(), "wb");
+    FILE * f = std::fopen(tmp.c_str(), "wb");
     if (!f) {
         if (err) *err = "[bundle] cannot write " + tmp + ": " + std::strerror(errno);
         return false;
@@ -54,7 +54,7 @@ bool bundle_write_file_atomic(const std::string& path, const std::string& data, 
 
 std::string response::text() const {
     std::string t;
-    for (const auto& p : parts) {
+    for (const auto & p : parts) {
         if (!p.is_item) {
             t += p.text;
         } else if (p.item >= 0 && p.item < static_cast<int>(items.size())) {
@@ -64,13 +64,13 @@ std::string response::text() const {
     return t;
 }
 
-static json decisions_json(const std::vector<rule_decision>& d) {
+static json decisions_json(const std::vector<rule_decision> & d) {
     json a = json::array();
-    for (const auto& x : d) a.push_back({{"rule", x.rule}, {"action", x.action}, {"detail", x.detail}});
+    for (const auto & x : d) a.push_back({{"rule", x.rule}, {"action", x.action}, {"detail", x.detail}});
     return a;
 }
 
-std::string manifest_json(const response& r) {
+std::string manifest_json(const response & r) {
     json j;
     j["schema"] = "spider.response";
     j["version"] = r.version;
@@ -83,12 +83,12 @@ std::string manifest_json(const response& r) {
     req["task_token"] = r.task_token;
     req["seed"] = r.seed;
     json inputs = json::array();
-    for (const auto& in : r.inputs) inputs.push_back({{"modality", in.first}, {"path", in.second}});
+    for (const auto & in : r.inputs) inputs.push_back({{"modality", in.first}, {"path", in.second}});
     req["inputs"] = inputs;
     j["request"] = req;
     j["text"] = r.text();
     json parts = json::array();
-    for (const auto& p : r.parts) {
+    for (const auto & p : r.parts) {
         if (p.is_item) {
             parts.push_back({{"type", "item"}, {"item", p.item}});
         } else {
@@ -97,7 +97,7 @@ std::string manifest_json(const response& r) {
     }
     j["answer"] = parts;
     json items = json::array();
-    for (const auto& it : r.items) {
+    for (const auto & it : r.items) {
         json ji;
         ji["id"] = it.id;
         ji["group"] = it.group_index;
@@ -113,11 +113,11 @@ std::string manifest_json(const response& r) {
         ji["decisions"] = decisions_json(it.decisions);
         if (!it.router_weights.empty()) ji["router_weights"] = it.router_weights;
         json files = json::array();
-        for (const auto& f : it.files) files.push_back({{"role", f.role}, {"path", f.path}, {"mime", f.mime}});
+        for (const auto & f : it.files) files.push_back({{"role", f.role}, {"path", f.path}, {"mime", f.mime}});
         ji["files"] = files;
         if (!it.boxes.empty()) {
             json bx = json::array();
-            for (const auto& b : it.boxes) {
+            for (const auto & b : it.boxes) {
                 bx.push_back(
                     {{"x0", b.x0}, {"y0", b.y0}, {"x1", b.x1}, {"y1", b.y1}, {"score", b.score}, {"label", b.label}});
             }
@@ -136,7 +136,7 @@ std::string manifest_json(const response& r) {
     return j.dump(2);
 }
 
-bool manifest_parse(const std::string& text, response* out, std::string* err) {
+bool manifest_parse(const std::string & text, response * out, std::string * err) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
         if (err) *err = "[manifest] not a JSON object";
@@ -158,7 +158,7 @@ bool manifest_parse(const std::string& text, response* out, std::string* err) {
         r.prompt = j.at("request").value("prompt", "");
         r.task_token = j.at("request").value("task_token", "");
         r.seed = j.at("request").value("seed", 0ull);
-        for (const auto& p : j.at("answer")) {
+        for (const auto & p : j.at("answer")) {
             answer_part ap;
             ap.is_item = p.at("type") == "item";
             if (ap.is_item) {
@@ -168,7 +168,7 @@ bool manifest_parse(const std::string& text, response* out, std::string* err) {
             }
             r.parts.push_back(ap);
         }
-        for (const auto& ji : j.at("items")) {
+        for (const auto & ji : j.at("items")) {
             response_item it;
             it.id = ji.at("id").get<int>();
             it.group_index = ji.value("group", 0);
@@ -184,12 +184,12 @@ bool manifest_parse(const std::string& text, response* out, std::string* err) {
             it.quality = ji.value("quality_score", -1.0f);
             it.needs_review = ji.value("needs_review", false);
             it.decoder = ji.value("decoder", "");
-            for (const auto& d : ji.at("decisions")) {
+            for (const auto & d : ji.at("decisions")) {
                 it.decisions.push_back({d.at("rule"), d.at("action"), d.at("detail")});
             }
-            for (const auto& f : ji.at("files")) it.files.push_back({f.at("role"), f.at("path"), f.at("mime")});
+            for (const auto & f : ji.at("files")) it.files.push_back({f.at("role"), f.at("path"), f.at("mime")});
             if (ji.contains("boxes")) {
-                for (const auto& b : ji.at("boxes")) {
+                for (const auto & b : ji.at("boxes")) {
                     box_item bi;
                     bi.x0 = b.at("x0");
                     bi.y0 = b.at("y0");
@@ -204,13 +204,13 @@ bool manifest_parse(const std::string& text, response* out, std::string* err) {
             r.items.push_back(it);
         }
         r.warnings = j.at("warnings").get<std::vector<std::string>>();
-        for (const auto& d : j.at("decisions")) r.decisions.push_back({d.at("rule"), d.at("action"), d.at("detail")});
+        for (const auto & d : j.at("decisions")) r.decisions.push_back({d.at("rule"), d.at("action"), d.at("detail")});
         r.needs_review = j.at("needs_review").get<bool>();
         r.review_reasons = j.at("review_reasons").get<std::vector<std::string>>();
         r.rules_json = j.at("rules").dump();
         r.timings_ms = j.at("timings_ms").get<std::map<std::string, double>>();
         *out = r;
-    } catch (const std::exception& e) {
+    } catch (const std::exception & e) {
         if (err) *err = std::string("[manifest] ") + e.what();
         return false;
     }
@@ -219,7 +219,7 @@ bool manifest_parse(const std::string& text, response* out, std::string* err) {
 
 // ---- media ----
 
-static media_metadata provenance(const std::string& model, const response_item& it) {
+static media_metadata provenance(const std::string & model, const response_item & it) {
     return {{"model", model},
             {"seed", std::to_string(it.seed)},
             {"prompt", it.t_prompt},
@@ -232,7 +232,7 @@ static media_metadata provenance(const std::string& model, const response_item& 
                             "; prompt=" + it.t_prompt}};
 }
 
-static image_u8 to_rgb(const image_u8& in) {
+static image_u8 to_rgb(const image_u8 & in) {
     if (in.channels == 3) return in;
     image_u8 o;
     o.width = in.width;
@@ -245,7 +245,7 @@ static image_u8 to_rgb(const image_u8& in) {
     return o;
 }
 
-static void draw_rect(image_u8& im, const box_item& b, const uint8_t col[3]) {
+static void draw_rect(image_u8 & im, const box_item & b, const uint8_t col[3]) {
     const int x0 = std::max(0, static_cast<int>(b.x0)), y0 = std::max(0, static_cast<int>(b.y0));
     const int x1 = std::min(im.width - 1, static_cast<int>(b.x1) - 1),
               y1 = std::min(im.height - 1, static_cast<int>(b.y1) - 1);
@@ -269,9 +269,9 @@ static image_u8 blank_canvas(int w, int h) {
     return im;
 }
 
-bool bundle_write_item(const std::string& dir, const decode_result& res, const image_u8* input_image,
-                       const std::string& model, response_item* item, std::string* err,
-                       const std::string& video_format) {
+bool bundle_write_item(const std::string & dir, const decode_result & res, const image_u8 * input_image,
+                       const std::string & model, response_item * item, std::string * err,
+                       const std::string & video_format) {
     char stem[64];
     std::snprintf(stem, sizeof stem, "items/item_%03d_%s", item->id, modality_name_lower(item->m));
     const std::string base = std::string(stem);
@@ -299,7 +299,7 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
         case MODALITY_MASK: {
             item->boxes = res.boxes;
             json bx = json::array();
-            for (const auto& b : res.boxes) {
+            for (const auto & b : res.boxes) {
                 bx.push_back(
                     {{"x0", b.x0}, {"y0", b.y0}, {"x1", b.x1}, {"y1", b.y1}, {"score", b.score}, {"label", b.label}});
             }
@@ -320,7 +320,7 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
                 if (!bundle_write_file_atomic(dir + "/" + base + ".json", doc.dump(2), &e)) break;
                 item->files.push_back({"boxes", base + ".json", "application/json"});
                 static const uint8_t red[3] = {255, 40, 40};
-                for (const auto& b : res.boxes) draw_rect(over, b, red);
+                for (const auto & b : res.boxes) draw_rect(over, b, red);
             } else {
                 if (res.mask.width != over.width || res.mask.height != over.height) {
                     e = "mask size " + std::to_string(res.mask.width) + "x" + std::to_string(res.mask.height) +
@@ -331,7 +331,7 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
                 item->files.push_back({"mask", base + ".png", "image/png"});
                 for (size_t i = 0; i < res.mask.pixels.size(); ++i) {
                     if (!res.mask.pixels[i]) continue;
-                    uint8_t* p = &over.pixels[i * 3];
+                    uint8_t * p = &over.pixels[i * 3];
                     p[0] = static_cast<uint8_t>(p[0] / 2 + 20);
                     p[1] = static_cast<uint8_t>(p[1] / 2 + 110);
                     p[2] = static_cast<uint8_t>(p[2] / 2 + 120);
@@ -350,7 +350,7 @@ bool bundle_write_item(const std::string& dir, const decode_result& res, const i
 
 // ---- HTML ----
 
-static std::string html_escape(const std::string& s) {
+static std::string html_escape(const std::string & s) {
     std::string o;
     for (char c : s) {
         switch (c) {
@@ -376,8 +376,8 @@ static std::string html_escape(const std::string& s) {
     return o;
 }
 
-static std::string base64(const std::string& in) {
-    static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static std::string base64(const std::string & in) {
+    static const char * tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string o;
     o.reserve((in.size() + 2) / 3 * 4);
     size_t i = 0;
@@ -403,7 +403,7 @@ static std::string base64(const std::string& in) {
     return o;
 }
 
-static bool read_all(const std::string& path, std::string* out) {
+static bool read_all(const std::string & path, std::string * out) {
     std::ifstream f(path, std::ios::binary);
     if (!f) return false;
     std::stringstream ss;
@@ -412,16 +412,16 @@ static bool read_all(const std::string& path, std::string* out) {
     return true;
 }
 
-static std::string data_uri(const std::string& dir, const item_file& f) {
+static std::string data_uri(const std::string & dir, const item_file & f) {
     std::string bytes;
     if (!read_all(dir + "/" + f.path, &bytes)) return "";
     return "data:" + f.mime + ";base64," + base64(bytes);
 }
 
-static std::string item_html(const std::string& dir, const response_item& it) {
+static std::string item_html(const std::string & dir, const response_item & it) {
     std::string h = "<figure class=\"item " + it.status + "\" id=\"item-" + std::to_string(it.id) + "\">";
     if (it.status == "ok") {
-        for (const auto& f : it.files) {
+        for (const auto & f : it.files) {
             if (f.role == "mask") continue;  // the overlay shows it
             if (f.role == "boxes") continue;
             const std::string uri = data_uri(dir, f);
@@ -445,7 +445,7 @@ static std::string item_html(const std::string& dir, const response_item& it) {
     return h;
 }
 
-bool bundle_write(const std::string& dir, const response& r, std::string* err) {
+bool bundle_write(const std::string & dir, const response & r, std::string * err) {
     if (!bundle_make_dirs(dir, err)) return false;
     if (!bundle_write_file_atomic(dir + "/manifest.json", manifest_json(r), err)) return false;
     std::string h;
@@ -461,11 +461,11 @@ bool bundle_write(const std::string& dir, const response& r, std::string* err) {
     h += "<h1>Spider answer</h1>\n<p class=\"prompt\">" + html_escape(r.prompt) + "</p>\n";
     if (r.needs_review) {
         h += "<p class=\"banner\">Needs review";
-        for (const auto& s : r.review_reasons) h += " &middot; " + html_escape(s);
+        for (const auto & s : r.review_reasons) h += " &middot; " + html_escape(s);
         h += "</p>\n";
     }
     h += "<div class=\"answer\">";
-    for (const auto& p : r.parts) {
+    for (const auto & p : r.parts) {
         if (!p.is_item) {
             h += html_escape(p.text);
         } else if (p.item >= 0 && p.item < static_cast<int>(r.items.size())) {

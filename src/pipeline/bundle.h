@@ -68,20 +68,20 @@ struct response {
     std::string text() const;  // answer text with each item written as [modality #id]
 };
 
-std::string manifest_json(const response& r);
+std::string manifest_json(const response & r);
 // Parses a manifest back (tests, tools); validates the schema version.
-bool manifest_parse(const std::string& json_text, response* out, std::string* err);
+bool manifest_parse(const std::string & json_text, response * out, std::string * err);
 
 // Writes one finished item's media under dir/items/ and fills item->files. input_image (may be null): the
 // image boxes and masks are drawn on for the overlay. video_format: "mp4" (H.264) or "webm" (VP9).
-bool bundle_write_item(const std::string& dir, const decode_result& res, const image_u8* input_image,
-                       const std::string& model, response_item* item, std::string* err,
-                       const std::string& video_format = "mp4");
+bool bundle_write_item(const std::string & dir, const decode_result & res, const image_u8 * input_image,
+                       const std::string & model, response_item * item, std::string * err,
+                       const std::string & video_format = "mp4");
 // Writes manifest.json and index.html (media embedded from the files already written).
-bool bundle_write(const std::string& dir, const response& r, std::string* err);
+bool bundle_write(const std::string & dir, const response & r, std::string * err);
 
 // Atomic file write: dir is created if needed; data goes to a temp file in the same folder, then rename().
-bool bundle_write_file_atomic(const std::string& path, const std::string& data, std::string* err);
-bool bundle_make_dirs(const std::string& dir, std::string* err);
+bool bundle_write_file_atomic(const std::string & path, const std::string & data, std::string * err);
+bool bundle_make_dirs(const std::string & dir, std::string * err);
 
 }  // namespace spider

@@ -8,7 +8,7 @@
 
 namespace spider {
 
-static uint64_t mix_hash(uint64_t h, const std::string &s) {
+static uint64_t mix_hash(uint64_t h, const std::string & s) {
     for (unsigned char c : s) {
         h ^= c;
         h *= 1099511628211ull;
@@ -16,7 +16,7 @@ static uint64_t mix_hash(uint64_t h, const std::string &s) {
     return h;
 }
 
-std::vector<std::string> split_script(const std::string &script, const template_config &cfg) {
+std::vector<std::string> split_script(const std::string & script, const template_config & cfg) {
     std::vector<std::string> markers = {TOKEN_OUTPUT, TOKEN_END};
     for (int i = 0; i < MODALITY_COUNT; ++i) {
         modality m = static_cast<modality>(i);
@@ -33,7 +33,7 @@ std::vector<std::string> split_script(const std::string &script, const template_
     size_t i = 0;
     while (i < script.size()) {
         bool hit = false;
-        for (const auto &mk : markers) {
+        for (const auto & mk : markers) {
             if (script.compare(i, mk.size(), mk) == 0) {
                 flush();
                 out.push_back(mk);
@@ -57,13 +57,13 @@ namespace {
 
 class scripted_generator : public text_generator {
 public:
-    scripted_generator(const std::string &script, int n_embd, int delay_ms, const template_config &cfg)
+    scripted_generator(const std::string & script, int n_embd, int delay_ms, const template_config & cfg)
         : pieces_(split_script(script, cfg)), n_embd_(n_embd), delay_ms_(delay_ms) {}
     std::string name() const override { return "script"; }
     int n_embd() const override { return n_embd_; }
-    bool begin(const input_layout &layout, const std::vector<std::vector<float>> &media_tokens,
-               const std::vector<modality> &, uint64_t seed, std::string *err) override {
-        for (const auto &t : media_tokens) {
+    bool begin(const input_layout & layout, const std::vector<std::vector<float>> & media_tokens,
+               const std::vector<modality> &, uint64_t seed, std::string * err) override {
+        for (const auto & t : media_tokens) {
             if (static_cast<int>(t.size()) != n_embd_) {
                 if (err)
                     *err = "[script] media token of width " + std::to_string(t.size()) + ", expected " +
@@ -73,14 +73,14 @@ public:
         }
         // The context (prompt and media) seeds the states, as it would condition an LLM.
         ctx_hash_ = mix_hash(1469598103934665603ull ^ seed, layout.to_string());
-        for (const auto &t : media_tokens) {
+        for (const auto & t : media_tokens) {
             for (float v : t) ctx_hash_ = mix_hash(ctx_hash_, std::to_string(static_cast<int>(v * 1000)));
         }
         next_ = 0;
         states_.clear();
         return true;
     }
-    bool next(gen_token *out, std::string *) override {
+    bool next(gen_token * out, std::string *) override {
         if (next_ >= pieces_.size()) {
             out->piece.clear();
             out->end = true;
@@ -88,14 +88,14 @@ public:
             return true;
         }
         if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
-        const std::string &p = pieces_[next_];
+        const std::string & p = pieces_[next_];
         ctx_hash_ = mix_hash(ctx_hash_, p);
         // hidden state seeded by everything so far, input embedding by the piece alone
         std::vector<float> row(n_embd_);
         std::mt19937_64 rh(ctx_hash_), re(mix_hash(1469598103934665603ull, p));
         std::normal_distribution<float> nd(0.0f, 1.0f);
         const float s = 1.0f / std::sqrt(static_cast<float>(n_embd_));
-        for (auto &v : row) v = s * nd(rh) + s * nd(re);
+        for (auto & v : row) v = s * nd(rh) + s * nd(re);
         states_.push_back(std::move(row));
         out->piece = p;
         out->pos = static_cast<int>(next_);
@@ -103,7 +103,7 @@ public:
         ++next_;
         return true;
     }
-    bool m_prompt(const std::vector<int> &positions, std::vector<float> *out, std::string *err) override {
+    bool m_prompt(const std::vector<int> & positions, std::vector<float> * out, std::string * err) override {
         out->clear();
         for (int p : positions) {
             if (p < 0 || p >= static_cast<int>(states_.size())) {
@@ -126,8 +126,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<text_generator> make_scripted_generator(const std::string &script, int n_embd, int delay_ms,
-                                                        const template_config &cfg) {
+std::unique_ptr<text_generator> make_scripted_generator(const std::string & script, int n_embd, int delay_ms,
+                                                        const template_config & cfg) {
     return std::unique_ptr<text_generator>(new scripted_generator(script, n_embd, delay_ms, cfg));
 }
 

@@ -11,21 +11,21 @@ namespace spider {
 
 using nlohmann::json;
 
-static std::string dir_of(const std::string& p) {
+static std::string dir_of(const std::string & p) {
     const size_t s = p.rfind('/');
     return s == std::string::npos ? std::string(".") : p.substr(0, s);
 }
 
-static std::string join(const std::string& dir, const std::string& p) {
+static std::string join(const std::string & dir, const std::string & p) {
     if (p.empty() || p[0] == '/') return p;
     return dir + "/" + p;
 }
 
-static bool ends_with(const std::string& s, const std::string& suf) {
+static bool ends_with(const std::string & s, const std::string & suf) {
     return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-bool model_bundle_resolve(const std::string& path, model_bundle* out, std::string* err) {
+bool model_bundle_resolve(const std::string & path, model_bundle * out, std::string * err) {
     *out = model_bundle();
     if (!ends_with(path, ".json")) {
         out->llm_path = path;
@@ -49,7 +49,7 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
         return false;
     }
     const std::string dir = dir_of(path);
-    for (const char* k : {"llm", "udp", "projector", "lora", "image_decoder"}) {
+    for (const char * k : {"llm", "udp", "projector", "lora", "image_decoder"}) {
         if (j.contains(k) && !j[k].is_string()) {
             if (err) *err = std::string("[model] ") + path + ": \"" + k + "\" must be a path string";
             return false;
@@ -64,13 +64,13 @@ bool model_bundle_resolve(const std::string& path, model_bundle* out, std::strin
     return true;
 }
 
-bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::string* err) {
+bool load_components(model_bundle & b, int n_embd, pipeline_components * c, std::string * err) {
     make_tiny_components(c, n_embd, 42);
-    model_bundle& notes = b;
+    model_bundle & notes = b;
     notes.notes.clear();
     std::string e;
     // The files that may carry each part: its own file first, then the LLM GGUF.
-    auto open = [&](const std::string& p, std::shared_ptr<gguf_file>* f) -> bool {
+    auto open = [&](const std::string & p, std::shared_ptr<gguf_file> * f) -> bool {
         if (p.empty()) return true;
         std::unique_ptr<gguf_file> g = gguf_file::open(p, &e);
         if (!g) {
@@ -138,7 +138,7 @@ bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::s
             return false;
         }
         const std::string name = (*dec)->name();
-        c->decoders.add(MODALITY_IMAGE, name, [dec](std::string*) { return std::move(*dec); });
+        c->decoders.add(MODALITY_IMAGE, name, [dec](std::string *) { return std::move(*dec); });
         notes.notes.push_back("image decoder: " + b.image_decoder_path + " (unconditional diffusion, DDIM " +
                               std::to_string(diffusion_sampler_config{}.steps) + " steps)");
     }
@@ -150,8 +150,8 @@ bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::s
     return true;
 }
 
-bool export_components(const pipeline_components& c, const std::string& dir, const std::string& llm_path,
-                       std::string* err) {
+bool export_components(const pipeline_components & c, const std::string & dir, const std::string & llm_path,
+                       std::string * err) {
     if (!bundle_make_dirs(dir, err)) return false;
     if (!c.udp || !c.proj) {
         if (err) *err = "[model] nothing to export (no UDP or projector)";

@@ -49,7 +49,7 @@ struct job_state {
 };
 
 struct job_env {
-    pipeline_components *c;
+    pipeline_components * c;
     pipeline_config cfg;
     std::shared_ptr<const image_u8> input_image;  // shared: an abandoned worker may outlive run_pipeline
     std::string out_dir;
@@ -61,14 +61,15 @@ struct job_env {
     quality_rule quality;  // a copy: c.rules is restored when run_pipeline returns
 };
 
-void emit(const job_env &env, const progress_event &e) {
+void emit(const job_env & env, const progress_event & e) {
     if (!*env.progress) return;
     std::lock_guard<std::mutex> lk(*env.progress_mu);
     (*env.progress)(e);
 }
 
 // Calls decoder->decode with failure isolation: errors, exceptions and out-of-memory become messages.
-bool safe_decode(pipeline_components &c, decoder &d, const decode_request &rq, decode_result *res, std::string *err) {
+bool safe_decode(pipeline_components & c, decoder & d, const decode_request & rq, decode_result * res,
+                 std::string * err) {
     try {
         std::unique_lock<std::mutex> lk;
         if (!d.thread_safe()) lk = std::unique_lock<std::mutex>(c.decoders.call_mutex(d.kind()));
@@ -80,7 +81,7 @@ bool safe_decode(pipeline_components &c, decoder &d, const decode_request &rq, d
         return true;
     } catch (const std::bad_alloc &) {
         *err = "out of memory in " + d.name();
-    } catch (const std::exception &ex) {
+    } catch (const std::exception & ex) {
         *err = d.name() + " threw: " + ex.what();
     } catch (...) {
         *err = d.name() + " threw an unknown exception";
@@ -89,11 +90,11 @@ bool safe_decode(pipeline_components &c, decoder &d, const decode_request &rq, d
 }
 
 // The body of one item's job (runs on its own worker thread).
-void run_item(const job_env &env, std::shared_ptr<job_state> st) {
-    pipeline_components &c = *env.c;
-    response_item &it = st->item;
+void run_item(const job_env & env, std::shared_ptr<job_state> st) {
+    pipeline_components & c = *env.c;
+    response_item & it = st->item;
     it.timings_ms["started"] = ms_since(env.t0);
-    auto fail = [&](const std::string &status, const std::string &e) {
+    auto fail = [&](const std::string & status, const std::string & e) {
         it.status = status;
         it.error = e;
     };
@@ -135,7 +136,7 @@ void run_item(const job_env &env, std::shared_ptr<job_state> st) {
                 fail("failed", e);
                 return;
             }
-            const auto &hp = c.udp->hparams();
+            const auto & hp = c.udp->hparams();
             if (hp.t_out[it.m] != T || hp.d_out[it.m] != D) {
                 fail("failed", "[tm-fusion] UDP output " + std::to_string(hp.t_out[it.m]) + "x" +
                                    std::to_string(hp.d_out[it.m]) + " does not match the decoder condition " +
@@ -175,7 +176,7 @@ void run_item(const job_env &env, std::shared_ptr<job_state> st) {
             }
         }
     }
-    const quality_rule &q = env.quality;
+    const quality_rule & q = env.quality;
     const int n_attempts = q.enabled ? 1 + q.max_retries : 1;
     decode_result best;
     float best_score = -1.0f;
@@ -241,9 +242,9 @@ void run_item(const job_env &env, std::shared_ptr<job_state> st) {
     it.status = "ok";
 }
 
-bool load_inputs(const run_request &req, std::vector<image_u8> *imgs, std::vector<audio_f32> *auds,
-                 std::vector<video_u8> *vids, std::string *err) {
-    for (const auto &p : req.images) {
+bool load_inputs(const run_request & req, std::vector<image_u8> * imgs, std::vector<audio_f32> * auds,
+                 std::vector<video_u8> * vids, std::string * err) {
+    for (const auto & p : req.images) {
         image_u8 im;
         std::string e;
         if (!image_read(p, &im, &e)) {
@@ -252,7 +253,7 @@ bool load_inputs(const run_request &req, std::vector<image_u8> *imgs, std::vecto
         }
         imgs->push_back(std::move(im));
     }
-    for (const auto &p : req.audios) {
+    for (const auto & p : req.audios) {
         audio_f32 a;
         std::string e;
         if (!audio_read(p, &a, &e)) {
@@ -261,7 +262,7 @@ bool load_inputs(const run_request &req, std::vector<image_u8> *imgs, std::vecto
         }
         auds->push_back(std::move(a));
     }
-    for (const auto &p : req.videos) {
+    for (const auto & p : req.videos) {
         video_u8 v;
         std::string e;
         if (!video_read(p, &v, &e)) {
@@ -275,10 +276,10 @@ bool load_inputs(const run_request &req, std::vector<image_u8> *imgs, std::vecto
 
 }  // namespace
 
-bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_generator &gen, const run_request &req,
-                  const progress_fn &progress, response *out, std::string *err) {
+bool run_pipeline(pipeline_components & c, const pipeline_config & cfg, text_generator & gen, const run_request & req,
+                  const progress_fn & progress, response * out, std::string * err) {
     std::string e0;
-    std::string *er = err ? err : &e0;
+    std::string * er = err ? err : &e0;
     const clk::time_point t0 = clk::now();
     response r;
     r.id = req.id;
@@ -287,7 +288,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     r.prompt = req.prompt;
     r.seed = req.seed;
     auto progress_mu = std::make_shared<std::mutex>();
-    auto stage = [&](const std::string &s) {
+    auto stage = [&](const std::string & s) {
         if (!progress) return;
         std::lock_guard<std::mutex> lk(*progress_mu);
         progress_event pe;
@@ -308,7 +309,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     if (!load_inputs(req, &imgs, &auds, &vids, er)) return false;
     std::vector<input_media> media;
     std::vector<std::vector<float>> embs;
-    auto encode_one = [&](modality m, int idx, const std::string &path) {
+    auto encode_one = [&](modality m, int idx, const std::string & path) {
         std::vector<float> emb, tok;
         std::string e;
         bool ok = !c.enc                ? (e = "no encoder loaded", false)
@@ -347,7 +348,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     if (!build_input_layout(req.prompt, media, r.task_token, &layout, er)) return false;
     // The embeddings in layout order (markers in the question may reorder media).
     std::vector<std::vector<float>> tokens;
-    for (const auto &seg : layout.segments) {
+    for (const auto & seg : layout.segments) {
         if (!seg.is_media) continue;
         for (size_t k = 0; k < media.size(); ++k) {
             if (media[k].m == seg.media.m && media[k].index == seg.media.index) tokens.push_back(embs[k]);
@@ -382,8 +383,8 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     bool first_token = true;
     bool gen_error = false;
 
-    auto handle = [&](const std::vector<parse_event> &evs) {
-        for (const auto &ev : evs) {
+    auto handle = [&](const std::vector<parse_event> & evs) {
+        for (const auto & ev : evs) {
             if (ev.kind == parse_event::TEXT) {
                 if (!r.parts.empty() && !r.parts.back().is_item) {
                     r.parts.back().text += ev.text;
@@ -395,7 +396,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
             } else if (ev.kind == parse_event::WARNING) {
                 r.warnings.push_back(ev.text);
             } else if (ev.kind == parse_event::GROUP) {
-                const parsed_group &g = ev.group;
+                const parsed_group & g = ev.group;
                 response_item it;
                 it.id = static_cast<int>(r.items.size());
                 it.group_index = g.index;
@@ -507,7 +508,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     stage("decoders");
     const auto timeout = std::chrono::duration<double>(cfg.item_timeout_s);
     for (size_t j = 0; j < jobs.size(); ++j) {
-        auto &st = jobs[j];
+        auto & st = jobs[j];
         std::unique_lock<std::mutex> lk(st->mu);
         for (;;) {
             if (st->done) break;
@@ -518,7 +519,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
             }
             st->cv.wait_for(lk, std::chrono::milliseconds(20));
         }
-        response_item &dst = r.items[job_item[j]];
+        response_item & dst = r.items[job_item[j]];
         if (st->abandoned) {
             // The worker may still be writing st->item: keep the copy made at dispatch instead.
             dst.status = "timeout";
@@ -562,7 +563,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     r.timings_ms["decoders_done"] = ms_since(t0);
 
     // 5. review flags and the bundle
-    for (auto &it : r.items) {
+    for (auto & it : r.items) {
         if (it.status == "ok" && re.review(it.m, it.t_prompt, &it.decisions)) it.needs_review = true;
         if (it.needs_review) {
             r.needs_review = true;
@@ -580,7 +581,7 @@ bool run_pipeline(pipeline_components &c, const pipeline_config &cfg, text_gener
     return true;
 }
 
-void make_tiny_components(pipeline_components *c, int n_embd, uint64_t seed) {
+void make_tiny_components(pipeline_components * c, int n_embd, uint64_t seed) {
     c->model_name = "spider-tiny-random";
     c->enc = make_builtin_encoder(64, seed);
     c->proj = input_projector::random(64, n_embd, seed + 1);

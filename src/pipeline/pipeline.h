@@ -22,7 +22,7 @@
 
 namespace spider {
 
-using quality_scorer = std::function<float(const decode_result& r, const std::string& t_prompt)>;
+using quality_scorer = std::function<float(const decode_result & r, const std::string & t_prompt)>;
 
 // Loaded once, reused for every request.
 struct pipeline_components {
@@ -65,12 +65,12 @@ struct progress_event {
     int item = -1;
     int step = 0, n_steps = 0;
 };
-using progress_fn = std::function<void(const progress_event& e)>;  // called from several threads
+using progress_fn = std::function<void(const progress_event & e)>;  // called from several threads
 
 // Runs one request. Returns false only for request-level failures (bad input files, generator errors); any
 // per-item problem is recorded in *out and still returns true.
-bool run_pipeline(pipeline_components& c, const pipeline_config& cfg, text_generator& gen, const run_request& req,
-                  const progress_fn& progress, response* out, std::string* err);
+bool run_pipeline(pipeline_components & c, const pipeline_config & cfg, text_generator & gen, const run_request & req,
+                  const progress_fn & progress, response * out, std::string * err);
 
 // ---- model bundle ----
 // A user moves one thing: either ONE GGUF that holds the LLM plus spider.udp.* / spider.tmf.* / spider.proj.*
@@ -90,16 +90,16 @@ struct model_bundle {
     std::vector<std::string> notes;        // what was loaded from where
 };
 // -m PATH: a .json manifest, or a .gguf (the LLM, possibly carrying the other parts).
-bool model_bundle_resolve(const std::string& path, model_bundle* out, std::string* err);
+bool model_bundle_resolve(const std::string & path, model_bundle * out, std::string * err);
 // Fills the components for an LLM of width n_embd: UDP / projector from the bundle's files when present (checked
 // against n_embd), tiny random otherwise; built-in encoder and decoders; the bundle's rules.
-bool load_components(model_bundle& b, int n_embd, pipeline_components* c, std::string* err);
+bool load_components(model_bundle & b, int n_embd, pipeline_components * c, std::string * err);
 // Writes a manifest + udp.gguf + proj.gguf for the given components (the projector must be random or loaded).
-bool export_components(const pipeline_components& c, const std::string& dir, const std::string& llm_path,
-                       std::string* err);
+bool export_components(const pipeline_components & c, const std::string & dir, const std::string & llm_path,
+                       std::string * err);
 
 // Tiny random components for tests and for `spider run` without a model: built-in encoder (dim 64), random
 // projector and UDP (d_model = n_embd, heads matching the built-in decoders), built-in decoders.
-void make_tiny_components(pipeline_components* c, int n_embd, uint64_t seed);
+void make_tiny_components(pipeline_components * c, int n_embd, uint64_t seed);
 
 }  // namespace spider

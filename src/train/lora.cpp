@@ -13,7 +13,7 @@ lora_adapter lora_create(int64_t in, int64_t out, int64_t r, float alpha, uint64
     rng64 g{seed};
     std::vector<float> a(static_cast<size_t>(r * in));
     const float bound = 1.0f / std::sqrt(static_cast<float>(in));
-    for (auto &v : a) v = (2.0f * g.uniform() - 1.0f) * bound;
+    for (auto & v : a) v = (2.0f * g.uniform() - 1.0f) * bound;
     lora_adapter ad;
     ad.A = parameter({r, in}, std::move(a));
     ad.B = parameter({out, r}, std::vector<float>(static_cast<size_t>(out * r), 0.0f));
@@ -21,7 +21,7 @@ lora_adapter lora_create(int64_t in, int64_t out, int64_t r, float alpha, uint64
     return ad;
 }
 
-value lora_linear(const value &x, const tensor &W, const lora_adapter &a, thread_pool *pool) {
+value lora_linear(const value & x, const tensor & W, const lora_adapter & a, thread_pool * pool) {
     if (a.A->shape[1] != W.ne[0] || a.B->shape[0] != W.ne[1] || a.B->shape[1] != a.A->shape[0])
         throw std::invalid_argument("[lora_linear] adapter A [" + std::to_string(a.A->shape[0]) + ", " +
                                     std::to_string(a.A->shape[1]) + "], B [" + std::to_string(a.B->shape[0]) + ", " +
@@ -30,7 +30,7 @@ value lora_linear(const value &x, const tensor &W, const lora_adapter &a, thread
     return add(linear_frozen(x, W, pool), scale(linear(linear(x, a.A, nullptr), a.B, nullptr), a.scaling()));
 }
 
-bool lora_save(const std::string &path, const std::map<std::string, lora_adapter> &adapters, std::string *err) {
+bool lora_save(const std::string & path, const std::map<std::string, lora_adapter> & adapters, std::string * err) {
     gguf_writer w;
     w.set_string("general.architecture", "spider-lora");
     if (adapters.empty()) {
@@ -39,7 +39,7 @@ bool lora_save(const std::string &path, const std::map<std::string, lora_adapter
     }
     w.set_f32("spider.lora.alpha", adapters.begin()->second.alpha);
     w.set_u32("spider.lora.rank", static_cast<uint32_t>(adapters.begin()->second.rank()));
-    for (const auto &[name, a] : adapters) {
+    for (const auto & [name, a] : adapters) {
         if (a.alpha != adapters.begin()->second.alpha || a.rank() != adapters.begin()->second.rank()) {
             *err = "lora_save: adapter '" + name + "' has a different rank or alpha (one per file)";
             return false;
@@ -52,7 +52,7 @@ bool lora_save(const std::string &path, const std::map<std::string, lora_adapter
     return w.write(path, err);
 }
 
-bool lora_load(const std::string &path, std::map<std::string, lora_adapter> *adapters, std::string *err) {
+bool lora_load(const std::string & path, std::map<std::string, lora_adapter> * adapters, std::string * err) {
     auto f = gguf_file::open(path, err);
     if (!f) return false;
     std::string arch;
@@ -64,11 +64,11 @@ bool lora_load(const std::string &path, std::map<std::string, lora_adapter> *ada
         return false;
     }
     adapters->clear();
-    for (const auto &t : f->tensors()) {
-        const std::string &n = t.name;
+    for (const auto & t : f->tensors()) {
+        const std::string & n = t.name;
         if (n.size() < 8 || n.compare(0, 5, "lora.") != 0 || n.compare(n.size() - 2, 2, ".a") != 0) continue;
         const std::string target = n.substr(5, n.size() - 7);
-        const gguf_tensor_info *tb = f->find_tensor("lora." + target + ".b");
+        const gguf_tensor_info * tb = f->find_tensor("lora." + target + ".b");
         if (!tb || t.type != DTYPE_F32 || tb->type != DTYPE_F32 || t.n_dims != 2 || tb->n_dims != 2 ||
             t.ne[1] != rank || tb->ne[0] != rank) {
             *err = path + ": adapter '" + target + "' is incomplete or not of rank " + std::to_string(rank);
@@ -76,8 +76,8 @@ bool lora_load(const std::string &path, std::map<std::string, lora_adapter> *ada
         }
         lora_adapter a;
         a.alpha = static_cast<float>(alpha);
-        const float *pa = reinterpret_cast<const float *>(f->data_section() + t.offset);
-        const float *pb = reinterpret_cast<const float *>(f->data_section() + tb->offset);
+        const float * pa = reinterpret_cast<const float *>(f->data_section() + t.offset);
+        const float * pb = reinterpret_cast<const float *>(f->data_section() + tb->offset);
         a.A = parameter({t.ne[1], t.ne[0]}, std::vector<float>(pa, pa + t.ne[0] * t.ne[1]));
         a.B = parameter({tb->ne[1], tb->ne[0]}, std::vector<float>(pb, pb + tb->ne[0] * tb->ne[1]));
         (*adapters)[target] = std::move(a);
@@ -89,7 +89,7 @@ bool lora_load(const std::string &path, std::map<std::string, lora_adapter> *ada
     return true;
 }
 
-bool lora_merge(const tensor &W, const lora_adapter &a, std::vector<float> *merged, std::string *err) {
+bool lora_merge(const tensor & W, const lora_adapter & a, std::vector<float> * merged, std::string * err) {
     const int64_t in = W.ne[0], out = W.ne[1], r = a.rank();
     if (a.A->shape[1] != in || a.B->shape[0] != out) {
         *err = "lora_merge: adapter does not fit the weight";
@@ -108,7 +108,7 @@ bool lora_merge(const tensor &W, const lora_adapter &a, std::vector<float> *merg
     return true;
 }
 
-value embedding_extended(const tensor &table, const value &extra, const std::vector<int32_t> &ids) {
+value embedding_extended(const tensor & table, const value & extra, const std::vector<int32_t> & ids) {
     const int64_t V = table.ne[1], d = table.ne[0];
     if (extra->shape.size() != 2 || extra->shape[1] != d)
         throw std::invalid_argument("[embedding_extended] extra rows must be [n_new, " + std::to_string(d) + "]");
@@ -133,7 +133,7 @@ value embedding_extended(const tensor &table, const value &extra, const std::vec
     return add(constant({n, d}, std::move(base)), mul(embedding(extra, extra_ids), constant({n, d}, std::move(mask))));
 }
 
-value lm_head_extended(const value &x, const tensor &output, const value &extra, thread_pool *pool) {
+value lm_head_extended(const value & x, const tensor & output, const value & extra, thread_pool * pool) {
     const int64_t V = output.ne[1], d = output.ne[0];
     if (x->shape.back() != d || extra->shape.size() != 2 || extra->shape[1] != d)
         throw std::invalid_argument("[lm_head_extended] shapes do not match the output matrix of width " +
@@ -153,9 +153,9 @@ value lm_head_extended(const value &x, const tensor &output, const value &extra,
         std::copy_n(base->data.data() + t * V, V, y->data.data() + t * (V + n_new));
         std::copy_n(ext->data.data() + t * n_new, n_new, y->data.data() + t * (V + n_new) + V);
     }
-    y->backward_fn = [n, V, n_new](node &s) {
+    y->backward_fn = [n, V, n_new](node & s) {
         for (int k = 0; k < 2; ++k) {
-            node &in = *s.inputs[k];
+            node & in = *s.inputs[k];
             if (!in.requires_grad) continue;
             if (in.grad.size() != in.data.size()) in.grad.assign(in.data.size(), 0.0f);
             const int64_t w = k == 0 ? V : n_new, off = k == 0 ? 0 : V;

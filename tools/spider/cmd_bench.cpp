@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <memory>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -24,10 +24,10 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
-#include "git_commit.h"
 #include "common.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
+#include "git_commit.h"
 #include "llm/model.h"
 #include "read_bandwidth.h"
 #include "spider.h"
@@ -35,30 +35,31 @@
 namespace {
 
 void usage() {
-    std::fprintf(stderr,
-                 "usage: spider bench [-m MODEL]... [-t N,..] [-p N,..] [-n N,..] [-r REPS] [-b BATCH] [-ctk f16|f32]\n"
-                 "                    [-o md|json]\n"
-                 "       spider bench --membw [-t N,..] [--membw-mib N,..] [-r REPS]\n"
-                 "  -m MODEL   GGUF model, repeatable (default: the installed default model)\n"
-                 "  -t N,..    thread counts (default: all cores)\n"
-                 "  -p N,..    prompt lengths for the ppN tests (default 512; 0 = none)\n"
-                 "  -n N,..    generated tokens for the tgN tests (default 128; 0 = none)\n"
-                 "  -r REPS    timed repetitions per test (default 5)\n"
-                 "  -b BATCH   tokens per decode call in ppN (default 2048)\n"
-                 "  -ctk TYPE  KV cache type, f16 (default, as llama-bench) or f32\n"
-                 "  -o FMT     md (default) or json\n"
-                 "  --membw    measure memory read bandwidth instead (best of >= -r passes per way of reading and buffer size)\n"
-                 "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n"
-                 "  --roofline share of the decode roofline for tgN: the weight bytes a decode step reads are read\n"
-                 "             between runs for as long as a run, and each run is held to the reads around it\n");
+    std::fprintf(
+        stderr,
+        "usage: spider bench [-m MODEL]... [-t N,..] [-p N,..] [-n N,..] [-r REPS] [-b BATCH] [-ctk f16|f32]\n"
+        "                    [-o md|json]\n"
+        "       spider bench --membw [-t N,..] [--membw-mib N,..] [-r REPS]\n"
+        "  -m MODEL   GGUF model, repeatable (default: the installed default model)\n"
+        "  -t N,..    thread counts (default: all cores)\n"
+        "  -p N,..    prompt lengths for the ppN tests (default 512; 0 = none)\n"
+        "  -n N,..    generated tokens for the tgN tests (default 128; 0 = none)\n"
+        "  -r REPS    timed repetitions per test (default 5)\n"
+        "  -b BATCH   tokens per decode call in ppN (default 2048)\n"
+        "  -ctk TYPE  KV cache type, f16 (default, as llama-bench) or f32\n"
+        "  -o FMT     md (default) or json\n"
+        "  --membw    measure memory read bandwidth instead (best of >= -r passes per way of reading and buffer size)\n"
+        "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n"
+        "  --roofline share of the decode roofline for tgN: the weight bytes a decode step reads are read\n"
+        "             between runs for as long as a run, and each run is held to the reads around it\n");
 }
 
-bool parse_int_list(const std::string& s, std::vector<int>* out) {
+bool parse_int_list(const std::string & s, std::vector<int> * out) {
     out->clear();
     std::stringstream ss(s);
     std::string item;
     while (std::getline(ss, item, ',')) {
-        char* end = nullptr;
+        char * end = nullptr;
         long v = std::strtol(item.c_str(), &end, 10);
         if (item.empty() || *end != '\0' || v < 0 || v > 1000000) return false;
         out->push_back(static_cast<int>(v));
@@ -66,7 +67,7 @@ bool parse_int_list(const std::string& s, std::vector<int>* out) {
     return !out->empty();
 }
 
-double mean_of(const std::vector<double>& v) {
+double mean_of(const std::vector<double> & v) {
     double s = 0;
     for (double x : v) s += x;
     return v.empty() ? 0.0 : s / v.size();
@@ -85,7 +86,7 @@ struct test_result {
     // Run i's share of the roofline: its t/s against the mean of the reads before and after it (or the better of
     // their best passes, `best`).
     std::vector<double> roof_shares(bool best = false) const {
-        const std::vector<double>& g = best ? roof_best_gbps : roof_gbps;
+        const std::vector<double> & g = best ? roof_best_gbps : roof_gbps;
         std::vector<double> v;
         for (size_t i = 0; i < samples_ts.size() && i + 1 < g.size(); ++i) {
             const double gbps = best ? std::max(g[i], g[i + 1]) : (g[i] + g[i + 1]) / 2;
@@ -104,10 +105,10 @@ struct test_result {
 };
 
 // One ppN run: n_prompt random tokens, first BOS, decoded in batches of n_batch with logits of the last only.
-bool run_prompt(spider_context* ctx, int n_vocab, spider_token bos, int n_prompt, int n_batch, std::mt19937* rng) {
+bool run_prompt(spider_context * ctx, int n_vocab, spider_token bos, int n_prompt, int n_batch, std::mt19937 * rng) {
     std::vector<spider_token> toks(n_prompt);
     std::uniform_int_distribution<int> dist(0, n_vocab - 1);
-    for (auto& t : toks) t = dist(*rng);
+    for (auto & t : toks) t = dist(*rng);
     if (bos >= 0) toks[0] = bos;
     for (int i = 0; i < n_prompt; i += n_batch) {
         const int len = std::min(n_batch, n_prompt - i);
@@ -117,7 +118,7 @@ bool run_prompt(spider_context* ctx, int n_vocab, spider_token bos, int n_prompt
 }
 
 // One tgN run: n_gen single-token decodes (random tokens, first BOS), each producing the last token's logits.
-bool run_gen(spider_context* ctx, int n_vocab, spider_token bos, int n_gen, std::mt19937* rng) {
+bool run_gen(spider_context * ctx, int n_vocab, spider_token bos, int n_gen, std::mt19937 * rng) {
     std::uniform_int_distribution<int> dist(0, n_vocab - 1);
     spider_token t = bos >= 0 ? bos : dist(*rng);
     for (int i = 0; i < n_gen; ++i) {
@@ -147,7 +148,7 @@ std::string fmt_params(uint64_t n) {
     return buf;
 }
 
-int run_bench(int argc, char** argv) {
+int run_bench(int argc, char ** argv) {
     std::vector<std::string> models;
     std::vector<int> threads = {spider_cli::default_threads()}, prompts = {512}, gens = {128};
     int reps = 5, n_batch = 2048;
@@ -250,8 +251,8 @@ int run_bench(int argc, char** argv) {
     nlohmann::json rows = nlohmann::json::array();
     std::vector<test_result> roof_rows;
     std::mt19937 rng(42);
-    for (const std::string& mpath : models) {
-        spider_model* model = spider_cli::load_model_or_report(mpath, threads[0]);
+    for (const std::string & mpath : models) {
+        spider_model * model = spider_cli::load_model_or_report(mpath, threads[0]);
         if (!model) return 1;
         char desc[256];
         spider_model_desc(model, desc, sizeof desc);
@@ -264,7 +265,7 @@ int run_bench(int argc, char** argv) {
         for (int g : gens)
             if (g > 0) tests.push_back({0, g});
         for (int nt : threads) {
-            for (const auto& pg : tests) {
+            for (const auto & pg : tests) {
                 test_result r;
                 r.model_path = mpath;
                 r.model_desc = desc;
@@ -280,7 +281,7 @@ int run_bench(int argc, char** argv) {
                 cp.n_batch = static_cast<uint32_t>(std::min(n_batch, std::max(pg.first, 1)));
                 cp.n_threads = nt;
                 cp.kv_type = kv;
-                spider_context* ctx = nullptr;
+                spider_context * ctx = nullptr;
                 spider_status st = spider_context_create(model, cp, &ctx);
                 if (st != SPIDER_STATUS_OK) {
                     std::fprintf(stderr, "error: context for %s: %s (%s)\n", r.test.c_str(), spider_last_error(),
@@ -381,17 +382,18 @@ int run_bench(int argc, char** argv) {
         spider_model_free(model);
     }
     if (md && !roof_rows.empty()) {
-        std::printf("\n| %-30s | %7s | %15s | %12s | %8s | %10s | %12s | %10s | %10s |\n", "model", "threads",
-                    "test", "bytes/token", "prefetch", "read GB/s", "roofline t/s", "share", "vs best");
+        std::printf("\n| %-30s | %7s | %15s | %12s | %8s | %10s | %12s | %10s | %10s |\n", "model", "threads", "test",
+                    "bytes/token", "prefetch", "read GB/s", "roofline t/s", "share", "vs best");
         std::printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", std::string(30, '-').c_str(),
                     std::string(6, '-').c_str(), std::string(14, '-').c_str(), std::string(11, '-').c_str(),
                     std::string(7, '-').c_str(), std::string(9, '-').c_str(), std::string(11, '-').c_str(),
                     std::string(9, '-').c_str(), std::string(9, '-').c_str());
-        for (const test_result& r : roof_rows) {
+        for (const test_result & r : roof_rows) {
             const double gbps = mean_of(r.roof_gbps);
             std::printf("| %-30.30s | %7d | %15s | %12s | %8d | %10.2f | %12.1f | %9.1f%% | %9.1f%% |\n",
                         r.model_desc.c_str(), r.n_threads, r.test.c_str(), fmt_size(r.roof_bytes).c_str(), r.roof_way,
-                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()), 100 * mean_of(r.roof_shares(true)));
+                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()),
+                        100 * mean_of(r.roof_shares(true)));
         }
     }
     if (md)

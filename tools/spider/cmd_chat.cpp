@@ -17,7 +17,7 @@
 
 namespace {
 
-int run_chat(int argc, char** argv) {
+int run_chat(int argc, char ** argv) {
     CLI::App app{"Chat with the LLM: one user message per input line (uses the model's chat template)", "spider chat"};
     std::string model_path, system_prompt, template_name;
     int n_predict = 256, n_threads = spider_cli::default_threads(), n_ctx = 4096;
@@ -31,11 +31,11 @@ int run_chat(int argc, char** argv) {
     sc.add_to(app);
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::ParseError & e) {
         return app.exit(e);
     }
 
-    spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
+    spider_model * model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
     spider::chat_template_kind kind;
     if (!template_name.empty()) {
@@ -59,7 +59,7 @@ int run_chat(int argc, char** argv) {
     spider_context_params cp = spider_context_default_params();
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_threads = n_threads;
-    spider_context* ctx = nullptr;
+    spider_context * ctx = nullptr;
     if (spider_context_create(model, cp, &ctx) != SPIDER_STATUS_OK) {
         std::fprintf(stderr, "error: %s\n", spider_last_error());
         spider_model_free(model);

@@ -9,7 +9,7 @@
 
 namespace {
 
-void usage(FILE* f) {
+void usage(FILE * f) {
     std::fprintf(f,
                  "usage: spider convert HF_DIR OUT.gguf [--type f32|f16|bf16] [--name NAME] [--quiet]\n"
                  "  HF_DIR holds config.json, model.safetensors (or an index + shards) and tokenizer.model or\n"
@@ -17,7 +17,7 @@ void usage(FILE* f) {
                  "  Quantize afterwards with `spider quantize`.\n");
 }
 
-int run_convert(int argc, char** argv) {
+int run_convert(int argc, char ** argv) {
     std::vector<std::string> pos;
     spider::hf_convert_params p;
     bool quiet = false;
@@ -60,7 +60,7 @@ int run_convert(int argc, char** argv) {
         return 2;
     }
     if (!quiet) {
-        p.log = [](const std::string& line) {
+        p.log = [](const std::string & line) {
             std::printf("%s\n", line.c_str());
             std::fflush(stdout);
         };

@@ -17,7 +17,7 @@
 
 namespace {
 
-int run_generate(int argc, char** argv) {
+int run_generate(int argc, char ** argv) {
     CLI::App app{"Continue a prompt with the LLM (streams tokens; prints speed at the end)", "spider generate"};
     std::string model_path, prompt, prompt_file, grammar_file, lora_path;
     std::vector<std::string> stops;
@@ -39,7 +39,7 @@ int run_generate(int argc, char** argv) {
     sc.add_to(app);
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::ParseError & e) {
         return app.exit(e);
     }
     if (!prompt_file.empty()) {
@@ -68,7 +68,7 @@ int run_generate(int argc, char** argv) {
         grammar_text = ss.str();
     }
 
-    spider_model* model = spider_cli::load_model_or_report(model_path, n_threads);
+    spider_model * model = spider_cli::load_model_or_report(model_path, n_threads);
     if (!model) return 1;
     if (!lora_path.empty() && spider_model_apply_lora(model, lora_path.c_str()) != SPIDER_STATUS_OK) {
         std::fprintf(stderr, "error: --lora: %s\n", spider_last_error());
@@ -81,8 +81,8 @@ int run_generate(int argc, char** argv) {
     if (!grammar_file.empty()) {
         std::string err;
         grammar = spider::grammar::parse(grammar_text, &err);
-        const spider::vocab* voc = spider::llm_vocab_of(model);
-        const spider::llm_model* lm = spider::llm_model_of(model);
+        const spider::vocab * voc = spider::llm_vocab_of(model);
+        const spider::llm_model * lm = spider::llm_model_of(model);
         if (!grammar) {
             err = grammar_file + ": " + err;
         } else if (!voc) {
@@ -103,7 +103,7 @@ int run_generate(int argc, char** argv) {
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_threads = n_threads;
     cp.kv_type = kv_f16 ? SPIDER_KV_TYPE_F16 : SPIDER_KV_TYPE_F32;
-    spider_context* ctx = nullptr;
+    spider_context * ctx = nullptr;
     if (spider_context_create(model, cp, &ctx) != SPIDER_STATUS_OK) {
         std::fprintf(stderr, "error: %s\n", spider_last_error());
         spider_model_free(model);
@@ -142,7 +142,7 @@ int run_generate(int argc, char** argv) {
                 break;
             }
             const int32_t n_vocab = spider_model_n_vocab(model);
-            const uint8_t* allowed = nullptr;
+            const uint8_t * allowed = nullptr;
             if (matcher) {
                 matcher->allowed_tokens(&mask);
                 mask.resize(n_vocab, 0);

@@ -11,7 +11,7 @@
 
 namespace {
 
-int run_gguf_info(int argc, char** argv) {
+int run_gguf_info(int argc, char ** argv) {
     std::string path;
     bool all = false;
     for (int i = 1; i < argc; ++i) {
@@ -41,8 +41,8 @@ int run_gguf_info(int argc, char** argv) {
     std::printf("version: %u\nalignment: %zu\nfile size: %zu\ndata offset: %zu\n", f->version(), f->alignment(),
                 f->file_size(), f->data_offset());
     std::printf("kv count: %zu\n", f->keys().size());
-    for (const std::string& k : f->keys()) {
-        const spider::gguf_value* v = f->find(k);
+    for (const std::string & k : f->keys()) {
+        const spider::gguf_value * v = f->find(k);
         std::string type = spider::gguf_type_name(v->type);
         if (v->type == spider::GGUF_TYPE_ARRAY) {
             type =
@@ -56,7 +56,7 @@ int run_gguf_info(int argc, char** argv) {
     size_t total = 0;
     int64_t params = 0;
     for (size_t i = 0; i < f->tensors().size(); ++i) {
-        const spider::gguf_tensor_info& t = f->tensors()[i];
+        const spider::gguf_tensor_info & t = f->tensors()[i];
         std::string shape;
         for (int d = 0; d < t.n_dims; ++d) shape += (d ? " x " : "") + std::to_string(t.ne[d]);
         std::printf("  %4zu %-40s %-6s [%s] offset %" PRIu64 " size %zu\n", i, t.name.c_str(),
@@ -67,7 +67,7 @@ int run_gguf_info(int argc, char** argv) {
         params += t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3];
     }
     std::printf("types:");
-    for (const auto& e : by_type) std::printf(" %s=%d", e.first.c_str(), e.second.first);
+    for (const auto & e : by_type) std::printf(" %s=%d", e.first.c_str(), e.second.first);
     std::printf("\nparameters: %" PRId64 "\ntensor bytes: %zu (%.2f MiB, %.3f bits/weight)\n", params, total,
                 total / 1048576.0, params ? 8.0 * total / params : 0.0);
     return 0;

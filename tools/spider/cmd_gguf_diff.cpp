@@ -9,7 +9,7 @@
 #include "core/ops.h"
 #include "io/gguf.h"
 
-static int run_gguf_diff(int argc, char **argv) {
+static int run_gguf_diff(int argc, char ** argv) {
     CLI::App app{"spider gguf-diff: compare the tensors of two GGUF files", "spider gguf-diff"};
     std::string a_path, b_path;
     double tol = 0.0;
@@ -20,7 +20,7 @@ static int run_gguf_diff(int argc, char **argv) {
     app.add_flag("-v,--verbose", verbose, "print every tensor, not only those that differ");
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError &e) {
+    } catch (const CLI::ParseError & e) {
         return app.exit(e);
     }
     std::string err;
@@ -31,8 +31,8 @@ static int run_gguf_diff(int argc, char **argv) {
     bool ok = a->tensors().size() == b->tensors().size();
     if (!ok) std::printf("tensor count differs: %zu vs %zu\n", a->tensors().size(), b->tensors().size());
     double worst = 0;
-    for (const auto &ta : a->tensors()) {
-        const spider::gguf_tensor_info *tb = b->find_tensor(ta.name);
+    for (const auto & ta : a->tensors()) {
+        const spider::gguf_tensor_info * tb = b->find_tensor(ta.name);
         if (!tb) {
             std::printf("%-48s only in %s\n", ta.name.c_str(), a_path.c_str());
             ok = false;

@@ -34,8 +34,8 @@ void usage() {
                  "  --chunks N  score only the first N chunks (default: all)\n");
 }
 
-bool parse_int(const char* s, int* out) {
-    char* end = nullptr;
+bool parse_int(const char * s, int * out) {
+    char * end = nullptr;
     long v = std::strtol(s, &end, 10);
     if (end == s || *end != '\0' || v < -2147483647L || v > 2147483647L) return false;
     *out = static_cast<int>(v);
@@ -43,7 +43,7 @@ bool parse_int(const char* s, int* out) {
 }
 
 // log of the softmax probability of token tok in a row of logits (max-shifted, sum in double as llama.cpp does).
-double log_prob(const float* logits, int n_vocab, int tok) {
+double log_prob(const float * logits, int n_vocab, int tok) {
     float max_logit = logits[0];
     for (int i = 1; i < n_vocab; ++i) max_logit = logits[i] > max_logit ? logits[i] : max_logit;
     double sum_exp = 0.0;
@@ -51,12 +51,12 @@ double log_prob(const float* logits, int n_vocab, int tok) {
     return static_cast<double>(logits[tok] - max_logit) - std::log(sum_exp);
 }
 
-int run_perplexity(int argc, char** argv) {
+int run_perplexity(int argc, char ** argv) {
     std::string model_arg, file;
     int n_ctx = 512, n_threads = spider_cli::default_threads(), n_batch = -1, max_chunks = -1;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        auto next_int = [&](int* out) {
+        auto next_int = [&](int * out) {
             if (i + 1 >= argc || !parse_int(argv[i + 1], out)) {
                 std::fprintf(stderr, "error: %s needs an integer argument\n", a.c_str());
                 return false;
@@ -109,7 +109,7 @@ int run_perplexity(int argc, char** argv) {
     ss << in.rdbuf();
     const std::string text = ss.str();
 
-    spider_model* model = spider_cli::load_model_or_report(model_arg, n_threads);
+    spider_model * model = spider_cli::load_model_or_report(model_arg, n_threads);
     if (!model) return 1;
     const int n_vocab = spider_model_n_vocab(model);
 
@@ -144,7 +144,7 @@ int run_perplexity(int argc, char** argv) {
     cp.n_ctx = static_cast<uint32_t>(n_ctx);
     cp.n_batch = static_cast<uint32_t>(n_batch);
     cp.n_threads = n_threads;
-    spider_context* ctx = nullptr;
+    spider_context * ctx = nullptr;
     spider_status st = spider_context_create(model, cp, &ctx);
     if (st != SPIDER_STATUS_OK) {
         std::fprintf(stderr, "error: context: %s (%s)\n", spider_last_error(), spider_status_name(st));
@@ -180,7 +180,7 @@ int run_perplexity(int argc, char** argv) {
                 rc = 1;
                 break;
             }
-            const float* out = spider_get_logits(ctx);
+            const float * out = spider_get_logits(ctx);
             if (!out || spider_n_outputs(ctx) != len) {
                 std::fprintf(stderr, "\nerror: decode of chunk %d returned %d logit rows, expected %d\n", c + 1,
                              spider_n_outputs(ctx), len);
@@ -204,7 +204,7 @@ int run_perplexity(int argc, char** argv) {
             std::vector<std::thread> workers;
             for (int t = 1; t < n_threads; ++t) workers.emplace_back(score, t, n_threads);
             score(0, n_threads);
-            for (std::thread& w : workers) w.join();
+            for (std::thread & w : workers) w.join();
         }
         for (int j = first; j < n_ctx - 1; ++j) {
             const double lp = lps[static_cast<size_t>(j - first)];

@@ -15,20 +15,20 @@
 
 namespace {
 
-void usage(FILE* f) {
+void usage(FILE * f) {
     std::fprintf(f,
                  "usage: spider quantize IN.gguf OUT.gguf TYPE [--threads N] [--dry-run] [--quiet]\n"
                  "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K Q4_K_M\n"
                  "  --dry-run  print the type chosen for every tensor and write nothing\n");
 }
 
-std::string shape_of(const spider::gguf_tensor_info& t) {
+std::string shape_of(const spider::gguf_tensor_info & t) {
     std::string s;
     for (int d = 0; d < std::max(1, t.n_dims); ++d) s += (d ? " x " : "") + std::to_string(t.ne[d]);
     return s;
 }
 
-int run_quantize(int argc, char** argv) {
+int run_quantize(int argc, char ** argv) {
     std::vector<std::string> pos;
     int threads = 0;
     bool dry = false, quiet = false;
@@ -42,7 +42,7 @@ int run_quantize(int argc, char** argv) {
                 std::fprintf(stderr, "quantize: %s needs a value\n", a.c_str());
                 return 2;
             }
-            char* end = nullptr;
+            char * end = nullptr;
             const long v = std::strtol(argv[++i], &end, 10);
             if (*end || v < 1 || v > 1024) {
                 std::fprintf(stderr, "quantize: bad thread count '%s'\n", argv[i]);
@@ -83,13 +83,13 @@ int run_quantize(int argc, char** argv) {
         }
         std::map<std::string, int> count;
         for (size_t i = 0; i < plan.size(); ++i) {
-            const spider::gguf_tensor_info& t = in->tensors()[i];
+            const spider::gguf_tensor_info & t = in->tensors()[i];
             std::printf("%-40s %-6s -> %-6s [%s]\n", t.name.c_str(), spider::dtype_name(t.type),
                         spider::dtype_name(plan[i]), shape_of(t).c_str());
             count[spider::dtype_name(plan[i])]++;
         }
         std::printf("types:");
-        for (const auto& e : count) std::printf(" %s=%d", e.first.c_str(), e.second);
+        for (const auto & e : count) std::printf(" %s=%d", e.first.c_str(), e.second);
         std::printf("\n");
         return 0;
     }
@@ -99,7 +99,7 @@ int run_quantize(int argc, char** argv) {
     size_t bytes_in = 0, bytes_out = 0;
     double worst = 0;
     std::string worst_name;
-    p.progress = [&](const spider::gguf_quantize_progress& pr) {
+    p.progress = [&](const spider::gguf_quantize_progress & pr) {
         bytes_in += pr.info->nbytes;
         bytes_out += pr.new_bytes;
         if (pr.converted && pr.rel_rmse > worst) {

@@ -37,7 +37,7 @@ void usage() {
 }
 
 // splitmix64: a fast, well-mixed generator; each row gets its own stream so threads give identical files.
-uint64_t splitmix(uint64_t* s) {
+uint64_t splitmix(uint64_t * s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -46,12 +46,12 @@ uint64_t splitmix(uint64_t* s) {
 
 // SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, then distinct
 // normal pieces ("▁a", "b", "▁ab", ...) with decreasing scores, as a llama tokenizer.model has.
-void make_vocab(int64_t n_vocab, std::vector<std::string>* toks, std::vector<float>* scores,
-                std::vector<int32_t>* types) {
+void make_vocab(int64_t n_vocab, std::vector<std::string> * toks, std::vector<float> * scores,
+                std::vector<int32_t> * types) {
     toks->clear();
     scores->clear();
     types->clear();
-    auto add = [&](const std::string& t, float s, int32_t ty) {
+    auto add = [&](const std::string & t, float s, int32_t ty) {
         toks->push_back(t);
         scores->push_back(s);
         types->push_back(ty);
@@ -71,11 +71,11 @@ void make_vocab(int64_t n_vocab, std::vector<std::string>* toks, std::vector<flo
     int64_t rank = 0;
     while ((int64_t)toks->size() < n_vocab) {
         std::vector<std::string> next;
-        for (const std::string& f : frontier) {
+        for (const std::string & f : frontier) {
             for (char c : letters) {
                 const std::string p = f + c;
                 next.push_back(p);
-                for (const std::string& piece : {space + p, p}) {
+                for (const std::string & piece : {space + p, p}) {
                     if ((int64_t)toks->size() >= n_vocab) break;
                     add(piece, -static_cast<float>(++rank), 1);  // NORMAL
                 }
@@ -89,8 +89,8 @@ void make_vocab(int64_t n_vocab, std::vector<std::string>* toks, std::vector<flo
 
 // Fills a [n_out rows x n_in] weight of type t with values uniform in [-a, a] (a = sqrt(3) * std, std 0.02 like
 // Hugging Face's init), quantized row by row on the pool.
-bool random_weight(thread_pool& pool, dtype t, int64_t n_in, int64_t n_out, uint64_t seed, std::vector<uint8_t>* out,
-                   std::string* err) {
+bool random_weight(thread_pool & pool, dtype t, int64_t n_in, int64_t n_out, uint64_t seed, std::vector<uint8_t> * out,
+                   std::string * err) {
     const size_t rb = dtype_row_bytes(t, n_in);
     if (rb == 0) {
         *err = "a row of " + std::to_string(n_in) + " values cannot be stored as " + dtype_name(t) +
@@ -117,15 +117,15 @@ bool random_weight(thread_pool& pool, dtype t, int64_t n_in, int64_t n_out, uint
     return ok;
 }
 
-bool parse_i64(const char* s, int64_t* out) {
-    char* end = nullptr;
+bool parse_i64(const char * s, int64_t * out) {
+    char * end = nullptr;
     long long v = std::strtoll(s, &end, 10);
     if (end == s || *end != '\0') return false;
     *out = v;
     return true;
 }
 
-int run_random_model(int argc, char** argv) {
+int run_random_model(int argc, char ** argv) {
     shape sh;
     std::string arch = "llama", type = "q8_0", out_path;
     int64_t seed = 1, n_threads = spider_cli::default_threads();
@@ -140,8 +140,8 @@ int run_random_model(int argc, char** argv) {
                 std::fprintf(stderr, "error: %s needs an argument\n", a.c_str());
                 return 1;
             }
-            const char* v = argv[++i];
-            int64_t* target = nullptr;
+            const char * v = argv[++i];
+            int64_t * target = nullptr;
             if (a == "--arch") {
                 arch = v;
                 continue;
@@ -200,12 +200,12 @@ int run_random_model(int argc, char** argv) {
     // Shape checks: everything that would make an invalid model or an impossible row layout.
     const int64_t lim = 1 << 20;
     struct {
-        const char* name;
+        const char * name;
         int64_t v;
     } dims[] = {{"--n-embd", sh.n_embd},       {"--n-layer", sh.n_layer}, {"--n-head", sh.n_head},
                 {"--n-head-kv", sh.n_head_kv}, {"--n-ff", sh.n_ff},       {"--n-vocab", sh.n_vocab},
                 {"--n-ctx", sh.n_ctx}};
-    for (const auto& d : dims) {
+    for (const auto & d : dims) {
         if (d.v <= 0 || d.v > lim) {
             std::fprintf(stderr, "error: %s %lld out of range (1..%lld)\n", d.name, (long long)d.v, (long long)lim);
             return 1;
@@ -264,7 +264,7 @@ int run_random_model(int argc, char** argv) {
     std::string err;
     uint64_t tensor_seed = static_cast<uint64_t>(seed) * 1000003ull;
     uint64_t n_bytes = 0;
-    auto add_weight = [&](const std::string& name, dtype t, int64_t n_in, int64_t n_out) {
+    auto add_weight = [&](const std::string & name, dtype t, int64_t n_in, int64_t n_out) {
         std::vector<uint8_t> data;
         if (!random_weight(pool, t, n_in, n_out, ++tensor_seed, &data, &err)) {
             err = name + ": " + err;
@@ -274,7 +274,7 @@ int run_random_model(int argc, char** argv) {
         n_bytes += data.size();
         return w.add_tensor(name, t, ne, 2, data.data(), &err);
     };
-    auto add_norm = [&](const std::string& name) {
+    auto add_norm = [&](const std::string & name) {
         std::vector<float> ones(sh.n_embd, 1.0f);
         const int64_t ne[1] = {sh.n_embd};
         n_bytes += ones.size() * sizeof(float);

@@ -29,11 +29,11 @@ std::vector<float> rand_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi 
     std::mt19937 g(seed);
     std::uniform_real_distribution<float> d(lo, hi);
     std::vector<float> v(n);
-    for (auto &x : v) x = d(g);
+    for (auto & x : v) x = d(g);
     return v;
 }
 
-double rel_err(const std::vector<float> &a, const std::vector<float> &b) {
+double rel_err(const std::vector<float> & a, const std::vector<float> & b) {
     double mb = 1.0, e = 0.0;
     for (float v : b) mb = std::max(mb, static_cast<double>(std::fabs(v)));
     for (size_t i = 0; i < a.size(); ++i) {
@@ -49,7 +49,7 @@ struct weight {
     tensor t;
 };
 
-bool make_weight(dtype type, int64_t n_in, int64_t n_out, uint32_t seed, weight &w, std::string *err) {
+bool make_weight(dtype type, int64_t n_in, int64_t n_out, uint32_t seed, weight & w, std::string * err) {
     const size_t rb = dtype_row_bytes(type, n_in);
     if (rb == 0) {
         *err = std::string("row of ") + std::to_string(n_in) + " not valid for " + dtype_name(type);
@@ -157,7 +157,7 @@ std::vector<check_case> check_cases() {
         char buf[96];
         std::snprintf(buf, sizeof buf, "q%lld kv%lld h%lld/%lld d%lld w%lld", (long long)s.nq, (long long)s.nkv,
                       (long long)s.nh, (long long)s.nhkv, (long long)s.hd, (long long)s.win);
-        cs.push_back({"attention", buf, 2e-5, [=](thread_pool *pool) {
+        cs.push_back({"attention", buf, 2e-5, [=](thread_pool * pool) {
                           auto q = rand_vec(s.nq * s.nh * s.hd, 16), k = rand_vec(s.nkv * s.nhkv * s.hd, 17),
                                v = rand_vec(s.nkv * s.nhkv * s.hd, 18);
                           std::vector<float> y0(q.size()), y1(q.size());
@@ -169,28 +169,28 @@ std::vector<check_case> check_cases() {
                           return rel_err(y1, y0);
                       }});
     }
-    cs.push_back({"conv2d", "8x17x15 -> 11 k3 s1 p1", 1e-5, [](thread_pool *pool) {
+    cs.push_back({"conv2d", "8x17x15 -> 11 k3 s1 p1", 1e-5, [](thread_pool * pool) {
                       auto x = rand_vec(8 * 17 * 15, 19), w = rand_vec(11 * 8 * 9, 20), b = rand_vec(11, 21);
                       std::vector<float> y0(11 * 17 * 15), y1(y0.size());
                       ref::conv2d(x.data(), w.data(), b.data(), y0.data(), 8, 17, 15, 11, 3, 3, 1, 1, nullptr);
                       conv2d(x.data(), w.data(), b.data(), y1.data(), 8, 17, 15, 11, 3, 3, 1, 1, pool);
                       return rel_err(y1, y0);
                   }});
-    cs.push_back({"conv_transpose2d", "6x9x7 -> 5 k4 s2 p1", 1e-5, [](thread_pool *pool) {
+    cs.push_back({"conv_transpose2d", "6x9x7 -> 5 k4 s2 p1", 1e-5, [](thread_pool * pool) {
                       auto x = rand_vec(6 * 9 * 7, 22), w = rand_vec(6 * 5 * 16, 23), b = rand_vec(5, 24);
                       std::vector<float> y0(5 * 18 * 14), y1(y0.size());
                       ref::conv_transpose2d(x.data(), w.data(), b.data(), y0.data(), 6, 9, 7, 5, 4, 4, 2, 1, nullptr);
                       conv_transpose2d(x.data(), w.data(), b.data(), y1.data(), 6, 9, 7, 5, 4, 4, 2, 1, pool);
                       return rel_err(y1, y0);
                   }});
-    cs.push_back({"conv1d", "5x101 -> 7 k5 s2 p2", 1e-5, [](thread_pool *pool) {
+    cs.push_back({"conv1d", "5x101 -> 7 k5 s2 p2", 1e-5, [](thread_pool * pool) {
                       auto x = rand_vec(5 * 101, 25), w = rand_vec(7 * 5 * 5, 26), b = rand_vec(7, 27);
                       std::vector<float> y0(7 * 51), y1(y0.size());
                       ref::conv1d(x.data(), w.data(), b.data(), y0.data(), 5, 101, 7, 5, 2, 2, nullptr);
                       conv1d(x.data(), w.data(), b.data(), y1.data(), 5, 101, 7, 5, 2, 2, pool);
                       return rel_err(y1, y0);
                   }});
-    cs.push_back({"conv_temporal", "6x5x33 -> 4 k3", 1e-5, [](thread_pool *pool) {
+    cs.push_back({"conv_temporal", "6x5x33 -> 4 k3", 1e-5, [](thread_pool * pool) {
                       auto x = rand_vec(6 * 5 * 33, 28), w = rand_vec(4 * 6 * 3, 29), b = rand_vec(4, 30);
                       std::vector<float> y0(4 * 5 * 33), y1(y0.size());
                       ref::conv_temporal(x.data(), w.data(), b.data(), y0.data(), 6, 5, 33, 4, 3, nullptr);
@@ -234,7 +234,7 @@ std::vector<check_case> check_cases() {
         for (int64_t n_tok : {1, 7}) {
             const double tol = (t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16) ? 1e-4 : 2e-2;
             cs.push_back({"matmul", std::string(dtype_name(t)) + " 512x67 tok" + std::to_string(n_tok), tol,
-                          [=](thread_pool *pool) {
+                          [=](thread_pool * pool) {
                               weight w;
                               std::string err;
                               if (!make_weight(t, 512, 67, 33, w, &err)) return static_cast<double>(INFINITY);
@@ -277,7 +277,7 @@ double cpu_seconds() {
 
 // Best-of wall time in seconds, and the best process CPU time per call in *cpu_s (all threads together; with
 // one thread it is what the wall time would be on an idle machine, which a shared machine rarely is).
-double time_best(const std::function<void()> &fn, double budget_s, double *cpu_s = nullptr) {
+double time_best(const std::function<void()> & fn, double budget_s, double * cpu_s = nullptr) {
     using clk = std::chrono::steady_clock;
     double best = INFINITY, best_cpu = INFINITY, total = 0.0;
     for (int i = 0; i < 1000; ++i) {
@@ -303,7 +303,7 @@ buf mk(size_t n, uint32_t seed) {
 
 std::vector<perf_case> perf_cases() {
     std::vector<perf_case> ps;
-    auto add_unary = [&](const std::string &op, const std::string &shape, int64_t n, double flops_per,
+    auto add_unary = [&](const std::string & op, const std::string & shape, int64_t n, double flops_per,
                          std::function<void(const float *, float *)> r, std::function<void(const float *, float *)> o) {
         buf x = mk(n, 1), y = mk(n, 2);
         ps.push_back({op, shape, flops_per * n, 8.0 * n, [=] { r(x->data(), y->data()); },
@@ -311,24 +311,25 @@ std::vector<perf_case> perf_cases() {
     };
     const int64_t T = 512, D = 2048, F = 5632;
     add_unary(
-        "rms_norm", "512x2048", T * D, 3, [=](const float *x, float *y) { ref::rms_norm(x, x, y, T, D, 1e-6f); },
-        [=](const float *x, float *y) { rms_norm(x, x, y, T, D, 1e-6f); });
+        "rms_norm", "512x2048", T * D, 3, [=](const float * x, float * y) { ref::rms_norm(x, x, y, T, D, 1e-6f); },
+        [=](const float * x, float * y) { rms_norm(x, x, y, T, D, 1e-6f); });
     add_unary(
-        "layer_norm", "512x2048", T * D, 5, [=](const float *x, float *y) { ref::layer_norm(x, x, x, y, T, D, 1e-5f); },
-        [=](const float *x, float *y) { layer_norm(x, x, x, y, T, D, 1e-5f); });
+        "layer_norm", "512x2048", T * D, 5,
+        [=](const float * x, float * y) { ref::layer_norm(x, x, x, y, T, D, 1e-5f); },
+        [=](const float * x, float * y) { layer_norm(x, x, x, y, T, D, 1e-5f); });
     add_unary(
         "group_norm", "320x4096 g32", 320 * 4096, 5,
-        [=](const float *x, float *y) { ref::group_norm(x, x, x, y, 320, 4096, 32, 1e-6f); },
-        [=](const float *x, float *y) { group_norm(x, x, x, y, 320, 4096, 32, 1e-6f); });
+        [=](const float * x, float * y) { ref::group_norm(x, x, x, y, 320, 4096, 32, 1e-6f); },
+        [=](const float * x, float * y) { group_norm(x, x, x, y, 320, 4096, 32, 1e-6f); });
     add_unary(
-        "softmax", "32x2048", 32 * 2048, 4, [=](const float *x, float *y) { ref::softmax_rows(x, y, 32, 2048); },
-        [=](const float *x, float *y) { softmax_rows(x, y, 32, 2048); });
+        "softmax", "32x2048", 32 * 2048, 4, [=](const float * x, float * y) { ref::softmax_rows(x, y, 32, 2048); },
+        [=](const float * x, float * y) { softmax_rows(x, y, 32, 2048); });
     for (int a : {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU}) {
-        const char *nm[] = {"gelu_tanh", "gelu_erf", "silu"};
+        const char * nm[] = {"gelu_tanh", "gelu_erf", "silu"};
         add_unary(
             std::string("act ") + nm[a], "512x5632", T * F, 10,
-            [=](const float *x, float *y) { ref::activation(static_cast<act_type>(a), x, y, T * F); },
-            [=](const float *x, float *y) { activation(static_cast<act_type>(a), x, y, T * F); });
+            [=](const float * x, float * y) { ref::activation(static_cast<act_type>(a), x, y, T * F); },
+            [=](const float * x, float * y) { activation(static_cast<act_type>(a), x, y, T * F); });
     }
     {
         buf g = mk(T * F, 3), u = mk(T * F, 4), y = mk(T * F, 5);
@@ -358,7 +359,7 @@ std::vector<perf_case> perf_cases() {
                           ref::attention(q->data(), k->data(), v->data(), o->data(), 1, L, nh, nkv, hd, sc, true, L - 1,
                                          0, nullptr);
                       },
-                      [=](thread_pool *pool) {
+                      [=](thread_pool * pool) {
                           attention(q->data(), k->data(), v->data(), o->data(), 1, L, nh, nkv, hd, sc, true, L - 1, 0,
                                     pool);
                       }});
@@ -369,7 +370,7 @@ std::vector<perf_case> perf_cases() {
                           ref::attention(qp->data(), kp->data(), vp->data(), op->data(), T, T, nh, nkv, hd, sc, true, 0,
                                          0, nullptr);
                       },
-                      [=](thread_pool *pool) {
+                      [=](thread_pool * pool) {
                           attention(qp->data(), kp->data(), vp->data(), op->data(), T, T, nh, nkv, hd, sc, true, 0, 0,
                                     pool);
                       }});
@@ -380,7 +381,7 @@ std::vector<perf_case> perf_cases() {
         buf x = mk(C * H * W, 15), w = mk(C * C * 9, 16), b = mk(C, 17), y = mk(C * H * W * 4, 18);
         ps.push_back({"conv2d", "64x64x64 -> 64 k3 p1", 2.0 * C * C * 9 * H * W, 4.0 * (2 * C * H * W + C * C * 9),
                       [=] { ref::conv2d(x->data(), w->data(), b->data(), y->data(), C, H, W, C, 3, 3, 1, 1, nullptr); },
-                      [=](thread_pool *pool) {
+                      [=](thread_pool * pool) {
                           conv2d(x->data(), w->data(), b->data(), y->data(), C, H, W, C, 3, 3, 1, 1, pool);
                       }});
         const int64_t Hs = 32;
@@ -390,18 +391,18 @@ std::vector<perf_case> perf_cases() {
                           ref::conv_transpose2d(x->data(), w->data(), b->data(), y->data(), C, Hs, Hs, C, 3, 3, 2, 1,
                                                 nullptr);
                       },
-                      [=](thread_pool *pool) {
+                      [=](thread_pool * pool) {
                           conv_transpose2d(x->data(), w->data(), b->data(), y->data(), C, Hs, Hs, C, 3, 3, 2, 1, pool);
                       }});
         ps.push_back(
             {"conv_temporal", "64x16x256 -> 64 k3", 2.0 * C * C * 3 * 16 * 256, 4.0 * (2 * C * 16 * 256),
              [=] { ref::conv_temporal(x->data(), w->data(), b->data(), y->data(), C, 16, 256, C, 3, nullptr); },
-             [=](thread_pool *pool) {
+             [=](thread_pool * pool) {
                  conv_temporal(x->data(), w->data(), b->data(), y->data(), C, 16, 256, C, 3, pool);
              }});
         ps.push_back({"conv1d", "64x4096 -> 64 k3 p1", 2.0 * C * C * 3 * 4096, 4.0 * (2 * C * 4096),
                       [=] { ref::conv1d(x->data(), w->data(), b->data(), y->data(), C, 4096, C, 3, 1, 1, nullptr); },
-                      [=](thread_pool *pool) {
+                      [=](thread_pool * pool) {
                           conv1d(x->data(), w->data(), b->data(), y->data(), C, 4096, C, 3, 1, 1, pool);
                       }});
     }
@@ -416,13 +417,13 @@ std::vector<perf_case> perf_cases() {
             if (n_tok == 1) rf = [=] { ref::matmul(w->t, x->data(), y->data(), n_tok, nullptr); };
             ps.push_back({std::string("matmul ") + dtype_name(t), n_tok == 1 ? "2048x2048 tok1" : "2048x2048 tok512",
                           2.0 * D * D * n_tok, static_cast<double>(w->bytes.size()) + 8.0 * D * n_tok, rf,
-                          [=](thread_pool *pool) { matmul(w->t, x->data(), y->data(), n_tok, pool); }});
+                          [=](thread_pool * pool) { matmul(w->t, x->data(), y->data(), n_tok, pool); }});
         }
     }
     return ps;
 }
 
-bool op_selected(const std::string &filter, const std::string &op) {
+bool op_selected(const std::string & filter, const std::string & op) {
     return filter.empty() || op == filter || op.rfind(filter + " ", 0) == 0;
 }
 
@@ -436,7 +437,7 @@ int usage(int rc) {
     return rc;
 }
 
-int run_test_ops(int argc, char **argv) {
+int run_test_ops(int argc, char ** argv) {
     std::string filter;
     bool perf = false;
     int n_threads = 1;
@@ -447,7 +448,7 @@ int run_test_ops(int argc, char **argv) {
         } else if (a == "--perf") {
             perf = true;
         } else if ((a == "-t" || a == "--threads") && i + 1 < argc) {
-            char *end = nullptr;
+            char * end = nullptr;
             const long v = std::strtol(argv[++i], &end, 10);
             if (!end || *end || v < 1 || v > 256) {
                 std::fprintf(stderr, "test-ops: bad thread count '%s' (1..256)\n", argv[i]);
@@ -466,7 +467,7 @@ int run_test_ops(int argc, char **argv) {
                 n_threads);
     if (!perf) {
         int n_run = 0, n_fail = 0;
-        for (const check_case &c : check_cases()) {
+        for (const check_case & c : check_cases()) {
             if (!op_selected(filter, c.op)) continue;
             const double e = c.run(&pool);
             const bool ok = e <= c.tol;
@@ -483,7 +484,7 @@ int run_test_ops(int argc, char **argv) {
         return n_fail ? 1 : 0;
     }
     // Times are the best of several runs; a busy machine still inflates them, so say how busy it was.
-    if (FILE *la = std::fopen("/proc/loadavg", "r")) {
+    if (FILE * la = std::fopen("/proc/loadavg", "r")) {
         char line[128] = {0};
         if (std::fgets(line, sizeof line, la)) std::printf("load average: %s", line);
         std::fclose(la);
@@ -491,7 +492,7 @@ int run_test_ops(int argc, char **argv) {
     std::printf("| op | shape | ref ms | opt ms (t=%d) | opt cpu ms | speedup | opt GFLOP/s | opt GB/s |\n", n_threads);
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
     int n_run = 0;
-    for (const perf_case &c : perf_cases()) {
+    for (const perf_case & c : perf_cases()) {
         if (!op_selected(filter, c.op)) continue;
         ++n_run;
         double to_cpu = 0.0;

@@ -24,7 +24,7 @@ void print_usage() {
         "  --parse-special     recognise control-token texts such as <start_of_turn> as single tokens\n");
 }
 
-std::string escape_piece(const std::string& s) {
+std::string escape_piece(const std::string & s) {
     std::string out;
     for (unsigned char c : s) {
         if (c == '\n') {
@@ -46,12 +46,12 @@ std::string escape_piece(const std::string& s) {
     return out;
 }
 
-int run_tokenize(int argc, char** argv) {
+int run_tokenize(int argc, char ** argv) {
     std::string model, prompt, file;
     bool have_prompt = false, no_bos = false, pieces = false, parse_special = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        auto value = [&](std::string* dst) -> bool {
+        auto value = [&](std::string * dst) -> bool {
             if (i + 1 >= argc) {
                 std::fprintf(stderr, "tokenize: %s needs a value\n", a.c_str());
                 return false;

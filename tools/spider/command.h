@@ -9,7 +9,7 @@ namespace spider_cli {
 
 struct command {
     std::string name;
-    std::string summary;  // one line for `spider --help`
+    std::string summary;                             // one line for `spider --help`
     std::function<int(int argc, char ** argv)> run;  // argv[0] is the command name; returns the exit code
 };
 

@@ -8,7 +8,7 @@
 
 namespace spider_cli {
 
-spider_model* load_model_or_report(const std::string& model_arg, int n_threads) {
+spider_model * load_model_or_report(const std::string & model_arg, int n_threads) {
     std::string path = model_arg;
     if (path.empty()) {
         std::string err;
@@ -19,7 +19,7 @@ spider_model* load_model_or_report(const std::string& model_arg, int n_threads) 
     }
     spider_model_params mp = spider_model_default_params();
     mp.n_threads = n_threads;
-    spider_model* model = nullptr;
+    spider_model * model = nullptr;
     spider_status st = spider_model_load(path.c_str(), mp, &model);
     if (st != SPIDER_STATUS_OK) {
         std::fprintf(stderr, "error: %s (%s)\n", spider_last_error(), spider_status_name(st));
@@ -28,7 +28,7 @@ spider_model* load_model_or_report(const std::string& model_arg, int n_threads) 
     return model;
 }
 
-std::string format_speed(const spider_timings& t) {
+std::string format_speed(const spider_timings & t) {
     char buf[256];
     const double pp = t.t_prompt_ms > 0 ? t.n_prompt * 1000.0 / t.t_prompt_ms : 0.0;
     const double tg = t.t_eval_ms > 0 ? t.n_eval * 1000.0 / t.t_eval_ms : 0.0;
@@ -49,7 +49,7 @@ int default_threads() {
 
 namespace spider_cli {
 
-void sampling_cli::add_to(CLI::App& app) {
+void sampling_cli::add_to(CLI::App & app) {
     app.add_option("--temp", p.temperature, "temperature; 0 = greedy (default 0.8)");
     app.add_option("--top-k", p.top_k, "top-k (default 40, 0 = off)");
     app.add_option("--top-p", p.top_p, "top-p (default 0.95, 1 = off)")->check(CLI::Range(0.0, 1.0));

@@ -63,7 +63,8 @@ double read_pass(const byte_spans & spans, int prefetch_bytes, spider::thread_po
     const double t0 = now_seconds();
     pool.run([&](int ith, int nth) {
         // This thread's share [lo, hi) of the spans laid end to end, cut at 128-byte multiples.
-        const size_t lo = total / 128 * ith / nth * 128, hi = ith + 1 == nth ? total : total / 128 * (ith + 1) / nth * 128;
+        const size_t lo = total / 128 * ith / nth * 128,
+                     hi = ith + 1 == nth ? total : total / 128 * (ith + 1) / nth * 128;
         u64x2 s[8] = {};
         size_t at = 0;  // offset of the current span's first byte
         for (const auto & sp : spans) {

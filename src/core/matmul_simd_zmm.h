@@ -16,7 +16,7 @@
 // 2048,5632 test_matmul, 1 thread, 2 alternating rounds (2026-12-05), decode GB/s 256-bit -> 512-bit: Q4_0 54-59 ->
 // 79-83, Q5_0 46-48 -> 58-62, Q8_0 88-108 -> 97-114. Two row groups side by side (two weight streams per thread)
 // were faster still from L3 but slower from memory with 2 threads. On the Xeon of earlier sessions 512-bit integer
-// kernels lost every comparison (BENCHMARKS.md 4.0000000, item 5), so Intel CPUs keep the 256-bit kernels.
+// kernels lost every comparison (BENCHMARKS_HISTORY.md 4.0000000, item 5), so Intel CPUs keep the 256-bit kernels.
 // GCC 12's own _mm512_cvtph_ps / _mm512_inserti64x4 start from an "undefined" vector that -Wmaybe-uninitialized
 // reports once inlined: a false positive, silenced for these kernels only.
 #pragma GCC diagnostic push

@@ -421,6 +421,61 @@ TEST(ops_random, attention_shapes) {
     }
 }
 
+// Decode attention cuts long contexts into key segments whose results are merged (ops.cpp): the segments depend
+// only on the number of visible keys, so the output must be the same bits with 1, 2 or 3 threads, F32 and F16 K / V,
+// and close to the reference (one segment up to 64 keys, two at 65 and 128, up to 16 for the longest).
+TEST(ops_random, decode_attention_is_thread_count_invariant) {
+    rng r;
+    struct shape {
+        int64_t n_kv, n_head, n_head_kv, hd, window;
+    };
+    for (const shape & s : std::vector<shape>{{64, 4, 1, 32, 0},
+                                              {65, 4, 1, 32, 0},
+                                              {128, 4, 1, 256, 0},
+                                              {700, 8, 2, 64, 0},
+                                              {1500, 4, 1, 16, 0},
+                                              {5000, 2, 1, 8, 0},
+                                              {900, 4, 1, 32, 512},
+                                              {300, 6, 3, 24, 100}}) {
+        auto q = r.vec(s.n_head * s.hd), k = r.vec(s.n_kv * s.n_head_kv * s.hd, -3, 3),
+             v = r.vec(s.n_kv * s.n_head_kv * s.hd);
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        for (size_t i = 0; i < k.size(); ++i) {
+            k16[i] = fp32_to_fp16(k[i]);
+            v16[i] = fp32_to_fp16(v[i]);
+        }
+        const float sc = 1.0f / std::sqrt(static_cast<float>(s.hd));
+        const int64_t pos = s.n_kv - 1;
+        std::vector<float> y0(q.size());
+        ref::attention(q.data(), k.data(), v.data(), y0.data(), 1, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, true, pos,
+                       s.window, nullptr);
+        thread_pool p2(2), p3(3);
+        for (cpu_level lv : kernel_levels()) {
+            ASSERT_TRUE(cpu_features_force(lv));
+            const std::string cfg = std::string(ops_kernel_name()) + " nkv " + std::to_string(s.n_kv);
+            std::vector<float> y1(q.size()), y2(q.size()), h1(q.size()), h2(q.size());
+            attention(q.data(), k.data(), v.data(), y1.data(), 1, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, true, pos,
+                      s.window, nullptr);
+            attention_f16kv(q.data(), k16.data(), v16.data(), h1.data(), 1, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
+                            true, pos, s.window, nullptr);
+            EXPECT_LE(max_err(y1, y0), 2e-5) << cfg;
+            for (thread_pool * p : {&p2, &p3}) {
+                std::fill(y2.begin(), y2.end(), NAN);
+                std::fill(h2.begin(), h2.end(), NAN);
+                attention(q.data(), k.data(), v.data(), y2.data(), 1, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc, true,
+                          pos, s.window, p);
+                attention_f16kv(q.data(), k16.data(), v16.data(), h2.data(), 1, s.n_kv, s.n_head, s.n_head_kv, s.hd, sc,
+                                true, pos, s.window, p);
+                ASSERT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)), 0)
+                    << cfg << " with " << p->size() << " threads";
+                ASSERT_EQ(std::memcmp(h1.data(), h2.data(), h1.size() * sizeof(float)), 0)
+                    << cfg << " F16 K / V with " << p->size() << " threads";
+            }
+        }
+        cpu_features_reset();
+    }
+}
+
 TEST(ops_random, convolutions) {
     rng r;
     // C_in, H, W, C_out, KH, KW, stride, pad

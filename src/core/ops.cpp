@@ -37,9 +37,9 @@ SPIDER_OPS_ROW_KERNELS
 void gemm(int64_t M, int64_t N, int64_t K, const float * A, int64_t lda, const float * B, int64_t ldb, float * C,
           int64_t ldc, bool accumulate);
 void attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
-               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch);
+               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms);
 void attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
-                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch);
+                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms);
 void f16_to_f32(const uint16_t * src, float * dst, int64_t n);
 }  // namespace avx2
 
@@ -157,7 +157,7 @@ inline const float * kv_rows(const uint16_t * p, int64_t ld, int64_t nb, int64_t
 
 template <typename KV>
 void g_attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const KV * v, int64_t ldkv, int64_t hd,
-                      int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
+                      int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms) {
     constexpr int64_t BK = 64;
     constexpr bool F16 = std::is_same<KV, uint16_t>::value;
     float * logit = scratch;
@@ -188,17 +188,22 @@ void g_attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const K
             for (int64_t j = 0; j < nb; ++j) g_axpy(logit[j], vb + j * ld, ag, hd);
         }
         g_scale(ag, 1.0f / s, out + g * ldo, hd);
+        if (ms) {
+            ms[2 * g] = m;
+            ms[2 * g + 1] = s;
+        }
     }
 }
 
 void g_attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
-                 int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
-    g_attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+                 int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms) {
+    g_attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch, ms);
 }
 
 void g_attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
-                     int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
-    g_attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+                     int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch,
+                     float * ms) {
+    g_attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch, ms);
 }
 
 void g_f16_to_f32(const uint16_t * src, float * dst, int64_t n) {
@@ -220,10 +225,12 @@ struct kernel_set {
     float (*sq_dev)(const float *, float, int64_t);
     void (*norm_apply)(const float *, float, float, const float *, const float *, float *, int64_t);
     void (*gemm)(int64_t, int64_t, int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t, bool);
+    // Attention tiles: out gets the normalized result; ms (nullptr or 2 * G floats) each row's running max and sum
+    // of exponentials, so results over separate key ranges can be merged (attention_impl's decode segments).
     void (*attn_tile)(const float *, int64_t, int, const float *, const float *, int64_t, int64_t, int64_t, int64_t,
-                      float, float *, int64_t, float *);
+                      float, float *, int64_t, float *, float *);
     void (*attn_tile_f16)(const float *, int64_t, int, const uint16_t *, const uint16_t *, int64_t, int64_t, int64_t,
-                          int64_t, float, float *, int64_t, float *);
+                          int64_t, float, float *, int64_t, float *, float *);
     void (*f16_to_f32)(const uint16_t *, float *, int64_t);
 };
 
@@ -453,11 +460,32 @@ void rope(float * x, const int32_t * pos, int64_t n_tok, int64_t n_head, int64_t
     }
 }
 
-// ---- attention: one work item = (query position, KV head, slice of that head's GQA group). The keys visible to a
-// query form one contiguous range [j0, j1); the tile kernel walks it in blocks with an online softmax (running
-// max, running sum, accumulator rescaled when the max grows), loading each K / V row once for the whole group.
+// ---- attention: one work item = (query position, KV head, slice of that head's GQA group, key segment). The keys
+// visible to a query form one contiguous range [j0, j1); the tile kernel walks it in blocks with an online softmax
+// (running max, running sum, accumulator rescaled when the max grows), loading each K / V row once for the whole
+// group.
+//
+// Decode (one query) also cuts the visible keys into segments (flash-decoding): each item reads only its segment's
+// keys and values for all the heads it holds, and the segments' results are merged with their maxima and sums.
+// Without segments every thread read every key (the threads could only split the heads), so a long context's K / V
+// were read once per thread. The segments depend only on the number of visible keys, never on the thread count, and
+// the merge runs in segment order: results are identical with any number of threads. Up to DECODE_SEG_KEYS keys
+// there is one segment, computed exactly as before.
 
 namespace {
+
+constexpr int64_t DECODE_SEG_KEYS = 64;  // one block of the tiles
+constexpr int64_t DECODE_MAX_SEGS = 16;
+
+// Segments for nv visible keys: whole DECODE_SEG_KEYS blocks, at most DECODE_MAX_SEGS of them.
+int64_t decode_segments(int64_t nv, int64_t * seg_len) {
+    int64_t n_seg = (nv + DECODE_SEG_KEYS - 1) / DECODE_SEG_KEYS;
+    if (n_seg > DECODE_MAX_SEGS) n_seg = DECODE_MAX_SEGS;
+    if (n_seg < 1) n_seg = 1;
+    const int64_t blocks = (nv + DECODE_SEG_KEYS - 1) / DECODE_SEG_KEYS;
+    *seg_len = (blocks + n_seg - 1) / n_seg * DECODE_SEG_KEYS;
+    return (nv + *seg_len - 1) / *seg_len;
+}
 
 template <typename KV, typename Tile>
 void attention_impl(const float * q, const KV * k, const KV * v, float * out, int64_t n_q, int64_t n_kv, int64_t n_head,
@@ -465,20 +493,34 @@ void attention_impl(const float * q, const KV * k, const KV * v, float * out, in
                     thread_pool * pool, Tile tile) {
     const int64_t group = n_head / n_head_kv;
     const int nth = pool ? pool->size() : 1;
-    // Few items (decode with few KV heads) and several threads: split each group so every thread gets work. (One
-    // thread keeps whole groups: a split would only read each key and value again.)
-    // One item per thread is enough (items are equal and taken from a queue), and each item keeps as many query
-    // heads as possible on each key load.
+    // Decode: the visible range (the same for every head) and its segments.
+    int64_t n_seg = 1, seg_len = 0, dj0 = 0, dj1 = 0;
+    if (n_q == 1) {
+        dj1 = causal ? std::min<int64_t>(n_kv, q_pos0 + 1) : n_kv;
+        if (window > 0) dj0 = std::max<int64_t>(0, q_pos0 - window + 1);
+        if (dj1 > dj0) n_seg = decode_segments(dj1 - dj0, &seg_len);
+    }
+    // Few items (decode with few KV heads and segments) and several threads: split each group so every thread gets
+    // work. (One thread keeps whole groups: a split would only read each key and value again.) The split of heads
+    // does not change any result: each head is computed alone either way.
     int64_t n_split = 1;
-    if (nth > 1 && n_q * n_head_kv < nth)
-        n_split = std::min<int64_t>(group, (nth + n_q * n_head_kv - 1) / (n_q * n_head_kv));
+    const int64_t base_items = n_q * n_head_kv * n_seg;
+    if (nth > 1 && base_items < nth) n_split = std::min<int64_t>(group, (nth + base_items - 1) / base_items);
     const int64_t gsz = (group + n_split - 1) / n_split;
     n_split = (group + gsz - 1) / gsz;
-    const int64_t total = n_q * n_head_kv * n_split;
+    const int64_t total = base_items * n_split;
     const int64_t ldkv = n_head_kv * head_dim;
     // F16 K / V: room for one widened block of 64 keys and one of 64 values (the generic attn_tile_f16; the AVX2
     // one widens in registers and needs one row).
     const size_t widen = std::is_same<KV, uint16_t>::value ? static_cast<size_t>(2 * 64 * head_dim) : 0;
+    // Segment results (decode with n_seg > 1): per head and segment, the normalized output and (max, sum).
+    static thread_local std::vector<float> seg_out, seg_ms;
+    if (n_seg > 1) {
+        seg_out.resize(static_cast<size_t>(n_head * n_seg * head_dim));
+        seg_ms.resize(static_cast<size_t>(n_head * n_seg * 2));
+    }
+    float * so = seg_out.data();
+    float * sms = seg_ms.data();
     // Items come from a shared counter (later queries of a causal prompt see more keys, so fixed ranges would be
     // uneven), and the caller does not wait for a worker the OS has not scheduled yet (run_any): every item is
     // computed the same way by whichever thread takes it.
@@ -489,27 +531,57 @@ void attention_impl(const float * q, const KV * k, const KV * v, float * out, in
         if (scratch.size() < need) scratch.resize(need);
         for (int64_t it = next.fetch_add(1, std::memory_order_relaxed); it < total;
              it = next.fetch_add(1, std::memory_order_relaxed)) {
-            const int64_t i = it / (n_head_kv * n_split), rem = it % (n_head_kv * n_split);
-            const int64_t hk = rem / n_split, part = rem % n_split;
+            const int64_t per_q = n_head_kv * n_split * n_seg;
+            const int64_t i = it / per_q, rem = it % per_q;
+            const int64_t hk = rem / (n_split * n_seg), part = rem / n_seg % n_split, seg = rem % n_seg;
             const int64_t h0 = hk * group + part * gsz, G = std::min(gsz, hk * group + group - h0);
             const float * qi = q + (i * n_head + h0) * head_dim;
-            float * oi = out + (i * n_head + h0) * head_dim;
             const int64_t qpos = q_pos0 + i;
             int64_t j0 = 0, j1 = n_kv;
             if (causal) j1 = std::min<int64_t>(n_kv, qpos + 1);
             if (window > 0) j0 = std::max<int64_t>(0, qpos - window + 1);
             if (j1 <= j0) {
+                float * oi = out + (i * n_head + h0) * head_dim;
                 std::fill(oi, oi + G * head_dim, 0.0f);  // no visible key
                 continue;
             }
-            tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0, j1, scale,
-                 oi, head_dim, scratch.data());
+            if (n_seg == 1) {
+                tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, j0, j1,
+                     scale, out + (i * n_head + h0) * head_dim, head_dim, scratch.data(), nullptr);
+                continue;
+            }
+            // Segment seg of head h: its output row at [h * n_seg + seg] (rows of head_dim), its (max, sum) pair at
+            // [seg * n_head + h] (the tile writes the pairs of its G heads next to each other).
+            const int64_t s0 = j0 + seg * seg_len, s1 = std::min(j1, s0 + seg_len);
+            tile(qi, head_dim, static_cast<int>(G), k + hk * head_dim, v + hk * head_dim, ldkv, head_dim, s0, s1, scale,
+                 so + (h0 * n_seg + seg) * head_dim, n_seg * head_dim, scratch.data(), sms + (seg * n_head + h0) * 2);
         }
     };
     if (pool && pool->size() > 1 && total > 1) {
         pool->run_any(work);
     } else {
         work(0, 1);
+    }
+    if (n_seg == 1) return;
+    // Merge each head's segments in order: out = sum_s w_s o_s / sum_s w_s, w_s = sum_s * exp(max_s - max).
+    for (int64_t h = 0; h < n_head; ++h) {
+        const float * ms = sms + h * 2;  // segment sg's pair at ms + sg * n_head * 2
+        float m = ms[0];
+        for (int64_t sg = 1; sg < n_seg; ++sg) m = std::max(m, ms[sg * n_head * 2]);
+        float * oh = out + h * head_dim;
+        float wsum = 0.0f;
+        for (int64_t sg = 0; sg < n_seg; ++sg) {
+            const float w = ms[sg * n_head * 2 + 1] * std::exp(ms[sg * n_head * 2] - m);
+            const float * os = so + (h * n_seg + sg) * head_dim;
+            if (sg == 0) {
+                for (int64_t e = 0; e < head_dim; ++e) oh[e] = w * os[e];
+            } else {
+                for (int64_t e = 0; e < head_dim; ++e) oh[e] += w * os[e];
+            }
+            wsum += w;
+        }
+        const float inv = 1.0f / wsum;
+        for (int64_t e = 0; e < head_dim; ++e) oh[e] *= inv;
     }
 }
 

@@ -476,7 +476,7 @@ inline void scores4x4(const float * qg, int64_t ldq, const KV * const * k, int64
 // 64 keys 11.0 -> 4.9 us, 512 keys 85 -> 34 us).
 template <typename KV>
 void attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const KV * v, int64_t ldkv, int64_t hd,
-                    int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
+                    int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms) {
     constexpr int64_t BK = 64;
     float * logit = scratch;
     float * acc = logit + G * BK;
@@ -599,18 +599,25 @@ void attn_tile_impl(const float * q, int64_t ldq, int G, const KV * k, const KV 
         }
     }
     for (int g = 0; g < G; ++g) scale(acc + g * hd, 1.0f / srow[g], out + g * ldo, hd);
+    if (ms) {
+        for (int g = 0; g < G; ++g) {
+            ms[2 * g] = mrow[g];
+            ms[2 * g + 1] = srow[g];
+        }
+    }
 }
 
 }  // namespace
 
 void attn_tile(const float * q, int64_t ldq, int G, const float * k, const float * v, int64_t ldkv, int64_t hd,
-               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
-    attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+               int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch, float * ms) {
+    attn_tile_impl<float>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch, ms);
 }
 
 void attn_tile_f16(const float * q, int64_t ldq, int G, const uint16_t * k, const uint16_t * v, int64_t ldkv,
-                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch) {
-    attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch);
+                   int64_t hd, int64_t j0, int64_t j1, float sc, float * out, int64_t ldo, float * scratch,
+                   float * ms) {
+    attn_tile_impl<uint16_t>(q, ldq, G, k, v, ldkv, hd, j0, j1, sc, out, ldo, scratch, ms);
 }
 
 void f16_to_f32(const uint16_t * src, float * dst, int64_t n) {

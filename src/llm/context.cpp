@@ -305,10 +305,11 @@ void llm_context::kv_attend(int64_t il, const llm_ubatch & ub, const float * q_r
     if (window > 0) start = std::max<int64_t>(0, ub.pos0 - window + 1);
     const llm_kv_layer & l = kv[il];
     // Tiny attention (the first few keys) runs on this thread: a pool dispatch would cost more than the work. From
-    // there on the pool splits the query heads (attention_impl takes items from a queue with run_any, so a worker
-    // that a busy machine has not scheduled costs nothing). gemma-3-270m tg128 on the 2-core EPYC (Zen 5), rdtsc laps
-    // per section, 2 alternating rounds (2026-12-05): attention 131-137 us per token on one thread, 87-96 with the
-    // pool from the first key; the former threshold (work 262144, i.e. 256 keys for gemma) kept tg128 on one thread.
+    // there on the pool splits the query heads, and past 64 keys the keys (attention_impl: segments merged in a fixed
+    // order; it takes items from a queue with run_any, so a worker that a busy machine has not scheduled costs
+    // nothing). gemma-3-270m tg128 on the 2-core EPYC (Zen 5), rdtsc laps per section, 2 alternating rounds
+    // (2026-12-05): attention 131-137 us per token on one thread, 87-96 with the pool from the first key; the former
+    // threshold (work 262144, i.e. 256 keys for gemma) kept tg128 on one thread.
     const double work = (double)ub.n_tokens * (double)(n_kv - start) * (double)(hp.n_head * hp.head_dim);
     thread_pool * p = work < 16384.0 ? nullptr : pool.get();
     if (params.kv_f16) {

@@ -55,8 +55,20 @@ PY
 grep -Eq '\| +tg2 \| +[0-9.]+ [KM]iB \| +[0-9]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+% \| +[0-9.]+% \|$' "$tmp/roof.md" \
     || fail "no roofline row: $(cat "$tmp/roof.md")"
 
-# 5. bad options are errors that name the option
-for args in "-t 0" "-p x" "-r 0" "-o csv" "--membw-mib 0" "--bogus 1"; do
+# 5. -d: each test again from a KV cache already holding that many tokens, named as llama-bench names it
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 2 -p 4 -n 3 -d 0,20 -r 2 -o json >"$tmp/depth.json" 2>"$tmp/err" \
+    || fail "depth bench exited $? ($(cat "$tmp/err"))"
+python3 - "$tmp/depth.json" <<'PY' || fail "bad depth rows: $(cat "$tmp/depth.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [(r["test"], r["n_depth"]) for r in rows] == [("pp4", 0), ("tg3", 0), ("pp4 @ d20", 20), ("tg3 @ d20", 20)], rows
+assert all(r["avg_ts"] > 0 and len(r["samples_ts"]) == 2 for r in rows), rows
+PY
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -d 30 -r 1 >"$tmp/depth.md" 2>&1 || fail "md depth bench failed"
+grep -Eq '\| +tg2 @ d30 \| +[0-9.]+ ± [0-9.]+ \|' "$tmp/depth.md" || fail "no 'tg2 @ d30' row: $(cat "$tmp/depth.md")"
+
+# 6. bad options are errors that name the option
+for args in "-t 0" "-p x" "-r 0" "-d -1" "-o csv" "--membw-mib 0" "--bogus 1"; do
     # shellcheck disable=SC2086
     if "$SPIDER" bench -m "$tmp/tiny.gguf" $args >/dev/null 2>"$tmp/err"; then fail "'$args' accepted"; fi
     grep -q -- "${args%% *}" "$tmp/err" || fail "error for '$args' does not name it: $(cat "$tmp/err")"

@@ -1,14 +1,17 @@
 // `spider bench`: LLM speed in the style of llama.cpp's llama-bench, with the same flags, test names and output
 // so the two tables can be laid side by side (docs/BENCHMARKS.md, scripts/bench_vs_llamacpp.sh).
-//   -m MODEL (repeatable)  -t N[,N..]  -p N[,N..]  -n N[,N..]  -r REPS  -b BATCH  -ctk f16|f32  -o md|json
+//   -m MODEL (repeatable)  -t N[,N..]  -p N[,N..]  -n N[,N..]  -d N[,N..]  -r REPS  -b BATCH  -ctk f16|f32
+//   -o md|json
 //   --membw [--membw-mib N,..]: instead, the memory read bandwidth at each -t and buffer size (the decode
 //   roofline's denominator).
 //   --roofline: tgN tests also read the decode's weight bytes before the first run and after each, for as long as
 //   a run takes, and report each run's share of the roofline, run t/s / (read GB/s / bytes per token), against the
 //   mean read bandwidth of the reads just before and after it (and, stricter, against the best single pass).
-// Method (as llama-bench): one context per test with n_ctx = n_prompt + n_gen; one warm-up run; then REPS timed
-// runs from an empty KV cache. ppN decodes N random tokens (first one BOS) in batches of BATCH; tgN decodes N
-// tokens one at a time. t/s per run = tokens / wall time; rows show mean ± sample standard deviation over runs.
+// Method (as llama-bench): one context per test with n_ctx = n_depth + n_prompt + n_gen; one warm-up run; then REPS
+// timed runs from an empty KV cache, or from one holding n_depth tokens (-d: "tg128 @ d2048"; the depth is decoded
+// once, untimed, and each run starts from it again by truncating the cache). ppN decodes N random tokens (first one
+// BOS) in batches of BATCH; tgN decodes N tokens one at a time. t/s per run = tokens / wall time; rows show mean ±
+// sample standard deviation over runs.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -37,13 +40,14 @@ namespace {
 void usage() {
     std::fprintf(
         stderr,
-        "usage: spider bench [-m MODEL]... [-t N,..] [-p N,..] [-n N,..] [-r REPS] [-b BATCH] [-ctk f16|f32]\n"
-        "                    [-o md|json]\n"
+        "usage: spider bench [-m MODEL]... [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r REPS] [-b BATCH]\n"
+        "                    [-ctk f16|f32] [-o md|json]\n"
         "       spider bench --membw [-t N,..] [--membw-mib N,..] [-r REPS]\n"
         "  -m MODEL   GGUF model, repeatable (default: the installed default model)\n"
         "  -t N,..    thread counts (default: all cores)\n"
         "  -p N,..    prompt lengths for the ppN tests (default 512; 0 = none)\n"
         "  -n N,..    generated tokens for the tgN tests (default 128; 0 = none)\n"
+        "  -d N,..    tokens already in the KV cache when each test starts (default 0; tests named 'tg128 @ d2048')\n"
         "  -r REPS    timed repetitions per test (default 5)\n"
         "  -b BATCH   tokens per decode call in ppN (default 2048)\n"
         "  -ctk TYPE  KV cache type, f16 (default, as llama-bench) or f32\n"
@@ -51,7 +55,8 @@ void usage() {
         "  --membw    measure memory read bandwidth instead (best of >= -r passes per way of reading and buffer size)\n"
         "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n"
         "  --roofline share of the decode roofline for tgN: the weight bytes a decode step reads are read\n"
-        "             between runs for as long as a run, and each run is held to the reads around it\n");
+        "             between runs for as long as a run, and each run is held to the reads around it (weights only:\n"
+        "             at a depth the KV cache's reads are not in the roofline)\n");
 }
 
 bool parse_int_list(const std::string & s, std::vector<int> * out) {
@@ -76,7 +81,7 @@ double mean_of(const std::vector<double> & v) {
 struct test_result {
     std::string model_path, model_desc, test;
     uint64_t size = 0, n_params = 0;
-    int n_threads = 0, n_prompt = 0, n_gen = 0, n_batch = 0;
+    int n_threads = 0, n_prompt = 0, n_gen = 0, n_depth = 0, n_batch = 0;
     std::vector<double> samples_ns, samples_ts;
     // --roofline (tgN): bytes per token, the way of reading, and the read GB/s (mean over the passes, best pass)
     // before the first run and after each.
@@ -150,7 +155,7 @@ std::string fmt_params(uint64_t n) {
 
 int run_bench(int argc, char ** argv) {
     std::vector<std::string> models;
-    std::vector<int> threads = {spider_cli::default_threads()}, prompts = {512}, gens = {128};
+    std::vector<int> threads = {spider_cli::default_threads()}, prompts = {512}, gens = {128}, depths = {0};
     int reps = 5, n_batch = 2048;
     std::string output = "md";
     spider_kv_type kv = SPIDER_KV_TYPE_F16;
@@ -193,6 +198,11 @@ int run_bench(int argc, char ** argv) {
         } else if (a == "-n" || a == "--n-gen") {
             if (!parse_int_list(v, &gens)) {
                 std::fprintf(stderr, "error: -n '%s': need integers >= 0 separated by commas\n", v.c_str());
+                return 1;
+            }
+        } else if (a == "-d" || a == "--n-depth") {
+            if (!parse_int_list(v, &depths)) {
+                std::fprintf(stderr, "error: -d '%s': need integers >= 0 separated by commas\n", v.c_str());
                 return 1;
             }
         } else if (a == "--membw-mib") {
@@ -265,117 +275,131 @@ int run_bench(int argc, char ** argv) {
         for (int g : gens)
             if (g > 0) tests.push_back({0, g});
         for (int nt : threads) {
-            for (const auto & pg : tests) {
-                test_result r;
-                r.model_path = mpath;
-                r.model_desc = desc;
-                r.size = spider_model_size(model);
-                r.n_params = spider_model_n_params(model);
-                r.n_threads = nt;
-                r.n_prompt = pg.first;
-                r.n_gen = pg.second;
-                r.n_batch = n_batch;
-                r.test = pg.first > 0 ? "pp" + std::to_string(pg.first) : "tg" + std::to_string(pg.second);
-                spider_context_params cp = spider_context_default_params();
-                cp.n_ctx = static_cast<uint32_t>(pg.first + pg.second);
-                cp.n_batch = static_cast<uint32_t>(std::min(n_batch, std::max(pg.first, 1)));
-                cp.n_threads = nt;
-                cp.kv_type = kv;
-                spider_context * ctx = nullptr;
-                spider_status st = spider_context_create(model, cp, &ctx);
-                if (st != SPIDER_STATUS_OK) {
-                    std::fprintf(stderr, "error: context for %s: %s (%s)\n", r.test.c_str(), spider_last_error(),
-                                 spider_status_name(st));
-                    spider_model_free(model);
-                    return 1;
-                }
-                bool ok = true;
-                // Warm-up (as llama-bench: the whole prompt, or one generated token).
-                ok = pg.first > 0 ? run_prompt(ctx, n_vocab, bos, pg.first, n_batch, &rng)
-                                  : run_gen(ctx, n_vocab, bos, 1, &rng);
-                std::unique_ptr<spider::thread_pool> probe_pool;
-                std::unique_ptr<spider_cli::roofline_probe> probe;
-                if (roofline && pg.first == 0) {
-                    probe_pool = std::make_unique<spider::thread_pool>(nt);
-                    probe = std::make_unique<spider_cli::roofline_probe>(
-                        spider::llm_model_of(model)->decode_weight_spans(), *probe_pool);
-                    r.roof_bytes = probe->bytes();
-                    r.roof_way = probe->way();
-                    const auto rd = probe->measure(1.0);
-                    r.roof_gbps.push_back(rd.mean_gbps);
-                    r.roof_best_gbps.push_back(rd.best_gbps);
-                }
-                for (int rep = 0; ok && rep < reps; ++rep) {
-                    spider_kv_clear(ctx);
-                    const auto t0 = std::chrono::steady_clock::now();
+            for (int nd : depths) {
+                for (const auto & pg : tests) {
+                    test_result r;
+                    r.model_path = mpath;
+                    r.model_desc = desc;
+                    r.size = spider_model_size(model);
+                    r.n_params = spider_model_n_params(model);
+                    r.n_threads = nt;
+                    r.n_prompt = pg.first;
+                    r.n_gen = pg.second;
+                    r.n_depth = nd;
+                    r.n_batch = n_batch;
+                    r.test = pg.first > 0 ? "pp" + std::to_string(pg.first) : "tg" + std::to_string(pg.second);
+                    if (nd > 0) r.test += " @ d" + std::to_string(nd);
+                    spider_context_params cp = spider_context_default_params();
+                    cp.n_ctx = static_cast<uint32_t>(nd + pg.first + pg.second);
+                    cp.n_batch = static_cast<uint32_t>(std::min(n_batch, std::max(std::max(pg.first, nd), 1)));
+                    cp.n_threads = nt;
+                    cp.kv_type = kv;
+                    spider_context * ctx = nullptr;
+                    spider_status st = spider_context_create(model, cp, &ctx);
+                    if (st != SPIDER_STATUS_OK) {
+                        std::fprintf(stderr, "error: context for %s: %s (%s)\n", r.test.c_str(), spider_last_error(),
+                                     spider_status_name(st));
+                        spider_model_free(model);
+                        return 1;
+                    }
+                    bool ok = true;
+                    // Warm-up (as llama-bench: the whole prompt, or one generated token).
                     ok = pg.first > 0 ? run_prompt(ctx, n_vocab, bos, pg.first, n_batch, &rng)
-                                      : run_gen(ctx, n_vocab, bos, pg.second, &rng);
-                    const double ns =
-                        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-                    r.samples_ns.push_back(ns);
-                    r.samples_ts.push_back((pg.first + pg.second) * 1e9 / ns);
-                    if (probe) {
-                        const auto rd = probe->measure(std::min(10.0, ns / 1e9));
+                                      : run_gen(ctx, n_vocab, bos, 1, &rng);
+                    // The depth: decoded once (untimed); every run starts from it.
+                    if (ok && nd > 0) {
+                        spider_kv_clear(ctx);
+                        ok = run_prompt(ctx, n_vocab, bos, nd, n_batch, &rng);
+                    }
+                    std::unique_ptr<spider::thread_pool> probe_pool;
+                    std::unique_ptr<spider_cli::roofline_probe> probe;
+                    if (roofline && pg.first == 0) {
+                        probe_pool = std::make_unique<spider::thread_pool>(nt);
+                        probe = std::make_unique<spider_cli::roofline_probe>(
+                            spider::llm_model_of(model)->decode_weight_spans(), *probe_pool);
+                        r.roof_bytes = probe->bytes();
+                        r.roof_way = probe->way();
+                        const auto rd = probe->measure(1.0);
                         r.roof_gbps.push_back(rd.mean_gbps);
                         r.roof_best_gbps.push_back(rd.best_gbps);
                     }
-                }
-                if (probe) roof_rows.push_back(r);
-                if (!ok) {
-                    std::fprintf(stderr, "error: %s decode failed: %s\n", r.test.c_str(), spider_last_error());
-                    spider_context_free(ctx);
-                    spider_model_free(model);
-                    return 1;
-                }
-                spider_context_free(ctx);
-                if (md) {
-                    char ts[64];
-                    std::snprintf(ts, sizeof ts, "%.2f ± %.2f", r.avg_ts(), r.stdev_ts());
-                    // "±" is two bytes in UTF-8: widen the field by one so columns line up on screen.
-                    std::printf("| %-30.30s | %10s | %10s | %-10s | %7d | %15s | %21s |\n", r.model_desc.c_str(),
-                                fmt_size(r.size).c_str(), fmt_params(r.n_params).c_str(), "CPU", nt, r.test.c_str(),
-                                ts);
-                    std::fflush(stdout);
-                } else {
-                    double avg_ns = 0;
-                    for (double v : r.samples_ns) avg_ns += v;
-                    avg_ns /= r.samples_ns.size();
-                    double sd_ns = 0;
-                    for (double v : r.samples_ns) sd_ns += (v - avg_ns) * (v - avg_ns);
-                    sd_ns = r.samples_ns.size() > 1 ? std::sqrt(sd_ns / (r.samples_ns.size() - 1)) : 0.0;
-                    nlohmann::json j;
-                    j["build_commit"] = SPIDER_GIT_COMMIT;
-                    j["cpu_info"] = spider::cpu_level_name(spider::cpu_level_active());
-                    j["backends"] = "CPU";
-                    j["model_filename"] = r.model_path;
-                    j["model_type"] = r.model_desc;
-                    j["model_size"] = r.size;
-                    j["model_n_params"] = r.n_params;
-                    j["n_batch"] = r.n_batch;
-                    j["n_threads"] = r.n_threads;
-                    j["type_k"] = kv == SPIDER_KV_TYPE_F16 ? "f16" : "f32";
-                    j["type_v"] = kv == SPIDER_KV_TYPE_F16 ? "f16" : "f32";
-                    j["n_prompt"] = r.n_prompt;
-                    j["n_gen"] = r.n_gen;
-                    j["test"] = r.test;
-                    j["avg_ns"] = static_cast<uint64_t>(avg_ns);
-                    j["stddev_ns"] = static_cast<uint64_t>(sd_ns);
-                    j["avg_ts"] = r.avg_ts();
-                    j["stddev_ts"] = r.stdev_ts();
-                    j["samples_ns"] = r.samples_ns;
-                    j["samples_ts"] = r.samples_ts;
-                    if (r.roof_bytes) {
-                        const std::vector<double> sh = r.roof_shares(), shb = r.roof_shares(true);
-                        j["roofline_bytes"] = r.roof_bytes;
-                        j["roofline_prefetch_bytes"] = r.roof_way;
-                        j["roofline_read_gbps"] = r.roof_gbps;
-                        j["roofline_best_read_gbps"] = r.roof_best_gbps;
-                        j["roofline_shares"] = sh;
-                        j["roofline_share"] = mean_of(sh);
-                        j["roofline_shares_vs_best_pass"] = shb;
-                        j["roofline_share_vs_best_pass"] = mean_of(shb);
+                    for (int rep = 0; ok && rep < reps; ++rep) {
+                        if (nd > 0) {
+                            spider_kv_truncate(ctx, nd);
+                        } else {
+                            spider_kv_clear(ctx);
+                        }
+                        const auto t0 = std::chrono::steady_clock::now();
+                        ok = pg.first > 0 ? run_prompt(ctx, n_vocab, bos, pg.first, n_batch, &rng)
+                                          : run_gen(ctx, n_vocab, bos, pg.second, &rng);
+                        const double ns =
+                            std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+                        r.samples_ns.push_back(ns);
+                        r.samples_ts.push_back((pg.first + pg.second) * 1e9 / ns);
+                        if (probe) {
+                            const auto rd = probe->measure(std::min(10.0, ns / 1e9));
+                            r.roof_gbps.push_back(rd.mean_gbps);
+                            r.roof_best_gbps.push_back(rd.best_gbps);
+                        }
                     }
-                    rows.push_back(j);
+                    if (probe) roof_rows.push_back(r);
+                    if (!ok) {
+                        std::fprintf(stderr, "error: %s decode failed: %s\n", r.test.c_str(), spider_last_error());
+                        spider_context_free(ctx);
+                        spider_model_free(model);
+                        return 1;
+                    }
+                    spider_context_free(ctx);
+                    if (md) {
+                        char ts[64];
+                        std::snprintf(ts, sizeof ts, "%.2f ± %.2f", r.avg_ts(), r.stdev_ts());
+                        // "±" is two bytes in UTF-8: widen the field by one so columns line up on screen.
+                        std::printf("| %-30.30s | %10s | %10s | %-10s | %7d | %15s | %21s |\n", r.model_desc.c_str(),
+                                    fmt_size(r.size).c_str(), fmt_params(r.n_params).c_str(), "CPU", nt, r.test.c_str(),
+                                    ts);
+                        std::fflush(stdout);
+                    } else {
+                        double avg_ns = 0;
+                        for (double v : r.samples_ns) avg_ns += v;
+                        avg_ns /= r.samples_ns.size();
+                        double sd_ns = 0;
+                        for (double v : r.samples_ns) sd_ns += (v - avg_ns) * (v - avg_ns);
+                        sd_ns = r.samples_ns.size() > 1 ? std::sqrt(sd_ns / (r.samples_ns.size() - 1)) : 0.0;
+                        nlohmann::json j;
+                        j["build_commit"] = SPIDER_GIT_COMMIT;
+                        j["cpu_info"] = spider::cpu_level_name(spider::cpu_level_active());
+                        j["backends"] = "CPU";
+                        j["model_filename"] = r.model_path;
+                        j["model_type"] = r.model_desc;
+                        j["model_size"] = r.size;
+                        j["model_n_params"] = r.n_params;
+                        j["n_batch"] = r.n_batch;
+                        j["n_threads"] = r.n_threads;
+                        j["type_k"] = kv == SPIDER_KV_TYPE_F16 ? "f16" : "f32";
+                        j["type_v"] = kv == SPIDER_KV_TYPE_F16 ? "f16" : "f32";
+                        j["n_prompt"] = r.n_prompt;
+                        j["n_gen"] = r.n_gen;
+                        j["n_depth"] = r.n_depth;
+                        j["test"] = r.test;
+                        j["avg_ns"] = static_cast<uint64_t>(avg_ns);
+                        j["stddev_ns"] = static_cast<uint64_t>(sd_ns);
+                        j["avg_ts"] = r.avg_ts();
+                        j["stddev_ts"] = r.stdev_ts();
+                        j["samples_ns"] = r.samples_ns;
+                        j["samples_ts"] = r.samples_ts;
+                        if (r.roof_bytes) {
+                            const std::vector<double> sh = r.roof_shares(), shb = r.roof_shares(true);
+                            j["roofline_bytes"] = r.roof_bytes;
+                            j["roofline_prefetch_bytes"] = r.roof_way;
+                            j["roofline_read_gbps"] = r.roof_gbps;
+                            j["roofline_best_read_gbps"] = r.roof_best_gbps;
+                            j["roofline_shares"] = sh;
+                            j["roofline_share"] = mean_of(sh);
+                            j["roofline_shares_vs_best_pass"] = shb;
+                            j["roofline_share_vs_best_pass"] = mean_of(shb);
+                        }
+                        rows.push_back(j);
+                    }
                 }
             }
         }

@@ -94,12 +94,6 @@ std::vector<udp_tensor_spec> udp_tensor_specs(const udp_hparams & hp) {
     return s;
 }
 
-void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok) {
-    // The optimised matmul (SIMD kernels, tested against ref::matmul in tests/test_matmul.cpp), then the bias.
-    matmul(W, x, y, n_tok, nullptr);
-    if (b) add_row(y, static_cast<const float *>(b->data), y, n_tok, W.ne[1]);
-}
-
 struct udp_model::impl {
     std::shared_ptr<gguf_file> file;          // when loaded from GGUF
     std::vector<std::vector<float>> storage;  // when random / converted to F32

@@ -103,8 +103,4 @@ struct udp_tensor_data {
 bool udp_write_gguf(const std::string & path, const udp_hparams & hp,
                     const std::function<udp_tensor_data(const udp_tensor_spec &)> & tensor_of, std::string * err);
 
-// y = x W^T + b for a Linear weight of any supported dtype (ne = {n_in, n_out}); b may be nullptr.
-// Shared by the projector and the decoders' tiny heads.
-void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok);
-
 }  // namespace spider

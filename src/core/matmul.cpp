@@ -318,6 +318,12 @@ void matmul_multi(int n_w, const tensor * const * W, const float * x, float * co
     run_jobs(jobs, n_w, W[0]->ne[0], n_tok, pool);
 }
 
+void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok) {
+    // The optimised matmul (SIMD kernels, tested against ref::matmul in tests/test_matmul.cpp), then the bias.
+    matmul(W, x, y, n_tok, nullptr);
+    if (b) add_row(y, static_cast<const float *>(b->data), y, n_tok, W.ne[1]);
+}
+
 void get_rows(const tensor & table, const int32_t * ids, int64_t n_ids, float * y) {
     if (!get_rows_check(table, ids, n_ids, nullptr)) {
         ref::get_rows(table, ids, n_ids, y);  // NaN rows for the broken invariant

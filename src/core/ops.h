@@ -96,6 +96,10 @@ void attention_f16kv(const float * q, const uint16_t * k, const uint16_t * v, fl
 void matmul_multi(int n_w, const tensor * const * W, const float * x, float * const * y, int64_t n_tok,
                   thread_pool * pool);
 
+// y = x W^T + b for a Linear weight of any supported dtype (ne = {n_in, n_out}); b (F32, n_out) may be nullptr.
+// One thread: the optimised matmul, then the bias. Shared by the projector, the encoders and the decoders' heads.
+void linear_forward(const tensor & W, const tensor * b, const float * x, float * y, int64_t n_tok);
+
 // Row-interleaved weights for the matmul kernels: groups of 8 rows whose blocks are interleaved so that one int8 dot
 // product instruction serves 8 rows (Q4_0: per block, the 8 rows' fp16 scales, then for each group g of 4 bytes of
 // the block's nibbles, the 8 rows' bytes 4g..4g+3). matmul_pack_bytes returns the size of that copy, or 0 when W

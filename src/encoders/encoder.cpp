@@ -6,7 +6,7 @@
 #include <complex>
 #include <random>
 
-#include "controller/udp.h"  // linear_forward
+#include "core/ops.h"
 #include "core/quants.h"
 #include "io/gguf.h"
 

@@ -479,10 +479,8 @@ constexpr int64_t DECODE_MAX_SEGS = 16;
 
 // Segments for nv visible keys: whole DECODE_SEG_KEYS blocks, at most DECODE_MAX_SEGS of them.
 int64_t decode_segments(int64_t nv, int64_t * seg_len) {
-    int64_t n_seg = (nv + DECODE_SEG_KEYS - 1) / DECODE_SEG_KEYS;
-    if (n_seg > DECODE_MAX_SEGS) n_seg = DECODE_MAX_SEGS;
-    if (n_seg < 1) n_seg = 1;
     const int64_t blocks = (nv + DECODE_SEG_KEYS - 1) / DECODE_SEG_KEYS;
+    const int64_t n_seg = std::max<int64_t>(1, std::min(blocks, DECODE_MAX_SEGS));
     *seg_len = (blocks + n_seg - 1) / n_seg * DECODE_SEG_KEYS;
     return (nv + *seg_len - 1) / *seg_len;
 }
@@ -563,7 +561,9 @@ void attention_impl(const float * q, const KV * k, const KV * v, float * out, in
         work(0, 1);
     }
     if (n_seg == 1) return;
-    // Merge each head's segments in order: out = sum_s w_s o_s / sum_s w_s, w_s = sum_s * exp(max_s - max).
+    // Merge each head's segments in order: out = sum_s w_s o_s / sum_s w_s, w_s = sum_s * exp(max_s - max), with the
+    // row kernels of this CPU level (on the calling thread only, so the same operations whatever the thread count).
+    const kernel_set & kr = K();
     for (int64_t h = 0; h < n_head; ++h) {
         const float * ms = sms + h * 2;  // segment sg's pair at ms + sg * n_head * 2
         float m = ms[0];
@@ -574,14 +574,13 @@ void attention_impl(const float * q, const KV * k, const KV * v, float * out, in
             const float w = ms[sg * n_head * 2 + 1] * std::exp(ms[sg * n_head * 2] - m);
             const float * os = so + (h * n_seg + sg) * head_dim;
             if (sg == 0) {
-                for (int64_t e = 0; e < head_dim; ++e) oh[e] = w * os[e];
+                kr.scale(os, w, oh, head_dim);
             } else {
-                for (int64_t e = 0; e < head_dim; ++e) oh[e] += w * os[e];
+                kr.axpy(w, os, oh, head_dim);
             }
             wsum += w;
         }
-        const float inv = 1.0f / wsum;
-        for (int64_t e = 0; e < head_dim; ++e) oh[e] *= inv;
+        kr.scale(oh, 1.0f / wsum, oh, head_dim);
     }
 }
 

@@ -325,7 +325,8 @@ int run_bench(int argc, char ** argv) {
                     }
                     for (int rep = 0; ok && rep < reps; ++rep) {
                         if (nd > 0) {
-                            spider_kv_truncate(ctx, nd);
+                            ok = spider_kv_truncate(ctx, nd) == SPIDER_STATUS_OK;
+                            if (!ok) break;
                         } else {
                             spider_kv_clear(ctx);
                         }

@@ -219,6 +219,7 @@ bool llm_context::decode(const int32_t * tokens, const float * embd, int64_t n, 
         }
         for (int64_t i = 0; i < ub.n_tokens; i++) pos[i] = (int32_t)(ub.pos0 + i);
         std::string e;
+        prof.begin(ub.n_tokens);
         if (!model->impl->forward(this, ub, &e)) {
             kv_len = kv_len0;
             n_outputs = 0;
@@ -345,6 +346,7 @@ void llm_context::output_head(const llm_ubatch & ub) {
              d, hp.rms_eps);
     if (cap) capture_rows(hp.n_layer, ub, xn.data());
     dump("result_norm", -1, xn.data() + first * d, ub.n_tokens - first, d);
+    prof.mark("output_norm");
     if (ub.want_logits()) compute_logits(ub, xn.data());
 }
 
@@ -364,6 +366,10 @@ void llm_context::compute_logits(const llm_ubatch & ub, const float * normed) {
             matmul(model->output_extra, src + i * d, dst + i * nv + hp.n_vocab, 1, pool.get());
         }
     }
+    // Weight bytes read: the batched matmul reads the head once; the per-token path once per token.
+    prof.mark("matmul_output",
+              hp.n_added == 0 ? model->output.nbytes()
+                              : static_cast<uint64_t>(n_out) * (model->output.nbytes() + model->output_extra.nbytes()));
     dump("result_output", -1, dst, n_out, nv);
 }
 

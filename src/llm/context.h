@@ -9,6 +9,7 @@
 
 #include "core/threadpool.h"
 #include "llm/model.h"
+#include "llm/profile.h"
 
 namespace spider {
 
@@ -85,6 +86,7 @@ struct llm_context {
     int64_t hidden_rows = 0;
 
     llm_timings timings;
+    llm_profile prof;      // per-section wall time of the forward pass (spider bench --profile), off by default
     int err_kind = 0;      // spider_status value of the last failure (see spider.h)
     std::string dump_dir;  // from SPIDER_DUMP; empty = off
 

@@ -67,7 +67,36 @@ PY
 "$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -d 30 -r 1 >"$tmp/depth.md" 2>&1 || fail "md depth bench failed"
 grep -Eq '\| +tg2 @ d30 \| +[0-9.]+ ± [0-9.]+ \|' "$tmp/depth.md" || fail "no 'tg2 @ d30' row: $(cat "$tmp/depth.md")"
 
-# 6. bad options are errors that name the option
+# 6. --profile: every test's timed tokens, the forward pass's sections (each matmul section with the weight bytes of
+# one call per layer per token: a tg step reads every layer's Q/K/V once), and section times that add up to at most
+# the timed runs' wall time; md prints one table per test ending in a total row
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 2 -p 8 -n 3 -r 2 --profile -o json >"$tmp/prof.json" 2>"$tmp/err" \
+    || fail "profile bench exited $? ($(cat "$tmp/err"))"
+python3 - "$tmp/prof.json" "$tmp/tiny.gguf" <<'PY' || fail "bad profile rows: $(cat "$tmp/prof.json")"
+import json, os, sys
+pp, tg = json.load(open(sys.argv[1]))
+assert pp["profile_tokens"] == 16 and tg["profile_tokens"] == 6, (pp["profile_tokens"], tg["profile_tokens"])
+for r in (pp, tg):
+    sec = {s["section"]: s for s in r["profile"]}
+    for name in ("embed", "norm_add", "matmul_qkv", "rope", "kv_store", "attention", "matmul_attn_out",
+                 "matmul_ffn_gate_up", "glu", "matmul_ffn_down", "output_norm", "matmul_output"):
+        assert name in sec, (name, sorted(sec))
+    assert all(s["ns"] >= 0 and s["calls"] > 0 for s in r["profile"]), r["profile"]
+    assert sum(s["ns"] for s in r["profile"]) <= sum(r["samples_ns"]) * 1.001, r
+runs = len(tg["samples_ns"]) * 3  # single-token decodes in the timed runs
+assert sec["matmul_qkv"]["calls"] == 2 * runs, sec["matmul_qkv"]
+# tg: the decode's weight bytes per token are the profile's bytes per token (every tensor but the embedding table)
+per_token = sum(s["weight_bytes"] for s in tg["profile"]) / tg["profile_tokens"]
+assert 0 < per_token < os.path.getsize(sys.argv[2]), per_token
+assert all(s["weight_bytes"] == 0 for s in tg["profile"] if not s["section"].startswith("matmul")), tg["profile"]
+PY
+"$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -r 1 --profile >"$tmp/prof.md" 2>&1 || fail "md profile failed"
+grep -q '^profile: .*tg2, 1 threads (2 tokens' "$tmp/prof.md" || fail "no profile heading: $(cat "$tmp/prof.md")"
+grep -Eq '^\| matmul_ffn_down +\| +2\.0 \| +[0-9.]+ \| +[0-9.]+% \| +[0-9.]+ \| +[0-9.]+ \|$' "$tmp/prof.md" \
+    || fail "no matmul_ffn_down profile row: $(cat "$tmp/prof.md")"
+grep -Eq '^\| total +\| +\| +[0-9.]+ \| +100\.0% \|' "$tmp/prof.md" || fail "no profile total: $(cat "$tmp/prof.md")"
+
+# 7. bad options are errors that name the option
 for args in "-t 0" "-p x" "-r 0" "-d -1" "-o csv" "--membw-mib 0" "--bogus 1"; do
     # shellcheck disable=SC2086
     if "$SPIDER" bench -m "$tmp/tiny.gguf" $args >/dev/null 2>"$tmp/err"; then fail "'$args' accepted"; fi

@@ -7,6 +7,8 @@
 //   --roofline: tgN tests also read the decode's weight bytes before the first run and after each, for as long as
 //   a run takes, and report each run's share of the roofline, run t/s / (read GB/s / bytes per token), against the
 //   mean read bandwidth of the reads just before and after it (and, stricter, against the best single pass).
+//   --profile: each test also reports where its timed runs' time went, per section of the forward pass (per token:
+//   calls, microseconds, share, weight bytes and the GB/s at which a matmul section read them).
 // Method (as llama-bench): one context per test with n_ctx = n_depth + n_prompt + n_gen; one warm-up run; then REPS
 // timed runs from an empty KV cache, or from one holding n_depth tokens (-d: "tg128 @ d2048"; the depth is decoded
 // once, untimed, and each run starts from it again by truncating the cache). ppN decodes N random tokens (first one
@@ -31,6 +33,7 @@
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
 #include "git_commit.h"
+#include "llm/context.h"
 #include "llm/model.h"
 #include "read_bandwidth.h"
 #include "spider.h"
@@ -41,7 +44,7 @@ void usage() {
     std::fprintf(
         stderr,
         "usage: spider bench [-m MODEL]... [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r REPS] [-b BATCH]\n"
-        "                    [-ctk f16|f32] [-o md|json]\n"
+        "                    [-ctk f16|f32] [-o md|json] [--roofline] [--profile]\n"
         "       spider bench --membw [-t N,..] [--membw-mib N,..] [-r REPS]\n"
         "  -m MODEL   GGUF model, repeatable (default: the installed default model)\n"
         "  -t N,..    thread counts (default: all cores)\n"
@@ -56,7 +59,9 @@ void usage() {
         "  --membw-mib N,..  buffer sizes for --membw in MiB (default 1024)\n"
         "  --roofline share of the decode roofline for tgN: the weight bytes a decode step reads are read\n"
         "             between runs for as long as a run, and each run is held to the reads around it (weights only:\n"
-        "             at a depth the KV cache's reads are not in the roofline)\n");
+        "             at a depth the KV cache's reads are not in the roofline)\n"
+        "  --profile  where each test's time goes: wall time per section of the forward pass, per token, and the\n"
+        "             rate at which each matmul section read its weights\n");
 }
 
 bool parse_int_list(const std::string & s, std::vector<int> * out) {
@@ -88,6 +93,9 @@ struct test_result {
     size_t roof_bytes = 0;
     int roof_way = 0;
     std::vector<double> roof_gbps, roof_best_gbps;
+    // --profile: the forward pass's sections over the timed runs, and the tokens they covered.
+    std::vector<spider::llm_profile_section> profile;
+    int64_t profile_tokens = 0;
     // Run i's share of the roofline: its t/s against the mean of the reads before and after it (or the better of
     // their best passes, `best`).
     std::vector<double> roof_shares(bool best = false) const {
@@ -108,6 +116,41 @@ struct test_result {
         return std::sqrt(s / (samples_ts.size() - 1));
     }
 };
+
+// The --profile table of one test: per token, each section's calls, time, share of the timed runs' wall time and
+// weight bytes with their read rate; the rest of the wall time (the API call, input checks) is its own row.
+void print_profile_md(const test_result & r) {
+    double wall_ns = 0;
+    for (double v : r.samples_ns) wall_ns += v;
+    const double per = r.profile_tokens > 0 ? 1.0 / r.profile_tokens : 0.0;
+    std::printf("\nprofile: %s, %s, %d threads (%lld tokens in the timed runs; per token)\n", r.model_desc.c_str(),
+                r.test.c_str(), r.n_threads, static_cast<long long>(r.profile_tokens));
+    std::printf("| %-28s | %11s | %10s | %7s | %10s | %8s |\n", "section", "calls/token", "us/token", "share",
+                "MiB/token", "GB/s");
+    std::printf("| %s | %s: | %s: | %s: | %s: | %s: |\n", std::string(28, '-').c_str(), std::string(10, '-').c_str(),
+                std::string(9, '-').c_str(), std::string(6, '-').c_str(), std::string(9, '-').c_str(),
+                std::string(7, '-').c_str());
+    double in_ns = 0;
+    uint64_t bytes = 0;
+    auto row = [&](const char * name, double calls, double ns, uint64_t b) {
+        char mib[32] = "", gbps[32] = "";
+        if (b) {
+            std::snprintf(mib, sizeof mib, "%.2f", b * per / 1048576.0);
+            std::snprintf(gbps, sizeof gbps, "%.2f", ns > 0 ? b / ns : 0.0);
+        }
+        char c[32] = "";
+        if (calls > 0) std::snprintf(c, sizeof c, "%.1f", calls * per);
+        std::printf("| %-28s | %11s | %10.1f | %6.1f%% | %10s | %8s |\n", name, c, ns * per / 1e3,
+                    wall_ns > 0 ? 100 * ns / wall_ns : 0.0, mib, gbps);
+    };
+    for (const spider::llm_profile_section & sec : r.profile) {
+        row(sec.name, static_cast<double>(sec.calls), sec.ns, sec.bytes);
+        in_ns += sec.ns;
+        bytes += sec.bytes;
+    }
+    row("(outside the forward pass)", 0, std::max(0.0, wall_ns - in_ns), 0);
+    row("total", 0, wall_ns, bytes);
+}
 
 // One ppN run: n_prompt random tokens, first BOS, decoded in batches of n_batch with logits of the last only.
 bool run_prompt(spider_context * ctx, int n_vocab, spider_token bos, int n_prompt, int n_batch, std::mt19937 * rng) {
@@ -159,7 +202,7 @@ int run_bench(int argc, char ** argv) {
     int reps = 5, n_batch = 2048;
     std::string output = "md";
     spider_kv_type kv = SPIDER_KV_TYPE_F16;
-    bool membw = false, roofline = false;
+    bool membw = false, roofline = false, profile = false;
     std::vector<int> membw_mib = {1024};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -173,6 +216,10 @@ int run_bench(int argc, char ** argv) {
         }
         if (a == "--roofline") {
             roofline = true;
+            continue;
+        }
+        if (a == "--profile") {
+            profile = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -259,7 +306,7 @@ int run_bench(int argc, char ** argv) {
         std::fflush(stdout);
     }
     nlohmann::json rows = nlohmann::json::array();
-    std::vector<test_result> roof_rows;
+    std::vector<test_result> roof_rows, profile_rows;
     std::mt19937 rng(42);
     for (const std::string & mpath : models) {
         spider_model * model = spider_cli::load_model_or_report(mpath, threads[0]);
@@ -323,6 +370,8 @@ int run_bench(int argc, char ** argv) {
                         r.roof_gbps.push_back(rd.mean_gbps);
                         r.roof_best_gbps.push_back(rd.best_gbps);
                     }
+                    spider::llm_context * ictx = spider::llm_context_of(ctx);
+                    if (profile) ictx->prof.enable(true);
                     for (int rep = 0; ok && rep < reps; ++rep) {
                         if (nd > 0) {
                             ok = spider_kv_truncate(ctx, nd) == SPIDER_STATUS_OK;
@@ -342,6 +391,12 @@ int run_bench(int argc, char ** argv) {
                             r.roof_gbps.push_back(rd.mean_gbps);
                             r.roof_best_gbps.push_back(rd.best_gbps);
                         }
+                    }
+                    if (profile) {
+                        r.profile = ictx->prof.sections();
+                        r.profile_tokens = ictx->prof.n_tokens();
+                        ictx->prof.enable(false);
+                        profile_rows.push_back(r);
                     }
                     if (probe) roof_rows.push_back(r);
                     if (!ok) {
@@ -399,6 +454,17 @@ int run_bench(int argc, char ** argv) {
                             j["roofline_shares_vs_best_pass"] = shb;
                             j["roofline_share_vs_best_pass"] = mean_of(shb);
                         }
+                        if (profile) {
+                            nlohmann::json pj = nlohmann::json::array();
+                            for (const spider::llm_profile_section & sec : r.profile) {
+                                pj.push_back({{"section", sec.name},
+                                              {"calls", sec.calls},
+                                              {"ns", static_cast<uint64_t>(sec.ns)},
+                                              {"weight_bytes", sec.bytes}});
+                            }
+                            j["profile_tokens"] = r.profile_tokens;
+                            j["profile"] = pj;
+                        }
                         rows.push_back(j);
                     }
                 }
@@ -420,6 +486,9 @@ int run_bench(int argc, char ** argv) {
                         gbps, gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()),
                         100 * mean_of(r.roof_shares(true)));
         }
+    }
+    if (md) {
+        for (const test_result & r : profile_rows) print_profile_md(r);
     }
     if (md)
         std::printf("\nbuild: %s (spider 0.1.0, %s)\n", SPIDER_GIT_COMMIT,

@@ -104,6 +104,7 @@ bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
     if (!c->embed_input(ub, err)) return false;
     c->capture_rows(0, ub, x);
     c->dump("inp_scaled", -1, x, n, d);
+    c->prof.mark("embed");
 
     for (int64_t il = 0; il < hp.n_layer; il++) {
         const llm_layer & l = m.layers[il];
@@ -112,12 +113,15 @@ bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         const float freq_scale = swa ? 1.0f : hp.rope_freq_scale;
 
         c->kv_prefetch(il, ub, swa ? hp.n_swa : 0);
+        c->prof.mark("kv_prefetch");
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
+        c->prof.mark("norm_add");
         {
             const tensor * w[3] = {&l.wq, &l.wk, &l.wv};
             float * y[3] = {q, k, v};
             matmul_multi(3, w, xn, y, n, pool);  // one dispatch for Q, K and V
+            c->prof.mark("matmul_qkv", l.wq.nbytes() + l.wk.nbytes() + l.wv.nbytes());
         }
         // per-head norms: rows of head_dim
         rms_norm(q, (const float *)l.attn_q_norm.data, qn, n * hp.n_head, hd, hp.rms_eps);
@@ -127,14 +131,18 @@ bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         c->dump("Qcur", il, qn, n, q_dim);
         c->dump("Kcur", il, kn, n, kv_dim);
         c->dump("Vcur", il, v, n, kv_dim);
+        c->prof.mark("qk_norm_rope");
         c->kv_store(il, ub, kn, v);
+        c->prof.mark("kv_store");
         // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
         const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
         if (nr == 0) break;
         float * xr = x + r0 * d;
         c->kv_attend(il, ub.tail(r0), qn + r0 * q_dim, q, hp.attn_scale, swa ? hp.n_swa : 0);
         c->dump("kqv_out", il, q, nr, q_dim);
+        c->prof.mark("attention");
         matmul(l.wo, q, c->proj.data(), nr, pool);
+        c->prof.mark("matmul_attn_out", l.wo.nbytes());
         rms_norm(c->proj.data(), (const float *)l.attn_post_norm.data, xn, nr, d, hp.rms_eps);
         c->dump("attn_post_norm", il, xn, nr, d);
         add_into(xr, xn, nr * d);
@@ -144,15 +152,20 @@ bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         {
             const tensor * w[2] = {&l.ffn_gate, &l.ffn_up};
             float * y[2] = {c->gate.data(), c->up.data()};
+            c->prof.mark("norm_add");
             matmul_multi(2, w, xn, y, nr, pool);
+            c->prof.mark("matmul_ffn_gate_up", l.ffn_gate.nbytes() + l.ffn_up.nbytes());
         }
         glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
+        c->prof.mark("glu");
         matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
+        c->prof.mark("matmul_ffn_down", l.ffn_down.nbytes());
         rms_norm(c->proj.data(), (const float *)l.ffn_post_norm.data, xn, nr, d, hp.rms_eps);
         c->dump("ffn_post_norm", il, xn, nr, d);
         add_into(xr, xn, nr * d);
         c->dump("l_out", il, xr, nr, d);
         if (il + 1 < hp.n_layer) c->capture_rows(il + 1, ub, x);
+        c->prof.mark("norm_add");
     }
     c->output_head(ub);
     return true;

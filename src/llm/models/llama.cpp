@@ -84,17 +84,21 @@ bool llama_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
     if (!c->embed_input(ub, err)) return false;
     c->capture_rows(0, ub, x);
     c->dump("inp_embd", -1, x, n, d);
+    c->prof.mark("embed");
 
     for (int64_t il = 0; il < hp.n_layer; il++) {
         const llm_layer & l = m.layers[il];
         // attention
         c->kv_prefetch(il, ub, 0);
+        c->prof.mark("kv_prefetch");
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
+        c->prof.mark("norm_add");
         {
             const tensor * w[3] = {&l.wq, &l.wk, &l.wv};
             float * y[3] = {c->q.data(), c->k.data(), c->v.data()};
             matmul_multi(3, w, xn, y, n, pool);  // one dispatch for Q, K and V
+            c->prof.mark("matmul_qkv", l.wq.nbytes() + l.wk.nbytes() + l.wv.nbytes());
         }
         rope(c->q.data(), c->pos.data(), n, hp.n_head, hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
              hp.rope_type, rope_ff);
@@ -103,14 +107,18 @@ bool llama_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         c->dump("Qcur", il, c->q.data(), n, q_dim);
         c->dump("Kcur", il, c->k.data(), n, kv_dim);
         c->dump("Vcur", il, c->v.data(), n, kv_dim);
+        c->prof.mark("rope");
         c->kv_store(il, ub, c->k.data(), c->v.data());
+        c->prof.mark("kv_store");
         // The last layer only carries on the rows that produce output (llama.cpp's inp_out_ids).
         const int64_t r0 = c->rows_needed_from(il, ub), nr = n - r0;
         if (nr == 0) break;
         float * xr = x + r0 * d;
         c->kv_attend(il, ub.tail(r0), c->q.data() + r0 * q_dim, c->attn.data(), hp.attn_scale, 0);
         c->dump("kqv_out", il, c->attn.data(), nr, q_dim);
+        c->prof.mark("attention");
         matmul(l.wo, c->attn.data(), c->proj.data(), nr, pool);
+        c->prof.mark("matmul_attn_out", l.wo.nbytes());
         add_into(xr, c->proj.data(), nr * d);
         c->dump("ffn_inp", il, xr, nr, d);
         // feed-forward
@@ -118,14 +126,19 @@ bool llama_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         {
             const tensor * w[2] = {&l.ffn_gate, &l.ffn_up};
             float * y[2] = {c->gate.data(), c->up.data()};
+            c->prof.mark("norm_add");
             matmul_multi(2, w, xn, y, nr, pool);
+            c->prof.mark("matmul_ffn_gate_up", l.ffn_gate.nbytes() + l.ffn_up.nbytes());
         }
         glu(hp.ffn_act, c->gate.data(), c->up.data(), c->act.data(), nr * hp.n_ff);
+        c->prof.mark("glu");
         matmul(l.ffn_down, c->act.data(), c->proj.data(), nr, pool);
+        c->prof.mark("matmul_ffn_down", l.ffn_down.nbytes());
         c->dump("ffn_out", il, c->proj.data(), nr, d);
         add_into(xr, c->proj.data(), nr * d);
         c->dump("l_out", il, xr, nr, d);
         if (il + 1 < hp.n_layer) c->capture_rows(il + 1, ub, x);
+        c->prof.mark("norm_add");
     }
     c->output_head(ub);
     return true;

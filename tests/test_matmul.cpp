@@ -606,7 +606,8 @@ TEST(matmul, multi_is_bit_identical_to_separate_calls) {
 // Opt-in benchmark: SPIDER_BENCH=1 ./test_matmul --gtest_filter=matmul.bench   (SPIDER_BENCH_TYPES=q4_0,q8_0
 // limits the types; SPIDER_BENCH_SHAPE=N_IN,N_OUT sets the matrix; SPIDER_BENCH_UNPACKED=1 times packable types
 // unpacked). Decode: n_out 5632 x n_in 2048, one token, GB/s of weight bytes streamed; the weights are replicated past
-// 96 MB and the copies used in turn, so they come from memory and not from the 32 MB L3. Prompt: 512 tokens, GFLOP/s (2
+// 96 MB (SPIDER_BENCH_MIB=N: N MiB, e.g. 1024 where the L3 is larger, as the Xeon's 480 MB) and the copies used in
+// turn, so they come from memory and not from a 32 MB L3. Prompt: 512 tokens, GFLOP/s (2
 // flops per multiply-add of the dense-equivalent product). Each row also reports the process CPU time per call, because
 // on a shared machine wall time includes waiting for a core.
 namespace {
@@ -638,7 +639,9 @@ TEST(matmul, bench) {
         const weights w = make_weights(type, n_in, n_out, 11);
         const size_t mat_bytes = w.bytes.size();
         // SPIDER_BENCH_L3=1: one copy, so the weights stay in L3 and the kernel's own speed shows.
-        const int copies = std::getenv("SPIDER_BENCH_L3") ? 1 : static_cast<int>((96u << 20) / mat_bytes + 1);
+        const size_t rotation =
+            (std::getenv("SPIDER_BENCH_MIB") ? std::strtoull(std::getenv("SPIDER_BENCH_MIB"), nullptr, 10) : 96) << 20;
+        const int copies = std::getenv("SPIDER_BENCH_L3") ? 1 : static_cast<int>(rotation / mat_bytes + 1);
         // On huge pages, as models hold their weights (core/huge_buffer.h).
         huge_buffer big(mat_bytes * static_cast<size_t>(copies));
         ASSERT_NE(big.data(), nullptr);

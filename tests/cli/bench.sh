@@ -50,9 +50,10 @@ mean_bw = [(a + b) / 2 for a, b in zip(tg["roofline_read_gbps"], tg["roofline_re
 for t, bw, share in zip(tg["samples_ts"], mean_bw, tg["roofline_shares"]):
     assert abs(share - t * tg["roofline_bytes"] / 1e9 / bw) < 1e-9 * max(1, share), (t, bw, share)
 assert tg["roofline_prefetch_bytes"] in (0, 1024, 2048, 4096, 8192), tg
+assert tg["roofline_prefetch_level"] in ((0,) if tg["roofline_prefetch_bytes"] == 0 else (1, 2)), tg
 PY
 "$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -r 1 --roofline >"$tmp/roof.md" 2>&1 || fail "md roofline failed"
-grep -Eq '\| +tg2 \| +[0-9.]+ [KM]iB \| +[0-9]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+% \| +[0-9.]+% \|$' "$tmp/roof.md" \
+grep -Eq '\| +tg2 \| +[0-9.]+ [KM]iB \| +[0-9]+( L[12])? \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+% \| +[0-9.]+% \|$' "$tmp/roof.md" \
     || fail "no roofline row: $(cat "$tmp/roof.md")"
 
 # 5. -d: each test again from a KV cache already holding that many tokens, named as llama-bench names it

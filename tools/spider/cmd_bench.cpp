@@ -91,7 +91,7 @@ struct test_result {
     // --roofline (tgN): bytes per token, the way of reading, and the read GB/s (mean over the passes, best pass)
     // before the first run and after each.
     size_t roof_bytes = 0;
-    int roof_way = 0;
+    spider_cli::read_way roof_way;
     std::vector<double> roof_gbps, roof_best_gbps;
     // --profile: the forward pass's sections over the timed runs, and the tokens they covered.
     std::vector<spider::llm_profile_section> profile;
@@ -446,7 +446,8 @@ int run_bench(int argc, char ** argv) {
                         if (r.roof_bytes) {
                             const std::vector<double> sh = r.roof_shares(), shb = r.roof_shares(true);
                             j["roofline_bytes"] = r.roof_bytes;
-                            j["roofline_prefetch_bytes"] = r.roof_way;
+                            j["roofline_prefetch_bytes"] = r.roof_way.ahead;
+                            j["roofline_prefetch_level"] = r.roof_way.level;
                             j["roofline_read_gbps"] = r.roof_gbps;
                             j["roofline_best_read_gbps"] = r.roof_best_gbps;
                             j["roofline_shares"] = sh;
@@ -481,10 +482,12 @@ int run_bench(int argc, char ** argv) {
                     std::string(9, '-').c_str(), std::string(9, '-').c_str());
         for (const test_result & r : roof_rows) {
             const double gbps = mean_of(r.roof_gbps);
-            std::printf("| %-30.30s | %7d | %15s | %12s | %8d | %10.2f | %12.1f | %9.1f%% | %9.1f%% |\n",
-                        r.model_desc.c_str(), r.n_threads, r.test.c_str(), fmt_size(r.roof_bytes).c_str(), r.roof_way,
-                        gbps, gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()),
-                        100 * mean_of(r.roof_shares(true)));
+            // The probe's way of reading: bytes of prefetch ahead and the cache level it prefetches into.
+            char way[32];
+            std::snprintf(way, sizeof way, r.roof_way.ahead ? "%d L%d" : "%d", r.roof_way.ahead, r.roof_way.level);
+            std::printf("| %-30.30s | %7d | %15s | %12s | %8s | %10.2f | %12.1f | %9.1f%% | %9.1f%% |\n",
+                        r.model_desc.c_str(), r.n_threads, r.test.c_str(), fmt_size(r.roof_bytes).c_str(), way, gbps,
+                        gbps * 1e9 / r.roof_bytes, 100 * mean_of(r.roof_shares()), 100 * mean_of(r.roof_shares(true)));
         }
     }
     if (md) {

@@ -4,8 +4,11 @@
 // streams. On the 2-core Xeon of 2026-12-05 the plain loop read 27 GB/s from a 1.1 GB buffer while a Q8_0 decode
 // streamed its 1.17 GB of weights at 30 GB/s (a probe that reads more slowly than a decode is no roofline); 1, 2 and
 // 4 KiB of software prefetch ahead read 30, 34 and 35 GB/s, and 8 KiB no more. From a 235 MiB buffer (gemma-3-270m's
-// weights, mostly in the 480 MiB L3): 36 plain, 58 at 4 KiB. Buffers are 2 MiB aligned and advised for transparent
-// huge pages, as the models' weight copies are (core/huge_buffer.h), so TLB misses do not lower the figure.
+// weights, mostly in the 480 MiB L3): 36 plain, 58 at 4 KiB. Since 2026-12-06 each distance is also read with
+// prefetches into L2 (prefetcht1), the way the decode kernels now prefetch their weight streams
+// (core/matmul_simd_impl.h, prefetch_stream), which read faster that way on that day's Xeon. Buffers are 2 MiB aligned
+// and advised for transparent huge pages, as the models' weight copies are (core/huge_buffer.h), so TLB misses do not
+// lower the figure.
 #include "read_bandwidth.h"
 
 #include <algorithm>
@@ -20,7 +23,8 @@
 
 namespace spider_cli {
 
-const int k_prefetch_ways[5] = {0, 1024, 2048, 4096, 8192};
+const read_way k_read_ways[9] = {{0, 0},    {1024, 1}, {2048, 1}, {4096, 1}, {8192, 1},
+                                 {1024, 2}, {2048, 2}, {4096, 2}, {8192, 2}};
 
 namespace {
 
@@ -28,18 +32,27 @@ namespace {
 using u64x2 = uint64_t __attribute__((vector_size(16), aligned(1)));
 
 // Sums [b, e) of one span into s: 128 bytes (two cache lines) per step; prefetches past the end are harmless hints.
-void read_range(const uint8_t * b, const uint8_t * e, int prefetch_bytes, u64x2 * s) {
+// LOCALITY: __builtin_prefetch's third argument (3 = prefetcht0, into L1; 2 = prefetcht1, into L2).
+template <int LOCALITY>
+const uint8_t * read_range_prefetch(const uint8_t * p, const uint8_t * e, int ahead, u64x2 * s) {
+    for (; p + 128 <= e; p += 128) {
+        __builtin_prefetch(p + ahead, 0, LOCALITY);
+        __builtin_prefetch(p + ahead + 64, 0, LOCALITY);
+        for (int k = 0; k < 8; ++k) s[k] += *reinterpret_cast<const u64x2 *>(p + 16 * k);
+    }
+    return p;
+}
+
+void read_range(const uint8_t * b, const uint8_t * e, read_way way, u64x2 * s) {
     const uint8_t * p = b;
-    if (prefetch_bytes == 0) {
+    if (way.ahead == 0) {
         for (; p + 128 <= e; p += 128) {
             for (int k = 0; k < 8; ++k) s[k] += *reinterpret_cast<const u64x2 *>(p + 16 * k);
         }
+    } else if (way.level == 2) {
+        p = read_range_prefetch<2>(p, e, way.ahead, s);
     } else {
-        for (; p + 128 <= e; p += 128) {
-            __builtin_prefetch(p + prefetch_bytes, 0, 3);
-            __builtin_prefetch(p + prefetch_bytes + 64, 0, 3);
-            for (int k = 0; k < 8; ++k) s[k] += *reinterpret_cast<const u64x2 *>(p + 16 * k);
-        }
+        p = read_range_prefetch<3>(p, e, way.ahead, s);
     }
     for (; p < e; ++p) s[0][0] += *p;
 }
@@ -56,7 +69,7 @@ size_t total_bytes(const byte_spans & spans) {
 
 }  // namespace
 
-double read_pass(const byte_spans & spans, int prefetch_bytes, spider::thread_pool & pool) {
+double read_pass(const byte_spans & spans, read_way way, spider::thread_pool & pool) {
     const size_t total = total_bytes(spans);
     static volatile uint64_t sink;  // keeps the loads alive
     (void)sink;
@@ -69,7 +82,7 @@ double read_pass(const byte_spans & spans, int prefetch_bytes, spider::thread_po
         size_t at = 0;  // offset of the current span's first byte
         for (const auto & sp : spans) {
             const size_t b = std::max(lo, at), e = std::min(hi, at + sp.second);
-            if (b < e) read_range(sp.first + (b - at), sp.first + (e - at), prefetch_bytes, s);
+            if (b < e) read_range(sp.first + (b - at), sp.first + (e - at), way, s);
             at += sp.second;
             if (at >= hi) break;
         }
@@ -79,12 +92,12 @@ double read_pass(const byte_spans & spans, int prefetch_bytes, spider::thread_po
     return now_seconds() - t0;
 }
 
-double best_read_gbps(const byte_spans & spans, int prefetch_bytes, spider::thread_pool & pool, int min_passes,
+double best_read_gbps(const byte_spans & spans, read_way way, spider::thread_pool & pool, int min_passes,
                       double seconds) {
     const size_t total = total_bytes(spans);
     double best = 0, spent = 0;
     for (int pass = 0; pass < min_passes || (spent < seconds && pass < 1000); ++pass) {
-        const double s = read_pass(spans, prefetch_bytes, pool);
+        const double s = read_pass(spans, way, pool);
         spent += s;
         best = std::max(best, total / s / 1e9);
     }
@@ -109,9 +122,9 @@ int run_membw(const std::vector<int> & threads, const std::vector<int> & sizes_m
         const byte_spans spans = {{static_cast<const uint8_t *>(mem), bytes}};
         for (int nt : threads) {
             spider::thread_pool pool(nt);
-            read_pass(spans, 0, pool);  // warm-up
+            read_pass(spans, read_way{}, pool);  // warm-up
             double best = 0;
-            for (int ahead : k_prefetch_ways) best = std::max(best, best_read_gbps(spans, ahead, pool, reps, 0.3));
+            for (read_way w : k_read_ways) best = std::max(best, best_read_gbps(spans, w, pool, reps, 0.3));
             std::printf("| %7d | %10d | %12.2f |\n", nt, mib, best);
             std::fflush(stdout);
         }
@@ -122,11 +135,11 @@ int run_membw(const std::vector<int> & threads, const std::vector<int> & sizes_m
 
 roofline_probe::roofline_probe(byte_spans spans, spider::thread_pool & pool)
     : spans_(std::move(spans)), pool_(pool), bytes_(total_bytes(spans_)) {
-    read_pass(spans_, 0, pool_);  // warm-up
+    read_pass(spans_, read_way{}, pool_);  // warm-up
     double best = 0;
-    for (int ahead : k_prefetch_ways) {
-        const double gbps = best_read_gbps(spans_, ahead, pool_, 3, 0.1);
-        if (gbps > best) best = gbps, way_ = ahead;
+    for (read_way w : k_read_ways) {
+        const double gbps = best_read_gbps(spans_, w, pool_, 3, 0.1);
+        if (gbps > best) best = gbps, way_ = w;
     }
 }
 

@@ -13,15 +13,20 @@ namespace spider_cli {
 
 using byte_spans = std::vector<std::pair<const uint8_t *, size_t>>;
 
-// Ways of reading, in bytes of software prefetch ahead of the loads; 0 = the plain loop (hardware prefetch only).
-extern const int k_prefetch_ways[5];
+// A way of reading: software prefetch `ahead` bytes ahead of the loads (0 = the plain loop, hardware prefetch only),
+// into L1 (level 1, prefetcht0) or L2 (level 2, prefetcht1).
+struct read_way {
+    int ahead = 0;
+    int level = 0;
+};
+extern const read_way k_read_ways[9];
 
 // One pass over every byte of `spans` (the threads split the total evenly, in 128-byte steps): 16-byte loads into
 // eight independent sums, so neither the adder nor the load ports limit a core. Returns the wall seconds.
-double read_pass(const byte_spans & spans, int prefetch_bytes, spider::thread_pool & pool);
+double read_pass(const byte_spans & spans, read_way way, spider::thread_pool & pool);
 
 // The best GB/s of passes with one way of reading: at least `min_passes`, and more while under `seconds` spent.
-double best_read_gbps(const byte_spans & spans, int prefetch_bytes, spider::thread_pool & pool, int min_passes,
+double best_read_gbps(const byte_spans & spans, read_way way, spider::thread_pool & pool, int min_passes,
                       double seconds);
 
 // `spider bench --membw`: for each buffer size (MiB) and thread count, the best GB/s over every way of reading.
@@ -37,7 +42,7 @@ class roofline_probe {
 public:
     roofline_probe(byte_spans spans, spider::thread_pool & pool);
     size_t bytes() const { return bytes_; }
-    int way() const { return way_; }
+    read_way way() const { return way_; }
     struct reading {
         double mean_gbps = 0;  // bytes read / seconds spent, over every pass
         double best_gbps = 0;  // the fastest single pass
@@ -49,7 +54,7 @@ private:
     byte_spans spans_;
     spider::thread_pool & pool_;
     size_t bytes_ = 0;
-    int way_ = 0;
+    read_way way_;
 };
 
 }  // namespace spider_cli

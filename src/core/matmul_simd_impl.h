@@ -46,16 +46,39 @@ inline void prefetch_block(const char * p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
-// The same for one weight stream read once (decode; DECODE_PREFETCH ahead), into L2 rather than L1. On the 2-core
-// Xeon of 2026-12-06, SPIDER_BENCH=1 SPIDER_BENCH_MIB=1024 test_matmul (weights past its 480 MB L3), 2 threads, 3
-// alternating rounds, T0 -> T1 at 4 KB ahead: 640 x 2048 Q5_0 24.7 -> 28.7 GB/s, Q8_0 31.9 -> 37.5; 2048 x 640
-// Q4_K 23.4 -> 22.7, Q5_0 25.0 -> 25.5, Q6_K 25.0 -> 26.5, Q8_0 30.9 -> 32.9. gemma-3-270m tg64, 4 alternating
-// pairs: 125.4 -> 140.8 t/s, its output matrix read at 34.8 -> 40.5 GB/s (spider bench --profile); TinyLlama-shape
-// tg32, 2 pairs: Q8_0 26.8 / 27.9 -> 30.0 / 29.3, Q4_0 45.4 / 44.0 -> 49.6 / 50.0; pp unchanged. Likely why: a T0
-// prefetch also brings the line into L1, which it holds up (and a fill buffer) 4 KB before the line is read; the L2 is
-// where the stream has room.
+// Software prefetch distance when a call reads one weight stream (decode: one row at a time, ROWWISE below, or a
+// packed group of rows): 8 KB ahead (prefetch_stream: into L2), whatever the row length, so rows continue into the
+// next. The hardware prefetcher alone leaves a core's decode well below its read bandwidth while the kernel's
+// arithmetic fills the out-of-order window. Measured on the 2-core Xeon (AVX-512, weights on huge pages): on 2026-12-05
+// at 1.5 KB, SPIDER_BENCH=1 test_matmul, 2048 x 5632 from memory, 2 threads: Q6_K 19.2 -> 27.1 GB/s, Q4_K 20.6 -> 23.8;
+// spider bench tg: TinyLlama-shape Q4_0 (packed) 29.5 -> 36.0 t/s. Later the same day (a new VM of the same
+// kind), spider bench tg -n 64, 2 threads, 2 alternating rounds at 1.5 / 3 / 4 / 6 / 8 KB: gemma-3-270m 108-115 /
+// 125-133 / 135-167 / 143-167 / 154-169, TinyLlama-shape Q8_0 25.5-26.1 / 27.3 / 27.2-27.9 / 27.6-28.2 / 28.4,
+// Q4_0 38.8-39.7 / 44.4-44.7 / 43.5-48.5 / 45.8-48.6 / 43.8-47.3; `spider bench --membw`'s read loop peaks at 4 KB
+// too. On the 2-core EPYC of earlier sessions, rows over 2 KB did better without the old, farther prefetch (8 KB+
+// ahead): re-measure there. On 2026-12-06 (2-core Xeon, prefetches into L2, prefetch_stream), 4 -> 8 KB: gemma-3-270m
+// tg64 143.0-144.0 -> 148.8-151.5 t/s (7 alternating pairs, its output matrix 40.8 -> 43.1 GB/s); TinyLlama-shape tg32
+// Q8_0 29.4 / 29.1 -> 28.6 / 28.4, Q4_0 50.0 / 50.1 -> 49.2 / 49.5; 16 KB no better than 8.
+constexpr size_t DECODE_PREFETCH = 8192;
+// The near prefetch, into L1 from L2 (2026-12-06, 2-core Xeon): the far one alone left the layers' Q5_0 / Q4_K / Q6_K
+// kernels waiting on L2 (the output matrix's Q8_0 less so). gemma-3-270m tg64, `spider bench --profile`, 7 alternating
+// pairs: 137.0 -> 141.2 t/s, the layers' matmuls at 0.671 -> 0.697 of the output matrix's rate (higher in 7 of 7);
+// 512 / 1024 / 2048 ahead, 3 more pairs: 149.3 / 146.9 / 144.4 against 143.3 without; TinyLlama-shape tg32 Q4_0
+// 49.1 -> 51.1 t/s (2 pairs), Q8_0 28.5 -> 28.2.
+constexpr size_t DECODE_PREFETCH_L1 = 1024;
+
+// Prefetches for one weight stream read once (decode), for the block of `bytes` bytes at p, the block being read: into
+// L2 DECODE_PREFETCH ahead, and into L1 DECODE_PREFETCH_L1 ahead, from L2 by then. L2 rather than L1 for the far
+// prefetch: on the 2-core Xeon of 2026-12-06, SPIDER_BENCH=1 SPIDER_BENCH_MIB=1024 test_matmul (weights past its 480 MB
+// L3), 2 threads, 3 alternating rounds, T0 -> T1 at 4 KB ahead: 640 x 2048 Q5_0 24.7 -> 28.7 GB/s, Q8_0 31.9 -> 37.5;
+// 2048 x 640 Q4_K 23.4 -> 22.7, Q5_0 25.0 -> 25.5, Q6_K 25.0 -> 26.5, Q8_0 30.9 -> 32.9. gemma-3-270m tg64, 4
+// alternating pairs: 125.4 -> 140.8 t/s, its output matrix read at 34.8 -> 40.5 GB/s (spider bench --profile);
+// TinyLlama-shape tg32, 2 pairs: Q8_0 26.8 / 27.9 -> 30.0 / 29.3, Q4_0 45.4 / 44.0 -> 49.6 / 50.0; pp unchanged. Likely
+// why: a T0 prefetch also brings the line into L1, which it holds up (and a fill buffer) 4 KB before the line is read;
+// the L2 is where the stream has room.
 inline void prefetch_stream(const char * p, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + DECODE_PREFETCH + o, _MM_HINT_T1);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + DECODE_PREFETCH_L1 + o, _MM_HINT_T0);
 }
 
 // Software prefetch distance for a tile of several rows (prompts) with stride ws: the same block of the next row
@@ -68,22 +91,6 @@ inline size_t prefetch_offset(size_t ws) {
     const size_t tile = MATMUL_MAX_NR * ws;
     return tile >= 4096 ? tile : (8192 + tile - 1) / tile * tile;
 }
-
-// Software prefetch distance when a call reads one weight stream (decode: one row at a time, ROWWISE below, or a
-// packed group of rows): 8 KB ahead (prefetch_stream: into L2), whatever the row length, so rows continue into the
-// next. The hardware
-// prefetcher alone leaves a core's decode well below its read bandwidth while the kernel's arithmetic fills the
-// out-of-order window. Measured on the 2-core Xeon (AVX-512, weights on huge pages): on 2026-12-05 at 1.5 KB,
-// SPIDER_BENCH=1 test_matmul, 2048 x 5632 from memory, 2 threads: Q6_K 19.2 -> 27.1 GB/s, Q4_K 20.6 -> 23.8;
-// spider bench tg: TinyLlama-shape Q4_0 (packed) 29.5 -> 36.0 t/s. Later the same day (a new VM of the same
-// kind), spider bench tg -n 64, 2 threads, 2 alternating rounds at 1.5 / 3 / 4 / 6 / 8 KB: gemma-3-270m 108-115 /
-// 125-133 / 135-167 / 143-167 / 154-169, TinyLlama-shape Q8_0 25.5-26.1 / 27.3 / 27.2-27.9 / 27.6-28.2 / 28.4,
-// Q4_0 38.8-39.7 / 44.4-44.7 / 43.5-48.5 / 45.8-48.6 / 43.8-47.3; `spider bench --membw`'s read loop peaks at 4 KB
-// too. On the 2-core EPYC of earlier sessions, rows over 2 KB did better without the old, farther prefetch (8 KB+
-// ahead): re-measure there. On 2026-12-06 (2-core Xeon, prefetches into L2, prefetch_stream), 4 -> 8 KB: gemma-3-270m
-// tg64 143.0-144.0 -> 148.8-151.5 t/s (7 alternating pairs, its output matrix 40.8 -> 43.1 GB/s); TinyLlama-shape tg32
-// Q8_0 29.4 / 29.1 -> 28.6 / 28.4, Q4_0 50.0 / 50.1 -> 49.2 / 49.5; 16 KB no better than 8.
-constexpr size_t DECODE_PREFETCH = 8192;
 
 inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -331,7 +338,7 @@ void tile32(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size_t 
             // tile (prefetch_offset); rows are short (about 1 KB for n_in 2048), too short for the hardware
             // prefetcher to ramp up on each.
             if (NR == 1) {
-                prefetch_stream(reinterpret_cast<const char *>(wb) + DECODE_PREFETCH, sizeof(B));
+                prefetch_stream(reinterpret_cast<const char *>(wb), sizeof(B));
             } else {
                 _mm_prefetch(reinterpret_cast<const char *>(wb) + pf, _MM_HINT_T0);
             }
@@ -517,7 +524,7 @@ template <typename P, typename F>
 inline void for_each_pack8_block(int64_t nb, const uint8_t * w, F && f) {
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
+        prefetch_stream(reinterpret_cast<const char *>(p), P::BYTES);
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
         __m256i u[8];
         P::decode(p + 16, u);
@@ -693,7 +700,7 @@ void tile_q45_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, siz
                 constexpr size_t BB = HIGH5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
                 const char * here = reinterpret_cast<const char *>(wrow) + b * BB;
                 if (NR == 1) {
-                    prefetch_stream(here + DECODE_PREFETCH, BB);
+                    prefetch_stream(here, BB);
                 } else {
                     prefetch_block(here + MATMUL_MAX_NR * ws, BB);
                 }
@@ -783,7 +790,7 @@ void tile_q6_K(int64_t n, const uint8_t * w, size_t ws, const uint8_t * xq, size
         for (int r = 0; r < NR; ++r) {
             const block_q6_K * wb = reinterpret_cast<const block_q6_K *>(w + r * ws) + b;
             if (NR == 1) {
-                prefetch_stream(reinterpret_cast<const char *>(wb) + DECODE_PREFETCH, sizeof(block_q6_K));
+                prefetch_stream(reinterpret_cast<const char *>(wb), sizeof(block_q6_K));
             } else {
                 prefetch_block(reinterpret_cast<const char *>(wb) + MATMUL_MAX_NR * ws, sizeof(block_q6_K));
             }
@@ -871,7 +878,7 @@ inline void tile_pack8_q4_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q4_K_x8)) {
         const block_q4_K_x8 * g = reinterpret_cast<const block_q4_K_x8 *>(p);
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q4_K_x8));
+        prefetch_stream(reinterpret_cast<const char *>(p), sizeof(block_q4_K_x8));
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
         const __m256 dmw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->dmin)));
         // get_scale_min_k4 on 8 rows at once: scale / min of sub-block s in byte s % 4 of the lo / hi vectors
@@ -934,7 +941,7 @@ inline void tile_pack8_q6_K(int64_t n, const uint8_t * w, const uint8_t * xq, fl
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q6_K_x8)) {
         const block_q6_K_x8 * g = reinterpret_cast<const block_q6_K_x8 *>(p);
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q6_K_x8));
+        prefetch_stream(reinterpret_cast<const char *>(p), sizeof(block_q6_K_x8));
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
         const int32_t * x4 = reinterpret_cast<const int32_t *>(xb[b].qs);
         const int32_t * bs2 = reinterpret_cast<const int32_t *>(xb[b].bsums);  // bsums 2i, 2i+1 as one dword

@@ -69,7 +69,7 @@ inline int64_t for_each_pack8_block_pair(int64_t nb, const uint8_t * w, const q8
     const uint8_t * p = w;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, p += 2 * P::BYTES) {
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, 2 * P::BYTES);
+        prefetch_stream(reinterpret_cast<const char *>(p), 2 * P::BYTES);
         const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(x.d[b]), _mm256_set1_ps(x.d[b + 1]), 1);
         const __m512 d = _mm512_mul_ps(scales_pair(p, p + P::BYTES), dx);
         __m512i u[8];
@@ -134,7 +134,7 @@ inline void tile_q5_0_lanes_wide(int64_t n, const uint8_t * w, const uint8_t * x
     for (int k = 0; k < 4; ++k) idx[k] = _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += P::BYTES) {
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, P::BYTES);
+        prefetch_stream(reinterpret_cast<const char *>(p), P::BYTES);
         const __m512 dw =
             _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
         const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(x.d[b]));
@@ -222,7 +222,7 @@ inline void tile_pack8_q4_K_wide(int64_t n, const uint8_t * w, const uint8_t * x
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q4_K_x8)) {
         const block_q4_K_x8 * g = reinterpret_cast<const block_q4_K_x8 *>(p);
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q4_K_x8));
+        prefetch_stream(reinterpret_cast<const char *>(p), sizeof(block_q4_K_x8));
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
         const __m256 dmw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->dmin)));
         // tile_pack8_q4_K's scale unpacking, both halves alike
@@ -289,7 +289,7 @@ inline void tile_pack8_q6_K_wide(int64_t n, const uint8_t * w, const uint8_t * x
     const uint8_t * p = w;
     for (int64_t b = 0; b < nb; ++b, p += sizeof(block_q6_K_x8)) {
         const block_q6_K_x8 * g = reinterpret_cast<const block_q6_K_x8 *>(p);
-        prefetch_stream(reinterpret_cast<const char *>(p) + DECODE_PREFETCH, sizeof(block_q6_K_x8));
+        prefetch_stream(reinterpret_cast<const char *>(p), sizeof(block_q6_K_x8));
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(g->d)));
         const int32_t * bs2 = reinterpret_cast<const int32_t *>(xb[b].bsums);  // bsums 2i, 2i+1 as one dword
         __m512i isum[4];  // isum[j]: lanes 2j and 2j + 1 side by side

@@ -53,18 +53,10 @@ echo "## memory read bandwidth (DRAM-sized buffer)"
 echo
 
 # Decode bytes per token: every tensor is read once per token, except token_embd (one row) unless it is also
-# the output matrix (no output.weight: tied).
+# the output matrix (no output.weight: tied). Sizes from `spider gguf-info`'s tensor table ("... size BYTES").
 weight_bytes() {
-  python3 - "$1" <<'PY'
-import sys
-from gguf import GGUFReader
-r = GGUFReader(sys.argv[1])
-names = {t.name: int(t.n_bytes) for t in r.tensors}
-total = sum(names.values())
-if "output.weight" in names and "token_embd.weight" in names:
-    total -= names["token_embd.weight"]
-print(total)
-PY
+  "$SPIDER" gguf-info "$1" | awk '$(NF - 1) == "size" && $NF ~ /^[0-9]+$/ { sz[$2] = $NF; t += $NF }
+    END { if (("output.weight" in sz) && ("token_embd.weight" in sz)) t -= sz["token_embd.weight"]; printf "%.0f\n", t }'
 }
 
 rss() { grep "Maximum resident set size" "$1" | awk '{print $NF}'; }

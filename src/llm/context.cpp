@@ -277,24 +277,6 @@ void llm_context::kv_store(int64_t il, const llm_ubatch & ub, const float * k_ro
     }
 }
 
-void llm_context::kv_prefetch(int64_t il, const llm_ubatch & ub, int64_t window) const {
-    if (ub.n_tokens != 1) return;
-    const llm_hparams & hp = model->hparams;
-    const int64_t kv_dim = hp.n_head_kv * hp.head_dim;
-    const int64_t start = window > 0 ? std::max<int64_t>(0, ub.pos0 - window + 1) : 0;
-    const llm_kv_layer & l = kv[il];
-    const size_t elem = params.kv_f16 ? sizeof(uint16_t) : sizeof(float);
-    const char * kp =
-        params.kv_f16 ? reinterpret_cast<const char *>(l.k16.data()) : reinterpret_cast<const char *>(l.k.data());
-    const char * vp =
-        params.kv_f16 ? reinterpret_cast<const char *>(l.v16.data()) : reinterpret_cast<const char *>(l.v.data());
-    const size_t b = static_cast<size_t>(start * kv_dim) * elem, e = static_cast<size_t>(ub.pos0 * kv_dim) * elem;
-    for (size_t o = b; o < e; o += 64) {
-        __builtin_prefetch(kp + o, 0, 2);
-        __builtin_prefetch(vp + o, 0, 2);
-    }
-}
-
 void llm_context::kv_attend(int64_t il, const llm_ubatch & ub, const float * q_rows, float * out, float scale,
                             int64_t window) {
     const llm_hparams & hp = model->hparams;

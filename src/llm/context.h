@@ -107,9 +107,6 @@ struct llm_context {
     bool embed_input(const llm_ubatch & ub, std::string * err);
     // Stores K and V rows [n_tokens, n_head_kv * head_dim] at positions pos0.. of layer il.
     void kv_store(int64_t il, const llm_ubatch & ub, const float * k_rows, const float * v_rows);
-    // Asks the CPU to fetch the cache rows of layer il that kv_attend will read for a single-token step (positions
-    // before pos0 inside the window), so that they arrive while the Q/K/V matmul streams its weights.
-    void kv_prefetch(int64_t il, const llm_ubatch & ub, int64_t window) const;
     // Causal attention of q [n_tokens, n_head, head_dim] over the cache of layer il (positions 0..pos0+n-1).
     void kv_attend(int64_t il, const llm_ubatch & ub, const float * q_rows, float * out, float scale, int64_t window);
     // First row whose block output is still needed after layer il's K/V are stored: 0 except in the last layer,

@@ -112,8 +112,6 @@ bool gemma3_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
         const float freq_base = swa ? hp.rope_freq_base_swa : hp.rope_freq_base;
         const float freq_scale = swa ? 1.0f : hp.rope_freq_scale;
 
-        c->kv_prefetch(il, ub, swa ? hp.n_swa : 0);
-        c->prof.mark("kv_prefetch");
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
         c->prof.mark("norm_add");

@@ -89,8 +89,6 @@ bool llama_forward(llm_context * c, const llm_ubatch & ub, std::string * err) {
     for (int64_t il = 0; il < hp.n_layer; il++) {
         const llm_layer & l = m.layers[il];
         // attention
-        c->kv_prefetch(il, ub, 0);
-        c->prof.mark("kv_prefetch");
         rms_norm(x, (const float *)l.attn_norm.data, xn, n, d, hp.rms_eps);
         c->dump("attn_norm", il, xn, n, d);
         c->prof.mark("norm_add");

@@ -21,7 +21,6 @@ struct llm_profile_section {
 
 class llm_profile {
 public:
-    bool enabled() const { return on_; }
     // Starts collecting (clears what was collected) or stops.
     void enable(bool on) {
         on_ = on;

@@ -73,8 +73,9 @@ grep -Eq '\| +tg2 @ d30 \| +[0-9.]+ ± [0-9.]+ \|' "$tmp/depth.md" || fail "no '
 # the timed runs' wall time; md prints one table per test ending in a total row
 "$SPIDER" bench -m "$tmp/tiny.gguf" -t 2 -p 8 -n 3 -r 2 --profile -o json >"$tmp/prof.json" 2>"$tmp/err" \
     || fail "profile bench exited $? ($(cat "$tmp/err"))"
-python3 - "$tmp/prof.json" "$tmp/tiny.gguf" <<'PY' || fail "bad profile rows: $(cat "$tmp/prof.json")"
-import json, os, sys
+"$SPIDER" gguf-info "$tmp/tiny.gguf" >"$tmp/tiny.info" || fail "gguf-info failed"
+python3 - "$tmp/prof.json" "$tmp/tiny.gguf" "$tmp/tiny.info" <<'PY' || fail "bad profile rows: $(cat "$tmp/prof.json")"
+import json, sys
 pp, tg = json.load(open(sys.argv[1]))
 assert pp["profile_tokens"] == 16 and tg["profile_tokens"] == 6, (pp["profile_tokens"], tg["profile_tokens"])
 for r in (pp, tg):
@@ -86,10 +87,21 @@ for r in (pp, tg):
     assert sum(s["ns"] for s in r["profile"]) <= sum(r["samples_ns"]) * 1.001, r
 runs = len(tg["samples_ns"]) * 3  # single-token decodes in the timed runs
 assert sec["matmul_qkv"]["calls"] == 2 * runs, sec["matmul_qkv"]
-# tg: the decode's weight bytes per token are the profile's bytes per token (every tensor but the embedding table)
-per_token = sum(s["weight_bytes"] for s in tg["profile"]) / tg["profile_tokens"]
-assert 0 < per_token < os.path.getsize(sys.argv[2]), per_token
-assert all(s["weight_bytes"] == 0 for s in tg["profile"] if not s["section"].startswith("matmul")), tg["profile"]
+# tg: each matmul section's weight bytes per token are the file's sizes of exactly its tensors (spider gguf-info)
+size = {}
+for line in open(sys.argv[3]):
+    f = line.split()
+    if len(f) > 2 and f[-2] == "size":
+        size[f[1]] = int(f[-1])
+def total(*suffixes):
+    return sum(v for k, v in size.items() if k.startswith("blk.") and k.endswith(suffixes))
+want = {"matmul_qkv": total("attn_q.weight", "attn_k.weight", "attn_v.weight"),
+        "matmul_attn_out": total("attn_output.weight"),
+        "matmul_ffn_gate_up": total("ffn_gate.weight", "ffn_up.weight"),
+        "matmul_ffn_down": total("ffn_down.weight"),
+        "matmul_output": size["output.weight"]}
+got = {s["section"]: s["weight_bytes"] / tg["profile_tokens"] for s in tg["profile"] if s["weight_bytes"]}
+assert got == want, (got, want)
 PY
 "$SPIDER" bench -m "$tmp/tiny.gguf" -t 1 -p 0 -n 2 -r 1 --profile >"$tmp/prof.md" 2>&1 || fail "md profile failed"
 grep -q '^profile: .*tg2, 1 threads (2 tokens' "$tmp/prof.md" || fail "no profile heading: $(cat "$tmp/prof.md")"
